@@ -1,0 +1,178 @@
+"""`stylize`: the command line. It parses arguments and calls the library; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from pipeline.errors import StylizeError
+from pipeline.settings import StyleSettings
+
+app = typer.Typer(
+    help="Neural style transfer (Gatys et al.) for images, photo folders and videos.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+err = Console(stderr=True)
+out = Console()
+DEFAULTS = StyleSettings()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Library errors become one line on stderr and exit code 2; Ctrl-C exits 130."""
+    try:
+        yield
+    except StylizeError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        err.print(f"[bold red]error:[/] {what}: expected comma-separated numbers, got {text!r}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def on_off_auto(value: str, what: str) -> bool | None:
+    choices = {"auto": None, "on": True, "off": False}
+    if value not in choices:
+        err.print(f"[bold red]error:[/] {what}: use auto, on or off", highlight=False)
+        raise typer.Exit(2)
+    return choices[value]
+
+
+@contextmanager
+def iteration_bar(label: str) -> Iterator[Callable]:
+    """A rich bar over iterations with the current losses and an ETA; yields the engine callback."""
+    columns = [
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    ]
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(label, total=None, losses="")
+
+    def update(progress) -> None:
+        bar.start()  # only once work starts, so early errors print alone
+        total = progress.scales * progress.iterations
+        done = (progress.scale - 1) * progress.iterations + progress.iteration
+        parts = progress.losses
+        text = f"loss {parts['total']:.4g} (content {parts['content']:.3g}, style {parts['style']:.3g})"
+        bar.update(task, total=total, completed=min(done, total), losses=text)
+
+    try:
+        yield update
+        bar.update(task, completed=bar.tasks[0].total or 0)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
+Size = Annotated[int, typer.Option(help="Long side of the output, in pixels.")]
+Iterations = Annotated[int, typer.Option(help="L-BFGS iterations (Adam steps) per scale.")]
+ContentWeight = Annotated[float, typer.Option(help="Weight a of the content loss (losses are normalized; see README).")]
+StyleWeight = Annotated[float, typer.Option(help="Weight b of the style loss.")]
+TVWeight = Annotated[float, typer.Option(help="Total-variation weight (0: off).")]
+ContentLayer = Annotated[str, typer.Option(help="VGG-19 layer of the content loss.")]
+StyleLayers = Annotated[str, typer.Option(help="Comma-separated VGG-19 layers of the style loss.")]
+LayerWeights = Annotated[Optional[str], typer.Option(help="Comma-separated weight per style layer (default: equal).")]
+Blend = Annotated[Optional[str], typer.Option(help="Comma-separated weight per style image, e.g. 0.7,0.3 (default: equal).")]
+StyleScale = Annotated[float, typer.Option(help="Style image size relative to the output.")]
+PreserveColors = Annotated[bool, typer.Option("--preserve-colors", help="Transfer in luminance only; keep the content's colours.")]
+Pooling = Annotated[str, typer.Option(help="VGG pooling: max, or avg (as Gatys et al.).")]
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="lbfgs or adam.")]
+LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate (pixels in [0, 1]).")]
+Init = Annotated[str, typer.Option(help="Start from: content, noise, or an image path.")]
+Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same pixels.")]
+Tolerance = Annotated[float, typer.Option(help="Stop early when the loss improves by less than this (relative) over --patience evaluations; 0: never.")]
+Patience = Annotated[int, typer.Option(help="Evaluations over which --tolerance is judged.")]
+CoarseToFine = Annotated[str, typer.Option(help="Optimize at half size first: auto (on above 512 px), on or off.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32 or bf16.")]
+SaveEvery = Annotated[int, typer.Option(help="Write an intermediate image every N iterations (0: never).")]
+Weights = Annotated[Optional[str], typer.Option(help="VGG-19 weights: embedded (default), torchvision (downloads once), or a file path. Env: STYLIZE_VGG19_WEIGHTS.")]
+Quality = Annotated[int, typer.Option(help="JPEG/WebP quality of the output.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+
+
+def build_settings(**values) -> StyleSettings:
+    values["style_layers"] = tuple(part.strip() for part in values["style_layers"].split(",") if part.strip())
+    values["style_layer_weights"] = floats(values["style_layer_weights"], "--style-layer-weights")
+    values["style_blend"] = floats(values["style_blend"], "--style-blend")
+    values["coarse_to_fine"] = on_off_auto(values["coarse_to_fine"], "--coarse-to-fine")
+    return StyleSettings(**values)
+
+
+@app.callback()
+def _group() -> None:
+    """Neural style transfer (Gatys et al.) for images, photo folders and videos."""
+
+
+@app.command()
+def image(
+    content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result (format from the extension).")],
+    style: Style,
+    size: Size = DEFAULTS.size,
+    iterations: Iterations = DEFAULTS.iterations,
+    content_weight: ContentWeight = DEFAULTS.content_weight,
+    style_weight: StyleWeight = DEFAULTS.style_weight,
+    tv_weight: TVWeight = DEFAULTS.tv_weight,
+    content_layer: ContentLayer = DEFAULTS.content_layer,
+    style_layers: StyleLayers = ",".join(DEFAULTS.style_layers),
+    style_layer_weights: LayerWeights = None,
+    style_blend: Blend = None,
+    style_scale: StyleScale = DEFAULTS.style_scale,
+    preserve_colors: PreserveColors = DEFAULTS.preserve_colors,
+    pooling: Pooling = DEFAULTS.pooling,
+    optimizer: OptimizerOpt = DEFAULTS.optimizer,
+    learning_rate: LearningRate = DEFAULTS.learning_rate,
+    init: Init = DEFAULTS.init,
+    seed: Seed = DEFAULTS.seed,
+    tolerance: Tolerance = DEFAULTS.tolerance,
+    patience: Patience = DEFAULTS.patience,
+    coarse_to_fine: CoarseToFine = "auto",
+    device: Device = DEFAULTS.device,
+    precision: Precision = DEFAULTS.precision,
+    save_every: SaveEvery = DEFAULTS.save_every,
+    weights: Weights = None,
+    quality: Quality = 95,
+    overwrite: Overwrite = False,
+) -> None:
+    """Stylize one image."""
+    from pipeline.image_job import stylize_file
+
+    values = {k: v for k, v in locals().items() if k in StyleSettings.__dataclass_fields__}
+    with user_errors():
+        settings = build_settings(**values)
+        with iteration_bar(content.name) as update:
+            result = stylize_file(content, style, output, settings, weights, update, quality, overwrite)
+    losses = result.losses
+    out.print(
+        f"wrote {output}  ({result.iterations} iterations, {result.evaluations} evaluations, {result.seconds:.1f} s; "
+        f"content {losses['content']:.4g}, style {losses['style']:.4g})",
+        highlight=False,
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

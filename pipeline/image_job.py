@@ -1,0 +1,93 @@
+"""One image in, one stylized image out: the work item behind `stylize image` and each photo of a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import tempfile
+from pathlib import Path
+
+from pipeline.engine import ProgressCallback, Result, Stylizer
+from pipeline.errors import OutputError
+from pipeline.image_io import Photo, load_rgb, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
+from pipeline.settings import StyleSettings
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def check_output(output: Path, inputs: Sequence[Path], overwrite: bool = False) -> None:
+    """Fail early, before any work, when `output` could not or should not be written."""
+    output = Path(output)
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise OutputError(f"{output}: unknown image format {output.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if any(output.resolve() == Path(path).resolve() for path in inputs):
+        raise OutputError(f"{output}: the output would overwrite an input")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output}: exists already (use --overwrite)")
+    check_writable_folder(output.parent)
+
+
+def check_writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot write into this folder ({err.strerror or err})") from None
+
+
+def load_styles(paths: Sequence[Path]) -> list:
+    return [load_rgb(Path(p)) for p in paths]
+
+
+def stylize_photo(photo: Photo, stylizer: Stylizer, keep_size: bool = False, callback: ProgressCallback | None = None) -> tuple[Photo, Result]:
+    """Stylize at the settings' size; alpha, grayscale and bit depth follow the input."""
+    content = to_tensor(resize_long_side(photo.rgb, stylizer.settings.size))
+    result = stylizer.stylize(content, callback=callback)
+    rgb = to_array(result.image)
+    size = photo.size if keep_size else (rgb.shape[1], rgb.shape[0])
+    rgb = resize_to(rgb, size)
+    alpha = resize_to(photo.alpha, size) if photo.alpha is not None else None
+    return Photo(rgb, alpha, photo.grayscale, photo.bits), result
+
+
+def save_intermediates(stylizer: Stylizer, output: Path, every: int) -> ProgressCallback | None:
+    """A progress callback that writes `<output stem>.iterNNNN<suffix>` every `every` iterations."""
+    if every <= 0:
+        return None
+    written: set[tuple[int, int]] = set()
+
+    def callback(progress) -> None:
+        key = (progress.scale, progress.iteration)
+        if progress.iteration and progress.iteration % every == 0 and key not in written:
+            written.add(key)
+            path = output.with_name(f"{output.stem}.s{progress.scale}.iter{progress.iteration:04d}{output.suffix}")
+            write_photo(Photo(to_array(progress.image)), path)
+
+    return callback
+
+
+def stylize_file(
+    content: Path,
+    styles: Sequence[Path],
+    output: Path,
+    settings: StyleSettings,
+    weights: str | None = None,
+    callback: ProgressCallback | None = None,
+    quality: int = 95,
+    overwrite: bool = False,
+) -> Result:
+    """Read, stylize, write (atomically). Checks every path before loading the network."""
+    content, output = Path(content), Path(output)
+    photo = read_photo(content)
+    style_images = load_styles(styles)
+    check_output(output, [content, *styles], overwrite)
+    stylizer = Stylizer(settings, style_images, weights)
+    saver = save_intermediates(stylizer, output, settings.save_every)
+
+    def both(progress) -> None:
+        for fn in (callback, saver):
+            if fn:
+                fn(progress)
+
+    stylized, result = stylize_photo(photo, stylizer, callback=both)
+    write_photo(stylized, output, quality=quality)
+    return result

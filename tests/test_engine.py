@@ -1,0 +1,106 @@
+"""The optimizer loop, on tiny images (random-init VGG) and on the real data (embedded weights)."""
+
+import pytest
+import torch
+
+from pipeline.engine import Stylizer, resize_image, scale_ladder
+from pipeline.errors import SettingsError
+from pipeline.image_io import load_rgb
+from pipeline.settings import StyleSettings
+
+TINY = dict(size=48, iterations=15, tolerance=0.0, precision="fp32", device="cpu")
+
+
+def tiny_images():
+    generator = torch.Generator().manual_seed(3)
+    content = torch.rand(1, 3, 40, 48, generator=generator)
+    style = torch.rand(1, 3, 64, 64, generator=generator)
+    return content, style
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_engine_lowers_the_total_loss_and_keeps_the_size(random_weights, optimizer):
+    content, style = tiny_images()
+    stylizer = Stylizer(StyleSettings(**TINY, optimizer=optimizer, init="noise", learning_rate=0.05), [style], random_weights)
+    start = stylizer.evaluate(torch.rand(content.shape, generator=torch.Generator().manual_seed(0)), content)
+    result = stylizer.stylize(content)
+    assert result.image.shape == content.shape
+    assert result.losses["total"] < 0.5 * start["total"]
+    assert 0.0 <= result.image.min() and result.image.max() <= 1.0
+
+
+def test_same_seed_gives_identical_pixels(random_weights):
+    content, style = tiny_images()
+    settings = StyleSettings(**TINY, init="noise", seed=7)
+    first = Stylizer(settings, [style], random_weights).stylize(content).image
+    second = Stylizer(settings, [style], random_weights).stylize(content).image
+    assert torch.equal(first, second)
+    other = Stylizer(StyleSettings(**TINY, init="noise", seed=8), [style], random_weights).stylize(content).image
+    assert not torch.equal(first, other)
+
+
+def test_early_stop_ends_before_the_iteration_budget(random_weights):
+    content, style = tiny_images()
+    settings = StyleSettings(**{**TINY, "iterations": 200, "tolerance": 0.05}, patience=5)
+    result = Stylizer(settings, [style], random_weights).stylize(content)
+    assert result.evaluations < 100
+
+
+def test_coarse_to_fine_ladder():
+    on = StyleSettings(coarse_to_fine=True, coarse_min_size=256)
+    assert scale_ladder(768, 1024, on) == [(192, 256), (384, 512), (768, 1024)]
+    assert scale_ladder(600, 800, StyleSettings()) == [(300, 400), (600, 800)]  # auto: on above 512
+    assert scale_ladder(384, 512, StyleSettings()) == [(384, 512)]
+    assert scale_ladder(384, 512, StyleSettings(coarse_to_fine=True)) == [(192, 256), (384, 512)]
+    assert scale_ladder(600, 800, StyleSettings(coarse_to_fine=False)) == [(600, 800)]
+
+
+def test_coarse_to_fine_runs_every_scale(random_weights):
+    content, style = tiny_images()
+    settings = StyleSettings(**{**TINY, "iterations": 5}, coarse_to_fine=True, coarse_min_size=20)
+    seen = []
+    result = Stylizer(settings, [style], random_weights).stylize(content, callback=lambda p: seen.append((p.scale, p.image.shape[-2:])))
+    assert {s for s, _ in seen} == {1, 2}
+    assert seen[0][1] == (20, 24) and seen[-1][1] == (40, 48)
+    assert result.image.shape == content.shape
+
+
+def test_style_blend_is_checked(random_weights):
+    _, style = tiny_images()
+    with pytest.raises(SettingsError, match="2 weights for 1 style"):
+        Stylizer(StyleSettings(**TINY, style_blend=(0.5, 0.5)), [style], random_weights)
+
+
+def test_blend_targets_are_the_weighted_grams(random_weights):
+    content, style = tiny_images()
+    other = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    settings = StyleSettings(**TINY, style_blend=(3, 1))
+    blended = Stylizer(settings, [style, other], random_weights).style_grams(48)
+    first = Stylizer(StyleSettings(**TINY), [style], random_weights).style_grams(48)
+    second = Stylizer(StyleSettings(**TINY), [other], random_weights).style_grams(48)
+    torch.testing.assert_close(blended["conv3_1"], 0.75 * first["conv3_1"] + 0.25 * second["conv3_1"])
+
+
+def test_preserve_colors_keeps_the_contents_chroma(random_weights):
+    from pipeline.color import rgb_to_yuv
+
+    content, style = tiny_images()
+    content = 0.25 + 0.5 * content  # away from the clamp at 0 and 1
+    result = Stylizer(StyleSettings(**TINY, preserve_colors=True), [style], random_weights).stylize(content)
+    out_chroma, in_chroma = rgb_to_yuv(result.image)[:, 1:], rgb_to_yuv(content)[:, 1:]
+    assert (out_chroma - in_chroma).abs().mean() < 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_real_stylization_at_128px(embedded_weights, tubingen, starry_night, precision):
+    """tubingen x starry_night: style loss falls below 20 % of the photo's, content stays below the painting's."""
+    content = load_rgb(tubingen, 128)
+    style = load_rgb(starry_night)
+    settings = StyleSettings(size=128, iterations=100, precision=precision, device="cpu")
+    stylizer = Stylizer(settings, [style], embedded_weights)
+    result = stylizer.stylize(content)
+    photo = stylizer.evaluate(content, content)
+    painting = stylizer.evaluate(resize_image(style, tuple(content.shape[-2:])), content)
+    assert result.losses["style"] < 0.2 * photo["style"]
+    assert result.losses["content"] < painting["content"]
