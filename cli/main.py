@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipeline.errors import StylizeError
-from pipeline.settings import StyleSettings
+from pipeline.settings import StyleSettings, VideoSettings
 
 app = typer.Typer(
     help="Neural style transfer (Gatys et al.) for images, photo folders and videos.",
@@ -118,16 +120,7 @@ def build_settings(**values) -> StyleSettings:
     return StyleSettings(**values)
 
 
-@app.callback()
-def _group() -> None:
-    """Neural style transfer (Gatys et al.) for images, photo folders and videos."""
-
-
-@app.command()
-def image(
-    content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result (format from the extension).")],
-    style: Style,
+def _style_options(
     size: Size = DEFAULTS.size,
     iterations: Iterations = DEFAULTS.iterations,
     content_weight: ContentWeight = DEFAULTS.content_weight,
@@ -149,6 +142,36 @@ def image(
     coarse_to_fine: CoarseToFine = "auto",
     device: Device = DEFAULTS.device,
     precision: Precision = DEFAULTS.precision,
+) -> None:
+    """The StyleSettings options every command shares; `with_style_options` adds them."""
+
+
+def with_style_options(command: Callable) -> Callable:
+    """Give `command` every StyleSettings option; it receives them as one `settings` argument."""
+    own = inspect.signature(command, eval_str=True)
+    shared = inspect.signature(_style_options, eval_str=True)
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values() if p.name != "settings"]
+    params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared.parameters.values()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        values = {name: kwargs.pop(name) for name in shared.parameters}
+        with user_errors():
+            settings = build_settings(**values)
+        return command(settings=settings, **kwargs)
+
+    wrapper.__signature__ = own.replace(parameters=params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+@app.command()
+@with_style_options
+def image(
+    content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result (format from the extension).")],
+    style: Style,
+    settings: StyleSettings,
     save_every: SaveEvery = DEFAULTS.save_every,
     weights: Weights = None,
     quality: Quality = 95,
@@ -157,17 +180,86 @@ def image(
     """Stylize one image."""
     from pipeline.image_job import stylize_file
 
-    values = {k: v for k, v in locals().items() if k in StyleSettings.__dataclass_fields__}
-    with user_errors():
-        settings = build_settings(**values)
-        with iteration_bar(content.name) as update:
-            result = stylize_file(content, style, output, settings, weights, update, quality, overwrite)
+    settings.save_every = save_every
+    with user_errors(), iteration_bar(content.name) as update:
+        result = stylize_file(content, style, output, settings, weights, update, quality, overwrite)
     losses = result.losses
     out.print(
         f"wrote {output}  ({result.iterations} iterations, {result.evaluations} evaluations, {result.seconds:.1f} s; "
         f"content {losses['content']:.4g}, style {losses['style']:.4g})",
         highlight=False,
     )
+
+
+VIDEO = VideoSettings()
+
+
+@app.command()
+@with_style_options
+def video(
+    source: Annotated[Path, typer.Argument(help="The video to stylize.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the video (container from the extension).")],
+    style: Style,
+    settings: StyleSettings,
+    video_init: Annotated[str, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
+    iterations_next: Annotated[int, typer.Option(help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
+    temporal_weight: Annotated[float, typer.Option(help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
+    fill: Annotated[str, typer.Option(help="Disoccluded pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
+    scene_threshold: Annotated[float, typer.Option(help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
+    start: Annotated[float, typer.Option(help="Seconds into the input to start at.")] = VIDEO.start,
+    duration: Annotated[Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames (for quick tries).")] = None,
+    codec: Annotated[str, typer.Option(help="ffmpeg video encoder.")] = VIDEO.codec,
+    crf: Annotated[int, typer.Option(help="Constant rate factor of the encoder (lower: better).")] = VIDEO.crf,
+    keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
+    weights: Weights = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Stylize a video: same frame count, frame rate, duration and audio; resumable after a crash."""
+    from pipeline.video_job import stylize_video
+
+    video_settings = VideoSettings(video_init, iterations_next, temporal_weight, fill, scene_threshold, start, duration,
+                                   max_frames, codec, crf, keep_frames)
+    with user_errors(), frame_bar(source.name) as on_frame:
+        result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame)
+    for line in result.log:
+        err.print(line, highlight=False)
+    out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run, "
+              f"{len(result.cuts)} scene cuts; per-frame log in {result.work_dir.name}/frames.jsonl)", highlight=False)
+
+
+@app.command("eval-temporal")
+def eval_temporal(
+    source: Annotated[Path, typer.Argument(help="The input video.", show_default=False)],
+    output: Annotated[Path, typer.Argument(help="Its stylized version.", show_default=False)],
+    max_frames: Annotated[Optional[int], typer.Option(help="Only the first N frames.")] = None,
+) -> None:
+    """Warping error of OUTPUT (flow and occlusions from SOURCE), and of SOURCE itself: lower flickers less."""
+    from pipeline.video_job import temporal_errors
+
+    with user_errors():
+        errors = temporal_errors(source, output, max_frames)
+    out.print(f"warping error  output {errors['output']:.6f}   input {errors['input']:.6f}   ({errors['frames']} frames)")
+
+
+@contextmanager
+def frame_bar(label: str) -> Iterator[Callable]:
+    """A rich bar over frames with ETA; yields the per-frame callback."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(label, total=None, info="")
+
+    def on_frame(report) -> None:
+        bar.start()
+        info = "resumed" if report.skipped else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals {report.seconds:.1f} s"
+        bar.update(task, total=report.total, completed=report.index + 1, info=info)
+
+    try:
+        yield on_frame
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def main() -> None:

@@ -45,3 +45,24 @@ class StyleSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = "auto"
     save_every: int = 0  # write an intermediate image every N iterations (0: never)
+
+
+VideoInit = Literal["flow", "prev", "content"]
+Fill = Literal["content", "warp", "blend"]
+
+
+@dataclass
+class VideoSettings:
+    """How a video is stylized, on top of the per-frame StyleSettings."""
+
+    init: VideoInit = "flow"  # warm start of frame t: flow-warped / unwarped result of t-1, or cold
+    iterations_next: int = 60  # budget of frames after the first of a shot (early stop usually ends sooner)
+    temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with init "flow"
+    fill: Fill = "content"  # what disoccluded pixels of the warm start take
+    scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
+    start: float = 0.0  # seconds into the input
+    duration: float | None = None  # seconds to take (None: to the end)
+    max_frames: int | None = None
+    codec: str = "libx264"
+    crf: int = 18
+    keep_frames: bool = False

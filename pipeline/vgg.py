@@ -6,17 +6,16 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torchvision.models import vgg19
 
 from pipeline.errors import SettingsError
 from pipeline.settings import Pooling
-from pipeline.weights import InputConvention, VGGWeights
+from pipeline.weights import InputConvention, VGGWeights, vgg19_features
 
 
 def layer_names() -> list[str]:
     """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5."""
     names, block, index = [], 1, 0
-    for module in vgg19(weights=None).features:
+    for module in vgg19_features():
         if isinstance(module, nn.Conv2d):
             index += 1
             names.append(f"conv{block}_{index}")
@@ -62,7 +61,7 @@ class VGGFeatures(nn.Module):
             raise SettingsError(f"unknown VGG-19 layer {unknown[0]!r}; known: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))}")
         if pooling not in ("max", "avg"):
             raise SettingsError(f"unknown pooling {pooling!r}: use max or avg")
-        features = vgg19(weights=None).features
+        features = vgg19_features()
         features.load_state_dict(weights.state_dict)
         deepest = max(LAYER_NAMES.index(_output_module(name)) for name in self.layers)
         modules = []

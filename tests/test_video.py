@@ -1,0 +1,163 @@
+"""Video: probe, decode/encode round trip, resume after kill -9, scene cuts, flicker ordering."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.video_io import encode, ffmpeg_binary, probe
+from pipeline.video_job import stylize_video, temporal_errors
+from tests.conftest import data_file
+
+FAST = dict(size=64, iterations=4, tolerance=0.0, device="cpu")
+
+
+def stream_facts(path: Path) -> dict:
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = sum(1 for packet in container.demux(video) if packet.size)
+        audio = [(a.codec_context.name, a.codec_context.channels) for a in container.streams.audio]
+        return {"fps": Fraction(video.average_rate), "frames": frames, "audio": audio,
+                "duration": frames / Fraction(video.average_rate)}
+
+
+@pytest.mark.parametrize(("name", "fps", "frames", "audio"), [
+    ("car-detection.mp4", Fraction(25, 2), 377, ("aac",)),
+    ("bottle-detection.mp4", Fraction(179, 6), 1189, ()),
+    ("thanks.mkv", Fraction(30), 51, ()),
+])
+def test_probe_reads_exact_rates_and_counts(name, fps, frames, audio):
+    info = probe(data_file(f"videos/{name}"))
+    assert (info.fps, info.frames, info.audio) == (fps, frames, audio)
+
+
+def test_probe_rejects_non_videos(tmp_path):
+    text = tmp_path / "clip.mp4"
+    text.write_text("not a video")
+    with pytest.raises(InputError, match="clip.mp4: not a readable video"):
+        probe(text)
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes(data_file("videos/car-detection.mp4").read_bytes()[:2000])
+    with pytest.raises(InputError, match="cut.mp4"):
+        probe(truncated)
+    sound = tmp_path / "sound.m4a"
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "aac", str(sound)], check=True)
+    with pytest.raises(InputError, match="sound.m4a: no video stream"):
+        probe(sound)
+
+
+@pytest.mark.parametrize(("name", "seconds"), [("car-detection.mp4", 2.0), ("bottle-detection.mp4", 1.0), ("thanks.mkv", None)])
+def test_output_keeps_frames_rate_duration_and_audio(tmp_path, starry_night, name, seconds):
+    source = data_file(f"videos/{name}")
+    output = tmp_path / f"out{source.suffix}"
+    video = VideoSettings(iterations_next=2, duration=seconds)
+    result = stylize_video(source, [starry_night], output, StyleSettings(**FAST), video)
+    facts = stream_facts(output)
+    info = probe(source)
+    expected = round(seconds * info.fps) if seconds else info.frames
+    assert facts["fps"] == info.fps
+    assert facts["frames"] == result.frames == expected
+    assert abs(facts["duration"] - expected / info.fps) < 1 / info.fps
+    if info.audio:
+        assert facts["audio"] == [("aac", 2)]
+        with av.open(str(output)) as container:
+            audio_seconds = float(container.streams.audio[0].duration * container.streams.audio[0].time_base)
+        assert abs(audio_seconds - seconds) < 0.1
+    else:
+        assert facts["audio"] == []
+    assert not result.work_dir.exists()  # removed after a successful encode
+
+
+def synthetic_cut_video(path: Path, cut_at: int = 10, frames: int = 20) -> None:
+    """A drifting gradient, then a hard cut to a different drifting pattern."""
+    y, x = np.mgrid[0:48, 0:64].astype(np.float32)
+
+    def frame(i: int) -> np.ndarray:
+        if i < cut_at:
+            image = np.stack([x * 4 + i * 2, y * 5, 128 + 0 * x], axis=2)
+        else:
+            image = np.stack([255 - y * 5, 60 + 0 * x, (x + i * 2) % 64 * 4], axis=2)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+    encode(lambda: (frame(i) for i in range(frames)), path, (64, 48), Fraction(10))
+
+
+def test_hard_cut_is_detected_at_the_right_frame(tmp_path, starry_night):
+    clip = tmp_path / "cut.mp4"
+    synthetic_cut_video(clip)
+    result = stylize_video(clip, [starry_night], tmp_path / "out.mp4", StyleSettings(**{**FAST, "size": 48}),
+                           VideoSettings(iterations_next=1))
+    assert result.cuts == [10]
+    assert "scene cut before frame 10" in result.log
+
+
+def test_existing_output_and_same_path_are_refused(tmp_path, starry_night):
+    from pipeline.errors import OutputError
+
+    source = data_file("videos/thanks.mkv")
+    with pytest.raises(OutputError, match="overwrite the input"):
+        stylize_video(source, [starry_night], source, StyleSettings(**FAST))
+    existing = tmp_path / "o.mp4"
+    existing.write_bytes(b"x")
+    with pytest.raises(OutputError, match="exists already"):
+        stylize_video(source, [starry_night], existing, StyleSettings(**FAST))
+
+
+@pytest.mark.slow
+def test_kill_during_stylization_then_resume(tmp_path, starry_night):
+    source = data_file("videos/car-detection.mp4")
+    output = tmp_path / "out.mp4"
+    command = [sys.executable, "-m", "cli.main", "video", str(source), "-s", str(starry_night), "-o", str(output),
+               "--size", "96", "--iterations", "20", "--iterations-next", "10", "--tolerance", "0",
+               "--duration", "1.6", "--keep-frames"]
+    process = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done: list[Path] = []
+    while time.time() < deadline and len(done) < 4:
+        time.sleep(0.2)
+        done = sorted(tmp_path.glob(".out.mp4.frames-*/0*.png"))
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert len(done) >= 4 and not output.exists()
+    before = {p.name: p.stat().st_mtime_ns for p in sorted(tmp_path.glob(".out.mp4.frames-*/0*.png"))}
+    assert not list(tmp_path.glob(".out.mp4.frames-*/.*tmp*"))  # nothing half-written survives as a frame
+    rerun = subprocess.run(command, cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    frames = sorted(tmp_path.glob(".out.mp4.frames-*/0*.png"))
+    assert len(frames) == stream_facts(output)["frames"] == 20
+    assert all(frames[i].stat().st_mtime_ns == before[frames[i].name] for i in range(len(before)))
+
+    # the same frames as a run that was never interrupted
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    subprocess.run([*command[:-1][:command.index("-o") + 1], str(clean / "out.mp4"), *command[command.index("-o") + 2:]],
+                   cwd=Path(__file__).parents[1], check=True, capture_output=True)
+    reference = sorted(clean.glob(".out.mp4.frames-*/0*.png"))
+    assert len(reference) == 20
+    for a, b in zip(frames, reference):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+@pytest.mark.slow
+def test_flow_warm_start_flickers_least(tmp_path, starry_night):
+    """Warping error on a real clip: flow < prev < content, and flow at most half of content."""
+    source = data_file("videos/car-detection.mp4")
+    style = StyleSettings(size=128, iterations=40, tolerance=0.0, device="cpu")
+    errors = {}
+    for mode in ("flow", "prev", "content"):
+        output = tmp_path / f"{mode}.mp4"
+        stylize_video(source, [starry_night], output, style, VideoSettings(init=mode, iterations_next=15, max_frames=6))
+        errors[mode] = temporal_errors(source, output, max_frames=6)["output"]
+    assert errors["flow"] < errors["prev"] < errors["content"], errors
+    assert errors["flow"] <= 0.5 * errors["content"], errors
