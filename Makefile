@@ -3,9 +3,9 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 DATA    := ../shared/data
-OUT     ?= out
+OUTDIR  ?= out
 
-.PHONY: install test demo tubingen bench clean help
+.PHONY: install test demo tubingen bench bench-video video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,13 +19,24 @@ test:  ## run the test suite
 
 demo:  ## stylize the generated sample photo with the generated sample painting
 	$(BIN)/python samples/make_samples.py
-	$(BIN)/stylize image samples/content.png -s samples/style.png -o $(OUT)/demo.png --size 256 --iterations 150 --overwrite
+	$(BIN)/stylize image samples/content.png -s samples/style.png -o $(OUTDIR)/demo.png --size 256 --iterations 150 --overwrite
 
 tubingen:  ## the README's real-world run: tubingen x starry_night at 512 px
-	$(BIN)/stylize image $(DATA)/contents/tubingen.jpg -s $(DATA)/styles/starry_night.jpg -o $(OUT)/tubingen_starry.jpg --overwrite
+	$(BIN)/stylize image $(DATA)/contents/tubingen.jpg -s $(DATA)/styles/starry_night.jpg -o $(OUTDIR)/tubingen_starry.jpg --overwrite
 
 bench:  ## engine benchmarks (issue 7); results go to docs/benchmarks.md by hand
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:  ## remove outputs and caches (keeps .venv)
-	rm -rf $(OUT) .pytest_cache samples/content.png samples/style.png
+	rm -rf $(OUTDIR) .pytest_cache samples/content.png samples/style.png
+
+bench-video:  ## video benchmarks: warm starts and fills on car-detection.mp4
+	$(BIN)/python -m benchmarks.bench_video
+
+video:  ## stylize a video: make video IN=clip.mp4 STYLE=painting.jpg OUT=clip-styled.mp4 [ARGS="--size 384"]
+	@test -n "$(IN)" -a -n "$(STYLE)" -a -n "$(OUT)" || { echo "usage: make video IN=... STYLE=... OUT=... [ARGS=...]"; exit 2; }
+	$(BIN)/stylize video "$(IN)" -s "$(STYLE)" -o "$(OUT)" $(ARGS)
+
+folder:  ## stylize a folder of photos: make folder IN=photos/ STYLE=painting.jpg OUT=photos-styled/ [ARGS=...]
+	@test -n "$(IN)" -a -n "$(STYLE)" -a -n "$(OUT)" || { echo "usage: make folder IN=... STYLE=... OUT=... [ARGS=...]"; exit 2; }
+	$(BIN)/stylize folder "$(IN)" -s "$(STYLE)" -o "$(OUT)" $(ARGS)

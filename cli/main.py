@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipeline.errors import StylizeError
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import FolderSettings, StyleSettings, VideoSettings
 
 app = typer.Typer(
     help="Neural style transfer (Gatys et al.) for images, photo folders and videos.",
@@ -192,6 +192,7 @@ def image(
 
 
 VIDEO = VideoSettings()
+FOLDER = FolderSettings()
 
 
 @app.command()
@@ -224,8 +225,9 @@ def video(
         result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame)
     for line in result.log:
         err.print(line, highlight=False)
+    kept = f"; frames and per-frame log kept in {result.work_dir}" if keep_frames else ""
     out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run, "
-              f"{len(result.cuts)} scene cuts; per-frame log in {result.work_dir.name}/frames.jsonl)", highlight=False)
+              f"{len(result.cuts)} scene cuts{kept})", highlight=False)
 
 
 @app.command("eval-temporal")
@@ -240,6 +242,87 @@ def eval_temporal(
     with user_errors():
         errors = temporal_errors(source, output, max_frames)
     out.print(f"warping error  output {errors['output']:.6f}   input {errors['input']:.6f}   ({errors['frames']} frames)")
+
+
+@app.command()
+@with_style_options
+def folder(
+    source: Annotated[Path, typer.Argument(help="Folder of photos (walked recursively).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; mirrors the input's tree.")],
+    style: Style,
+    settings: StyleSettings,
+    keep_size: Annotated[bool, typer.Option("--keep-size", help="Upscale each result back to its photo's size.")] = FOLDER.keep_size,
+    style_folders: Annotated[bool, typer.Option("--style-folders", help="Several styles: OUT/<style>/... instead of name.<style>.ext.")] = FOLDER.style_folders,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be done and estimate the time; stylize nothing.")] = False,
+    weights: Weights = None,
+    quality: Quality = FOLDER.quality,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output exists.")] = FOLDER.overwrite,
+) -> None:
+    """Stylize every photo in a folder: resumable, one bad file never stops the run, report and gallery at the end."""
+    from pipeline.batch import estimate_seconds, plan, stylize_folder
+
+    folder_settings = FolderSettings(keep_size, quality, style_folders, overwrite)
+    if dry_run:
+        with user_errors():
+            items = plan(source, output, style, folder_settings)
+            todo = [i for i in items if overwrite or not i.output.exists()]
+            for item in todo:
+                out.print(f"{item.source} -> {item.output}", highlight=False)
+            seconds = estimate_seconds(todo, settings, weights)
+        out.print(f"{len(todo)} to do, {len(items) - len(todo)} done before; estimated {_duration(seconds)} "
+                  f"at {settings.size} px, {settings.iterations} iterations", highlight=False)
+        return
+    with user_errors(), item_bar() as on_item:
+        report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item)
+    print_summary(report)
+    if report.new_failures:
+        raise typer.Exit(1)
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    if hours:
+        return f"{hours} h {rest // 60:02d} min"
+    return f"{rest // 60} min {rest % 60:02d} s" if rest >= 60 else f"{rest} s"
+
+
+def print_summary(report) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report.input} -> {report.output}")
+    for column in ("done", "skipped (done before)", "failed", "failed before (unchanged, not retried)"):
+        table.add_column(column, justify="right")
+    failed_before = len(report.of("failed")) - len(report.new_failures)
+    table.add_row(*(str(n) for n in (len(report.of("done")), len(report.of("skipped")), len(report.new_failures), failed_before)))
+    out.print(table)
+    if not report.of("done") and not report.new_failures:
+        out.print("nothing to do: every photo was done or failed before (--overwrite redoes all)")
+    for result in report.of("failed"):
+        note = " (before)" if result.before else ""
+        out.print(f"failed{note}: {result.item.source}: {result.reason}", highlight=False, soft_wrap=True)
+    out.print(f"report: {report.output / 'report.json'}   gallery: {report.output / 'index.html'}", highlight=False)
+
+
+@contextmanager
+def item_bar() -> Iterator[Callable]:
+    """A rich bar over the batch with ETA and the current file."""
+    columns = [TextColumn("[bold]photos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+               TimeRemainingColumn(), TextColumn("{task.fields[current]}")]
+    bar = Progress(*columns, console=err)
+    task = bar.add_task("photos", total=None, current="")
+
+    def on_item(index, total, item, result) -> None:
+        bar.start()
+        if result is None:
+            bar.update(task, total=total, completed=index, current=item.source.name)
+        else:
+            bar.update(task, completed=index + 1, current=f"{item.source.name}: {result.status}")
+
+    try:
+        yield on_item
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 @contextmanager

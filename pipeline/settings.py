@@ -66,3 +66,13 @@ class VideoSettings:
     codec: str = "libx264"
     crf: int = 18
     keep_frames: bool = False
+
+
+@dataclass
+class FolderSettings:
+    """How a folder of photos is processed, on top of the per-photo StyleSettings."""
+
+    keep_size: bool = False  # upscale each result back to its photo's size
+    quality: int = 95  # JPEG/WebP quality
+    style_folders: bool = False  # several styles: OUT/<style>/... instead of name.<style>.ext
+    overwrite: bool = False  # redo photos whose output exists

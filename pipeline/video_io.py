@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -118,6 +118,16 @@ class Reader:
         if len(data) < size:
             return None
         return np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
+
+    def frames(self, limit: int | None = None) -> Iterator[np.ndarray]:
+        """Frames in order, at most `limit`."""
+        count = 0
+        while limit is None or count < limit:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+            count += 1
 
     def close(self) -> None:
         self.process.stdout.close()

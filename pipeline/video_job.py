@@ -6,10 +6,11 @@ at the first missing frame and reproduces the frames an uninterrupted run would 
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def stylize_video(
     cuts, computed, count = [], 0, 0
     with Reader(info, size, video.start, video.duration) as reader, open(work_dir / "frames.jsonl", "a") as frame_log:
         previous_in: np.ndarray | None = None
-        for index, frame in enumerate(_frames(reader, video.max_frames)):
+        for index, frame in enumerate(reader.frames(video.max_frames)):
             count = index + 1
             cut = previous_in is not None and scene_change(previous_in, frame) > video.scene_threshold
             if cut:
@@ -171,22 +172,12 @@ def stylize_video(
     return VideoResult(output, count, computed, cuts, work_dir, log)
 
 
-def _frames(reader: Reader, limit: int | None) -> Iterator[np.ndarray]:
-    index = 0
-    while limit is None or index < limit:
-        frame = reader.read()
-        if frame is None:
-            return
-        yield frame
-        index += 1
-
-
 def _frames_in_range(info: VideoInfo, video: VideoSettings) -> int:
     """Expected frame count, for the progress bar (decoding decides the exact number)."""
     seconds = max(0.0, info.duration - video.start)
     if video.duration:
         seconds = min(seconds, video.duration)
-    count = min(info.frames, round(seconds * info.fps))
+    count = min(info.frames, math.ceil(seconds * info.fps - 1e-6))  # frames whose start time lies in the range
     return min(count, video.max_frames) if video.max_frames else count
 
 
@@ -207,7 +198,7 @@ def temporal_errors(source: Path, output: Path, max_frames: int | None = None) -
     of_output, of_input = WarpingError(), WarpingError()
     count = 0
     with Reader(source_info, size) as frames_in, Reader(output_info, size) as frames_out:
-        for frame_in, frame_out in zip(_frames(frames_in, max_frames), _frames(frames_out, max_frames)):
+        for frame_in, frame_out in zip(frames_in.frames(max_frames), frames_out.frames(max_frames)):
             of_output.add(frame_in, frame_out)
             of_input.add(frame_in, frame_in)
             count += 1

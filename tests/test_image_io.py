@@ -53,3 +53,13 @@ def test_atomic_path_leaves_nothing_when_writing_fails(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_photo(Photo(np.zeros((4, 4, 3), np.float32)), target)
     assert [p.name for p in tmp_path.iterdir()] == ["out.jpg"]
+
+
+def test_written_files_get_the_usual_mode(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "out.png"
+    write_photo(Photo(np.zeros((4, 4, 3), np.float32)), target)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
