@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := ../shared/data
 OUTDIR  ?= out
 
-.PHONY: install test demo tubingen bench bench-video video folder clean help
+.PHONY: install test demo tubingen bench bench-video bench-cluster video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,7 +31,7 @@ clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf $(OUTDIR) .pytest_cache samples/content.png samples/style.png
 
 bench-video:  ## video benchmarks: warm starts and fills on car-detection.mp4
-	$(BIN)/python -m benchmarks.bench_video
+	$(BIN)/python -m benchmarks.bench_video $(ARGS)
 
 video:  ## stylize a video: make video IN=clip.mp4 STYLE=painting.jpg OUT=clip-styled.mp4 [ARGS="--size 384"]
 	@test -n "$(IN)" -a -n "$(STYLE)" -a -n "$(OUT)" || { echo "usage: make video IN=... STYLE=... OUT=... [ARGS=...]"; exit 2; }
@@ -40,3 +40,6 @@ video:  ## stylize a video: make video IN=clip.mp4 STYLE=painting.jpg OUT=clip-s
 folder:  ## stylize a folder of photos: make folder IN=photos/ STYLE=painting.jpg OUT=photos-styled/ [ARGS=...]
 	@test -n "$(IN)" -a -n "$(STYLE)" -a -n "$(OUT)" || { echo "usage: make folder IN=... STYLE=... OUT=... [ARGS=...]"; exit 2; }
 	$(BIN)/stylize folder "$(IN)" -s "$(STYLE)" -o "$(OUT)" $(ARGS)
+
+bench-cluster:  ## Ray scale-out: photos per minute locally and with 1 and 2 Ray workers
+	$(BIN)/python -m benchmarks.bench_cluster

@@ -1,10 +1,12 @@
-"""Video benchmarks: warm-start modes and disocclusion fills on a real clip (issue 8).
+"""Video benchmarks on car-detection.mp4 with starry_night at 384 px. Prints markdown; plots and
+frame strips go to docs/images/. Run: make bench-video [ARGS=...]
 
-car-detection.mp4 at 384 px with starry_night. The first frame is stylized cold once and shared;
-each configuration then runs the following frames from it, so they differ only in the warm start.
-Per configuration: seconds and evaluations per later frame, final content and style loss, and the
-warping error of the sequence. Prints markdown; a strip of consecutive frames goes to docs/images/.
-Run: make bench-video
+Default (issue 10): 24 frames with the default settings, and a reference configuration (every
+frame cold, 300 L-BFGS iterations, fp32, no coarse-to-fine) on the first 6 of them, in the same
+run: per frame wall seconds, evaluations, style and content loss; warping errors.
+--warm-starts (issue 8): the first frame stylized once and shared; each warm-start mode and
+disocclusion fill then runs the following frames from it.
+--memory: peak RSS of a 30-frame and a 300-frame run.
 """
 
 from __future__ import annotations
@@ -75,31 +77,18 @@ def peak_rss_for(frames: int) -> float:
 
 
 def memory_section() -> None:
+    """Issue 8: memory stays flat however long the video."""
     print("\nMemory over the length of a video (bottle-detection.mp4, 128 px, 5/2 iterations; whole run in a fresh process):\n")
     print("| frames | peak RSS MiB |\n| --- | --- |")
     for frames in (30, 300):
         print(f"| {frames} | {peak_rss_for(frames):.0f} |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=384)
-    parser.add_argument("--cold-frames", type=int, default=4, help="frames for the every-frame-cold baseline")
-    parser.add_argument("--memory-only", action="store_true", help="only the peak-RSS-over-length check")
-    args = parser.parse_args()
-    if args.memory_only:
-        return memory_section()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    frames = decode(args.frames, args.size)
-    style = StyleSettings(size=args.size)
-    stylizer = Stylizer(style, [load_rgb(STYLE)])
+def warm_starts_section(frames: list[np.ndarray], stylizer: Stylizer, cold_frames: int) -> None:
     video = VideoSettings()
     start = time.perf_counter()
     first, first_info = FrameStylizer(stylizer, video)(frames[0], None)
     first_wall = time.perf_counter() - start
-    print(f"## make bench-video — {time.strftime('%Y-%m-%d')}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
-          f"precision {stylizer.dtype}\n")
     print(f"car-detection.mp4, {frames[0].shape[1]}x{frames[0].shape[0]}, starry_night, first {len(frames)} frames. "
           f"First frame (cold, shared by all rows): {first_wall:.1f} s, {first_info['evaluations']} evaluations, "
           f"content {first_info['losses']['content']:.3f}, style {first_info['losses']['style']:.3f}.\n")
@@ -114,15 +103,133 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     results = {}
     for name, settings in configs.items():
-        result = run_sequence(FrameStylizer(stylizer, settings), frames, first)
-        results[name] = result
-        _row(name, result)
-    cold = run_sequence(FrameStylizer(stylizer, replace(video, init="content")), frames[: args.cold_frames], first)
-    _row(f"content (every frame cold, {args.cold_frames} frames)", cold)
+        results[name] = run_sequence(FrameStylizer(stylizer, settings), frames, first)
+        _row(name, results[name])
+    cold = run_sequence(FrameStylizer(stylizer, replace(video, init="content")), frames[:cold_frames], first)
+    _row(f"content (every frame cold, {cold_frames} frames)", cold)
     default = results["flow, fill content (default)"]
     print(f"\nFour consecutive frames, flow (default): ![]({strip(default['outputs'][1:5], 'video_frames_flow.jpg')})\n")
     print(f"The same frames, every frame cold: ![]({strip(cold['outputs'][:4], 'video_frames_cold.jpg')})")
-    memory_section()
+
+
+def timed_sequence(frame_stylizer: FrameStylizer, frames: list[np.ndarray], cold: bool) -> dict:
+    """Every frame from the previous result (or cold), with per-frame wall time and the warping error."""
+    outputs, stats, error = [], [], WarpingError()
+    for index, frame in enumerate(frames):
+        previous = None if cold or index == 0 else (frames[index - 1], outputs[-1])
+        start = time.perf_counter()
+        out, info = frame_stylizer(frame, previous)
+        info["wall"] = time.perf_counter() - start
+        outputs.append(out)
+        stats.append(info)
+        error.add(frame, out)
+    return {"outputs": outputs, "stats": stats, "warping_error": error.value}
+
+
+def speed_section(frames: list[np.ndarray], size: int, reference_frames: int) -> None:
+    """Issue 10: the default configuration against the cold fp32 reference, in one run."""
+    style_image = load_rgb(STYLE)
+    default = timed_sequence(FrameStylizer(Stylizer(StyleSettings(size=size), [style_image]), VideoSettings()), frames, cold=False)
+    reference_settings = StyleSettings(size=size, iterations=300, precision="fp32", coarse_to_fine=False, tolerance=0.0)
+    reference = timed_sequence(FrameStylizer(Stylizer(reference_settings, [style_image]), VideoSettings(init="content")),
+                               frames[:reference_frames], cold=True)
+    print("| frame | default: wall s | evals | flow s | style | content | reference: wall s | evals | style | content |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for index, ours in enumerate(default["stats"]):
+        cells = [f"{index}", f"{ours['wall']:.2f}", f"{ours['evaluations']}", f"{ours['flow_seconds']:.3f}",
+                 f"{ours['losses']['style']:.3f}", f"{ours['losses']['content']:.3f}"]
+        if index < len(reference["stats"]):
+            ref = reference["stats"][index]
+            cells += [f"{ref['wall']:.1f}", f"{ref['evaluations']}", f"{ref['losses']['style']:.3f}", f"{ref['losses']['content']:.3f}"]
+        else:
+            cells += [""] * 4
+        print("| " + " | ".join(cells) + " |")
+    later = default["stats"][1:]
+    shared = range(1, len(reference["stats"]))  # later frames the reference also ran
+    median = statistics.median
+    ref_wall = median(s["wall"] for s in reference["stats"])
+    ours_wall = median(s["wall"] for s in later)
+    style_ratio = median(default["stats"][i]["losses"]["style"] / reference["stats"][i]["losses"]["style"] for i in shared)
+    content_ratio = median(default["stats"][i]["losses"]["content"] / reference["stats"][i]["losses"]["content"] for i in shared)
+    warp_default = WarpingError()
+    for frame, out in zip(frames[:reference_frames], default["outputs"][:reference_frames]):
+        warp_default.add(frame, out)
+    print(f"\n- later frames (1-{len(frames) - 1}): median {ours_wall:.2f} s and {median(s['evaluations'] for s in later):.0f} evaluations "
+          f"per frame; reference: median {ref_wall:.1f} s per frame: **{ref_wall / ours_wall:.0f}x** faster")
+    print(f"- frames 1-{reference_frames - 1}, default / reference (median of per-frame ratios): style {style_ratio:.3f}, content {content_ratio:.3f}")
+    print(f"- warping error over frames 0-{reference_frames - 1}: default {warp_default.value:.6f}, reference {reference['warping_error']:.6f} "
+          f"(ratio {warp_default.value / reference['warping_error']:.3f}); default over all {len(frames)} frames {default['warping_error']:.6f}")
+    print(f"- flow (two DIS flows, consistency mask, warp) per later frame: median {median(s['flow_seconds'] for s in later):.3f} s")
+    print(f"\n![seconds per frame]({plot(default, reference, 'wall', 'seconds per frame', 'bench_video_seconds.png')}) "
+          f"![style loss]({plot(default, reference, 'style', 'style loss', 'bench_video_style.png')}) "
+          f"![content loss]({plot(default, reference, 'content', 'content loss', 'bench_video_content.png')})")
+    print(f"\nFour consecutive frames (default): ![]({strip(default['outputs'][8:12], 'video_frames_default.jpg')})")
+    budgets_table(frames[:reference_frames], default["outputs"][0], reference, size)
+
+
+def budgets_table(frames: list[np.ndarray], first: np.ndarray, reference: dict, size: int) -> None:
+    """What each later-frame setting costs and gives, against the reference frames of this run."""
+    stylizer = Stylizer(StyleSettings(size=size), [load_rgb(STYLE)])
+    variants = {
+        "default (flow, 12 iterations, patience 5, temporal 1000)": VideoSettings(),
+        "60 iterations, patience 20": VideoSettings(iterations_next=60, patience_next=20),
+        "8 iterations": VideoSettings(iterations_next=8),
+        "no temporal loss": VideoSettings(temporal_weight=0.0),
+        "prev (unwarped) warm start": VideoSettings(init="prev"),
+    }
+    print(f"\nLater-frame settings, frames 1-{len(frames) - 1} from the same first frame; losses as median ratio to the reference frames:\n")
+    print("| setting | s / frame | evaluations | style / reference | content / reference | warping error (frames 0-5) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, video in variants.items():
+        result = run_sequence(FrameStylizer(stylizer, video), frames, first)
+        stats = result["stats"]
+        ratio = {k: statistics.median(s["losses"][k] / r["losses"][k] for s, r in zip(stats, reference["stats"][1:])) for k in ("style", "content")}
+        print(f"| {name} | {statistics.median(s['wall'] for s in stats):.2f} | {statistics.median(s['evaluations'] for s in stats):.0f} | "
+              f"{ratio['style']:.3f} | {ratio['content']:.3f} | {result['warping_error']:.6f} |")
+    ref_wall = statistics.median(s["wall"] for s in reference["stats"])
+    print(f"| reference (cold, fp32, 300 iterations) | {ref_wall:.1f} | {statistics.median(s['evaluations'] for s in reference['stats']):.0f} | 1 | 1 | {reference['warping_error']:.6f} |")
+
+
+def plot(default: dict, reference: dict, key: str, label: str, name: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def values(result):
+        return [s[key] if key in s else s["losses"][key] for s in result["stats"]]
+
+    figure, axes = plt.subplots(figsize=(5, 3.2), dpi=100)
+    axes.plot(values(default), "o-", label="default")
+    axes.plot(values(reference), "s-", label="reference (cold, fp32, 300 it.)")
+    axes.set_xlabel("frame")
+    axes.set_ylabel(label)
+    if key == "wall":
+        axes.set_yscale("log")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(IMAGES / name)
+    plt.close(figure)
+    return f"images/{name}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--reference-frames", type=int, default=6)
+    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--warm-starts", action="store_true", help="issue 8's comparison of warm starts and fills (8 frames)")
+    parser.add_argument("--cold-frames", type=int, default=4, help="with --warm-starts: frames of the every-frame-cold baseline")
+    parser.add_argument("--memory", action="store_true", help="only the peak-RSS-over-length check")
+    args = parser.parse_args()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    if args.memory:
+        return memory_section()
+    print(f"## make bench-video — {time.strftime('%Y-%m-%d')}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'})\n")
+    if args.warm_starts:
+        frames = decode(8, args.size)
+        return warm_starts_section(frames, Stylizer(StyleSettings(size=args.size), [load_rgb(STYLE)]), args.cold_frames)
+    speed_section(decode(args.frames, args.size), args.size, args.reference_frames)
 
 
 def _row(name: str, result: dict) -> None:

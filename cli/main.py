@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from pipeline.errors import StylizeError
-from pipeline.settings import FolderSettings, StyleSettings, VideoSettings
+from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings, VideoSettings
 
 app = typer.Typer(
     help="Neural style transfer (Gatys et al.) for images, photo folders and videos.",
@@ -101,8 +101,8 @@ OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="lbfgs or adam.")
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate (pixels in [0, 1]).")]
 Init = Annotated[str, typer.Option(help="Start from: content, noise, or an image path.")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same pixels.")]
-Tolerance = Annotated[float, typer.Option(help="Stop early when the loss improves by less than this (relative) over --patience evaluations; 0: never.")]
-Patience = Annotated[int, typer.Option(help="Evaluations over which --tolerance is judged.")]
+Tolerance = Annotated[float, typer.Option(help="Stop early when the loss improves by less than this (relative) over --patience iterations; 0: never.")]
+Patience = Annotated[int, typer.Option(help="Iterations over which --tolerance is judged.")]
 CoarseToFine = Annotated[str, typer.Option(help="Optimize at half size first: auto (on above 512 px), on or off.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32 or bf16.")]
@@ -110,6 +110,9 @@ SaveEvery = Annotated[int, typer.Option(help="Write an intermediate image every 
 Weights = Annotated[Optional[str], typer.Option(help="VGG-19 weights: embedded (default), torchvision (downloads once), or a file path. Env: STYLIZE_VGG19_WEIGHTS.")]
 Quality = Annotated[int, typer.Option(help="JPEG/WebP quality of the output.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+Ray = Annotated[Optional[str], typer.Option(help="Run on a Ray cluster: auto ($RAY_ADDRESS or the running local one), local (start one here), or an address. Needs the [cluster] extra.")]
+RayWorkers = Annotated[Optional[int], typer.Option(help="With --ray: number of workers (default: cluster CPUs / --ray-cpus-per-worker).")]
+RayCpus = Annotated[int, typer.Option(help="With --ray: CPUs (and torch threads) per worker.")]
 
 
 def build_settings(**values) -> StyleSettings:
@@ -193,6 +196,7 @@ def image(
 
 VIDEO = VideoSettings()
 FOLDER = FolderSettings()
+CLUSTER = ClusterSettings()
 
 
 @app.command()
@@ -204,6 +208,7 @@ def video(
     settings: StyleSettings,
     video_init: Annotated[str, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
     iterations_next: Annotated[int, typer.Option(help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
+    patience_next: Annotated[int, typer.Option(help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
     temporal_weight: Annotated[float, typer.Option(help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
     fill: Annotated[str, typer.Option(help="Disoccluded pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
     scene_threshold: Annotated[float, typer.Option(help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
@@ -215,14 +220,23 @@ def video(
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
     weights: Weights = None,
     overwrite: Overwrite = False,
+    ray: Ray = None,
+    ray_workers: RayWorkers = None,
+    ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
+    chunk_frames: Annotated[int, typer.Option(help="With --ray: frames per chunk (chunks run in parallel, frames inside one in order).")] = CLUSTER.chunk_frames,
+    overlap_frames: Annotated[int, typer.Option(help="With --ray: frames neighbouring chunks share; blended across so seams do not pop.")] = CLUSTER.overlap_frames,
 ) -> None:
     """Stylize a video: same frame count, frame rate, duration and audio; resumable after a crash."""
     from pipeline.video_job import stylize_video
 
-    video_settings = VideoSettings(video_init, iterations_next, temporal_weight, fill, scene_threshold, start, duration,
-                                   max_frames, codec, crf, keep_frames)
-    with user_errors(), frame_bar(source.name) as on_frame:
-        result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame)
+    video_settings = VideoSettings(
+        init=video_init, iterations_next=iterations_next, patience_next=patience_next, temporal_weight=temporal_weight,
+        fill=fill, scene_threshold=scene_threshold, start=start, duration=duration, max_frames=max_frames, codec=codec,
+        crf=crf, keep_frames=keep_frames)
+    cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
+                              chunk_frames=chunk_frames, overlap_frames=overlap_frames) if ray else None
+    with user_errors(), frame_bar(source.name) as on_frame, chunk_bar(source.name) as on_chunk:
+        result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame, cluster, on_chunk)
     for line in result.log:
         err.print(line, highlight=False)
     kept = f"; frames and per-frame log kept in {result.work_dir}" if keep_frames else ""
@@ -257,6 +271,9 @@ def folder(
     weights: Weights = None,
     quality: Quality = FOLDER.quality,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output exists.")] = FOLDER.overwrite,
+    ray: Ray = None,
+    ray_workers: RayWorkers = None,
+    ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
 ) -> None:
     """Stylize every photo in a folder: resumable, one bad file never stops the run, report and gallery at the end."""
     from pipeline.batch import estimate_seconds, plan, stylize_folder
@@ -272,8 +289,9 @@ def folder(
         out.print(f"{len(todo)} to do, {len(items) - len(todo)} done before; estimated {_duration(seconds)} "
                   f"at {settings.size} px, {settings.iterations} iterations", highlight=False)
         return
-    with user_errors(), item_bar() as on_item:
-        report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item)
+    cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker) if ray else None
+    with user_errors(), item_bar(f"photos on Ray ({ray})" if ray else "photos") as on_item:
+        report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item, cluster)
     print_summary(report)
     if report.new_failures:
         raise typer.Exit(1)
@@ -304,9 +322,9 @@ def print_summary(report) -> None:
 
 
 @contextmanager
-def item_bar() -> Iterator[Callable]:
+def item_bar(label: str) -> Iterator[Callable]:
     """A rich bar over the batch with ETA and the current file."""
-    columns = [TextColumn("[bold]photos"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn(), TextColumn("{task.fields[current]}")]
     bar = Progress(*columns, console=err)
     task = bar.add_task("photos", total=None, current="")
@@ -320,6 +338,25 @@ def item_bar() -> Iterator[Callable]:
 
     try:
         yield on_item
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+@contextmanager
+def chunk_bar(label: str) -> Iterator[Callable]:
+    """A rich bar over a video's chunks on Ray, with ETA and the worker count."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(f"{label} chunks", total=None, info="")
+
+    def on_chunk(done: int, total: int, workers: int) -> None:
+        bar.start()
+        bar.update(task, total=total, completed=done, info=f"{workers} workers")
+
+    try:
+        yield on_chunk
     finally:
         if bar.live.is_started:
             bar.stop()

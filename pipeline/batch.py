@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from pipeline.engine import Stylizer, scale_ladder
-from pipeline.errors import InputError, OutputError, StylizeError
+from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
 from pipeline.gallery import write_gallery, write_thumbnail
 from pipeline.image_io import atomic_path, load_rgb, read_photo, write_photo
 from pipeline.image_job import IMAGE_SUFFIXES, check_writable_folder, stylize_photo
-from pipeline.settings import FolderSettings, StyleSettings
+from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings
 from pipeline.weights import VGGWeights, load_weights
 
 REPORT = "report.json"
@@ -155,7 +155,9 @@ def stylize_folder(
     folder: FolderSettings = FolderSettings(),
     weights: VGGWeights | str | None = None,
     on_item: ItemCallback | None = None,
+    cluster: ClusterSettings | None = None,
 ) -> BatchReport:
+    """`cluster`: run the photos on Ray workers instead of in this process (same items, same outputs)."""
     source, output = Path(source), Path(output)
     items = plan(source, output, styles, folder)
     check_writable_folder(output)
@@ -170,18 +172,23 @@ def stylize_folder(
             report.results.append(ItemResult(item, "failed", failed_before[(str(item.source), str(item.style))][1], before=True))
         else:
             pending.append(item)
-    if pending:
+
+    def record(result: ItemResult) -> None:
+        if result.status == "done":
+            write_thumbnail(output, result.item.source, result.item.output)
+        report.results.append(result)
+        if on_item:
+            on_item(len(report.results) - (len(items) - len(pending)) - 1, len(pending), result.item, result)
+        write_gallery(report)
+
+    if pending and cluster is not None:
+        _run_on_cluster(pending, styles, style, folder, weights, cluster, record)
+    elif pending:
         batch = Batch(styles, style, folder, weights)
         for index, item in enumerate(pending):
             if on_item:
                 on_item(index, len(pending), item, None)
-            result = batch.run_item(item)
-            if result.status == "done":
-                write_thumbnail(output, item.source, item.output)
-            report.results.append(result)
-            if on_item:
-                on_item(index, len(pending), item, result)
-            write_gallery(report)
+            record(batch.run_item(item))
     write_gallery(report)
     write_report(report)
     return report
@@ -203,6 +210,18 @@ def previous_failures(output: Path) -> dict[tuple[str, str], tuple[str | None, s
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {(i["source"], i["style"]): (i.get("fingerprint"), i["reason"]) for i in items if i.get("status") == "failed"}
+
+
+def _run_on_cluster(pending, styles, style, folder, weights, cluster, record) -> None:
+    from pipeline import cluster as ray_cluster
+
+    if isinstance(weights, VGGWeights):
+        raise SettingsError("over Ray, pass weights as a name or path: each worker loads its own")
+    ray, workers = ray_cluster.start_workers(cluster, styles, style, weights)
+    try:
+        ray_cluster.run_on_pool(workers, "photo", pending, (folder,), record)
+    finally:
+        ray_cluster.shutdown_workers(ray, workers)
 
 
 def write_report(report: BatchReport) -> Path:

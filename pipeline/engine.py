@@ -15,6 +15,7 @@ from torch import nn
 
 from pipeline import color
 from pipeline.errors import SettingsError
+from pipeline.image_io import load_rgb
 from pipeline.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from pipeline.settings import StyleSettings
 from pipeline.vgg import VGGFeatures
@@ -173,15 +174,18 @@ class Stylizer:
         extra_losses: Sequence[tuple[str, float, nn.Module]] = (),
         iterations: int | None = None,
         callback: ProgressCallback | None = None,
+        patience: int | None = None,
     ) -> Result:
         """Stylize a 1 x 3 x H x W content image in [0, 1] at its own size.
 
         `init` (same size) starts the optimization there instead of the settings' init, and
         skips coarse-to-fine: a warm start is already close. `extra_losses` are
-        (name, weight, module) terms on the image itself, such as a temporal loss.
+        (name, weight, module) terms on the image itself, such as a temporal loss. `iterations`
+        and `patience` override the settings' budget and early-stop window for this call.
         """
         s = self.settings
         iterations = s.iterations if iterations is None else iterations
+        patience = s.patience if patience is None else patience
         original = content
         content = self._prepare(color.luminance(content) if s.preserve_colors else content)
         ladder = [tuple(content.shape[-2:])] if init is not None else scale_ladder(*content.shape[-2:], s)
@@ -191,10 +195,12 @@ class Stylizer:
             scaled = resize_image(content, size)
             image = resize_image(image, size)
             extras = extra_losses if size == ladder[-1] else ()
-            image, used_iters, used_evals = self._optimize(image, scaled, extras, iterations, (index, len(ladder)), start, callback)
+            image, used_iters, used_evals, losses = self._optimize(
+                image, scaled, extras, iterations, patience, (index, len(ladder)), start, callback)
             total_iters += used_iters
             total_evals += used_evals
-        losses = self.evaluate(image, content, extra_losses)
+        if not losses:  # no evaluation ran (a budget of 0 iterations)
+            losses = self.evaluate(image, content, extra_losses)
         image = image.detach().clamp(0, 1).cpu()
         if s.preserve_colors:
             image = color.with_chroma_of(image, original)
@@ -210,8 +216,6 @@ class Stylizer:
         if init == "noise":
             generator = torch.Generator().manual_seed(self.settings.seed)
             return torch.rand(content.shape, generator=generator).to(self.device)
-        from pipeline.image_io import load_rgb  # an image file: resized to the content's size
-
         return resize_image(load_rgb(Path(init)).to(self.device), size)
 
     def _losses(self, image, terms, extra_losses) -> dict[str, torch.Tensor]:
@@ -223,8 +227,8 @@ class Stylizer:
             parts[name] = weight * module(image)
         return parts
 
-    def _optimize(self, image, content, extra_losses, iterations, scale, start, callback):
-        """Run one scale; return the best image seen, iterations and evaluations used."""
+    def _optimize(self, image, content, extra_losses, iterations, patience, scale, start, callback):
+        """Run one scale; return the best image seen, its losses, and the iterations and evaluations used."""
         s = self.settings
         terms = self.loss_terms(content)
         for *_, module in terms:
@@ -241,8 +245,9 @@ class Stylizer:
             optimizer = torch.optim.Adam([image], lr=s.learning_rate)
         else:
             raise SettingsError(f"--optimizer {s.optimizer}: use lbfgs or adam")
-        best = {"loss": math.inf, "image": image.detach().clone()}
+        best = {"loss": math.inf, "image": image.detach().clone(), "losses": {}}
         history: list[float] = []
+        iteration_best: list[float] = []  # best loss when each iteration's first evaluation ended
         torch.manual_seed(s.seed)
 
         def iteration() -> int:
@@ -257,12 +262,15 @@ class Stylizer:
             loss.backward()
             value = loss.item()
             history.append(value)
+            losses = _summarize(parts)
             if value < best["loss"]:
-                best["loss"] = value
-                best["image"] = image.detach().clone()
+                best.update(loss=value, image=image.detach().clone(), losses=losses)
+            current = iteration()
+            while len(iteration_best) <= current:
+                iteration_best.append(best["loss"])
             if callback:
-                callback(Progress(*scale, iteration(), iterations, len(history), _summarize(parts), time.perf_counter() - start, image.detach()))
-            if not math.isfinite(value) or self._converged(history):
+                callback(Progress(*scale, current, iterations, len(history), losses, time.perf_counter() - start, image.detach()))
+            if not math.isfinite(value) or self._converged(iteration_best, best["loss"], patience):
                 raise _Stop
             return loss
 
@@ -275,15 +283,16 @@ class Stylizer:
                 for _ in range(iterations):
                     closure()
                     optimizer.step()
-        return best["image"], iteration(), len(history)
+        return best["image"], iteration(), len(history), best["losses"]
 
-    def _converged(self, history: list[float]) -> bool:
-        """True when the best loss improved by less than `tolerance` (relative) over `patience` evaluations."""
-        s = self.settings
-        if s.tolerance <= 0 or len(history) <= s.patience:
+    def _converged(self, iteration_best: list[float], now: float, patience: int) -> bool:
+        """True when the best loss improved by less than `tolerance` (relative) over the last `patience`
+        iterations. Counted in iterations, not evaluations: the first L-BFGS line search may take
+        several small evaluations before the optimizer has any curvature to go on."""
+        tolerance = self.settings.tolerance
+        if tolerance <= 0 or len(iteration_best) <= patience:
             return False
-        before, now = min(history[: -s.patience]), min(history)
-        return (before - now) <= s.tolerance * abs(now)
+        return (iteration_best[-1 - patience] - now) <= tolerance * abs(now)
 
 
 def _summarize(parts: dict[str, torch.Tensor]) -> dict[str, float]:

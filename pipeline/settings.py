@@ -37,7 +37,7 @@ class StyleSettings:
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
     init: str = "content"  # "content", "noise", or a path to an image
     seed: int = 0
-    tolerance: float = 1e-3  # early stop: relative loss improvement over `patience` evaluations
+    tolerance: float = 1e-3  # early stop: relative loss improvement over `patience` iterations
     patience: int = 20
     coarse_to_fine: bool | None = None  # None: on when size > coarse_threshold
     coarse_threshold: int = 512
@@ -56,7 +56,8 @@ class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
     init: VideoInit = "flow"  # warm start of frame t: flow-warped / unwarped result of t-1, or cold
-    iterations_next: int = 60  # budget of frames after the first of a shot (early stop usually ends sooner)
+    iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
+    patience_next: int = 5  # early-stop window (iterations) of those frames
     temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with init "flow"
     fill: Fill = "content"  # what disoccluded pixels of the warm start take
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
@@ -68,7 +69,7 @@ class VideoSettings:
     keep_frames: bool = False
 
 
-@dataclass
+@dataclass(frozen=True)
 class FolderSettings:
     """How a folder of photos is processed, on top of the per-photo StyleSettings."""
 
@@ -76,3 +77,14 @@ class FolderSettings:
     quality: int = 95  # JPEG/WebP quality
     style_folders: bool = False  # several styles: OUT/<style>/... instead of name.<style>.ext
     overwrite: bool = False  # redo photos whose output exists
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where and how wide to run on Ray (`--ray`)."""
+
+    address: str = "auto"  # auto ($RAY_ADDRESS or a running local cluster) | local | host:port | ray://host:port
+    workers: int | None = None  # default: one per `cpus_per_worker` CPUs of the cluster
+    cpus_per_worker: int = 1
+    chunk_frames: int = 48  # video: frames per chunk
+    overlap_frames: int = 8  # video: frames two neighbouring chunks share, blended across

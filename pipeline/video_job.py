@@ -10,7 +10,7 @@ import math
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from pipeline.engine import Stylizer
-from pipeline.errors import OutputError
+from pipeline.errors import OutputError, SettingsError
 from pipeline.image_io import atomic_path, load_rgb, to_array, to_tensor
 from pipeline.losses import TemporalLoss
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import FlowEstimator, WarpingError, carry_over, fill_disocclusions, scene_change, to_float
 from pipeline.video_io import VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, encode, even_size, probe
 
@@ -37,6 +37,7 @@ class FrameReport:
     iterations: int = 0
     evaluations: int = 0
     seconds: float = 0.0
+    flow_seconds: float = 0.0
     losses: dict[str, float] | None = None
 
 
@@ -67,10 +68,12 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def work_folder(output: Path, source: Path, styles: list[Path], style: StyleSettings, video: VideoSettings) -> Path:
+def work_folder(output: Path, source: Path, styles: list[Path], style: StyleSettings, video: VideoSettings,
+                layout: dict | None = None) -> Path:
     """Keyed by the input's and styles' content and every setting that changes the frames."""
     frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames")}
-    key = json.dumps([file_digest(source), [file_digest(p) for p in styles], asdict(style), frames_only], sort_keys=True, default=str)
+    key = json.dumps([file_digest(source), [file_digest(p) for p in styles], asdict(style), frames_only, layout],
+                     sort_keys=True, default=str)
     return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -98,6 +101,7 @@ class FrameStylizer:
     def __call__(self, frame: np.ndarray, previous: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, dict]:
         """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start."""
         content = to_float(frame)
+        flow_seconds = 0.0
         if previous is None or self.video.init == "content":
             result = self.stylizer.stylize(to_tensor(content))
         else:
@@ -106,16 +110,79 @@ class FrameStylizer:
             if self.video.init == "prev":
                 init = prev_out
             else:
+                start = time.perf_counter()
                 carried = carry_over(prev_out, prev_in, content, self.flows)
                 init = fill_disocclusions(carried, content, self.video.fill)
+                flow_seconds = time.perf_counter() - start
                 if self.video.temporal_weight > 0:
                     loss = TemporalLoss(to_tensor(carried.image), torch.from_numpy(carried.mask)[None, None])
                     extra.append(("temporal", self.video.temporal_weight, loss))
             result = self.stylizer.stylize(to_tensor(content), init=to_tensor(init), extra_losses=extra,
-                                           iterations=self.video.iterations_next)
+                                           iterations=self.video.iterations_next, patience=self.video.patience_next)
         out = np.round(to_array(result.image) * 255).astype(np.uint8)
         return out, {"iterations": result.iterations, "evaluations": result.evaluations,
-                     "seconds": result.seconds, "losses": result.losses}
+                     "seconds": result.seconds, "flow_seconds": flow_seconds, "losses": result.losses}
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """What every worker needs to stylize part of a video; plain values, so it pickles for Ray."""
+
+    source: Path
+    styles: tuple[Path, ...]
+    style: StyleSettings
+    video: VideoSettings
+    size: tuple[int, int]
+    work_dir: Path
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames [start, stop) of the range, inside one shot; neighbours overlap by a few frames."""
+
+    index: int
+    start: int
+    stop: int
+
+
+@dataclass
+class FramesDone:
+    count: int
+    computed: int
+    cuts: list[int]
+
+
+def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, folder: Path, video: VideoSettings,
+                   total: int, on_frame: FrameCallback | None = None) -> FramesDone:
+    """Stylize frames in order into `folder`, one atomic PNG each; frames already there are kept.
+
+    Frame t starts from frame t-1's result as read back from disk, so a resumed run computes
+    exactly what an uninterrupted one would. A scene cut starts the next frame cold.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    done = FramesDone(0, 0, [])
+    with open(folder / "frames.jsonl", "a") as frame_log:
+        previous_in: np.ndarray | None = None
+        for index, frame in enumerate(frames):
+            done.count = index + 1
+            cut = previous_in is not None and scene_change(previous_in, frame) > video.scene_threshold
+            if cut:
+                done.cuts.append(index)
+            path = frame_path(folder, index)
+            if path.is_file():
+                report = FrameReport(index, total, previous_in is None or cut, cut, skipped=True)
+            else:
+                previous = None if previous_in is None or cut else (previous_in, read_frame(frame_path(folder, index - 1)))
+                stylized, stats = frame_stylizer(frame, previous)
+                write_frame(path, stylized)
+                done.computed += 1
+                report = FrameReport(index, total, previous is None or video.init == "content", cut, False, **stats)
+                frame_log.write(json.dumps({"frame": index, "cold": report.cold, "cut": cut, **stats}) + "\n")
+                frame_log.flush()
+            if on_frame:
+                on_frame(report)
+            previous_in = frame
+    return done
 
 
 def stylize_video(
@@ -127,49 +194,130 @@ def stylize_video(
     weights: str | None = None,
     overwrite: bool = False,
     on_frame: FrameCallback | None = None,
+    cluster: ClusterSettings | None = None,
+    on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> VideoResult:
+    """Decode, stylize frame by frame, encode. `cluster`: run chunks of frames on Ray workers."""
     source, output = Path(source), Path(output)
     check_video_output(source, output, overwrite)
     info = probe(source)
     style_images = [load_rgb(Path(p)) for p in styles]
     size = even_size(info.width, info.height, style.size)
     log = _size_notes(info, size, style.size)
-    work_dir = work_folder(output, source, [Path(p) for p in styles], style, video)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    total = _frames_in_range(info, video)
-    stylizer = Stylizer(style, style_images, weights)
-    frame_stylizer = FrameStylizer(stylizer, video)
-    cuts, computed, count = [], 0, 0
-    with Reader(info, size, video.start, video.duration) as reader, open(work_dir / "frames.jsonl", "a") as frame_log:
-        previous_in: np.ndarray | None = None
-        for index, frame in enumerate(reader.frames(video.max_frames)):
-            count = index + 1
-            cut = previous_in is not None and scene_change(previous_in, frame) > video.scene_threshold
-            if cut:
-                cuts.append(index)
-            path = frame_path(work_dir, index)
-            if path.is_file():
-                report = FrameReport(index, total, previous_in is None or cut, cut, skipped=True)
-            else:
-                previous = None if previous_in is None or cut else (previous_in, read_frame(frame_path(work_dir, index - 1)))
-                stylized, stats = frame_stylizer(frame, previous)
-                write_frame(path, stylized)
-                computed += 1
-                report = FrameReport(index, total, previous is None or video.init == "content", cut, False, **stats)
-                frame_log.write(json.dumps({"frame": index, "cold": report.cold, "cut": cut, **stats}) + "\n")
-                frame_log.flush()
-            if on_frame:
-                on_frame(report)
-            previous_in = frame
-    if count == 0:
+    layout = asdict(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
+    work_dir = work_folder(output, source, [Path(p) for p in styles], style, video, layout)
+    job = VideoJob(source, tuple(Path(p) for p in styles), style, video, size, work_dir)
+    if cluster is None:
+        frame_stylizer = FrameStylizer(Stylizer(style, style_images, weights), video)
+        with Reader(info, size, video.start, video.duration) as reader:
+            done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video, _frames_in_range(info, video), on_frame)
+        frames = lambda: (read_frame(frame_path(work_dir, i)) for i in range(done.count))  # noqa: E731
+    else:
+        done, chunks = _run_chunks_on_cluster(job, info, cluster, weights, on_chunk)
+        frames = lambda: assemble(job, chunks, cluster.overlap_frames)  # noqa: E731
+        log.append(f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by {cluster.overlap_frames}")
+    if done.count == 0:
         raise OutputError(f"{source}: no frames decoded in the chosen range")
-    log += [f"scene cut before frame {i}" for i in cuts]
-    duration = count / info.fps
-    encode(lambda: (read_frame(frame_path(work_dir, i)) for i in range(count)), output, size, info.fps, info,
-           video.start, float(duration), EncodeSettings(codec=video.codec, crf=video.crf))
+    log += [f"scene cut before frame {i}" for i in done.cuts]
+    encode(frames, output, size, info.fps, info, video.start, float(done.count / info.fps),
+           EncodeSettings(codec=video.codec, crf=video.crf))
     if not video.keep_frames:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return VideoResult(output, count, computed, cuts, work_dir, log)
+    return VideoResult(output, done.count, done.computed, done.cuts, work_dir, log)
+
+
+def scan_cuts(info: VideoInfo, job: VideoJob) -> FramesDone:
+    """One decoding pass over the range: the frame count and the scene cuts, as the sequential run finds them."""
+    done = FramesDone(0, 0, [])
+    previous = None
+    with Reader(info, job.size, job.video.start, job.video.duration) as reader:
+        for index, frame in enumerate(reader.frames(job.video.max_frames)):
+            if previous is not None and scene_change(previous, frame) > job.video.scene_threshold:
+                done.cuts.append(index)
+            previous, done.count = frame, index + 1
+    return done
+
+
+def plan_chunks(count: int, cuts: list[int], chunk_frames: int, overlap: int) -> list[Chunk]:
+    """Shots split at the cuts; a shot longer than `chunk_frames` into chunks overlapping by `overlap`."""
+    if chunk_frames <= 2 * overlap:  # else a frame could lie in three chunks
+        raise SettingsError(f"--chunk-frames {chunk_frames} must exceed twice --overlap-frames {overlap}")
+    bounds = [0, *cuts, count]
+    chunks: list[Chunk] = []
+    for shot_start, shot_stop in zip(bounds, bounds[1:]):
+        start = shot_start
+        while True:
+            stop = min(start + chunk_frames, shot_stop)
+            if shot_stop - stop <= overlap:  # a tail no longer than the overlap joins this chunk
+                stop = shot_stop
+            chunks.append(Chunk(len(chunks), start, stop))
+            if stop == shot_stop:
+                break
+            start = stop - overlap
+    return chunks
+
+
+def chunk_folder(job: VideoJob, chunk: Chunk) -> Path:
+    return job.work_dir / f"chunk-{chunk.start:06d}-{chunk.stop:06d}"
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    computed: int
+
+
+def stylize_chunk(job: VideoJob, chunk: Chunk, weights=None) -> ChunkResult:
+    """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order."""
+    info = probe(job.source)
+    # half a frame early: -ss keeps frames whose time is at or after it, and float times round
+    start = job.video.start + max(0.0, (chunk.start - 0.5) / float(info.fps))
+    stylizer = Stylizer(job.style, [load_rgb(p) for p in job.styles], weights)
+    with Reader(info, job.size, start) as reader:
+        done = stylize_frames(reader.frames(chunk.stop - chunk.start), FrameStylizer(stylizer, job.video),
+                              chunk_folder(job, chunk), job.video, chunk.stop - chunk.start)
+    if done.count != chunk.stop - chunk.start:
+        raise OutputError(f"{job.source}: chunk {chunk.start}-{chunk.stop} decoded {done.count} frames")
+    return ChunkResult(chunk, done.computed)
+
+
+def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.ndarray]:
+    """The final frames: each from its chunk, and across an overlap a linear ramp from one chunk's
+    result to the next's, so that the seam does not pop."""
+    for previous, chunk in zip([None, *chunks], chunks):
+        shared = previous.stop - chunk.start if previous is not None and previous.stop > chunk.start else 0
+        for index in range(chunk.start, chunk.stop):
+            following = chunks[chunk.index + 1] if chunk.index + 1 < len(chunks) else None
+            if following is not None and index >= following.start:
+                continue  # emitted, blended, by the following chunk
+            frame = read_frame(frame_path(chunk_folder(job, chunk), index - chunk.start)).astype(np.float32)
+            if shared and index < previous.stop:
+                weight = (index - chunk.start + 1) / (shared + 1)
+                before = read_frame(frame_path(chunk_folder(job, previous), index - previous.start)).astype(np.float32)
+                frame = (1 - weight) * before + weight * frame
+            yield np.round(frame).astype(np.uint8)
+
+
+def _run_chunks_on_cluster(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, weights, on_chunk):
+    from pipeline import cluster as ray_cluster
+
+    scanned = scan_cuts(info, job)
+    chunks = plan_chunks(scanned.count, scanned.cuts, cluster.chunk_frames, cluster.overlap_frames)
+    ray, workers = ray_cluster.start_workers(cluster, list(job.styles), job.style, weights)
+    finished: list[ChunkResult] = []
+
+    def record(result: ChunkResult) -> None:
+        finished.append(result)
+        if on_chunk:
+            on_chunk(len(finished), len(chunks), len(workers))
+
+    try:
+        if on_chunk:
+            on_chunk(0, len(chunks), len(workers))
+        ray_cluster.run_on_pool(workers, "chunk", chunks, (), record)
+    finally:
+        ray_cluster.shutdown_workers(ray, workers)
+    return FramesDone(scanned.count, sum(r.computed for r in finished), scanned.cuts), chunks
 
 
 def _frames_in_range(info: VideoInfo, video: VideoSettings) -> int:

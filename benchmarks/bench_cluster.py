@@ -1,0 +1,91 @@
+"""Ray scale-out (issue 11): items per minute for a folder run locally and over Ray with 1 and
+2 single-CPU workers on this machine, Ray's per-item overhead, and a projection for N machines.
+Run: make bench-cluster
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from benchmarks.bench_engine import cpu_model
+from pipeline.batch import stylize_folder
+from pipeline.engine import cpu_has_amx
+from pipeline.settings import ClusterSettings, StyleSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STYLE = DATA / "styles" / "starry_night.jpg"
+PHOTOS = 8
+SETTINGS = StyleSettings(size=192, iterations=40, tolerance=0.0)
+
+
+def make_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    sources = sorted((DATA / "contents").glob("*.jpg"))
+    for i in range(PHOTOS):
+        Image.open(sources[i % len(sources)]).save(root / f"p{i}.jpg", quality=95)
+    return root
+
+
+def timed(source: Path, output: Path, cluster: ClusterSettings | None) -> tuple[float, float]:
+    """Wall seconds for the whole run, and seconds per item once the first item is done (steady state)."""
+    stamps: list[float] = []
+    start = time.perf_counter()
+    stylize_folder(source, output, [STYLE], SETTINGS, on_item=lambda i, n, item, r: r and stamps.append(time.perf_counter()),
+                   cluster=cluster)
+    wall = time.perf_counter() - start
+    steady = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    return wall, steady
+
+
+def main() -> None:
+    import ray
+
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    source = make_folder(work / "in")
+    print(f"## make bench-cluster — {time.strftime('%Y-%m-%d')}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
+          f"ray {ray.__version__}\n")
+    print(f"{PHOTOS} photos (tubingen, golden_gate), {SETTINGS.size} px, {SETTINGS.iterations} iterations, starry_night.\n")
+    rows = []
+    threads = torch.get_num_threads()
+    for label, cluster, torch_threads in [
+        ("local, 1 thread", None, 1),
+        ("local, 2 threads", None, 2),
+    ]:
+        torch.set_num_threads(torch_threads)
+        rows.append((label, *timed(source, work / f"local_{torch_threads}_threads", cluster), 1.0))
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    stylize_folder(source, work / "local_2_threads", [STYLE], SETTINGS)  # everything exists: resume check only
+    rerun_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    ray.init(num_cpus=2, namespace="stylize", log_to_driver=False, include_dashboard=False)
+    init_seconds = time.perf_counter() - start
+    for workers in (1, 2):
+        label = f"Ray, {workers} worker{'s' if workers > 1 else ''} x 1 CPU"
+        rows.append((label, *timed(source, work / f"ray{workers}", ClusterSettings(workers=workers, cpus_per_worker=1)), workers))
+    ray.shutdown()
+    print("| run | wall s (whole run) | photos / min (whole run) | s / photo / worker (steady) |")
+    print("| --- | --- | --- | --- |")
+    for label, wall, steady, workers in rows:
+        print(f"| {label} | {wall:.1f} | {60 * PHOTOS / wall:.1f} | {steady * workers:.2f} |")
+    local_one, ray_one = rows[0][2], rows[2][2]
+    ray_two = rows[3]
+    print(f"\n- a rerun over the finished folder (every output exists): {rerun_seconds:.2f} s")
+    print(f"- `ray.init` (local cluster, 2 CPUs): {init_seconds:.1f} s, once per run")
+    print(f"- Ray's per-item overhead, steady state, one single-thread worker against the local single-thread loop: "
+          f"{ray_one - local_one:+.2f} s per photo ({100 * (ray_one / local_one - 1):+.1f} %)")
+    rate = 60 / ray_two[2]
+    print(f"- projection: a machine like this one (2 cores, 2 workers) does about {rate:.0f} photos/min at these settings; "
+          f"N such machines about N x {rate:.0f}, as items are independent and only the driver's bookkeeping is shared")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

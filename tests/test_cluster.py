@@ -1,0 +1,102 @@
+"""Ray: the same folder and video jobs on a local cluster (ray.init(num_cpus=2))."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.batch import stylize_folder
+from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings, VideoSettings
+from pipeline.temporal import WarpingError
+from pipeline.video_io import Reader, probe
+from pipeline.video_job import Chunk, plan_chunks, stylize_video
+from tests.conftest import data_file
+
+ray = pytest.importorskip("ray")
+
+SMALL = dict(size=48, iterations=5, tolerance=0.0, precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    ray.init(num_cpus=2, namespace="stylize", log_to_driver=False, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def photo_tree(root, count: int):
+    root.mkdir()
+    sources = [data_file("contents/tubingen.jpg"), data_file("contents/golden_gate.jpg")]
+    for i in range(count):
+        Image.open(sources[i % 2]).save(root / f"p{i}.png")
+    return root
+
+
+def test_chunk_plan_splits_shots_and_overlaps():
+    assert plan_chunks(100, [], 40, 8) == [Chunk(0, 0, 40), Chunk(1, 32, 72), Chunk(2, 64, 100)]
+    # a cut starts a new shot: no overlap across it; a short tail joins its chunk
+    assert plan_chunks(50, [20], 16, 4) == [Chunk(0, 0, 20), Chunk(1, 20, 36), Chunk(2, 32, 50)]
+
+
+def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_cluster):
+    source = photo_tree(tmp_path / "in", 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the Ray workers run one thread each
+    try:
+        local = stylize_folder(source, tmp_path / "local", [starry_night], StyleSettings(**SMALL))
+    finally:
+        torch.set_num_threads(threads)
+    remote = stylize_folder(source, tmp_path / "ray", [starry_night], StyleSettings(**SMALL),
+                            cluster=ClusterSettings(workers=2, cpus_per_worker=1))
+    assert len(local.of("done")) == len(remote.of("done")) == 3
+    local_files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").glob("*.png"))
+    ray_files = sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").glob("*.png"))
+    assert local_files == ray_files and len(local_files) == 3
+    for name in local_files:
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "local" / name)), np.asarray(Image.open(tmp_path / "ray" / name)))
+
+
+def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
+    source = photo_tree(tmp_path / "in", 6)
+    killed = []
+
+    def kill_once(index, total, item, result):
+        if result is not None and not killed:
+            from pipeline.cluster import WORKER_NAME
+
+            actor = ray.get_actor(WORKER_NAME.format(0))
+            killed.append(ray.get(actor.pid.remote()))
+            ray.kill(actor, no_restart=False)  # Ray restarts it and retries its task
+
+    settings = StyleSettings(**{**SMALL, "size": 64, "iterations": 15})
+    report = stylize_folder(source, tmp_path / "out", [starry_night], settings, on_item=kill_once,
+                            cluster=ClusterSettings(workers=2, cpus_per_worker=1))
+    assert killed
+    assert sorted(r.item.source.name for r in report.results) == [f"p{i}.png" for i in range(6)]  # each once
+    assert all(r.status in ("done", "skipped") for r in report.results)
+    assert len(list((tmp_path / "out").glob("p*.png"))) == 6
+
+
+@pytest.mark.slow
+def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
+    source = data_file("videos/car-detection.mp4")
+    output = tmp_path / "out.mp4"
+    style = StyleSettings(size=96, iterations=40, tolerance=0.0, device="cpu")
+    video = VideoSettings(duration=2.0, iterations_next=10)
+    result = stylize_video(source, [starry_night], output, style, video,
+                           cluster=ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=15, overlap_frames=5))
+    info, out = probe(source), probe(output)
+    assert out.frames == result.frames == 25 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
+    error = WarpingError()
+    with Reader(info, (out.width, out.height), 0.0, 2.0) as frames_in, Reader(out, (out.width, out.height)) as frames_out:
+        for frame_in, frame_out in zip(frames_in.frames(), frames_out.frames()):
+            error.add(frame_in, frame_out)
+    seam = error.errors[9:15]  # pairs (9,10) .. (14,15): into, across and out of the overlap [10, 15)
+    inside = error.errors[:9] + error.errors[15:]
+    assert statistics.mean(seam) <= 1.5 * statistics.mean(inside), (seam, inside)
