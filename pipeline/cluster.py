@@ -63,7 +63,7 @@ def _worker_class(ray, cpus: int):
                 self._batches[key] = Batch([item.style], self.style, folder, self.weights)
             return self._batches[key].run_item(item)
 
-        def chunk(self, job, chunk):
+        def chunk(self, chunk, job):
             from pipeline.video_job import stylize_chunk
 
             return stylize_chunk(job, chunk, self.weights)

@@ -86,5 +86,5 @@ class ClusterSettings:
     address: str = "auto"  # auto ($RAY_ADDRESS or a running local cluster) | local | host:port | ray://host:port
     workers: int | None = None  # default: one per `cpus_per_worker` CPUs of the cluster
     cpus_per_worker: int = 1
-    chunk_frames: int = 48  # video: frames per chunk
-    overlap_frames: int = 8  # video: frames two neighbouring chunks share, blended across
+    chunk_frames: int = 150  # video: frames per chunk
+    overlap_frames: int = 36  # video: frames two neighbouring chunks share, ramped across (long: see docs/scale-out.md)

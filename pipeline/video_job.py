@@ -314,7 +314,7 @@ def _run_chunks_on_cluster(job: VideoJob, info: VideoInfo, cluster: ClusterSetti
     try:
         if on_chunk:
             on_chunk(0, len(chunks), len(workers))
-        ray_cluster.run_on_pool(workers, "chunk", chunks, (), record)
+        ray_cluster.run_on_pool(workers, "chunk", chunks, (job,), record)
     finally:
         ray_cluster.shutdown_workers(ray, workers)
     return FramesDone(scanned.count, sum(r.computed for r in finished), scanned.cuts), chunks
