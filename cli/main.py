@@ -59,29 +59,34 @@ def on_off_auto(value: str, what: str) -> bool | None:
 
 
 @contextmanager
-def iteration_bar(label: str) -> Iterator[Callable]:
-    """A rich bar over iterations with the current losses and an ETA; yields the engine callback."""
-    columns = [
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[losses]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    ]
+def progress_bar(label: str) -> Iterator[Callable[..., None]]:
+    """A rich bar with a count, a text field, elapsed time and ETA, drawn from its first update on
+    (so that an early error prints alone). Yields `show(completed, total, info)`."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     bar = Progress(*columns, console=err)
-    task = bar.add_task(label, total=None, losses="")
+    task = bar.add_task(label, total=None, info="")
 
-    def update(progress) -> None:
-        bar.start()  # only once work starts, so early errors print alone
-        total = progress.scales * progress.iterations
-        done = (progress.scale - 1) * progress.iterations + progress.iteration
-        parts = progress.losses
-        text = f"loss {parts['total']:.4g} (content {parts['content']:.3g}, style {parts['style']:.3g})"
-        bar.update(task, total=total, completed=min(done, total), losses=text)
+    def show(completed: int, total: int | None, info: str = "") -> None:
+        bar.start()
+        bar.update(task, total=total, completed=min(completed, total) if total else completed, info=info)
 
     try:
-        yield update
-        bar.update(task, completed=bar.tasks[0].total or 0)
+        yield show
     finally:
         if bar.live.is_started:
             bar.stop()
+
+
+def iteration_progress(show: Callable[..., None]) -> Callable:
+    """The engine's callback: iterations over all scales, with the current losses."""
+
+    def update(progress) -> None:
+        parts = progress.losses
+        show((progress.scale - 1) * progress.iterations + progress.iteration, progress.scales * progress.iterations,
+             f"loss {parts['total']:.4g} (content {parts['content']:.3g}, style {parts['style']:.3g})")
+
+    return update
 
 
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
@@ -184,8 +189,8 @@ def image(
     from pipeline.image_job import stylize_file
 
     settings.save_every = save_every
-    with user_errors(), iteration_bar(content.name) as update:
-        result = stylize_file(content, style, output, settings, weights, update, quality, overwrite)
+    with user_errors(), progress_bar(content.name) as show:
+        result = stylize_file(content, style, output, settings, weights, iteration_progress(show), quality, overwrite)
     losses = result.losses
     out.print(
         f"wrote {output}  ({result.iterations} iterations, {result.evaluations} evaluations, {result.seconds:.1f} s; "
@@ -235,7 +240,15 @@ def video(
         crf=crf, keep_frames=keep_frames)
     cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
                               chunk_frames=chunk_frames, overlap_frames=overlap_frames) if ray else None
-    with user_errors(), frame_bar(source.name) as on_frame, chunk_bar(source.name) as on_chunk:
+    with user_errors(), progress_bar(source.name) as show_frames, progress_bar(f"{source.name} chunks") as show_chunks:
+
+        def on_frame(report) -> None:
+            info = "resumed" if report.skipped else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals {report.seconds:.1f} s"
+            show_frames(report.index + 1, report.total, info)
+
+        def on_chunk(done: int, total: int, workers: int) -> None:
+            show_chunks(done, total, f"{workers} workers")
+
         result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame, cluster, on_chunk)
     for line in result.log:
         err.print(line, highlight=False)
@@ -290,7 +303,12 @@ def folder(
                   f"at {settings.size} px, {settings.iterations} iterations", highlight=False)
         return
     cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker) if ray else None
-    with user_errors(), item_bar(f"photos on Ray ({ray})" if ray else "photos") as on_item:
+    with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
+
+        def on_item(index, total, item, result) -> None:
+            status = f": {result.status}" if result is not None else ""
+            show(index + (result is not None), total, f"{item.source.name}{status}")
+
         report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item, cluster)
     print_summary(report)
     if report.new_failures:
@@ -319,67 +337,6 @@ def print_summary(report) -> None:
         note = " (before)" if result.before else ""
         out.print(f"failed{note}: {result.item.source}: {result.reason}", highlight=False, soft_wrap=True)
     out.print(f"report: {report.output / 'report.json'}   gallery: {report.output / 'index.html'}", highlight=False)
-
-
-@contextmanager
-def item_bar(label: str) -> Iterator[Callable]:
-    """A rich bar over the batch with ETA and the current file."""
-    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-               TimeRemainingColumn(), TextColumn("{task.fields[current]}")]
-    bar = Progress(*columns, console=err)
-    task = bar.add_task("photos", total=None, current="")
-
-    def on_item(index, total, item, result) -> None:
-        bar.start()
-        if result is None:
-            bar.update(task, total=total, completed=index, current=item.source.name)
-        else:
-            bar.update(task, completed=index + 1, current=f"{item.source.name}: {result.status}")
-
-    try:
-        yield on_item
-    finally:
-        if bar.live.is_started:
-            bar.stop()
-
-
-@contextmanager
-def chunk_bar(label: str) -> Iterator[Callable]:
-    """A rich bar over a video's chunks on Ray, with ETA and the worker count."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-    bar = Progress(*columns, console=err)
-    task = bar.add_task(f"{label} chunks", total=None, info="")
-
-    def on_chunk(done: int, total: int, workers: int) -> None:
-        bar.start()
-        bar.update(task, total=total, completed=done, info=f"{workers} workers")
-
-    try:
-        yield on_chunk
-    finally:
-        if bar.live.is_started:
-            bar.stop()
-
-
-@contextmanager
-def frame_bar(label: str) -> Iterator[Callable]:
-    """A rich bar over frames with ETA; yields the per-frame callback."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
-    bar = Progress(*columns, console=err)
-    task = bar.add_task(label, total=None, info="")
-
-    def on_frame(report) -> None:
-        bar.start()
-        info = "resumed" if report.skipped else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals {report.seconds:.1f} s"
-        bar.update(task, total=report.total, completed=report.index + 1, info=info)
-
-    try:
-        yield on_frame
-    finally:
-        if bar.live.is_started:
-            bar.stop()
 
 
 def main() -> None:
