@@ -305,11 +305,14 @@ def folder(
     cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker) if ray else None
     with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
 
+        workers = []
+
         def on_item(index, total, item, result) -> None:
             status = f": {result.status}" if result is not None else ""
-            show(index + (result is not None), total, f"{item.source.name}{status}")
+            pool = f"{workers[0]} workers, " if workers else ""
+            show(index + (result is not None), total, f"{pool}{item.source.name}{status}")
 
-        report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item, cluster)
+        report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item, cluster, workers.append)
     print_summary(report)
     if report.new_failures:
         raise typer.Exit(1)

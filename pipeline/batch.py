@@ -156,8 +156,10 @@ def stylize_folder(
     weights: VGGWeights | str | None = None,
     on_item: ItemCallback | None = None,
     cluster: ClusterSettings | None = None,
+    on_workers: Callable[[int], None] | None = None,
 ) -> BatchReport:
-    """`cluster`: run the photos on Ray workers instead of in this process (same items, same outputs)."""
+    """`cluster`: run the photos on Ray workers instead of in this process (same items, same outputs);
+    `on_workers` is told how many workers started."""
     source, output = Path(source), Path(output)
     items = plan(source, output, styles, folder)
     check_writable_folder(output)
@@ -182,7 +184,7 @@ def stylize_folder(
         write_gallery(report)
 
     if pending and cluster is not None:
-        _run_on_cluster(pending, styles, style, folder, weights, cluster, record)
+        _run_on_cluster(pending, styles, style, folder, weights, cluster, record, on_workers)
     elif pending:
         batch = Batch(styles, style, folder, weights)
         for index, item in enumerate(pending):
@@ -212,12 +214,14 @@ def previous_failures(output: Path) -> dict[tuple[str, str], tuple[str | None, s
     return {(i["source"], i["style"]): (i.get("fingerprint"), i["reason"]) for i in items if i.get("status") == "failed"}
 
 
-def _run_on_cluster(pending, styles, style, folder, weights, cluster, record) -> None:
+def _run_on_cluster(pending, styles, style, folder, weights, cluster, record, on_workers) -> None:
     from pipeline import cluster as ray_cluster
 
     if isinstance(weights, VGGWeights):
         raise SettingsError("over Ray, pass weights as a name or path: each worker loads its own")
     ray, workers = ray_cluster.start_workers(cluster, styles, style, weights)
+    if on_workers:
+        on_workers(len(workers))
     try:
         ray_cluster.run_on_pool(workers, "photo", pending, (folder,), record)
     finally:

@@ -95,6 +95,11 @@ def even_size(width: int, height: int, long_side: int | None) -> tuple[int, int]
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+def is_crop(info: VideoInfo, size: tuple[int, int]) -> bool:
+    """At full size, an odd side loses its last pixel rather than being resampled."""
+    return 0 <= info.width - size[0] <= 1 and 0 <= info.height - size[1] <= 1
+
+
 class Reader:
     """Decoded frames as H x W x 3 uint8 RGB at `size`, one at a time: `read() -> frame or None`."""
 
@@ -104,8 +109,8 @@ class Reader:
         if duration:
             input_args["t"] = duration
         stream = ffmpeg.input(str(info.path), **input_args).video
-        if info.width - self.width <= 1 and info.height - self.height <= 1:
-            stream = stream.filter("crop", self.width, self.height, 0, 0)  # full size, odd sides lose one pixel
+        if is_crop(info, size):
+            stream = stream.filter("crop", self.width, self.height, 0, 0)
         else:
             stream = stream.filter("scale", self.width, self.height, flags="area")
         stream = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")

@@ -24,7 +24,7 @@ from pipeline.image_io import atomic_path, load_rgb, to_array, to_tensor
 from pipeline.losses import TemporalLoss
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import FlowEstimator, WarpingError, carry_over, fill_disocclusions, scene_change, to_float
-from pipeline.video_io import VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, encode, even_size, probe
+from pipeline.video_io import VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, encode, even_size, is_crop, probe
 
 
 @dataclass
@@ -203,7 +203,7 @@ def stylize_video(
     info = probe(source)
     style_images = [load_rgb(Path(p)) for p in styles]
     size = even_size(info.width, info.height, style.size)
-    log = _size_notes(info, size, style.size)
+    log = _size_notes(info, size)
     layout = asdict(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
     work_dir = work_folder(output, source, [Path(p) for p in styles], style, video, layout)
     job = VideoJob(source, tuple(Path(p) for p in styles), style, video, size, work_dir)
@@ -329,13 +329,12 @@ def _frames_in_range(info: VideoInfo, video: VideoSettings) -> int:
     return min(count, video.max_frames) if video.max_frames else count
 
 
-def _size_notes(info: VideoInfo, size: tuple[int, int], long_side: int | None) -> list[str]:
+def _size_notes(info: VideoInfo, size: tuple[int, int]) -> list[str]:
     notes = []
     if info.rotation:
         notes.append(f"input rotated by {info.rotation} degrees for display: frames are stylized upright and written upright")
-    exact = even_size(info.width, info.height, None) if not long_side else None
-    if exact and (exact != (info.width, info.height)):
-        notes.append(f"odd frame size {info.width}x{info.height} cropped to {exact[0]}x{exact[1]} for yuv420p")
+    if is_crop(info, size) and size != (info.width, info.height):
+        notes.append(f"odd frame size {info.width}x{info.height} cropped to {size[0]}x{size[1]} for yuv420p")
     return notes
 
 

@@ -162,3 +162,17 @@ def test_flow_warm_start_flickers_least(tmp_path, starry_night):
         errors[mode] = temporal_errors(source, output, max_frames=6)["output"]
     assert errors["flow"] < errors["prev"] < errors["content"], errors
     assert errors["flow"] <= 0.5 * errors["content"], errors
+
+
+def test_odd_frame_size_is_cropped_by_one_pixel_and_said(tmp_path, starry_night):
+    from pipeline.video_io import EncodeSettings
+
+    clip = tmp_path / "odd.mkv"
+    frames = [np.full((49, 65, 3), 40 * i, np.uint8) for i in range(4)]
+    encode(lambda: iter(frames), clip, (65, 49), Fraction(10), settings=EncodeSettings(pix_fmt="yuv444p"))
+    assert (probe(clip).width, probe(clip).height) == (65, 49)
+    result = stylize_video(clip, [starry_night], tmp_path / "out.mp4", StyleSettings(**{**FAST, "size": 65}),
+                           VideoSettings(iterations_next=1))
+    out = probe(tmp_path / "out.mp4")
+    assert (out.width, out.height, out.frames) == (64, 48, 4)
+    assert any("odd frame size 65x49 cropped to 64x48" in line for line in result.log)
