@@ -49,7 +49,7 @@ def stylize_photo(photo: Photo, stylizer: Stylizer, keep_size: bool = False, cal
     return Photo(rgb, alpha, photo.grayscale, photo.bits), result
 
 
-def save_intermediates(stylizer: Stylizer, output: Path, every: int) -> ProgressCallback | None:
+def save_intermediates(output: Path, every: int) -> ProgressCallback | None:
     """A progress callback that writes `<output stem>.iterNNNN<suffix>` every `every` iterations."""
     if every <= 0:
         return None
@@ -81,7 +81,7 @@ def stylize_file(
     style_images = load_styles(styles)
     check_output(output, [content, *styles], overwrite)
     stylizer = Stylizer(settings, style_images, weights)
-    saver = save_intermediates(stylizer, output, settings.save_every)
+    saver = save_intermediates(output, settings.save_every)
 
     def both(progress) -> None:
         for fn in (callback, saver):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from fractions import Fraction
 
@@ -12,7 +11,7 @@ import torch
 from PIL import Image
 
 from pipeline.batch import stylize_folder
-from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings, VideoSettings
+from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError
 from pipeline.video_io import Reader, probe
 from pipeline.video_job import Chunk, plan_chunks, stylize_video
