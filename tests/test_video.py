@@ -176,3 +176,16 @@ def test_odd_frame_size_is_cropped_by_one_pixel_and_said(tmp_path, starry_night)
     out = probe(tmp_path / "out.mp4")
     assert (out.width, out.height, out.frames) == (64, 48, 4)
     assert any("odd frame size 65x49 cropped to 64x48" in line for line in result.log)
+
+
+def test_rotated_input_is_stylized_and_written_upright(tmp_path, starry_night):
+    flat, rotated = tmp_path / "flat.mp4", tmp_path / "rotated.mp4"
+    run = [ffmpeg_binary(), "-v", "error", "-y"]
+    subprocess.run([*run, "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=0.5", "-pix_fmt", "yuv420p", str(flat)], check=True)
+    subprocess.run([*run, "-display_rotation", "90", "-i", str(flat), "-c", "copy", str(rotated)], check=True)
+    info = probe(rotated)
+    assert (info.width, info.height) == (48, 64) and info.rotation % 180 == 90  # as a player shows it
+    result = stylize_video(rotated, [starry_night], tmp_path / "out.mp4", StyleSettings(**FAST), VideoSettings(iterations_next=1))
+    out = probe(tmp_path / "out.mp4")
+    assert (out.width, out.height, out.rotation, out.frames) == (48, 64, 0, 5)
+    assert any("rotated by" in line for line in result.log)
