@@ -54,6 +54,7 @@ def _worker_class(ray, cpus: int):
             self.styles, self.style = [Path(s) for s in styles], style
             self.weights = load_weights(weights)  # from the installed package, not Ray's working_dir
             self._batches: dict = {}
+            self._stylizers: dict = {}
 
         def photo(self, item, folder: FolderSettings):
             from pipeline.batch import Batch
@@ -64,9 +65,11 @@ def _worker_class(ray, cpus: int):
             return self._batches[key].run_item(item)
 
         def chunk(self, chunk, job):
-            from pipeline.video_job import stylize_chunk
+            from pipeline.video_job import job_stylizer, stylize_chunk
 
-            return stylize_chunk(job, chunk, self.weights)
+            if job.work_dir not in self._stylizers:  # the work folder is keyed by every setting of the job
+                self._stylizers[job.work_dir] = job_stylizer(job, self.weights)
+            return stylize_chunk(job, chunk, self._stylizers[job.work_dir])
 
         def pid(self) -> int:
             return os.getpid()

@@ -83,6 +83,11 @@ def scene_change(previous_frame: np.ndarray, frame: np.ndarray) -> float:
     return float(np.abs(small[0].astype(np.float32) - small[1].astype(np.float32)).mean() / 255.0)
 
 
+def is_cut(previous_frame: np.ndarray, frame: np.ndarray, threshold: float) -> bool:
+    """A new shot starts at `frame`: the one rule for the sequential run and the cluster's cut scan."""
+    return scene_change(previous_frame, frame) > threshold
+
+
 class WarpingError:
     """Flicker, measured: the masked mean squared difference between each output frame and the
     previous output frame warped along the flow of the input frames (values in [0, 1]).

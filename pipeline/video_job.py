@@ -23,7 +23,7 @@ from pipeline.errors import OutputError, SettingsError
 from pipeline.image_io import atomic_path, load_rgb, to_array, to_tensor
 from pipeline.losses import TemporalLoss
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
-from pipeline.temporal import FlowEstimator, WarpingError, carry_over, fill_disocclusions, scene_change, to_float
+from pipeline.temporal import FlowEstimator, WarpingError, carry_over, fill_disocclusions, is_cut, to_float
 from pipeline.video_io import VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, encode, even_size, is_crop, probe
 
 
@@ -165,7 +165,7 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
         previous_in: np.ndarray | None = None
         for index, frame in enumerate(frames):
             done.count = index + 1
-            cut = previous_in is not None and scene_change(previous_in, frame) > video.scene_threshold
+            cut = previous_in is not None and is_cut(previous_in, frame, video.scene_threshold)
             if cut:
                 done.cuts.append(index)
             path = frame_path(folder, index)
@@ -232,7 +232,7 @@ def scan_cuts(info: VideoInfo, job: VideoJob) -> FramesDone:
     previous = None
     with Reader(info, job.size, job.video.start, job.video.duration) as reader:
         for index, frame in enumerate(reader.frames(job.video.max_frames)):
-            if previous is not None and scene_change(previous, frame) > job.video.scene_threshold:
+            if previous is not None and is_cut(previous, frame, job.video.scene_threshold):
                 done.cuts.append(index)
             previous, done.count = frame, index + 1
     return done
@@ -267,12 +267,16 @@ class ChunkResult:
     computed: int
 
 
-def stylize_chunk(job: VideoJob, chunk: Chunk, weights=None) -> ChunkResult:
+def job_stylizer(job: VideoJob, weights=None) -> Stylizer:
+    """VGG and the job's style targets; a worker builds it once and keeps it for all its chunks."""
+    return Stylizer(job.style, [load_rgb(p) for p in job.styles], weights)
+
+
+def stylize_chunk(job: VideoJob, chunk: Chunk, stylizer: Stylizer) -> ChunkResult:
     """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order."""
     info = probe(job.source)
     # half a frame early: -ss keeps frames whose time is at or after it, and float times round
     start = job.video.start + max(0.0, (chunk.start - 0.5) / float(info.fps))
-    stylizer = Stylizer(job.style, [load_rgb(p) for p in job.styles], weights)
     with Reader(info, job.size, start) as reader:
         done = stylize_frames(reader.frames(chunk.stop - chunk.start), FrameStylizer(stylizer, job.video),
                               chunk_folder(job, chunk), job.video, chunk.stop - chunk.start)
