@@ -15,7 +15,7 @@ from PIL import Image
 
 from benchmarks.bench_engine import cpu_model
 from pipeline.batch import stylize_folder
-from pipeline.engine import cpu_has_amx
+from pipeline.device import cpu_has_amx
 from pipeline.settings import ClusterSettings, StyleSettings
 
 ROOT = Path(__file__).resolve().parents[1]

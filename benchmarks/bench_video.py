@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from benchmarks.bench_engine import cpu_model
-from pipeline.engine import Stylizer, cpu_has_amx
+from pipeline.device import cpu_has_amx
+from pipeline.engine import Stylizer
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import color
+from pipeline.device import keep_freed_memory, resolve_device, resolve_dtype
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
@@ -53,36 +54,6 @@ class _Stop(Exception):
     """Raised inside the closure to leave L-BFGS early (converged, or diverged)."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SettingsError("--device cuda: no CUDA GPU is available to torch here")
-    if device.type not in ("cpu", "cuda"):
-        raise SettingsError(f"--device {name}: use auto, cpu or cuda")
-    return device
-
-
-def cpu_has_amx() -> bool:
-    """bf16 pays off on CPUs with AMX tiles (about 4x over fp32); elsewhere it is slower."""
-    with contextlib.suppress(OSError):
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    return False
-
-
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise SettingsError(f"--precision {precision}: use auto, fp32 or bf16")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_amx() else torch.float32
-
-
 def scale_ladder(height: int, width: int, settings: StyleSettings) -> list[tuple[int, int]]:
     """Sizes (h, w) from coarsest to the full size; a single entry when coarse-to-fine is off."""
     long_side = max(height, width)
@@ -117,20 +88,19 @@ class Stylizer:
         if len(layer_weights) != len(settings.style_layers):
             raise SettingsError(f"{len(layer_weights)} style layer weights for {len(settings.style_layers)} style layers")
         self.settings = settings
+        keep_freed_memory()
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.precision, self.device)
         weights = weights if isinstance(weights, VGGWeights) else load_weights(weights)
         layers = [settings.content_layer, *settings.style_layers]
-        self.vgg = VGGFeatures(weights, layers, settings.pooling).to(self.device, memory_format=torch.channels_last)
+        self.vgg = VGGFeatures(weights, layers, settings.pooling, self.dtype).to(self.device, memory_format=torch.channels_last)
         self.styles = [color.luminance(s) if settings.preserve_colors else s for s in styles]
         self.blend = [b / sum(blend) for b in blend]
         self.layer_weights = dict(zip(settings.style_layers, (w / sum(layer_weights) for w in layer_weights)))
         self._gram_cache: dict[int, dict[str, torch.Tensor]] = {}
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        image = image.to(self.device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return self.vgg(image)
+        return self.vgg(image.to(self.device).contiguous(memory_format=torch.channels_last))
 
     def style_grams(self, long_side: int) -> dict[str, torch.Tensor]:
         """Blended Gram targets for an output of this long side; computed once per size."""

@@ -6,30 +6,79 @@ energy), so weights mean the same at any size and for either weights' input scal
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 
+@contextlib.contextmanager
+def bf16_input_matmul(features: torch.Tensor) -> Iterator[None]:
+    """Let fp32 matmuls take their inputs in bf16 when the features already are bf16.
+
+    Such inputs are exact in bf16, and the products still accumulate and land in fp32, so the
+    Gram matrix is the fp32 one; on CPUs with AMX this runs about 3x faster than the fp32 path
+    (torch has no bf16-in/fp32-out matmul of its own on the CPU).
+    """
+    if features.dtype != torch.bfloat16:
+        yield
+        return
+    backend = torch.backends.mkldnn.matmul if features.device.type == "cpu" else torch.backends.cuda.matmul
+    previous = backend.fp32_precision
+    backend.fp32_precision = "bf16" if features.device.type == "cpu" else "tf32"  # tf32 holds bf16 exactly
+    try:
+        yield
+    finally:
+        backend.fp32_precision = previous
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """G = F F^T / M for features of shape (1, N, H, W), M = H*W; computed in fp32.
+    """G = F F^T / M for features of shape (1, N, H, W), M = H*W; accumulated and returned in fp32.
 
     Dividing by M lets a style image of another size supply the target; the talk's
     E_l = 1/(4 N^2 M^2) sum (G - A)^2 on unnormalized Grams equals 1/(4 N^2) sum (G - A)^2 here.
     """
     _, channels, height, width = features.shape
     flat = features.float().reshape(channels, height * width)
-    return flat @ flat.T / (height * width)
+    with bf16_input_matmul(features):
+        return flat @ flat.T / (height * width)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L_content = 1/2 sum (F - P)^2."""
-    return 0.5 * (features.float() - target.float()).pow(2).sum()
+    return 0.5 * nn.functional.mse_loss(features.float(), target.float(), reduction="sum")  # one fused kernel each way
 
 
 def style_layer_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
     """E_l = 1/(4 N^2 M^2) sum (G - A)^2, with G and A already divided by M."""
     channels = gram.shape[0]
     return (gram - target_gram).pow(2).sum() / (4 * channels**2)
+
+
+class _GramStyleLoss(torch.autograd.Function):
+    """style_layer_loss(gram_matrix(F), A) with a one-matmul backward.
+
+    Autograd would differentiate F F^T with two matmuls and an add; for a symmetric A the
+    gradient is F^T (G - A) / (N^2 M) in a single one, computed in the features' own dtype
+    and channels-last layout, so no fp32 copy of the largest activations is made on the way back.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        difference = gram_matrix(features) - target
+        ctx.save_for_backward(features, difference)
+        return difference.pow(2).sum() / (4 * features.shape[1] ** 2)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        features, difference = ctx.saved_tensors
+        _, channels, height, width = features.shape
+        scale = grad_output / (channels**2 * height * width)
+        # (M, N) = F^T (G - A): contiguous in channels-last order, which is how VGG's activations lie
+        pixels_by_channel = features.permute(0, 2, 3, 1).reshape(height * width, channels)
+        grad = pixels_by_channel @ (difference * scale).to(features.dtype)
+        return grad.reshape(1, height, width, channels).permute(0, 3, 1, 2), None
 
 
 class ContentLoss(nn.Module):
@@ -51,7 +100,7 @@ class StyleLoss(nn.Module):
         self.zero_loss = style_layer_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return style_layer_loss(gram_matrix(features), self.target) / self.zero_loss
+        return _GramStyleLoss.apply(features, self.target) / self.zero_loss
 
 
 class TVLoss(nn.Module):

@@ -64,3 +64,37 @@ def test_tv_and_temporal_losses():
     mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     image = torch.full((1, 3, 2, 2), 2.0)
     assert TemporalLoss(previous, mask)(image).item() == 4.0 * 3 / 12
+
+
+def _autograd_style_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return style_layer_loss(gram_matrix(features), target)
+
+
+def test_style_loss_gradient_matches_autograd_in_fp32():
+    torch.manual_seed(3)
+    target = gram_matrix(torch.randn(1, 8, 6, 5))
+    reference = torch.randn(1, 8, 7, 9, requires_grad=True)
+    fused = reference.detach().clone().requires_grad_(True)
+    StyleLoss(target)(fused).backward()
+    (_autograd_style_loss(reference, target) / StyleLoss(target).zero_loss).backward()
+    torch.testing.assert_close(fused.grad, reference.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_bf16_features_give_the_fp32_gram_and_gradient():
+    """bf16 activations (channels-last, as VGG yields them): the Gram accumulates in fp32 and equals
+    the fp32 Gram of the same values; the gradient comes back in bf16 and the same layout."""
+    torch.manual_seed(4)
+    features = torch.rand(1, 32, 20, 24).bfloat16().contiguous(memory_format=torch.channels_last)
+    exact = features.float().contiguous()
+    gram = gram_matrix(features)
+    assert gram.dtype == torch.float32
+    torch.testing.assert_close(gram, gram_matrix(exact), rtol=1e-5, atol=1e-6)
+
+    target = gram_matrix(torch.rand(1, 32, 16, 16))
+    low = features.clone().requires_grad_(True)
+    high = exact.clone().requires_grad_(True)
+    StyleLoss(target)(low).backward()
+    StyleLoss(target)(high).backward()
+    assert low.grad.dtype == torch.bfloat16 and low.grad.is_contiguous(memory_format=torch.channels_last)
+    relative = (low.grad.float() - high.grad).norm() / high.grad.norm()
+    assert relative < 1e-2  # bf16 rounding of the result, nothing more
