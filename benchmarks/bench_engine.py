@@ -29,42 +29,64 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bare_pass_seconds(stylizer, image, repeats: int) -> float:
-    """Median seconds of VGG-19 forward to the deepest layer in use and backward to the input
-    pixels from there alone: the least one evaluation can cost."""
+def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 3) -> dict:
+    """Seconds per L-BFGS evaluation inside the engine against two bare passes of the same
+    truncated VGG-19 (same weights, dtype and channels-last layout), in alternating rounds so
+    that drifts of a shared machine hit all three alike. Medians of the steady state.
+
+    - network: forward to the deepest layer in use, backward to the pixels with a gradient
+      entering at every layer the losses read (what any loss on those layers must pay);
+    - deepest: the same with a gradient entering at the deepest layer only.
+    Their difference is the accumulation of gradients at the intermediate layers.
+    """
     import torch
 
-    image = image.clone().requires_grad_(True)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        deepest = list(stylizer.features(image).values())[-1]  # the network's own order
-        deepest.backward(torch.ones_like(deepest))  # same layout (channels-last) as the activation
-        image.grad = None
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[3:])  # the first passes warm up oneDNN
+    image = content.clone().requires_grad_(True)
+    gradients = [torch.ones_like(f) for f in stylizer.features(image).values()]  # allocated once
+
+    def network() -> None:
+        torch.autograd.backward(list(stylizer.features(image).values()), gradients)
+
+    def deepest() -> None:
+        list(stylizer.features(image).values())[-1].backward(gradients[-1])  # dicts keep the network's order
+
+    samples: dict[str, list[float]] = {"engine": [], "network": [], "deepest": []}
+    for _ in range(rounds):
+        stamps: list[float] = []
+        stylizer.stylize(content, iterations=evaluations, patience=evaluations, callback=lambda p: stamps.append(time.perf_counter()))
+        samples["engine"] += [b - a for a, b in zip(stamps[2:], stamps[3:])]  # the first ones warm up oneDNN
+        for name, bare in (("network", network), ("deepest", deepest)):
+            for repeat in range(8):
+                start = time.perf_counter()
+                bare()
+                image.grad = None
+                if repeat >= 2:
+                    samples[name].append(time.perf_counter() - start)
+    seconds = {name: statistics.median(values) for name, values in samples.items()}
+    return {f"{name}_s": value for name, value in seconds.items()} | {
+        "overhead_network": seconds["engine"] / seconds["network"] - 1,
+        "overhead_deepest": seconds["engine"] / seconds["deepest"] - 1,
+    }
 
 
-def per_evaluation(size: int, precision: str, evaluations: int = 12) -> dict:
-    """Seconds per L-BFGS evaluation inside the engine, and per bare forward+backward."""
-    import torch
-
+def per_evaluation(size: int, precision: str) -> dict:
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings
 
-    settings = StyleSettings(size=size, iterations=evaluations, precision=precision, tolerance=0, coarse_to_fine=False, device="cpu")
-    content = load_rgb(CONTENT, size)
+    settings = StyleSettings(size=size, precision=precision, tolerance=0, coarse_to_fine=False, device="cpu")
     stylizer = Stylizer(settings, [load_rgb(STYLE)])
-    stamps: list[float] = []
-    stylizer.stylize(content, callback=lambda p: stamps.append(time.perf_counter()))
-    # the first evaluations warm up oneDNN; time the steady state
-    steady = stamps[3:]
-    engine = (steady[-1] - steady[0]) / (len(steady) - 1)
+    return {"size": size, "precision": precision, **evaluation_overhead(stylizer, load_rgb(CONTENT, size)),
+            "peak_rss_mib": peak_rss_mib()}
 
-    bare = bare_pass_seconds(stylizer, content, len(stamps))
-    return {"size": size, "precision": precision, "engine_s": engine, "bare_s": bare, "overhead": engine / bare - 1,
-            "peak_rss_mib": peak_rss_mib(), "threads": torch.get_num_threads()}
+
+OVERHEAD_HEADER = ("| size | precision | s / evaluation (engine) | s / bare network pass | overhead | "
+                   "s / bare deepest-only pass | overhead | peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def overhead_row(first_cells: str, r: dict) -> str:
+    return (f"| {first_cells} | {r['engine_s']:.3f} | {r['network_s']:.3f} | {100 * r['overhead_network']:+.1f} % | "
+            f"{r['deepest_s']:.3f} | {100 * r['overhead_deepest']:+.1f} % |")
 
 
 def full_run(size: int, coarse: bool, iterations: int = 300) -> dict:
@@ -139,12 +161,11 @@ def report() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     print(f"## make bench — {date.today()}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
-    print("| size | precision | s / evaluation (engine) | s / bare fwd+bwd | overhead | peak RSS MiB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(OVERHEAD_HEADER)
     for size in (256, 512):
         for precision in ("fp32", "bf16"):
             r = run_child("eval", str(size), precision)
-            print(f"| {size} | {precision} | {r['engine_s']:.3f} | {r['bare_s']:.3f} | {100 * r['overhead']:+.1f} % | {r['peak_rss_mib']:.0f} |")
+            print(overhead_row(f"{size} | {precision}", r) + f" {r['peak_rss_mib']:.0f} |")
     print("\n300 iterations at 512 px, tubingen x starry_night, default settings otherwise (tolerance 0):\n")
     print("| coarse-to-fine | precision | wall s | evaluations | content | style | total | peak RSS MiB | image |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

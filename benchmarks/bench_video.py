@@ -22,10 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.bench_engine import cpu_model
+from benchmarks.bench_engine import OVERHEAD_HEADER, cpu_model, evaluation_overhead, overhead_row
 from pipeline.device import cpu_has_amx
 from pipeline.engine import Stylizer
-from pipeline.image_io import load_rgb
+from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError
 from pipeline.video_io import Reader, even_size, probe
@@ -166,6 +166,18 @@ def speed_section(frames: list[np.ndarray], size: int, reference_frames: int) ->
           f"![content loss]({plot(default, reference, 'content', 'content loss', 'bench_video_content.png')})")
     print(f"\nFour consecutive frames (default): ![]({strip(default['outputs'][8:12], 'video_frames_default.jpg')})")
     budgets_table(frames[:reference_frames], default["outputs"][0], reference, size)
+    overhead_table(frames[1], size)
+
+
+def overhead_table(frame: np.ndarray, size: int) -> None:
+    """Per-evaluation cost of the engine against a bare pass of the same network, on a frame of this clip."""
+    print(f"\nPer-evaluation overhead at {size} px (frame 1 as content, the engine's own loop, 15 evaluations x 3 rounds):\n")
+    print(OVERHEAD_HEADER.replace("| size | precision |", "| precision |").replace("| --- | --- | --- |", "| --- | --- |", 1)
+          .replace(" peak RSS MiB |", "").removesuffix(" --- |"))
+    for precision in ("auto", "fp32"):
+        stylizer = Stylizer(StyleSettings(size=size, precision=precision), [load_rgb(STYLE)])
+        result = evaluation_overhead(stylizer, to_tensor(frame))
+        print(overhead_row(f"{precision} ({str(stylizer.dtype).removeprefix('torch.')})", result))
 
 
 def budgets_table(frames: list[np.ndarray], first: np.ndarray, reference: dict, size: int) -> None:
@@ -222,11 +234,14 @@ def main() -> None:
     parser.add_argument("--warm-starts", action="store_true", help="issue 8's comparison of warm starts and fills (8 frames)")
     parser.add_argument("--cold-frames", type=int, default=4, help="with --warm-starts: frames of the every-frame-cold baseline")
     parser.add_argument("--memory", action="store_true", help="only the peak-RSS-over-length check")
+    parser.add_argument("--overhead", action="store_true", help="only the per-evaluation overhead table")
     args = parser.parse_args()
     IMAGES.mkdir(parents=True, exist_ok=True)
     if args.memory:
         return memory_section()
     print(f"## make bench-video — {time.strftime('%Y-%m-%d')}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'})\n")
+    if args.overhead:
+        return overhead_table(decode(2, args.size)[1], args.size)
     if args.warm_starts:
         frames = decode(8, args.size)
         return warm_starts_section(frames, Stylizer(StyleSettings(size=args.size), [load_rgb(STYLE)]), args.cold_frames)
