@@ -175,7 +175,7 @@ def overhead_table(frame: np.ndarray, size: int) -> None:
     print(OVERHEAD_HEADER.replace("| size | precision |", "| precision |").replace("| --- | --- | --- |", "| --- | --- |", 1)
           .replace(" peak RSS MiB |", "").removesuffix(" --- |"))
     for precision in ("auto", "fp32"):
-        stylizer = Stylizer(StyleSettings(size=size, precision=precision), [load_rgb(STYLE)])
+        stylizer = Stylizer(StyleSettings(size=size, precision=precision, coarse_to_fine=False), [load_rgb(STYLE)])
         result = evaluation_overhead(stylizer, to_tensor(frame))
         print(overhead_row(f"{precision} ({str(stylizer.dtype).removeprefix('torch.')})", result))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 from pathlib import Path
 
 import torch
@@ -45,6 +46,7 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h
 
 
+@functools.cache
 def keep_freed_memory() -> None:
     """Make glibc keep freed blocks for reuse instead of handing them back to the kernel.
 

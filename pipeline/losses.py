@@ -7,32 +7,38 @@ energy), so weights mean the same at any size and for either weights' input scal
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+
+_PRECISION_SWITCH = threading.Lock()  # the switch is process-wide: one Gram at a time may hold it
 
 
 @contextlib.contextmanager
 def bf16_input_matmul(features: torch.Tensor) -> Iterator[None]:
-    """Let fp32 matmuls take their inputs in bf16 when the features already are bf16.
+    """Let fp32 matmuls on the CPU take their inputs in bf16 when the features already are bf16.
 
     Such inputs are exact in bf16, and the products still accumulate and land in fp32, so the
     Gram matrix is the fp32 one; on CPUs with AMX this runs about 3x faster than the fp32 path
-    (torch has no bf16-in/fp32-out matmul of its own on the CPU). Torch before 2.9 lacks the
-    switch and keeps the plain fp32 path.
+    (torch has no bf16-in/fp32-out matmul of its own on the CPU). CUDA keeps plain fp32 (untested
+    there, and the GPU's fp32 Gram is cheap next to its convolutions); so does torch before 2.9,
+    which lacks the switch.
     """
-    on_cpu = features.device.type == "cpu"
-    backend = getattr(torch.backends.mkldnn if on_cpu else torch.backends.cuda, "matmul", None)
-    if features.dtype != torch.bfloat16 or not hasattr(backend, "fp32_precision"):
+    backend = getattr(torch.backends.mkldnn, "matmul", None)
+    if features.dtype != torch.bfloat16 or features.device.type != "cpu" or not hasattr(backend, "fp32_precision"):
         yield
         return
-    previous = backend.fp32_precision
-    backend.fp32_precision = "bf16" if on_cpu else "tf32"  # tf32 holds bf16 values exactly
-    try:
-        yield
-    finally:
-        backend.fp32_precision = previous
+    with _PRECISION_SWITCH:
+        previous = backend.fp32_precision
+        backend.fp32_precision = "bf16"
+        try:
+            yield
+        finally:
+            backend.fp32_precision = previous
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -62,8 +68,8 @@ def style_layer_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Ten
 class _GramStyleLoss(torch.autograd.Function):
     """style_layer_loss(gram_matrix(F), A) with a one-matmul backward.
 
-    Autograd would differentiate F F^T with two matmuls and an add; for a symmetric A the
-    gradient is F^T (G - A) / (N^2 M) in a single one, computed in the features' own dtype
+    Autograd would differentiate F F^T with two matmuls and an add; the gradient is
+    F^T (D + D^T) / (2 N^2 M), D = G - A, in a single one, computed in the features' own dtype
     and channels-last layout, so no fp32 copy of the largest activations is made on the way back.
     """
 
@@ -74,13 +80,15 @@ class _GramStyleLoss(torch.autograd.Function):
         return difference.pow(2).sum() / (4 * features.shape[1] ** 2)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         features, difference = ctx.saved_tensors
         _, channels, height, width = features.shape
-        scale = grad_output / (channels**2 * height * width)
-        # (M, N) = F^T (G - A): contiguous in channels-last order, which is how VGG's activations lie
+        scale = grad_output / (2 * channels**2 * height * width)
+        symmetric = difference + difference.T  # A is a Gram (or a blend of them), symmetric but for rounding
+        # (M, N) = F^T (D + D^T): contiguous in channels-last order, which is how VGG's activations lie
         pixels_by_channel = features.permute(0, 2, 3, 1).reshape(height * width, channels)
-        grad = pixels_by_channel @ (difference * scale).to(features.dtype)
+        grad = pixels_by_channel @ (symmetric * scale).to(features.dtype)
         return grad.reshape(1, height, width, channels).permute(0, 3, 1, 2), None
 
 

@@ -98,3 +98,13 @@ def test_bf16_features_give_the_fp32_gram_and_gradient():
     assert low.grad.dtype == torch.bfloat16 and low.grad.is_contiguous(memory_format=torch.channels_last)
     relative = (low.grad.float() - high.grad).norm() / high.grad.norm()
     assert relative < 1e-2  # bf16 rounding of the result, nothing more
+
+
+def test_style_loss_gradient_is_right_for_a_target_that_is_not_exactly_symmetric():
+    torch.manual_seed(5)
+    target = gram_matrix(torch.randn(1, 6, 5, 5)) + 0.1 * torch.randn(6, 6)
+    reference = torch.randn(1, 6, 4, 7, requires_grad=True)
+    fused = reference.detach().clone().requires_grad_(True)
+    StyleLoss(target)(fused).backward()
+    (_autograd_style_loss(reference, target) / StyleLoss(target).zero_loss).backward()
+    torch.testing.assert_close(fused.grad, reference.grad, rtol=1e-5, atol=1e-8)
