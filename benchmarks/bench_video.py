@@ -27,7 +27,7 @@ from pipeline.device import cpu_has_amx
 from pipeline.engine import Stylizer
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.temporal import WarpingError
+from pipeline.temporal import WarpingError, to_float
 from pipeline.video_io import Reader, even_size, probe
 from pipeline.video_job import FrameStylizer
 
@@ -176,7 +176,7 @@ def overhead_table(frame: np.ndarray, size: int) -> None:
           .replace(" peak RSS MiB |", "").removesuffix(" --- |"))
     for precision in ("auto", "fp32"):
         stylizer = Stylizer(StyleSettings(size=size, precision=precision, coarse_to_fine=False), [load_rgb(STYLE)])
-        result = evaluation_overhead(stylizer, to_tensor(frame))
+        result = evaluation_overhead(stylizer, to_tensor(to_float(frame)))  # frames decode as uint8
         print(overhead_row(f"{precision} ({str(stylizer.dtype).removeprefix('torch.')})", result))
 
 
