@@ -75,9 +75,9 @@ class _GramStyleLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        difference = gram_matrix(features) - target
-        ctx.save_for_backward(features, difference)
-        return difference.pow(2).sum() / (4 * features.shape[1] ** 2)
+        gram = gram_matrix(features)
+        ctx.save_for_backward(features, gram - target)
+        return style_layer_loss(gram, target)
 
     @staticmethod
     @once_differentiable
