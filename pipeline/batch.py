@@ -168,10 +168,11 @@ def stylize_folder(
     failed_before = {} if folder.overwrite else previous_failures(output)
     pending = []
     for item in items:
+        earlier = failed_before.get((str(item.source), str(item.style)))
         if item.output.exists() and not folder.overwrite:
             report.results.append(ItemResult(item, "skipped", "output exists"))
-        elif failed_before.get((str(item.source), str(item.style)), (None,))[0] == fingerprint(item.source):
-            report.results.append(ItemResult(item, "failed", failed_before[(str(item.source), str(item.style))][1], before=True))
+        elif earlier is not None and earlier[0] == fingerprint(item.source):
+            report.results.append(ItemResult(item, "failed", earlier[1], before=True))
         else:
             pending.append(item)
 
