@@ -290,8 +290,8 @@ def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.nd
     result to the next's, so that the seam does not pop."""
     for previous, chunk in zip([None, *chunks], chunks):
         shared = previous.stop - chunk.start if previous is not None and previous.stop > chunk.start else 0
+        following = chunks[chunk.index + 1] if chunk.index + 1 < len(chunks) else None
         for index in range(chunk.start, chunk.stop):
-            following = chunks[chunk.index + 1] if chunk.index + 1 < len(chunks) else None
             if following is not None and index >= following.start:
                 continue  # emitted, blended, by the following chunk
             frame = read_frame(frame_path(chunk_folder(job, chunk), index - chunk.start)).astype(np.float32)
