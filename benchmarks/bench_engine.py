@@ -80,8 +80,10 @@ def per_evaluation(size: int, precision: str) -> dict:
             "peak_rss_mib": peak_rss_mib()}
 
 
-OVERHEAD_HEADER = ("| size | precision | s / evaluation (engine) | s / bare network pass | overhead | "
-                   "s / bare deepest-only pass | overhead | peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+def overhead_header(first: tuple[str, ...], last: tuple[str, ...] = ()) -> str:
+    """Markdown header of the overhead table: `first` columns, the overhead_row columns, then `last`."""
+    columns = (*first, "s / evaluation (engine)", "s / bare network pass", "overhead", "s / bare deepest-only pass", "overhead", *last)
+    return "| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns)
 
 
 def overhead_row(first_cells: str, r: dict) -> str:
@@ -161,7 +163,7 @@ def report() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     print(f"## make bench — {date.today()}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
-    print(OVERHEAD_HEADER)
+    print(overhead_header(("size", "precision"), ("peak RSS MiB",)))
     for size in (256, 512):
         for precision in ("fp32", "bf16"):
             r = run_child("eval", str(size), precision)

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.bench_engine import OVERHEAD_HEADER, cpu_model, evaluation_overhead, overhead_row
+from benchmarks.bench_engine import cpu_model, evaluation_overhead, overhead_header, overhead_row
 from pipeline.device import cpu_has_amx
 from pipeline.engine import Stylizer
 from pipeline.image_io import load_rgb, to_tensor
@@ -172,8 +172,7 @@ def speed_section(frames: list[np.ndarray], size: int, reference_frames: int) ->
 def overhead_table(frame: np.ndarray, size: int) -> None:
     """Per-evaluation cost of the engine against a bare pass of the same network, on a frame of this clip."""
     print(f"\nPer-evaluation overhead at {size} px (frame 1 as content, the engine's own loop, 15 evaluations x 3 rounds):\n")
-    print(OVERHEAD_HEADER.replace("| size | precision |", "| precision |").replace("| --- | --- | --- |", "| --- | --- |", 1)
-          .replace(" peak RSS MiB |", "").removesuffix(" --- |"))
+    print(overhead_header(("precision",)))
     for precision in ("auto", "fp32"):
         stylizer = Stylizer(StyleSettings(size=size, precision=precision, coarse_to_fine=False), [load_rgb(STYLE)])
         result = evaluation_overhead(stylizer, to_tensor(to_float(frame)))  # frames decode as uint8
