@@ -50,6 +50,9 @@ ProgressCallback = Callable[[Progress], None]
 ExtraLoss = tuple[float, nn.Module]  # (weight, module taking the image)
 
 
+MIN_SIDE = 16  # after four poolings, conv5_1 has one pixel left
+
+
 class _Stop(Exception):
     """Raised inside the closure to leave L-BFGS early (converged, or diverged)."""
 
@@ -60,10 +63,19 @@ def scale_ladder(height: int, width: int, settings: StyleSettings) -> list[tuple
     enabled = settings.coarse_to_fine
     if enabled is None:
         enabled = long_side > settings.coarse_threshold
+    count = 1
+    while enabled and long_side / 2**count >= settings.coarse_min_size:
+        count += 1
+    return halving_ladder(height, width, count)
+
+
+def halving_ladder(height: int, width: int, count: int) -> list[tuple[int, int]]:
+    """Up to `count` sizes, each half the next, ending at (height, width); none with a side under
+    MIN_SIDE, where VGG-19's deepest layer would have no pixel left."""
     ladder = [(height, width)]
-    while enabled and max(ladder[0]) / 2 >= settings.coarse_min_size:
+    while len(ladder) < count and min(ladder[0]) / 2 >= MIN_SIDE:
         h, w = ladder[0]
-        ladder.insert(0, (max(1, round(h / 2)), max(1, round(w / 2))))
+        ladder.insert(0, (round(h / 2), round(w / 2)))
     return ladder
 
 
@@ -145,20 +157,27 @@ class Stylizer:
         iterations: int | None = None,
         callback: ProgressCallback | None = None,
         patience: int | None = None,
+        scales: int | None = None,
     ) -> Result:
         """Stylize a 1 x 3 x H x W content image in [0, 1] at its own size.
 
         `init` (same size) starts the optimization there instead of the settings' init, and
         skips coarse-to-fine: a warm start is already close. `extra_losses` are
         (name, weight, module) terms on the image itself, such as a temporal loss. `iterations`
-        and `patience` override the settings' budget and early-stop window for this call.
+        and `patience` override the settings' budget and early-stop window for this call, `scales`
+        the settings' coarse-to-fine ladder (that many sizes, each half the next; `iterations` at each).
         """
         s = self.settings
         iterations = s.iterations if iterations is None else iterations
         patience = s.patience if patience is None else patience
         original = content
         content = self._prepare(color.luminance(content) if s.preserve_colors else content)
-        ladder = [tuple(content.shape[-2:])] if init is not None else scale_ladder(*content.shape[-2:], s)
+        if init is not None:
+            ladder = [tuple(content.shape[-2:])]
+        elif scales is not None:
+            ladder = halving_ladder(*content.shape[-2:], scales)
+        else:
+            ladder = scale_ladder(*content.shape[-2:], s)
         image = self._prepare(init) if init is not None else self._initial_image(content, ladder[0])
         start, total_iters, total_evals = time.perf_counter(), 0, 0
         for index, size in enumerate(ladder, start=1):
@@ -177,7 +196,8 @@ class Stylizer:
         return Result(image, losses, total_iters, total_evals, time.perf_counter() - start)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        return image.detach().to(self.device, torch.float32)
+        # contiguous: L-BFGS flattens the gradient with view(), which other layouts refuse
+        return image.detach().to(self.device, torch.float32).contiguous()
 
     def _initial_image(self, content: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         init = self.settings.init

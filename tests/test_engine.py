@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.engine import Stylizer, resize_image, scale_ladder
+from pipeline.engine import Stylizer, halving_ladder, resize_image, scale_ladder
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings
@@ -53,6 +53,30 @@ def test_coarse_to_fine_ladder():
     assert scale_ladder(384, 512, StyleSettings()) == [(384, 512)]
     assert scale_ladder(384, 512, StyleSettings(coarse_to_fine=True)) == [(192, 256), (384, 512)]
     assert scale_ladder(600, 800, StyleSettings(coarse_to_fine=False)) == [(600, 800)]
+
+
+def test_halving_ladder_stops_before_the_network_runs_out_of_pixels():
+    assert halving_ladder(216, 384, 2) == [(108, 192), (216, 384)]
+    assert halving_ladder(216, 384, 1) == [(216, 384)]
+    assert halving_ladder(40, 48, 5) == [(20, 24), (40, 48)]  # 10 px would leave conv5_1 empty
+
+
+def test_scales_override_the_settings_ladder(random_weights):
+    content, style = tiny_images()
+    settings = StyleSettings(**{**TINY, "iterations": 3}, coarse_to_fine=False)
+    seen = []
+    result = Stylizer(settings, [style], random_weights).stylize(content, scales=2, callback=lambda p: seen.append((p.scale, p.scales, tuple(p.image.shape[-2:]))))
+    assert {(scale, scales) for scale, scales, _ in seen} == {(1, 2), (2, 2)}
+    assert seen[0][2] == (20, 24) and seen[-1][2] == (40, 48)
+    assert result.evaluations == len(seen) > 3  # more than one scale's budget: it applies at each
+    assert result.image.shape == content.shape
+
+
+def test_channels_last_input_is_accepted(random_weights):
+    content, style = tiny_images()
+    stylizer = Stylizer(StyleSettings(**{**TINY, "iterations": 3}), [style], random_weights)
+    result = stylizer.stylize(content.contiguous(memory_format=torch.channels_last))
+    assert torch.equal(result.image, stylizer.stylize(content).image)
 
 
 def test_coarse_to_fine_runs_every_scale(random_weights):
