@@ -212,6 +212,7 @@ def video(
     style: Style,
     settings: StyleSettings,
     video_init: Annotated[str, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
+    first_frame_scales: Annotated[int, typer.Option(min=1, help="The first frame of a shot is optimized coarse-to-fine over this many sizes (each half the next), --iterations split among them; 1: as a photo. --coarse-to-fine off: 1.")] = VIDEO.first_frame_scales,
     iterations_next: Annotated[int, typer.Option(help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
     patience_next: Annotated[int, typer.Option(help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
     temporal_weight: Annotated[float, typer.Option(help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
@@ -235,7 +236,7 @@ def video(
     from pipeline.video_job import stylize_video
 
     video_settings = VideoSettings(
-        init=video_init, iterations_next=iterations_next, patience_next=patience_next, temporal_weight=temporal_weight,
+        init=video_init, first_frame_scales=first_frame_scales, iterations_next=iterations_next, patience_next=patience_next, temporal_weight=temporal_weight,
         fill=fill, scene_threshold=scene_threshold, start=start, duration=duration, max_frames=max_frames, codec=codec,
         crf=crf, keep_frames=keep_frames)
     cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,

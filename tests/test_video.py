@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -162,6 +163,31 @@ def test_flow_warm_start_flickers_least(tmp_path, starry_night):
         errors[mode] = temporal_errors(source, output, max_frames=6)["output"]
     assert errors["flow"] < errors["prev"] < errors["content"], errors
     assert errors["flow"] <= 0.5 * errors["content"], errors
+
+
+def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_weights, tubingen, starry_night):
+    """Cold frames: two scales at half the iterations each; --coarse-to-fine off keeps one scale."""
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import load_rgb, to_array, to_tensor
+    from pipeline.temporal import to_float
+    from pipeline.video_job import FrameStylizer
+
+    frame = np.round(to_array(load_rgb(tubingen, 64)) * 255).astype(np.uint8)
+    content = to_tensor(to_float(frame))
+    settings = StyleSettings(**{**FAST, "iterations": 6}, precision="fp32")
+    stylizer = Stylizer(settings, [load_rgb(starry_night)], embedded_weights)
+
+    def pixels(result):
+        return np.round(to_array(result.image) * 255).astype(np.uint8)
+
+    out, _ = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(frame, None)
+    assert np.array_equal(out, pixels(stylizer.stylize(content, scales=2, iterations=3)))
+    assert not np.array_equal(out, pixels(stylizer.stylize(content, scales=2, iterations=6)))
+
+    single = Stylizer(replace(settings, coarse_to_fine=False), [load_rgb(starry_night)], embedded_weights)
+    out_off, _ = FrameStylizer(single, VideoSettings(first_frame_scales=2))(frame, None)
+    assert np.array_equal(out_off, pixels(single.stylize(content)))
+    assert not np.array_equal(out, out_off)
 
 
 def test_odd_frame_size_is_cropped_by_one_pixel_and_said(tmp_path, starry_night):
