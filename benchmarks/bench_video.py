@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.bench_engine import cpu_model, evaluation_overhead, overhead_header, overhead_row
 from pipeline.device import cpu_has_amx
-from pipeline.engine import Stylizer
+from pipeline.engine import Stylizer, halving_ladder
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError, to_float
@@ -165,8 +165,26 @@ def speed_section(frames: list[np.ndarray], size: int, reference_frames: int) ->
           f"![style loss]({plot(default, reference, 'style', 'style loss', 'bench_video_style.png')}) "
           f"![content loss]({plot(default, reference, 'content', 'content loss', 'bench_video_content.png')})")
     print(f"\nFour consecutive frames (default): ![]({strip(default['outputs'][8:12], 'video_frames_default.jpg')})")
+    first_frame_table(frames[0], reference["stats"][0], size)
     budgets_table(frames[:reference_frames], default["outputs"][0], reference, size)
     overhead_table(frames[1], size)
+
+
+def first_frame_table(frame: np.ndarray, reference: dict, size: int) -> None:
+    """What coarse-to-fine costs and gives on the first frame of a shot, against the reference's frame 0."""
+    stylizer = Stylizer(StyleSettings(size=size), [load_rgb(STYLE)])
+    print("\nFirst frame of a shot (frame 0), the 300-iteration budget split among the scales; losses as ratio to the reference's frame 0:\n")
+    print("| first-frame scales | sizes | s | evaluations | style / reference | content / reference | total / reference |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    reference_total = reference["losses"]["style"] + reference["losses"]["content"]
+    for scales in (1, 2, 3):
+        start = time.perf_counter()
+        _, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=scales))(frame, None)
+        wall, losses = time.perf_counter() - start, info["losses"]
+        sizes = " > ".join(str(max(s)) for s in halving_ladder(*frame.shape[:2], scales))
+        print(f"| {scales}{' (default)' if scales == VideoSettings.first_frame_scales else ''} | {sizes} | {wall:.1f} | {info['evaluations']} | "
+              f"{losses['style'] / reference['losses']['style']:.3f} | {losses['content'] / reference['losses']['content']:.3f} | "
+              f"{(losses['style'] + losses['content']) / reference_total:.3f} |")
 
 
 def overhead_table(frame: np.ndarray, size: int) -> None:
