@@ -118,10 +118,11 @@ class Stylizer:
         """Blended Gram targets for an output of this long side; computed once per size."""
         if long_side not in self._gram_cache:
             grams: dict[str, torch.Tensor] = {}
-            target_side = max(16, round(long_side * self.settings.style_scale))
+            target_side = long_side * self.settings.style_scale
             for style, weight in zip(self.styles, self.blend):
-                scale = target_side / max(style.shape[-2:])
-                size = (max(1, round(style.shape[-2] * scale)), max(1, round(style.shape[-1] * scale)))
+                # a wide style at a small size would otherwise leave the deepest layer no pixel
+                scale = max(target_side / max(style.shape[-2:]), MIN_SIDE / min(style.shape[-2:]))
+                size = (round(style.shape[-2] * scale), round(style.shape[-1] * scale))
                 with torch.no_grad():
                     feats = self.features(resize_image(style, size))
                 for layer in self.settings.style_layers:

@@ -72,6 +72,14 @@ def test_scales_override_the_settings_ladder(random_weights):
     assert result.image.shape == content.shape
 
 
+def test_small_output_with_a_wide_style(random_weights):
+    """A 4:1 style for a 24 px output: its short side is kept at the 16 px conv5_1 needs."""
+    content, _ = tiny_images()
+    wide = torch.rand(1, 3, 64, 256, generator=torch.Generator().manual_seed(5))
+    result = Stylizer(StyleSettings(**{**TINY, "size": 24, "iterations": 2}), [wide], random_weights).stylize(resize_image(content, (20, 24)))
+    assert result.image.shape == (1, 3, 20, 24)
+
+
 def test_channels_last_input_is_accepted(random_weights):
     content, style = tiny_images()
     stylizer = Stylizer(StyleSettings(**{**TINY, "iterations": 3}), [style], random_weights)
