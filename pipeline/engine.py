@@ -15,7 +15,7 @@ from torch import nn
 
 from pipeline import color
 from pipeline.device import keep_freed_memory, resolve_device, resolve_dtype
-from pipeline.errors import SettingsError
+from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from pipeline.settings import StyleSettings
@@ -51,6 +51,11 @@ ExtraLoss = tuple[float, nn.Module]  # (weight, module taking the image)
 
 
 MIN_SIDE = 16  # after four poolings, conv5_1 has one pixel left
+
+
+def check_size(height: int, width: int) -> None:
+    if min(height, width) < MIN_SIDE:
+        raise InputError(f"{width}x{height} px is too small to stylize: VGG-19 needs {MIN_SIDE} px or more a side (raise --size)")
 
 
 class _Stop(Exception):
@@ -171,6 +176,7 @@ class Stylizer:
         s = self.settings
         iterations = s.iterations if iterations is None else iterations
         patience = s.patience if patience is None else patience
+        check_size(*content.shape[-2:])
         original = content
         content = self._prepare(color.luminance(content) if s.preserve_colors else content)
         if init is not None:

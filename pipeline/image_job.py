@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.engine import ProgressCallback, Result, Stylizer
-from pipeline.errors import OutputError
+from pipeline.errors import InputError, OutputError
 from pipeline.image_io import Photo, load_rgb, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
 from pipeline.settings import StyleSettings
 
@@ -88,6 +88,9 @@ def stylize_file(
             if fn:
                 fn(progress)
 
-    stylized, result = stylize_photo(photo, stylizer, callback=both)
+    try:
+        stylized, result = stylize_photo(photo, stylizer, callback=both)
+    except InputError as error:
+        raise InputError(f"{content}: {error}") from None
     write_photo(stylized, output, quality=quality)
     return result

@@ -66,6 +66,18 @@ def test_bad_blend(tmp_path, tubingen, starry_night):
     one_line_error(run(tubingen, "-s", starry_night, "-o", tmp_path / "o.jpg", "--style-blend", "0.7,0.3"), "2 weights for 1 style")
 
 
+def test_image_too_small_for_the_network(tmp_path, starry_night):
+    import numpy as np
+
+    from pipeline.image_io import Photo, write_photo
+
+    strip = tmp_path / "strip.png"
+    write_photo(Photo(np.full((20, 400, 3), 0.5, dtype=np.float32)), strip)
+    result = run(strip, "-s", starry_night, "-o", tmp_path / "o.png", "--size", "200", "--iterations", "1")
+    one_line_error(result, "strip.png: 200x10 px is too small to stylize")
+    assert not (tmp_path / "o.png").exists()
+
+
 @pytest.mark.slow
 def test_good_run_writes_the_image(tmp_path, tubingen, starry_night):
     output = tmp_path / "out.png"

@@ -104,6 +104,14 @@ def test_hard_cut_is_detected_at_the_right_frame(tmp_path, starry_night):
     assert "scene cut before frame 10" in result.log
 
 
+def test_size_too_small_for_the_network_is_refused_before_decoding(tmp_path, starry_night):
+    clip = tmp_path / "cut.mp4"
+    synthetic_cut_video(clip, frames=12)
+    with pytest.raises(InputError, match=r"cut.mp4: 20x14 px is too small to stylize"):
+        stylize_video(clip, [starry_night], tmp_path / "out.mp4", StyleSettings(**{**FAST, "size": 20}))
+    assert not list(tmp_path.glob(".out.mp4*"))
+
+
 def test_existing_output_and_same_path_are_refused(tmp_path, starry_night):
     from pipeline.errors import OutputError
 
