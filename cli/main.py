@@ -91,7 +91,7 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
 Size = Annotated[int, typer.Option(help="Long side of the output, in pixels.")]
-Iterations = Annotated[int, typer.Option(help="L-BFGS iterations (Adam steps) per scale.")]
+Iterations = Annotated[int, typer.Option(help="L-BFGS iterations (Adam steps) per scale (video: see --first-frame-scales).")]
 ContentWeight = Annotated[float, typer.Option(help="Weight a of the content loss (losses are normalized; see README).")]
 StyleWeight = Annotated[float, typer.Option(help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(help="Total-variation weight (0: off).")]
@@ -212,7 +212,7 @@ def video(
     style: Style,
     settings: StyleSettings,
     video_init: Annotated[str, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
-    first_frame_scales: Annotated[int, typer.Option(min=1, help="The first frame of a shot is optimized coarse-to-fine over this many sizes (each half the next), --iterations split among them; 1: as a photo. --coarse-to-fine off: 1.")] = VIDEO.first_frame_scales,
+    first_frame_scales: Annotated[int, typer.Option(min=1, help="Frames with no warm start (the first of each shot) run coarse-to-fine over at least this many sizes, each half the next; where --coarse-to-fine gives fewer, --iterations is split evenly among them. 1: as a photo; --coarse-to-fine off: one size.")] = VIDEO.first_frame_scales,
     iterations_next: Annotated[int, typer.Option(help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
     patience_next: Annotated[int, typer.Option(help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
     temporal_weight: Annotated[float, typer.Option(help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,

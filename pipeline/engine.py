@@ -19,7 +19,7 @@ from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 from pipeline.settings import StyleSettings
-from pipeline.vgg import VGGFeatures
+from pipeline.vgg import VGGFeatures, smallest_input_side
 from pipeline.weights import VGGWeights, load_weights
 
 
@@ -50,12 +50,15 @@ ProgressCallback = Callable[[Progress], None]
 ExtraLoss = tuple[float, nn.Module]  # (weight, module taking the image)
 
 
-MIN_SIDE = 16  # after four poolings, conv5_1 has one pixel left
+def smallest_side(settings: StyleSettings) -> int:
+    """The smallest side an image may have at the settings' layers (16 px when conv5_1 is in use)."""
+    return smallest_input_side([settings.content_layer, *settings.style_layers])
 
 
-def check_size(height: int, width: int) -> None:
-    if min(height, width) < MIN_SIDE:
-        raise InputError(f"{width}x{height} px is too small to stylize: VGG-19 needs {MIN_SIDE} px or more a side (raise --size)")
+def check_size(height: int, width: int, settings: StyleSettings) -> None:
+    side = smallest_side(settings)
+    if min(height, width) < side:
+        raise InputError(f"{width}x{height} px is too small to stylize: VGG-19 needs {side} px or more a side at these layers (raise --size)")
 
 
 class _Stop(Exception):
@@ -68,17 +71,17 @@ def scale_ladder(height: int, width: int, settings: StyleSettings) -> list[tuple
     enabled = settings.coarse_to_fine
     if enabled is None:
         enabled = long_side > settings.coarse_threshold
-    count = 1
-    while enabled and long_side / 2**count >= settings.coarse_min_size:
-        count += 1
-    return halving_ladder(height, width, count)
+    count, side = 1, long_side
+    while enabled and side / 2 >= settings.coarse_min_size:
+        count, side = count + 1, round(side / 2)
+    return halving_ladder(height, width, count, smallest_side(settings))
 
 
-def halving_ladder(height: int, width: int, count: int) -> list[tuple[int, int]]:
+def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[tuple[int, int]]:
     """Up to `count` sizes, each half the next, ending at (height, width); none with a side under
-    MIN_SIDE, where VGG-19's deepest layer would have no pixel left."""
+    `min_side`, where the network's deepest layer would have no pixel left."""
     ladder = [(height, width)]
-    while len(ladder) < count and min(ladder[0]) / 2 >= MIN_SIDE:
+    while len(ladder) < count and round(min(ladder[0]) / 2) >= min_side:
         h, w = ladder[0]
         ladder.insert(0, (round(h / 2), round(w / 2)))
     return ladder
@@ -123,10 +126,10 @@ class Stylizer:
         """Blended Gram targets for an output of this long side; computed once per size."""
         if long_side not in self._gram_cache:
             grams: dict[str, torch.Tensor] = {}
-            target_side = long_side * self.settings.style_scale
+            target_side = max(16, round(long_side * self.settings.style_scale))
             for style, weight in zip(self.styles, self.blend):
                 # a wide style at a small size would otherwise leave the deepest layer no pixel
-                scale = max(target_side / max(style.shape[-2:]), MIN_SIDE / min(style.shape[-2:]))
+                scale = max(target_side / max(style.shape[-2:]), smallest_side(self.settings) / min(style.shape[-2:]))
                 size = (round(style.shape[-2] * scale), round(style.shape[-1] * scale))
                 with torch.no_grad():
                     feats = self.features(resize_image(style, size))
@@ -171,18 +174,19 @@ class Stylizer:
         skips coarse-to-fine: a warm start is already close. `extra_losses` are
         (name, weight, module) terms on the image itself, such as a temporal loss. `iterations`
         and `patience` override the settings' budget and early-stop window for this call, `scales`
-        the settings' coarse-to-fine ladder (that many sizes, each half the next; `iterations` at each).
+        the settings' coarse-to-fine ladder (up to that many sizes, each half the next, as small as
+        the network allows; `iterations` at each).
         """
         s = self.settings
         iterations = s.iterations if iterations is None else iterations
         patience = s.patience if patience is None else patience
-        check_size(*content.shape[-2:])
+        check_size(*content.shape[-2:], s)
         original = content
         content = self._prepare(color.luminance(content) if s.preserve_colors else content)
         if init is not None:
             ladder = [tuple(content.shape[-2:])]
         elif scales is not None:
-            ladder = halving_ladder(*content.shape[-2:], scales)
+            ladder = halving_ladder(*content.shape[-2:], scales, smallest_side(s))
         else:
             ladder = scale_ladder(*content.shape[-2:], s)
         image = self._prepare(init) if init is not None else self._initial_image(content, ladder[0])

@@ -56,7 +56,7 @@ class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
     init: VideoInit = "flow"  # warm start of frame t: flow-warped / unwarped result of t-1, or cold
-    first_frame_scales: int = 2  # first frame of a shot: coarse-to-fine over this many sizes, sharing its iteration budget
+    first_frame_scales: int = 2  # cold frames: at least this many coarse-to-fine sizes, sharing the budget where the photo ladder has fewer
     iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
     patience_next: int = 5  # early-stop window (iterations) of those frames
     temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with init "flow"

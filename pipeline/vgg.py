@@ -91,5 +91,12 @@ class VGGFeatures(nn.Module):
         return out
 
 
+def smallest_input_side(layers: Iterable[str]) -> int:
+    """The smallest image side that leaves the deepest of `layers` one pixel: 2 ** poolings before it.
+    Unknown names are left to VGGFeatures to report."""
+    deepest = max((LAYER_NAMES.index(_output_module(name)) for name in layers if name in LAYER_NAMES), default=0)
+    return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[: deepest + 1])
+
+
 def _output_module(layer: str) -> str:
     return "relu" + layer[4:] if layer.startswith("conv") else layer

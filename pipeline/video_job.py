@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.engine import Result, Stylizer, check_size
+from pipeline.engine import Result, Stylizer, check_size, halving_ladder, scale_ladder, smallest_side
 from pipeline.errors import InputError, OutputError, SettingsError
 from pipeline.image_io import atomic_path, load_rgb, to_array, to_tensor
 from pipeline.losses import TemporalLoss
@@ -72,6 +72,8 @@ def work_folder(output: Path, source: Path, styles: list[Path], style: StyleSett
                 layout: dict | None = None) -> Path:
     """Keyed by the input's and styles' content and every setting that changes the frames."""
     frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames")}
+    if style.coarse_to_fine is False:
+        frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
     key = json.dumps([file_digest(source), [file_digest(p) for p in styles], asdict(style), frames_only, layout],
                      sort_keys=True, default=str)
     return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
@@ -124,14 +126,21 @@ class FrameStylizer:
                      "seconds": result.seconds, "flow_seconds": flow_seconds, "losses": result.losses}
 
     def cold_start(self, content: np.ndarray) -> Result:
-        """The first frame of a shot, coarse-to-fine with the iteration budget split among the scales:
-        on car-detection.mp4 at 384 px, 192 -> 384 px at 150 iterations each took 2/3 of the time of
-        300 at 384 px for a lower total loss. --coarse-to-fine off keeps a single scale."""
+        """A frame with no warm start: the first of a shot (every frame with --video-init content).
+
+        Coarse-to-fine over at least `first_frame_scales` sizes: where the photo ladder
+        (--coarse-to-fine) is shorter, that many sizes, each half the next, share the iteration
+        budget evenly. On car-detection.mp4 at 384 px, 192 then 384 px at 150 iterations each took
+        2/3 of the time of 300 at 384 px for about the same total loss (less style, more content).
+        --coarse-to-fine off keeps one scale.
+        """
         settings = self.stylizer.settings
-        scales = 1 if settings.coarse_to_fine is False else self.video.first_frame_scales
-        if scales <= 1:
+        height, width = content.shape[:2]
+        scales = len(halving_ladder(height, width, self.video.first_frame_scales, smallest_side(settings)))
+        photo_scales = len(scale_ladder(height, width, settings))
+        if settings.coarse_to_fine is False or scales <= photo_scales or settings.iterations < scales:
             return self.stylizer.stylize(to_tensor(content))
-        return self.stylizer.stylize(to_tensor(content), scales=scales, iterations=max(1, settings.iterations // scales))
+        return self.stylizer.stylize(to_tensor(content), scales=scales, iterations=settings.iterations // scales)
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ def stylize_video(
     style_images = [load_rgb(Path(p)) for p in styles]
     size = even_size(info.width, info.height, style.size)
     try:
-        check_size(size[1], size[0])
+        check_size(size[1], size[0], style)
     except InputError as error:
         raise InputError(f"{source}: {error}") from None
     log = _size_notes(info, size)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from pipeline.engine import Stylizer, halving_ladder, resize_image, scale_ladder
-from pipeline.errors import SettingsError
+from pipeline.engine import Stylizer, check_size, halving_ladder, resize_image, scale_ladder, smallest_side
+from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings
 
@@ -53,12 +53,25 @@ def test_coarse_to_fine_ladder():
     assert scale_ladder(384, 512, StyleSettings()) == [(384, 512)]
     assert scale_ladder(384, 512, StyleSettings(coarse_to_fine=True)) == [(192, 256), (384, 512)]
     assert scale_ladder(600, 800, StyleSettings(coarse_to_fine=False)) == [(600, 800)]
+    assert scale_ladder(1023, 1023, StyleSettings()) == [(256, 256), (512, 512), (1023, 1023)]  # rungs rounded as they go
 
 
 def test_halving_ladder_stops_before_the_network_runs_out_of_pixels():
-    assert halving_ladder(216, 384, 2) == [(108, 192), (216, 384)]
-    assert halving_ladder(216, 384, 1) == [(216, 384)]
-    assert halving_ladder(40, 48, 5) == [(20, 24), (40, 48)]  # 10 px would leave conv5_1 empty
+    assert halving_ladder(216, 384, 2, 16) == [(108, 192), (216, 384)]
+    assert halving_ladder(216, 384, 1, 16) == [(216, 384)]
+    assert halving_ladder(40, 48, 5, 16) == [(20, 24), (40, 48)]  # 10 px would leave conv5_1 empty
+    assert halving_ladder(31, 100, 2, 16) == [(16, 50), (31, 100)]
+    assert halving_ladder(30, 100, 2, 16) == [(30, 100)]
+    assert halving_ladder(30, 100, 2, 4) == [(15, 50), (30, 100)]
+
+
+def test_smallest_side_follows_the_deepest_layer_in_use():
+    assert smallest_side(StyleSettings()) == 16  # conv5_1: after four poolings
+    shallow = StyleSettings(content_layer="conv2_2", style_layers=("conv1_1", "conv3_1"))
+    assert smallest_side(shallow) == 4
+    check_size(10, 64, shallow)
+    with pytest.raises(InputError, match="64x10 px is too small"):
+        check_size(10, 64, StyleSettings())
 
 
 def test_scales_override_the_settings_ladder(random_weights):

@@ -198,6 +198,35 @@ def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_w
     assert not np.array_equal(out, out_off)
 
 
+def test_cold_start_keeps_the_whole_budget_where_no_coarser_size_fits(embedded_weights, starry_night):
+    """A 30 px tall frame has no 15 px half for conv5_1: one scale with all 6 iterations, as a photo."""
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import load_rgb, to_tensor
+    from pipeline.temporal import to_float
+    from pipeline.video_job import FrameStylizer
+
+    frame = (np.random.default_rng(0).random((30, 100, 3)) * 255).astype(np.uint8)
+    stylizer = Stylizer(StyleSettings(**{**FAST, "size": 100, "iterations": 6}, precision="fp32"), [load_rgb(starry_night)], embedded_weights)
+    out, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(frame, None)
+    photo = stylizer.stylize(to_tensor(to_float(frame)))
+    assert info["evaluations"] == photo.evaluations
+    assert np.array_equal(out, np.round(photo.image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+
+
+def test_first_frame_scales_only_keys_the_work_folder_when_it_has_an_effect(tmp_path, starry_night):
+    from pipeline.video_job import work_folder
+
+    source = tmp_path / "in.mp4"
+    source.write_bytes(b"not decoded here")
+    out = tmp_path / "out.mp4"
+
+    def key(coarse, scales):
+        return work_folder(out, source, [starry_night], StyleSettings(coarse_to_fine=coarse), VideoSettings(first_frame_scales=scales))
+
+    assert key(False, 1) == key(False, 3)
+    assert key(None, 1) != key(None, 3)
+
+
 def test_odd_frame_size_is_cropped_by_one_pixel_and_said(tmp_path, starry_night):
     from pipeline.video_io import EncodeSettings
 
