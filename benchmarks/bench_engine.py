@@ -30,19 +30,23 @@ def peak_rss_mib() -> float:
 
 
 def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 3) -> dict:
-    """Seconds per L-BFGS evaluation inside the engine against two bare passes of the same
-    truncated VGG-19 (same weights, dtype and channels-last layout), in alternating rounds so
-    that drifts of a shared machine hit all three alike. Medians of the steady state.
+    """Seconds per L-BFGS evaluation inside the engine against bare passes of the same truncated
+    VGG-19 (same weights and channels-last layout), in alternating rounds so that drifts of a
+    shared machine hit all alike. Medians of the steady state.
 
     - network: forward to the deepest layer in use, backward to the pixels with a gradient
       entering at every layer the losses read (what any loss on those layers must pay);
-    - deepest: the same with a gradient entering at the deepest layer only.
-    Their difference is the accumulation of gradients at the intermediate layers.
+    - deepest: the same with a gradient entering at the deepest layer only;
+    - autocast (bf16 only): the deepest-only pass as issue 10 measured its bare pass, fp32
+      weights under bf16 autocast (the engine stores its weights in bf16 instead).
     """
+    import copy
+
     import torch
 
     image = content.clone().requires_grad_(True)
     gradients = [torch.ones_like(f) for f in stylizer.features(image).values()]  # allocated once
+    fp32_body = copy.deepcopy(stylizer.vgg.body).float()
 
     def network() -> None:
         torch.autograd.backward(list(stylizer.features(image).values()), gradients)
@@ -50,12 +54,22 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
     def deepest() -> None:
         list(stylizer.features(image).values())[-1].backward(gradients[-1])  # dicts keep the network's order
 
-    samples: dict[str, list[float]] = {"engine": [], "network": [], "deepest": []}
+    def autocast() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x = stylizer.vgg.normalize(image.contiguous(memory_format=torch.channels_last))
+            for module in fp32_body.values():
+                x = module(x)
+        x.backward(gradients[-1])
+
+    bare_passes = {"network": network, "deepest": deepest}
+    if stylizer.dtype == torch.bfloat16 and stylizer.device.type == "cpu":
+        bare_passes["autocast"] = autocast
+    samples: dict[str, list[float]] = {"engine": []} | {name: [] for name in bare_passes}
     for _ in range(rounds):
         stamps: list[float] = []
         stylizer.stylize(content, iterations=evaluations, patience=evaluations, callback=lambda p: stamps.append(time.perf_counter()))
         samples["engine"] += [b - a for a, b in zip(stamps[2:], stamps[3:])]  # the first ones warm up oneDNN
-        for name, bare in (("network", network), ("deepest", deepest)):
+        for name, bare in bare_passes.items():
             for repeat in range(8):
                 start = time.perf_counter()
                 bare()
@@ -64,9 +78,7 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
                     samples[name].append(time.perf_counter() - start)
     seconds = {name: statistics.median(values) for name, values in samples.items()}
     return {f"{name}_s": value for name, value in seconds.items()} | {
-        "overhead_network": seconds["engine"] / seconds["network"] - 1,
-        "overhead_deepest": seconds["engine"] / seconds["deepest"] - 1,
-    }
+        f"overhead_{name}": seconds["engine"] / seconds[name] - 1 for name in bare_passes}
 
 
 def per_evaluation(size: int, precision: str) -> dict:
@@ -82,13 +94,15 @@ def per_evaluation(size: int, precision: str) -> dict:
 
 def overhead_header(first: tuple[str, ...], last: tuple[str, ...] = ()) -> str:
     """Markdown header of the overhead table: `first` columns, the overhead_row columns, then `last`."""
-    columns = (*first, "s / evaluation (engine)", "s / bare network pass", "overhead", "s / bare deepest-only pass", "overhead", *last)
+    columns = (*first, "s / evaluation (engine)", "s / bare network pass", "overhead", "s / bare deepest-only pass", "overhead",
+               "s / bare pass, autocast", "overhead", *last)
     return "| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns)
 
 
 def overhead_row(first_cells: str, r: dict) -> str:
+    autocast = f"{r['autocast_s']:.3f} | {100 * r['overhead_autocast']:+.1f} %" if "autocast_s" in r else "— | —"
     return (f"| {first_cells} | {r['engine_s']:.3f} | {r['network_s']:.3f} | {100 * r['overhead_network']:+.1f} % | "
-            f"{r['deepest_s']:.3f} | {100 * r['overhead_deepest']:+.1f} % |")
+            f"{r['deepest_s']:.3f} | {100 * r['overhead_deepest']:+.1f} % | {autocast} |")
 
 
 def full_run(size: int, coarse: bool, iterations: int = 300) -> dict:
