@@ -55,10 +55,12 @@ def smallest_side(settings: StyleSettings) -> int:
     return smallest_input_side([settings.content_layer, *settings.style_layers])
 
 
-def check_size(height: int, width: int, settings: StyleSettings) -> None:
+def check_size(height: int, width: int, settings: StyleSettings, source: Path | None = None) -> None:
+    """Refuse an image the network cannot see, naming `source` when the caller knows the file."""
     side = smallest_side(settings)
     if min(height, width) < side:
-        raise InputError(f"{width}x{height} px is too small to stylize: VGG-19 needs {side} px or more a side at these layers (raise --size)")
+        prefix = f"{source}: " if source is not None else ""
+        raise InputError(f"{prefix}{width}x{height} px is too small to stylize: VGG-19 needs {side} px or more a side at these layers (raise --size)")
 
 
 class _Stop(Exception):

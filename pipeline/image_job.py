@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.engine import ProgressCallback, Result, Stylizer, check_size
-from pipeline.errors import InputError, OutputError
+from pipeline.errors import OutputError
 from pipeline.image_io import Photo, load_rgb, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
 from pipeline.settings import StyleSettings
 
@@ -80,10 +80,7 @@ def stylize_file(
     photo = read_photo(content)
     style_images = load_styles(styles)
     check_output(output, [content, *styles], overwrite)
-    try:
-        check_size(*resize_long_side(photo.rgb, settings.size).shape[:2], settings)
-    except InputError as error:
-        raise InputError(f"{content}: {error}") from None
+    check_size(*resize_long_side(photo.rgb, settings.size).shape[:2], settings, content)
     stylizer = Stylizer(settings, style_images, weights)
     saver = save_intermediates(output, settings.save_every)
 

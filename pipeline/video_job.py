@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.engine import Result, Stylizer, check_size, halving_ladder, scale_ladder, smallest_side
-from pipeline.errors import InputError, OutputError, SettingsError
+from pipeline.errors import OutputError, SettingsError
 from pipeline.image_io import atomic_path, load_rgb, to_array, to_tensor
 from pipeline.losses import TemporalLoss
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
@@ -222,10 +222,7 @@ def stylize_video(
     info = probe(source)
     style_images = [load_rgb(Path(p)) for p in styles]
     size = even_size(info.width, info.height, style.size)
-    try:
-        check_size(size[1], size[0], style)
-    except InputError as error:
-        raise InputError(f"{source}: {error}") from None
+    check_size(size[1], size[0], style, source)
     log = _size_notes(info, size)
     layout = asdict(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
     work_dir = work_folder(output, source, [Path(p) for p in styles], style, video, layout)
