@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.bench_engine import cpu_model, evaluation_overhead, overhead_header, overhead_row
 from pipeline.device import cpu_has_amx
-from pipeline.engine import Stylizer, halving_ladder
+from pipeline.engine import Stylizer, halving_ladder, smallest_side
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError, to_float
@@ -181,7 +181,7 @@ def first_frame_table(frame: np.ndarray, reference: dict, size: int) -> None:
         start = time.perf_counter()
         _, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=scales))(frame, None)
         wall, losses = time.perf_counter() - start, info["losses"]
-        sizes = " > ".join(str(max(s)) for s in halving_ladder(*frame.shape[:2], scales))
+        sizes = " > ".join(str(max(s)) for s in halving_ladder(*frame.shape[:2], scales, smallest_side(stylizer.settings)))
         print(f"| {scales}{' (default)' if scales == VideoSettings.first_frame_scales else ''} | {sizes} | {wall:.1f} | {info['evaluations']} | "
               f"{losses['style'] / reference['losses']['style']:.3f} | {losses['content'] / reference['losses']['content']:.3f} | "
               f"{(losses['style'] + losses['content']) / reference_total:.3f} |")
