@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchmarks.bench_engine import cpu_model
 from pipeline.batch import stylize_folder
-from pipeline.device import cpu_has_amx
+from pipeline.device import cpu_description
 from pipeline.settings import ClusterSettings, StyleSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +48,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     source = make_folder(work / "in")
-    print(f"## make bench-cluster — {time.strftime('%Y-%m-%d')}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
+    print(f"## make bench-cluster — {time.strftime('%Y-%m-%d')}, {cpu_description()}, "
           f"ray {ray.__version__}\n")
     print(f"{PHOTOS} photos (tubingen, golden_gate), {SETTINGS.size} px, {SETTINGS.iterations} iterations, starry_night.\n")
     rows = []

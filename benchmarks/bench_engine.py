@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -162,20 +161,13 @@ def run_child(kind: str, *args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def report() -> None:
     import torch
 
-    from pipeline.device import cpu_has_amx
+    from pipeline.device import cpu_description
 
     IMAGES.mkdir(parents=True, exist_ok=True)
-    print(f"## make bench — {date.today()}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'}), "
+    print(f"## make bench — {date.today()}, {cpu_description()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
     print(overhead_header(("size", "precision"), ("peak RSS MiB",)))
     for size in (256, 512):

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.bench_engine import cpu_model, evaluation_overhead, overhead_header, overhead_row
-from pipeline.device import cpu_has_amx
+from benchmarks.bench_engine import evaluation_overhead, overhead_header, overhead_row
+from pipeline.device import cpu_description
 from pipeline.engine import Stylizer, halving_ladder, smallest_side
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
@@ -256,7 +256,7 @@ def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     if args.memory:
         return memory_section()
-    print(f"## make bench-video — {time.strftime('%Y-%m-%d')}, {cpu_model()} ({'AMX' if cpu_has_amx() else 'no AMX'})\n")
+    print(f"## make bench-video — {time.strftime('%Y-%m-%d')}, {cpu_description()}\n")
     if args.overhead:
         return overhead_table(decode(2, args.size)[1], args.size)
     if args.warm_starts:

@@ -6,11 +6,21 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import json
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from pipeline.errors import SettingsError
+
+log = logging.getLogger("stylize")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,23 +34,146 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def cpu_has_amx() -> bool:
-    """bf16 pays off on CPUs with AMX tiles (about 4x over fp32); elsewhere it is slower."""
-    with contextlib.suppress(OSError):
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    return False
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The compute dtype and why: what `--precision` resolved to, for the run's log."""
+
+    dtype: torch.dtype
+    reason: str
+    warning: str | None = None  # said once when the user forces a slow choice
+
+
+# bf16 must beat fp32 by this much to be chosen by "auto": below it bf16 only costs accuracy.
+AUTO_BF16_SPEEDUP = 1.25
+# Under this, bf16 runs on generic (emulated) kernels: 27-60x slower measured on AVX2-only CPUs.
+NATIVE_BF16_SPEEDUP = 0.5
+
+
+def resolve_precision(precision: str, device: torch.device) -> PrecisionChoice:
+    if precision not in ("auto", "fp32", "bf16"):
+        raise SettingsError(f"--precision {precision}: use auto, fp32 or bf16")
+    if precision == "fp32":
+        return PrecisionChoice(torch.float32, "fp32 (asked)")
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+        if precision == "bf16" or native:
+            warning = None if native else "--precision bf16: this GPU has no native bf16; expect it to be slow"
+            return PrecisionChoice(torch.bfloat16, f"bf16 ({precision}, CUDA)", warning)
+        return PrecisionChoice(torch.float32, "fp32 (auto: this GPU has no native bf16)")
+    speedup = cpu_bf16_speedup()
+    measured = f"bf16 measured {speedup:.2f}x the speed of fp32 on this CPU"
+    if precision == "bf16":
+        warning = None
+        if speedup < NATIVE_BF16_SPEEDUP:
+            warning = (f"--precision bf16: this CPU has no native bf16 (no AMX or AVX-512 BF16); {measured}, "
+                       f"so this run will be about {1 / speedup:.0f}x slower than with --precision fp32")
+        return PrecisionChoice(torch.bfloat16, f"bf16 (asked; {measured})", warning)
+    dtype = torch.bfloat16 if speedup >= AUTO_BF16_SPEEDUP else torch.float32
+    return PrecisionChoice(dtype, f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} (auto: {measured})")
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "fp32":
-        return torch.float32
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise SettingsError(f"--precision {precision}: use auto, fp32 or bf16")
+    return resolve_precision(precision, device).dtype
+
+
+_announced: set[str] = set()
+
+
+def announce_precision(choice: PrecisionChoice) -> None:
+    """Log the choice (and any warning) once per process, however many Stylizers a run builds."""
+    for level, message in ((logging.INFO, f"precision: {choice.reason}"), (logging.WARNING, choice.warning)):
+        if message and message not in _announced:
+            _announced.add(message)
+            log.log(level, message)
+
+
+def bf16_is_native(device: torch.device | str = "cpu") -> bool:
+    """True where bf16 runs on its own kernels (AMX, AVX-512 BF16, CUDA), not emulated."""
+    device = torch.device(device)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_amx() else torch.float32
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return cpu_bf16_speedup() >= NATIVE_BF16_SPEEDUP
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """fp32 time over bf16 time of one small convolution, forward and backward, on this CPU (above 1: bf16 is faster).
+
+    Measured, not read off a flag: AMX, AVX-512 BF16 (AMD Zen 4) and whatever oneDNN makes of
+    a CPU all count, and a flag that torch's build cannot use does not. Cached on disk per CPU,
+    torch build and ISA override; the first measurement takes under a second.
+    """
+    key = _cpu_key()
+    cache = _cache_file()
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        return float(json.loads(cache.read_text())[key])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a busy core stalls a multi-threaded pass at every barrier: measure on one
+    try:
+        speedup = _time_conv(torch.float32) / _time_conv(torch.bfloat16)
+    finally:
+        torch.set_num_threads(threads)
+    with contextlib.suppress(OSError, ValueError):
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known[key] = round(speedup, 3)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, cache)
+    return speedup
+
+
+def _time_conv(dtype: torch.dtype, budget: float = 0.3) -> float:
+    """Best of a few timed forward and backward passes of a VGG-like 3x3 convolution, channels-last
+    and with the input's gradient, as the engine runs them; stops once `budget` seconds are spent.
+
+    The backward pass matters: where bf16 is emulated its forward measured 6x slower than fp32
+    but its forward and backward 26x, as the whole network.
+    """
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(dtype=dtype, memory_format=torch.channels_last).requires_grad_(False)
+    image = torch.rand(1, 64, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    best, spent = math.inf, 0.0
+    for attempt in range(6):  # the first builds oneDNN's kernels and is not counted
+        start = time.perf_counter()
+        conv(image).sum().backward()
+        elapsed = time.perf_counter() - start
+        if attempt:
+            best, spent = min(best, elapsed), spent + elapsed
+            if spent > budget:
+                break
+    return best
+
+
+def cpu_description() -> str:
+    """The CPU model, the flags that decide bf16 speed, and bf16's measured speed: for every benchmark figure."""
+    model, flags = _cpu_info()
+    present = ", ".join(f"{flag} {'yes' if flag in flags.split() else 'no'}" for flag in ("amx_bf16", "avx512_bf16", "avx2"))
+    return f"{model} ({present}; bf16 measured {cpu_bf16_speedup():.2f}x the speed of fp32)"
+
+
+def _cpu_info() -> tuple[str, str]:
+    """Model name and the AVX/AMX flags, from /proc/cpuinfo (Linux), else what platform knows."""
+    model, flags = platform.processor() or platform.machine(), ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name":
+                model = value.strip()
+            elif name.strip() == "flags":
+                flags = " ".join(sorted(f for f in value.split() if "avx" in f or "amx" in f))
+                break
+    return model, flags
+
+
+def _cpu_key() -> str:
+    model, flags = _cpu_info()
+    overrides = " ".join(f"{v}={os.environ[v]}" for v in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if v in os.environ)
+    return f"{model} | {flags} | torch {torch.__version__} {overrides}".strip()
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "stylize" / "precision.json"
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h

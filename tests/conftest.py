@@ -8,7 +8,12 @@ import pytest
 import torch
 from torchvision.models import vgg19
 
+from pipeline.device import bf16_is_native, cpu_description
 from pipeline.weights import IMAGENET, VGGWeights, load_embedded
+
+# Tests that run bf16 through the whole network: on a CPU that emulates bf16 (AVX2 only) one
+# 128 px test took more than 15 minutes. The bf16 maths itself is tested on tiny tensors everywhere.
+needs_native_bf16 = pytest.mark.skipif(not bf16_is_native("cpu"), reason=f"bf16 is emulated on this CPU: {cpu_description()}")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -7,6 +7,7 @@ from pipeline.engine import Stylizer, check_size, halving_ladder, resize_image, 
 from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings
+from tests.conftest import needs_native_bf16
 
 TINY = dict(size=48, iterations=15, tolerance=0.0, precision="fp32", device="cpu")
 
@@ -137,7 +138,7 @@ def test_preserve_colors_keeps_the_contents_chroma(random_weights):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_native_bf16)])
 def test_real_stylization_at_128px(embedded_weights, tubingen, starry_night, precision):
     """tubingen x starry_night: style loss falls below 20 % of the photo's, content stays below the painting's."""
     content = load_rgb(tubingen, 128)
