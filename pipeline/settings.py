@@ -1,18 +1,105 @@
-"""The one source of truth for defaults: the library uses these, the CLI reads its defaults from them."""
+"""The one source of truth for defaults: the library uses these, the CLI reads its defaults from them.
+
+Every settings class checks itself when built (`__post_init__`) and raises `SettingsError` naming
+the CLI option, the bad value and what is allowed, so a bad value fails before any work starts,
+whether it came from the command line or from Python.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
+from pipeline.errors import SettingsError
+
+
+def _vgg19_layer_names() -> tuple[str, ...]:
+    """Names of the modules of torchvision's vgg19().features: conv1_1, relu1_1, ..., pool5.
+    Pure Python (no torch): `pipeline.vgg` checks it against the real network."""
+    names: list[str] = []
+    for block, convs in enumerate((2, 2, 4, 4, 4), start=1):
+        for index in range(1, convs + 1):
+            names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYER_NAMES = _vgg19_layer_names()
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
 Optimizer = Literal["lbfgs", "adam"]
 Precision = Literal["auto", "fp32", "bf16"]
 Pooling = Literal["max", "avg"]
 
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# Encoders (and the codec names ffmpeg maps to them) whose CRF scale ends at 51; others (VP9, AV1) at 63.
+CRF_51 = frozenset({"libx264", "libx264rgb", "libx265", "h264", "hevc"})
 
-@dataclass
+
+def _show(value: object) -> str:
+    """A value as it would be typed on the command line."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(_show(v) for v in value) or "''"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value if value and not any(c.isspace() for c in value) else repr(value)
+    return str(value)
+
+
+def _words(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+def _fail(option: str, value: object, allowed: str) -> SettingsError:
+    return SettingsError(f"{option} {_show(value)}: {allowed}")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _range(option: str, value: object, low: float, high: float | None, integer: bool, note: str = "") -> None:
+    whole = not integer or (_number(value) and float(value).is_integer())
+    if _number(value) and whole and low <= value and (high is None or value <= high):
+        return
+    span = f"{low:g} or more" if high is None else f"{low:g} to {high:g}"
+    raise _fail(option, value, f"use {'a whole number, ' if integer and not whole else ''}{span}{note}")
+
+
+def _at_least(option: str, value: object, low: float, integer: bool = False) -> None:
+    _range(option, value, low, None, integer)
+
+
+def _between(option: str, value: object, low: float, high: float, integer: bool = False, note: str = "") -> None:
+    _range(option, value, low, high, integer, note)
+
+
+def _above(option: str, value: object, low: float) -> None:
+    if not _number(value) or value <= low:
+        raise _fail(option, value, f"use a number above {low:g}")
+
+
+def _choice(option: str, value: object, kind: object) -> None:
+    choices = get_args(kind)
+    if value not in choices:
+        raise _fail(option, value, f"use {_words(choices)}")
+
+
+def _weights(option: str, values: tuple[float, ...]) -> None:
+    if not all(_number(v) and v >= 0 for v in values) or sum(values) <= 0:
+        raise _fail(option, values, "use non-negative weights, not all zero")
+
+
+def _layer(option: str, name: object) -> None:
+    if name not in LAYER_NAMES:
+        convs = [n for n in LAYER_NAMES if n.startswith("conv")]
+        raise _fail(option, name, f"not a VGG-19 layer; use {', '.join(convs)} (or a relu/pool name)")
+
+
+@dataclass(frozen=True)
 class StyleSettings:
     """How one image is stylized.
 
@@ -46,12 +133,59 @@ class StyleSettings:
     precision: Precision = "auto"
     save_every: int = 0  # write an intermediate image every N iterations (0: never)
 
+    def __post_init__(self) -> None:
+        _at_least("--size", self.size, 1, integer=True)
+        _at_least("--iterations", self.iterations, 0, integer=True)
+        _at_least("--content-weight", self.content_weight, 0)
+        _at_least("--style-weight", self.style_weight, 0)
+        _at_least("--tv-weight", self.tv_weight, 0)
+        _layer("--content-layer", self.content_layer)
+        if isinstance(self.style_layers, str) or not self.style_layers:
+            raise _fail("--style-layers", self.style_layers, "give one or more comma-separated VGG-19 layers, e.g. conv1_1,conv2_1")
+        for name in self.style_layers:
+            _layer("--style-layers", name)
+        if self.style_layer_weights is not None:
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise _fail("--style-layer-weights", self.style_layer_weights,
+                            f"{len(self.style_layer_weights)} weights for {len(self.style_layers)} style layers (one per --style-layers entry)")
+            _weights("--style-layer-weights", self.style_layer_weights)
+        if self.style_blend is not None:
+            if not self.style_blend:
+                raise _fail("--style-blend", self.style_blend, "give one weight per style image, or None for equal weights")
+            _weights("--style-blend", self.style_blend)
+        _above("--style-scale", self.style_scale, 0)
+        _choice("--pooling", self.pooling, Pooling)
+        _choice("--optimizer", self.optimizer, Optimizer)
+        _above("--lr", self.learning_rate, 0)
+        if not isinstance(self.init, str) or not self.init:
+            raise _fail("--init", self.init, "use content, noise or the path of an image")
+        _at_least("--tolerance", self.tolerance, 0)
+        _at_least("--patience", self.patience, 1, integer=True)
+        if self.coarse_to_fine not in (None, True, False):
+            raise _fail("--coarse-to-fine", self.coarse_to_fine, "use None (auto: on above coarse_threshold), True or False")
+        _at_least("coarse_threshold", self.coarse_threshold, 0, integer=True)
+        _at_least("coarse_min_size", self.coarse_min_size, 1, integer=True)
+        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
+            raise _fail("--device", self.device, "use auto, cpu, cuda or cuda:N")
+        _choice("--precision", self.precision, Precision)
+        _at_least("--save-every", self.save_every, 0, integer=True)
+
+
+def check_style_count(settings: StyleSettings, count: int, note: str = "one per --style") -> None:
+    """What StyleSettings cannot check alone: one --style-blend weight per style image. Loads nothing,
+    so a caller can run it before any work; `Stylizer` runs it too."""
+    if count < 1:
+        raise SettingsError("at least one style image is needed (--style)")
+    if settings.style_blend is not None and len(settings.style_blend) != count:
+        raise _fail("--style-blend", settings.style_blend,
+                    f"{len(settings.style_blend)} weights for {count} style image{'s' if count != 1 else ''} ({note})")
+
 
 VideoInit = Literal["flow", "prev", "content"]
 Fill = Literal["content", "warp", "blend"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
@@ -65,9 +199,29 @@ class VideoSettings:
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds to take (None: to the end)
     max_frames: int | None = None
-    codec: str = "libx264"
+    codec: str = "libx264"  # any video encoder of the ffmpeg in use: `video_io.check_encoder` asks it
     crf: int = 18
     keep_frames: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("--video-init", self.init, VideoInit)
+        _at_least("--first-frame-scales", self.first_frame_scales, 1, integer=True)
+        _at_least("--iterations-next", self.iterations_next, 0, integer=True)
+        _at_least("--patience-next", self.patience_next, 1, integer=True)
+        _at_least("--temporal-weight", self.temporal_weight, 0)
+        _choice("--fill", self.fill, Fill)
+        _between("--scene-threshold", self.scene_threshold, 0, 1)
+        _at_least("--start", self.start, 0)
+        if self.duration is not None:
+            _above("--duration", self.duration, 0)
+        if self.max_frames is not None:
+            _at_least("--max-frames", self.max_frames, 1, integer=True)
+        if not isinstance(self.codec, str) or not self.codec.strip():
+            raise _fail("--codec", self.codec, "name an ffmpeg video encoder, e.g. libx264, libx265 or libvpx-vp9")
+        if self.codec in CRF_51:
+            _between("--crf", self.crf, 0, 51, integer=True, note=f" with {self.codec}")
+        else:
+            _between("--crf", self.crf, 0, 63, integer=True)
 
 
 @dataclass(frozen=True)
@@ -79,6 +233,9 @@ class FolderSettings:
     style_folders: bool = False  # several styles: OUT/<style>/... instead of name.<style>.ext
     overwrite: bool = False  # redo photos whose output exists
 
+    def __post_init__(self) -> None:
+        _between("--quality", self.quality, 1, 100, integer=True)
+
 
 @dataclass(frozen=True)
 class ClusterSettings:
@@ -89,3 +246,15 @@ class ClusterSettings:
     cpus_per_worker: int = 1
     chunk_frames: int = 150  # video: frames per chunk
     overlap_frames: int = 36  # video: frames two neighbouring chunks share, ramped across (long: see docs/scale-out.md)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.address, str) or not self.address.strip():
+            raise _fail("--ray", self.address, "use auto, local, host:port or ray://host:port")
+        if self.workers is not None:
+            _at_least("--ray-workers", self.workers, 1, integer=True)
+        _at_least("--ray-cpus-per-worker", self.cpus_per_worker, 1, integer=True)
+        _at_least("--overlap-frames", self.overlap_frames, 0, integer=True)
+        _at_least("--chunk-frames", self.chunk_frames, 1, integer=True)
+        if self.chunk_frames <= 2 * self.overlap_frames:
+            raise _fail("--chunk-frames", self.chunk_frames,
+                        f"must exceed twice --overlap-frames ({self.overlap_frames}), or a frame could lie in three chunks")

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from pipeline.errors import SettingsError
-from pipeline.settings import Pooling
+from pipeline.settings import LAYER_NAMES, Pooling  # LAYER_NAMES: pure Python, so settings can check names without torch
 from pipeline.weights import InputConvention, VGGWeights, vgg19_features
 
 
 def layer_names() -> list[str]:
-    """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5."""
+    """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5 (equal to LAYER_NAMES)."""
     names, block, index = [], 1, 0
     for module in vgg19_features():
         if isinstance(module, nn.Conv2d):
@@ -25,9 +25,6 @@ def layer_names() -> list[str]:
             names.append(f"pool{block}")
             block, index = block + 1, 0
     return names
-
-
-LAYER_NAMES = layer_names()
 
 
 class Normalization(nn.Module):
