@@ -6,8 +6,13 @@ Python: the encoder takes the source file again as a second input and copies its
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import re
 import shutil
 import subprocess
+import tempfile
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,6 +36,72 @@ def ffmpeg_binary() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def check_encoder(codec: str) -> None:
+    """Refuse a `--codec` this ffmpeg cannot encode video with, before any work (not when the
+    first frames are encoded). An encoder name (libx264) or a codec name ffmpeg maps to its
+    default encoder (h264) passes."""
+    from pipeline.errors import SettingsError
+
+    binary = ffmpeg_binary()
+    try:
+        encoders = _video_encoders(binary)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise SettingsError(f"--codec {codec}: cannot list the encoders of {binary} ({err})") from None
+    if codec not in encoders:
+        raise SettingsError(f"--codec {codec}: not a video encoder of this ffmpeg (e.g. libx264, libx265, libvpx-vp9)")
+
+
+@functools.cache
+def _video_encoders(binary: str) -> frozenset[str]:
+    """Names of the video encoders `binary -encoders` lists, and the codecs they encode ("(codec h264)")."""
+    listing = subprocess.run([binary, "-hide_banner", "-encoders"], capture_output=True, text=True, check=True, timeout=60).stdout
+    names: set[str] = set()
+    table = False
+    for line in listing.splitlines():
+        fields = line.split()
+        if fields and set(fields[0]) == {"-"}:
+            table = True  # the legend above " ------" explains the flags
+        elif table and len(fields) >= 2 and fields[0].startswith("V"):
+            names.add(fields[1])
+            names.update(re.findall(r"\(codec ([^)\s]+)\)", line))
+    return frozenset(names)
+
+
+# Running ffmpeg children, so that a signal handler can end them when the process must exit at once.
+_children: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+
+
+def start_ffmpeg(stream, stdin: bool = False, stdout: bool = False) -> tuple[subprocess.Popen, tempfile.TemporaryFile]:
+    """Start ffmpeg on an ffmpeg-python graph with no pipe left unread.
+
+    No stats line, errors only, and stderr goes to a temporary file rather than a pipe: ffmpeg's
+    half-second stats line would fill an unread 64 KiB pipe in about five minutes and block it for
+    good. The file keeps ffmpeg's last words for the error message.
+    """
+    args = stream.global_args("-nostats", "-loglevel", "error").compile(cmd=ffmpeg_binary())
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=log)
+    _children.add(process)
+    return process, log
+
+
+def last_words(log) -> str:
+    """What ffmpeg said, on one line: its first error (usually the cause) and its last two lines."""
+    log.seek(0)
+    lines = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\] ", "", line.strip()) for line in log.read().decode(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    said = lines if len(lines) <= 3 else [lines[0], "...", *lines[-2:]]
+    return " / ".join(said)[:400] or "no message"
+
+
+def kill_children() -> None:
+    """End every ffmpeg this process started (the signal handler's last resort)."""
+    for process in list(_children):
+        if process.poll() is None:
+            process.kill()
 
 
 @dataclass(frozen=True)
@@ -57,7 +128,7 @@ def probe(path: Path) -> VideoInfo:
                 raise InputError(f"{path}: no video stream")
             stream = container.streams.video[0]
             fps = Fraction(stream.average_rate or stream.guessed_rate or 0)
-            frames = stream.frames or _count_frames(container, stream)
+            frames = stream.frames or _announced_frames(container, stream) or count_packets(container, stream)
             rotation = _rotation(container, stream)
             width, height = stream.codec_context.width, stream.codec_context.height
             audio = tuple(a.codec_context.name for a in container.streams.audio)
@@ -73,10 +144,33 @@ def probe(path: Path) -> VideoInfo:
     return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio, full_range)
 
 
-def _count_frames(container, stream) -> int:
-    count = sum(1 for packet in container.demux(stream) if packet.size)
+def _announced_frames(container, stream) -> int:
+    """Frames the container's duration announces (Matroska, WebM keep no frame count)."""
+    if not container.duration or not stream.average_rate:
+        return 0
+    return round(container.duration / av.time_base * stream.average_rate)
+
+
+def count_packets(container, stream) -> int:
+    """Video packets actually in the file, read without decoding: up to the damage in a broken file."""
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += bool(packet.size)
+    except av.FFmpegError:
+        pass
     container.seek(0)
     return count
+
+
+def check_complete(info: VideoInfo) -> None:
+    """Refuse a truncated file (a copy cut short, a download that stopped) before any work, rather
+    than writing a short video without a word."""
+    with av.open(str(info.path)) as container:
+        found = count_packets(container, container.streams.video[0])
+    if info.frames - found > max(2, info.frames // 50):
+        raise InputError(f"{info.path}: truncated or damaged: only {found} of the {info.frames} frames its container "
+                         f"announces are in the file")
 
 
 def _rotation(container, stream) -> int:
@@ -114,13 +208,16 @@ class Reader:
         else:
             stream = stream.filter("scale", self.width, self.height, flags="area")
         stream = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
-        self.process = stream.run_async(cmd=ffmpeg_binary(), pipe_stdout=True, pipe_stderr=True, quiet=True)
+        self.process, self.log = start_ffmpeg(stream, stdout=True)
         self.path = info.path
 
     def read(self) -> np.ndarray | None:
+        """The next frame, or None at the end. A decoder that fails outright raises InputError."""
         size = self.width * self.height * 3
         data = self.process.stdout.read(size)
         if len(data) < size:
+            if self.process.wait() != 0:
+                raise InputError(f"{self.path}: ffmpeg failed to decode ({last_words(self.log)})")
             return None
         return np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
 
@@ -138,7 +235,7 @@ class Reader:
         self.process.stdout.close()
         self.process.kill()
         self.process.wait()
-        self.process.stderr.close()
+        self.log.close()
 
     def __enter__(self) -> Reader:
         return self
@@ -161,8 +258,9 @@ class Writer:
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, source: VideoInfo | None = None,
                  start: float = 0.0, duration: float | None = None, settings: EncodeSettings = EncodeSettings(),
-                 copy_audio: bool = True):
+                 copy_audio: bool = True, name: Path | None = None):
         self.path = Path(path)
+        self.name = name or self.path  # what messages call the file (the final path, not its temporary)
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size[0]}x{size[1]}", framerate=str(fps))
         streams, audio_args = [video.video], {}
         if source is not None and source.audio:
@@ -173,8 +271,7 @@ class Writer:
             audio_args = {"acodec": "copy" if copy_audio else _audio_codec_for(self.path)}
         out = ffmpeg.output(*streams, str(self.path), vcodec=settings.codec, crf=settings.crf, preset=settings.preset,
                             pix_fmt=settings.pix_fmt, r=str(fps), **audio_args).overwrite_output()
-        self.process = subprocess.Popen(out.compile(cmd=ffmpeg_binary()), stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process, self.log = start_ffmpeg(out, stdin=True)
 
     def write(self, frame: np.ndarray) -> None:
         try:
@@ -183,19 +280,25 @@ class Writer:
             self._fail()
 
     def close(self) -> None:
-        self.process.stdin.close()
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
         if self.process.wait() != 0:
             self._fail()
-        self.process.stderr.close()
+        self.log.close()
 
     def abort(self) -> None:
         self.process.kill()
         self.process.wait()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.process.stdin.close()
 
     def _fail(self) -> None:
         self.abort()
-        tail = self.process.stderr.read().decode(errors="replace").strip().splitlines()[-3:]
-        raise OutputError(f"{self.path}: ffmpeg failed to encode ({' / '.join(tail)[:300]})")
+        words = last_words(self.log)
+        self.log.close()
+        raise OutputError(f"{self.name}: ffmpeg failed to encode ({words})")
 
 
 def _audio_codec_for(output: Path) -> str:
@@ -214,7 +317,7 @@ def encode(frames: Callable[[], Iterable[np.ndarray]], output: Path, size: tuple
     for copy_audio in attempts:
         try:
             with atomic_path(output) as tmp:
-                writer = Writer(tmp, size, fps, source, start, duration, settings, copy_audio)
+                writer = Writer(tmp, size, fps, source, start, duration, settings, copy_audio, name=output)
                 try:
                     for frame in frames():
                         writer.write(frame)
