@@ -19,7 +19,8 @@ from pipeline.engine import Stylizer, scale_ladder
 from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
 from pipeline.gallery import write_gallery, write_thumbnail
 from pipeline.image_io import atomic_path, load_rgb, read_photo, write_photo
-from pipeline.image_job import IMAGE_SUFFIXES, check_writable_folder, stylize_photo
+from pipeline.image_io import check_writable_folder
+from pipeline.image_job import IMAGE_SUFFIXES, stylize_photo
 from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings
 from pipeline.weights import VGGWeights, load_weights
 

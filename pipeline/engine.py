@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline import color
-from pipeline.device import keep_freed_memory, resolve_device, resolve_dtype
-from pipeline.errors import InputError, SettingsError
+from pipeline.device import announce_precision, keep_freed_memory, resolve_device, resolve_precision
+from pipeline.errors import InputError
 from pipeline.image_io import load_rgb
 from pipeline.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
-from pipeline.settings import StyleSettings
+from pipeline.settings import StyleSettings, check_style_count
 from pipeline.vgg import VGGFeatures, smallest_input_side
 from pipeline.weights import VGGWeights, load_weights
 
@@ -99,21 +99,16 @@ class Stylizer:
     """VGG-19 and style targets, set up once, then used for any number of images or frames."""
 
     def __init__(self, settings: StyleSettings, styles: Sequence[torch.Tensor], weights: VGGWeights | str | None = None):
-        if not styles:
-            raise SettingsError("at least one style image is needed")
+        check_style_count(settings, len(styles))  # the rest StyleSettings checked when it was built
         blend = settings.style_blend or tuple(1.0 for _ in styles)
-        if len(blend) != len(styles):
-            raise SettingsError(f"--style-blend has {len(blend)} weights for {len(styles)} style images")
-        if any(b < 0 for b in blend) or sum(blend) <= 0:
-            raise SettingsError("--style-blend weights must be non-negative and not all zero")
         layer_weights = settings.style_layer_weights or tuple(1.0 for _ in settings.style_layers)
-        if len(layer_weights) != len(settings.style_layers):
-            raise SettingsError(f"{len(layer_weights)} style layer weights for {len(settings.style_layers)} style layers")
         self.settings = settings
         keep_freed_memory()
         self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.precision, self.device)
         weights = weights if isinstance(weights, VGGWeights) else load_weights(weights)
+        self.precision = resolve_precision(settings.precision, self.device)
+        announce_precision(self.precision)  # after the weights: a bad weights file stays a one-line error
+        self.dtype = self.precision.dtype
         layers = [settings.content_layer, *settings.style_layers]
         self.vgg = VGGFeatures(weights, layers, settings.pooling, self.dtype).to(self.device, memory_format=torch.channels_last)
         self.styles = [color.luminance(s) if settings.preserve_colors else s for s in styles]
@@ -244,10 +239,8 @@ class Stylizer:
                 [image], lr=1.0, max_iter=max(1, iterations), max_eval=max(1, iterations) * 5 // 4,
                 tolerance_grad=0.0, tolerance_change=0.0, history_size=100, line_search_fn="strong_wolfe",
             )
-        elif s.optimizer == "adam":
+        else:  # "adam": StyleSettings refuses any other name
             optimizer = torch.optim.Adam([image], lr=s.learning_rate)
-        else:
-            raise SettingsError(f"--optimizer {s.optimizer}: use lbfgs or adam")
         best = {"loss": math.inf, "image": image.detach().clone(), "losses": {}}
         history: list[float] = []
         iteration_best: list[float] = []  # best loss when each iteration's first evaluation ended

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,26 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+def check_output_file(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    """Fail early, before any work, when the file `output` could not or should not be written."""
+    output = Path(output)
+    if any(output.resolve() == Path(path).resolve() for path in inputs):
+        raise OutputError(f"{output}: the output would overwrite an input")
+    if output.is_dir():
+        raise OutputError(f"{output}: is a folder; name the output file")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output}: exists already (use --overwrite)")
+    check_writable_folder(output.parent)
+
+
+def check_writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot write into this folder ({err.strerror or err})") from None
 
 
 @contextmanager

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-import tempfile
 from pathlib import Path
 
 from pipeline.engine import ProgressCallback, Result, Stylizer, check_size
 from pipeline.errors import OutputError
-from pipeline.image_io import Photo, load_rgb, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
+from pipeline.image_io import Photo, check_output_file, load_rgb, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
 from pipeline.settings import StyleSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
@@ -19,19 +18,7 @@ def check_output(output: Path, inputs: Sequence[Path], overwrite: bool = False) 
     output = Path(output)
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise OutputError(f"{output}: unknown image format {output.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    if any(output.resolve() == Path(path).resolve() for path in inputs):
-        raise OutputError(f"{output}: the output would overwrite an input")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output}: exists already (use --overwrite)")
-    check_writable_folder(output.parent)
-
-
-def check_writable_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as err:
-        raise OutputError(f"{folder}: cannot write into this folder ({err.strerror or err})") from None
+    check_output_file(output, inputs, overwrite)
 
 
 def load_styles(paths: Sequence[Path]) -> list:

@@ -5,6 +5,7 @@ at the first missing frame and reproduces the frames an uninterrupted run would 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import json
@@ -20,11 +21,12 @@ import torch
 
 from pipeline.engine import Result, Stylizer, check_size, halving_ladder, scale_ladder, smallest_side
 from pipeline.errors import OutputError, SettingsError
-from pipeline.image_io import atomic_path, load_rgb, to_array, to_tensor
+from pipeline.image_io import atomic_path, check_output_file, load_rgb, to_array, to_tensor
 from pipeline.losses import TemporalLoss
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import FlowEstimator, WarpingError, carry_over, fill_disocclusions, is_cut, to_float
-from pipeline.video_io import VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, encode, even_size, is_crop, probe
+from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, check_complete, check_encoder, encode,
+                                even_size, is_crop, probe)
 
 
 @dataclass
@@ -54,13 +56,15 @@ class VideoResult:
     log: list[str]  # things the user should know (odd size cropped, audio re-encoded, ...)
 
 
-def check_video_output(source: Path, output: Path, overwrite: bool) -> None:
+def check_video_output(source: Path, output: Path, styles: list[Path], overwrite: bool) -> None:
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         raise OutputError(f"{output}: unknown video container {output.suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}")
-    if output.resolve() == source.resolve():
-        raise OutputError(f"{output}: the output would overwrite the input")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output}: exists already (use --overwrite)")
+    check_output_file(output, [source, *styles], overwrite)
+
+
+def check_range(info: VideoInfo, video: VideoSettings) -> None:
+    if video.start >= info.duration:
+        raise SettingsError(f"--start {video.start:g}: past the end of {info.path} ({info.duration:.2f} s long)")
 
 
 def file_digest(path: Path) -> str:
@@ -88,9 +92,15 @@ def read_frame(path: Path) -> np.ndarray:
 
 
 def write_frame(path: Path, frame: np.ndarray) -> None:
+    """Atomically; a full disk or a lost folder names the frame and the cause (cv2.imwrite only says False)."""
+    encoded, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise OutputError(f"{path}: cannot encode frame")
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-            raise OutputError(f"{path}: cannot write frame")
+        try:
+            tmp.write_bytes(data.tobytes())
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write frame ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
 
 
 class FrameStylizer:
@@ -164,6 +174,31 @@ class Chunk:
     stop: int
 
 
+class FrameLog:
+    """frames.jsonl in the work folder: one JSON line per run and per frame (iterations, losses, warnings)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "frames.jsonl"
+
+    def __enter__(self) -> FrameLog:
+        try:
+            self.file = open(self.path, "a")
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot write ({err.strerror or err})") from None
+        return self
+
+    def write(self, record: dict) -> None:
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot write ({err.strerror or err}); a rerun resumes") from None
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(OSError):  # a full disk must not hide the error that ended the run
+            self.file.close()
+
+
 @dataclass
 class FramesDone:
     count: int
@@ -180,7 +215,8 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
     """
     folder.mkdir(parents=True, exist_ok=True)
     done = FramesDone(0, 0, [])
-    with open(folder / "frames.jsonl", "a") as frame_log:
+    with FrameLog(folder) as frame_log:
+        frame_log.write({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "precision": frame_stylizer.stylizer.precision.reason})
         previous_in: np.ndarray | None = None
         for index, frame in enumerate(frames):
             done.count = index + 1
@@ -196,8 +232,7 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
                 write_frame(path, stylized)
                 done.computed += 1
                 report = FrameReport(index, total, previous is None or video.init == "content", cut, False, **stats)
-                frame_log.write(json.dumps({"frame": index, "cold": report.cold, "cut": cut, **stats}) + "\n")
-                frame_log.flush()
+                frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
             if on_frame:
                 on_frame(report)
             previous_in = frame
@@ -217,10 +252,13 @@ def stylize_video(
     on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> VideoResult:
     """Decode, stylize frame by frame, encode. `cluster`: run chunks of frames on Ray workers."""
-    source, output = Path(source), Path(output)
-    check_video_output(source, output, overwrite)
+    source, output, styles = Path(source), Path(output), [Path(p) for p in styles]
+    check_video_output(source, output, styles, overwrite)
+    check_encoder(video.codec)
     info = probe(source)
-    style_images = [load_rgb(Path(p)) for p in styles]
+    check_range(info, video)
+    check_complete(info)
+    style_images = [load_rgb(p) for p in styles]
     size = even_size(info.width, info.height, style.size)
     check_size(size[1], size[0], style, source)
     log = _size_notes(info, size)
@@ -238,6 +276,12 @@ def stylize_video(
         log.append(f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by {cluster.overlap_frames}")
     if done.count == 0:
         raise OutputError(f"{source}: no frames decoded in the chosen range")
+    expected = _frames_in_range(info, video)
+    if done.count < expected - 1:  # check_complete passed: damage inside the file, found while decoding
+        warning = f"warning: {source}: only {done.count} of the {expected} frames announced could be decoded; the output is that much shorter"
+        log.append(warning)
+        with FrameLog(work_dir) as frame_log:
+            frame_log.write({"warning": warning})
     log += [f"scene cut before frame {i}" for i in done.cuts]
     encode(frames, output, size, info.fps, info, video.start, float(done.count / info.fps),
            EncodeSettings(codec=video.codec, crf=video.crf))
