@@ -4,19 +4,72 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 import functools
 import inspect
+import logging
+import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from pipeline.errors import StylizeError
-from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings, VideoSettings
+from cli import signals
+from pipeline.errors import SettingsError, StylizeError
+from pipeline.settings import ClusterSettings, Fill, FolderSettings, StyleSettings, VideoInit, VideoSettings, check_style_count
+from pipeline.settings import Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """typer 0.2x carries its own click, whose errors derive from typer.TyperException; older typer raised click's."""
+    kinds = [getattr(typer, "TyperException", None)]
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kind for kind in kinds if kind is not None)
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad choice, number out of range) as one line `error: ...` on
+    stderr and exit code 2, as the library's errors, instead of click's usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            # not standalone: click raises its errors instead of printing them, and returns exit codes
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Exit as stop:
+            code = stop.exit_code
+        except _click_errors() as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no arguments, the help is the message
+                if error.format_message():  # empty where rich printed the help already
+                    typer.echo(error.format_message(), err=True)
+            else:
+                message = " ".join(line.strip() for line in error.format_message().splitlines() if line.strip())
+                err.print(f"[bold red]error:[/] {escape(message.replace('Value error, ', ''))}", highlight=False, soft_wrap=True)
+            code = error.exit_code
+        except typer.Abort as abort:
+            if isinstance(abort.__cause__, KeyboardInterrupt):  # a signal outside a command's own handling
+                err.print(signals.exit_line(abort.__cause__), highlight=False)
+                code = signals.exit_code(abort.__cause__)
+            else:
+                err.print("Aborted!", highlight=False)
+                code = 1
+        # a command's return value is None (success) unless typer.Exit gave a code
+        sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Neural style transfer (Gatys et al.) for images, photo folders and videos.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -27,34 +80,48 @@ out = Console()
 DEFAULTS = StyleSettings()
 
 
+class ConsoleLog(logging.Handler):
+    """What the library logs (the precision it chose, warnings): one plain line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "[yellow]warning:[/] " if record.levelno >= logging.WARNING else ""
+        err.print(prefix + escape(record.getMessage()), highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def setup() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[ConsoleLog()], force=True)
+    if threading.current_thread() is threading.main_thread():
+        signals.install()
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Library errors become one line on stderr and exit code 2; Ctrl-C exits 130."""
+    """Library errors become one line on stderr and exit code 2; Ctrl-C exits 130, SIGTERM 143."""
     try:
         yield
     except StylizeError as error:
         err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        err.print(signals.exit_line(stop), highlight=False)
+        raise typer.Exit(signals.exit_code(stop)) from None
 
 
 def floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    """"0.7,0.3" as numbers; raises SettingsError (one line via `user_errors`) if it is not."""
     if not text:
         return None
     try:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
-        err.print(f"[bold red]error:[/] {what}: expected comma-separated numbers, got {text!r}", highlight=False)
-        raise typer.Exit(2) from None
+        raise SettingsError(f"{what} {text}: use comma-separated numbers, e.g. 0.7,0.3") from None
 
 
 def on_off_auto(value: str, what: str) -> bool | None:
     choices = {"auto": None, "on": True, "off": False}
     if value not in choices:
-        err.print(f"[bold red]error:[/] {what}: use auto, on or off", highlight=False)
-        raise typer.Exit(2)
+        raise SettingsError(f"{what} {value}: use auto, on or off")
     return choices[value]
 
 
@@ -90,34 +157,34 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 
 
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
-Size = Annotated[int, typer.Option(help="Long side of the output, in pixels.")]
-Iterations = Annotated[int, typer.Option(help="L-BFGS iterations (Adam steps) per scale (video: see --first-frame-scales).")]
-ContentWeight = Annotated[float, typer.Option(help="Weight a of the content loss (losses are normalized; see README).")]
-StyleWeight = Annotated[float, typer.Option(help="Weight b of the style loss.")]
-TVWeight = Annotated[float, typer.Option(help="Total-variation weight (0: off).")]
+Size = Annotated[int, typer.Option(min=1, help="Long side of the output, in pixels.")]
+Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale (video: see --first-frame-scales).")]
+ContentWeight = Annotated[float, typer.Option(min=0, help="Weight a of the content loss (losses are normalized; see README).")]
+StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
+TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]
 ContentLayer = Annotated[str, typer.Option(help="VGG-19 layer of the content loss.")]
 StyleLayers = Annotated[str, typer.Option(help="Comma-separated VGG-19 layers of the style loss.")]
 LayerWeights = Annotated[Optional[str], typer.Option(help="Comma-separated weight per style layer (default: equal).")]
 Blend = Annotated[Optional[str], typer.Option(help="Comma-separated weight per style image, e.g. 0.7,0.3 (default: equal).")]
 StyleScale = Annotated[float, typer.Option(help="Style image size relative to the output.")]
 PreserveColors = Annotated[bool, typer.Option("--preserve-colors", help="Transfer in luminance only; keep the content's colours.")]
-Pooling = Annotated[str, typer.Option(help="VGG pooling: max, or avg (as Gatys et al.).")]
-OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="lbfgs or adam.")]
+Pooling = Annotated[PoolingName, typer.Option(help="VGG pooling: max, or avg (as Gatys et al.).")]
+OptimizerOpt = Annotated[OptimizerName, typer.Option("--optimizer", help="lbfgs or adam.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate (pixels in [0, 1]).")]
 Init = Annotated[str, typer.Option(help="Start from: content, noise, or an image path.")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same pixels.")]
-Tolerance = Annotated[float, typer.Option(help="Stop early when the loss improves by less than this (relative) over --patience iterations; 0: never.")]
-Patience = Annotated[int, typer.Option(help="Iterations over which --tolerance is judged.")]
-CoarseToFine = Annotated[str, typer.Option(help="Optimize at half size first: auto (on above 512 px), on or off.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32 or bf16.")]
-SaveEvery = Annotated[int, typer.Option(help="Write an intermediate image every N iterations (0: never).")]
+Tolerance = Annotated[float, typer.Option(min=0, help="Stop early when the loss improves by less than this (relative) over --patience iterations; 0: never.")]
+Patience = Annotated[int, typer.Option(min=1, help="Iterations over which --tolerance is judged.")]
+CoarseToFine = Annotated[Literal["auto", "on", "off"], typer.Option(help="Optimize at half size first: auto (on above 512 px), on or off.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where it is native and measured faster: CUDA, CPUs with AMX or AVX-512 BF16; else fp32), fp32 or bf16.")]
+SaveEvery = Annotated[int, typer.Option(min=0, help="Write an intermediate image every N iterations (0: never).")]
 Weights = Annotated[Optional[str], typer.Option(help="VGG-19 weights: embedded (default), torchvision (downloads once), or a file path. Env: STYLIZE_VGG19_WEIGHTS.")]
-Quality = Annotated[int, typer.Option(help="JPEG/WebP quality of the output.")]
+Quality = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the output.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 Ray = Annotated[Optional[str], typer.Option(help="Run on a Ray cluster: auto ($RAY_ADDRESS or the running local one), local (start one here), or an address. Needs the [cluster] extra.")]
-RayWorkers = Annotated[Optional[int], typer.Option(help="With --ray: number of workers (default: cluster CPUs / --ray-cpus-per-worker).")]
-RayCpus = Annotated[int, typer.Option(help="With --ray: CPUs (and torch threads) per worker.")]
+RayWorkers = Annotated[Optional[int], typer.Option(min=1, help="With --ray: number of workers (default: cluster CPUs / --ray-cpus-per-worker).")]
+RayCpus = Annotated[int, typer.Option(min=1, help="With --ray: CPUs (and torch threads) per worker.")]
 
 
 def build_settings(**values) -> StyleSettings:
@@ -186,9 +253,11 @@ def image(
     overwrite: Overwrite = False,
 ) -> None:
     """Stylize one image."""
+    with user_errors():  # every option is checked before any work
+        settings = replace(settings, save_every=save_every)
+        check_style_count(settings, len(style))
     from pipeline.image_job import stylize_file
 
-    settings.save_every = save_every
     with user_errors(), progress_bar(content.name) as show:
         result = stylize_file(content, style, output, settings, weights, iteration_progress(show), quality, overwrite)
     losses = result.losses
@@ -211,36 +280,42 @@ def video(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the video (container from the extension).")],
     style: Style,
     settings: StyleSettings,
-    video_init: Annotated[str, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
+    video_init: Annotated[VideoInit, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
     first_frame_scales: Annotated[int, typer.Option(min=1, help="Frames with no warm start (the first of each shot) run coarse-to-fine over at least this many sizes, each half the next; where --coarse-to-fine gives fewer, --iterations is split evenly among them. 1: as a photo; --coarse-to-fine off: one size.")] = VIDEO.first_frame_scales,
-    iterations_next: Annotated[int, typer.Option(help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
-    patience_next: Annotated[int, typer.Option(help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
-    temporal_weight: Annotated[float, typer.Option(help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
-    fill: Annotated[str, typer.Option(help="Disoccluded pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
-    scene_threshold: Annotated[float, typer.Option(help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
-    start: Annotated[float, typer.Option(help="Seconds into the input to start at.")] = VIDEO.start,
+    iterations_next: Annotated[int, typer.Option(min=0, help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
+    patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
+    temporal_weight: Annotated[float, typer.Option(min=0, help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
+    fill: Annotated[Fill, typer.Option(help="Disoccluded pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
+    scene_threshold: Annotated[float, typer.Option(min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
+    start: Annotated[float, typer.Option(min=0, help="Seconds into the input to start at.")] = VIDEO.start,
     duration: Annotated[Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")] = None,
-    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames (for quick tries).")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many frames (for quick tries).")] = None,
     codec: Annotated[str, typer.Option(help="ffmpeg video encoder.")] = VIDEO.codec,
-    crf: Annotated[int, typer.Option(help="Constant rate factor of the encoder (lower: better).")] = VIDEO.crf,
+    crf: Annotated[int, typer.Option(min=0, max=63, help="Constant rate factor of the encoder (lower: better; 0-51 for x264/x265).")] = VIDEO.crf,
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
     weights: Weights = None,
     overwrite: Overwrite = False,
     ray: Ray = None,
     ray_workers: RayWorkers = None,
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
-    chunk_frames: Annotated[int, typer.Option(help="With --ray: frames per chunk (chunks run in parallel, frames inside one in order).")] = CLUSTER.chunk_frames,
-    overlap_frames: Annotated[int, typer.Option(help="With --ray: frames neighbouring chunks share; blended across so seams do not pop.")] = CLUSTER.overlap_frames,
+    chunk_frames: Annotated[int, typer.Option(min=1, help="With --ray: frames per chunk (chunks run in parallel, frames inside one in order).")] = CLUSTER.chunk_frames,
+    overlap_frames: Annotated[int, typer.Option(min=0, help="With --ray: frames neighbouring chunks share; blended across so seams do not pop.")] = CLUSTER.overlap_frames,
 ) -> None:
     """Stylize a video: same frame count, frame rate, duration and audio; resumable after a crash."""
+    with user_errors():  # every option is checked before any work (the --ray ones even without --ray)
+        video_settings = VideoSettings(
+            init=video_init, first_frame_scales=first_frame_scales, iterations_next=iterations_next, patience_next=patience_next, temporal_weight=temporal_weight,
+            fill=fill, scene_threshold=scene_threshold, start=start, duration=duration, max_frames=max_frames, codec=codec,
+            crf=crf, keep_frames=keep_frames)
+        cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
+                                  chunk_frames=chunk_frames, overlap_frames=overlap_frames)
+        check_style_count(settings, len(style))
+        from pipeline.video_io import check_encoder
+
+        check_encoder(codec)
+    cluster = cluster if ray else None
     from pipeline.video_job import stylize_video
 
-    video_settings = VideoSettings(
-        init=video_init, first_frame_scales=first_frame_scales, iterations_next=iterations_next, patience_next=patience_next, temporal_weight=temporal_weight,
-        fill=fill, scene_threshold=scene_threshold, start=start, duration=duration, max_frames=max_frames, codec=codec,
-        crf=crf, keep_frames=keep_frames)
-    cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
-                              chunk_frames=chunk_frames, overlap_frames=overlap_frames) if ray else None
     with user_errors(), progress_bar(source.name) as show_frames, progress_bar(f"{source.name} chunks") as show_chunks:
 
         def on_frame(report) -> None:
@@ -262,7 +337,7 @@ def video(
 def eval_temporal(
     source: Annotated[Path, typer.Argument(help="The input video.", show_default=False)],
     output: Annotated[Path, typer.Argument(help="Its stylized version.", show_default=False)],
-    max_frames: Annotated[Optional[int], typer.Option(help="Only the first N frames.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Only the first N frames.")] = None,
 ) -> None:
     """Warping error of OUTPUT (flow and occlusions from SOURCE), and of SOURCE itself: lower flickers less."""
     from pipeline.video_job import temporal_errors
@@ -290,9 +365,13 @@ def folder(
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
 ) -> None:
     """Stylize every photo in a folder: resumable, one bad file never stops the run, report and gallery at the end."""
+    with user_errors():  # every option is checked before any work (the --ray ones even without --ray)
+        folder_settings = FolderSettings(keep_size, quality, style_folders, overwrite)
+        cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker)
+        check_style_count(settings, 1, "a folder run applies each --style on its own")
+    cluster = cluster if ray else None
     from pipeline.batch import estimate_seconds, plan, stylize_folder
 
-    folder_settings = FolderSettings(keep_size, quality, style_folders, overwrite)
     if dry_run:
         with user_errors():
             items = plan(source, output, style, folder_settings)
@@ -303,7 +382,6 @@ def folder(
         out.print(f"{len(todo)} to do, {len(items) - len(todo)} done before; estimated {_duration(seconds)} "
                   f"at {settings.size} px, {settings.iterations} iterations", highlight=False)
         return
-    cluster = ClusterSettings(address=ray, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker) if ray else None
     with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
 
         workers = []
