@@ -1,0 +1,198 @@
+"""Soak benchmark (issue 16): real runs that last longer than 15 minutes, as a user's overnight run.
+
+Each case runs the `stylize` command line in a child process, its output to a log file (never an
+unread pipe), samples the resident memory of the process and its ffmpeg children every minute,
+and checks the result: frame count, frame rate, duration and audio of a video equal the input's;
+every photo of a folder done and linked from a valid gallery.
+
+  car      the whole car-detection.mp4 (377 frames, AAC audio)
+  lavfi    a ten-minute clip made with ffmpeg's lavfi sources (moving testsrc2, sine audio)
+  folder   500 generated photos of assorted sizes in a tree
+
+Run: make bench-long [ARGS="car lavfi folder --car-size 320"]. Prints markdown for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html.parser
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.device import cpu_description
+from pipeline.video_io import ffmpeg_binary, probe
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STYLE = DATA / "styles" / "starry_night.jpg"
+SAMPLE_EVERY = 60.0
+
+
+@dataclass
+class Soak:
+    name: str
+    command: list[str]
+    wall: float = 0.0
+    returncode: int | None = None
+    rss_mib: list[tuple[float, float]] = field(default_factory=list)  # (minute, MiB of the process tree)
+    checks: dict[str, object] = field(default_factory=dict)
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of a process and its descendants (ffmpeg children included)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        child = int(entry.name)
+        children.setdefault(int(fields["PPid"]), []).append(child)
+        rss[child] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += rss.get(current, 0)
+        todo += children.get(current, [])
+    return total / 1024
+
+
+def soak(name: str, args: list[str], log_dir: Path) -> Soak:
+    """Run `stylize ARGS` to the end, sampling memory each minute."""
+    run = Soak(name, [sys.executable, "-m", "cli.main", *args])
+    log = log_dir / f"{name}.log"
+    start = time.monotonic()
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(run.command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+        next_sample = start + 10.0  # the first sample once the network is loaded, then every minute
+        while process.poll() is None:
+            time.sleep(1.0)
+            now = time.monotonic()
+            if now >= next_sample:
+                run.rss_mib.append(((now - start) / 60, tree_rss_mib(process.pid)))
+                next_sample = now + SAMPLE_EVERY
+                print(f"  {name}: {run.rss_mib[-1][0]:.1f} min, {run.rss_mib[-1][1]:.0f} MiB", file=sys.stderr, flush=True)
+    run.wall, run.returncode = time.monotonic() - start, process.returncode
+    run.checks["log tail"] = " / ".join(log.read_text(errors="replace").strip().splitlines()[-2:])[-300:]
+    return run
+
+
+def video_checks(source: Path, output: Path) -> dict[str, object]:
+    if not output.is_file():
+        return {"output": "missing"}
+    into, out = probe(source), probe(output)
+    return {"frames": f"{out.frames} / {into.frames}", "fps": f"{out.fps} / {into.fps}",
+            "duration s": f"{out.duration:.3f} / {into.duration:.3f}", "audio": f"{out.audio} / {into.audio}",
+            "equal": (out.frames, out.fps, out.audio) == (into.frames, into.fps, into.audio)
+            and abs(out.duration - into.duration) < 1 / float(into.fps)}
+
+
+def lavfi_clip(path: Path, seconds: int, fps: int, size: str) -> Path:
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path
+
+
+def make_photos(folder: Path, count: int) -> Path:
+    """`count` photos in a tree of ten folders: sizes 160-800 px, JPEG and PNG, smooth shapes and noise."""
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        width, height = (int(v) for v in rng.integers(160, 800, 2))
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        base = np.stack([np.sin(xx / rng.uniform(10, 80) + c) * np.cos(yy / rng.uniform(10, 80) - c) for c in range(3)], -1)
+        image = np.clip((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        cv2.circle(image, (int(rng.integers(0, width)), int(rng.integers(0, height))), int(rng.integers(10, 80)),
+                   tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+        path = folder / f"set{index % 10}" / f"photo{index:03d}.{'png' if index % 5 == 0 else 'jpg'}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), image)
+    return folder
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.figures = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.figures += tag == "figure" and attrs.get("class") == "done"
+        self.links += [value for key, value in attrs.items() if key in ("href", "src") and value]
+
+
+def folder_checks(output: Path, count: int) -> dict[str, object]:
+    report = json.loads((output / "report.json").read_text())
+    parser = _Links()
+    parser.feed((output / "index.html").read_text())
+    broken = [link for link in parser.links if not (output / link).resolve().is_file()]
+    return {"report counts": report["counts"], "gallery figures": parser.figures, "broken gallery links": len(broken),
+            "equal": report["counts"].get("done", 0) + report["counts"].get("skipped", 0) == count
+            and parser.figures == count and not broken}
+
+
+def markdown(run: Soak) -> str:
+    first, last = run.rss_mib[0][1] if run.rss_mib else 0, run.rss_mib[-1][1] if run.rss_mib else 0
+    peak = max((mib for _, mib in run.rss_mib), default=0)
+    samples = ", ".join(f"{mib:.0f}" for _, mib in run.rss_mib)
+    lines = [f"### {run.name}", "", f"`stylize {' '.join(run.command[3:])}`", "",
+             "| wall | exit | RSS at start | RSS at end | peak sampled | growth start to end |", "|---|---|---|---|---|---|",
+             f"| {run.wall / 60:.1f} min | {run.returncode} | {first:.0f} MiB | {last:.0f} MiB | {peak:.0f} MiB | "
+             f"{(last - first) / first * 100 if first else 0:+.1f} % |", "", f"RSS each minute (MiB): {samples}", ""]
+    lines += [f"- {key}: {value}" for key, value in run.checks.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", default=["car", "lavfi", "folder"], choices=["car", "lavfi", "folder"])
+    parser.add_argument("--car-size", type=int, default=320)
+    parser.add_argument("--lavfi-fps", type=int, default=10)
+    parser.add_argument("--lavfi-size", type=int, default=128)
+    parser.add_argument("--photos", type=int, default=500)
+    parser.add_argument("--photo-size", type=int, default=192)
+    parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-long-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"## make bench-long — {time.strftime('%Y-%m-%d')}, {cpu_description()}\n", flush=True)
+    for case in args.cases:
+        if case == "car":
+            source = DATA / "videos" / "car-detection.mp4"
+            output = work / "car-styled.mp4"
+            run = soak("car-detection, whole clip", ["video", str(source), "-s", str(STYLE), "-o", str(output),
+                                                     "--size", str(args.car_size), "--overwrite"], work)
+            run.checks.update(video_checks(source, output))
+        elif case == "lavfi":
+            source = lavfi_clip(work / "lavfi-10min.mp4", 600, args.lavfi_fps, "320x180")
+            output = work / "lavfi-styled.mp4"
+            run = soak(f"ten-minute lavfi clip ({600 * args.lavfi_fps} frames)", [
+                "video", str(source), "-s", str(STYLE), "-o", str(output), "--size", str(args.lavfi_size), "--overwrite"], work)
+            run.checks.update(video_checks(source, output))
+        else:
+            source = make_photos(work / "photos", args.photos)
+            output = work / "photos-styled"
+            run = soak(f"folder of {args.photos} photos", ["folder", str(source), "-s", str(STYLE), "-o", str(output),
+                                                         "--size", str(args.photo_size), "--iterations", "60"], work)
+            run.checks.update(folder_checks(output, args.photos))
+        print(markdown(run), flush=True)
+
+
+if __name__ == "__main__":
+    main()
