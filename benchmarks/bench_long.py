@@ -163,10 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", default=["car", "lavfi", "folder"], choices=["car", "lavfi", "folder"])
     parser.add_argument("--car-size", type=int, default=320)
-    parser.add_argument("--lavfi-fps", type=int, default=10)
-    parser.add_argument("--lavfi-size", type=int, default=128)
+    parser.add_argument("--lavfi-fps", type=int, default=2)
+    parser.add_argument("--lavfi-size", type=int, default=160)
     parser.add_argument("--photos", type=int, default=500)
-    parser.add_argument("--photo-size", type=int, default=192)
+    parser.add_argument("--photo-size", type=int, default=128)
     parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-long-"))
@@ -189,7 +189,7 @@ def main() -> None:
             source = make_photos(work / "photos", args.photos)
             output = work / "photos-styled"
             run = soak(f"folder of {args.photos} photos", ["folder", str(source), "-s", str(STYLE), "-o", str(output),
-                                                         "--size", str(args.photo_size), "--iterations", "60"], work)
+                                                         "--size", str(args.photo_size), "--iterations", "40"], work)
             run.checks.update(folder_checks(output, args.photos))
         print(markdown(run), flush=True)
 

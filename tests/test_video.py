@@ -116,7 +116,7 @@ def test_existing_output_and_same_path_are_refused(tmp_path, starry_night):
     from pipeline.errors import OutputError
 
     source = data_file("videos/thanks.mkv")
-    with pytest.raises(OutputError, match="overwrite the input"):
+    with pytest.raises(OutputError, match="would overwrite an input"):
         stylize_video(source, [starry_night], source, StyleSettings(**FAST))
     existing = tmp_path / "o.mp4"
     existing.write_bytes(b"x")
