@@ -161,7 +161,7 @@ def markdown(run: Soak) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", default=["car", "lavfi", "folder"], choices=["car", "lavfi", "folder"])
+    parser.add_argument("cases", nargs="*", help="car, lavfi, folder (default: all three)")
     parser.add_argument("--car-size", type=int, default=320)
     parser.add_argument("--lavfi-fps", type=int, default=2)
     parser.add_argument("--lavfi-size", type=int, default=160)
@@ -169,10 +169,13 @@ def main() -> None:
     parser.add_argument("--photo-size", type=int, default=128)
     parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
     args = parser.parse_args()
+    unknown = set(args.cases) - {"car", "lavfi", "folder"}
+    if unknown:
+        parser.error(f"unknown case {', '.join(sorted(unknown))}: use car, lavfi or folder")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-long-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"## make bench-long — {time.strftime('%Y-%m-%d')}, {cpu_description()}\n", flush=True)
-    for case in args.cases:
+    for case in args.cases or ["car", "lavfi", "folder"]:
         if case == "car":
             source = DATA / "videos" / "car-detection.mp4"
             output = work / "car-styled.mp4"
