@@ -39,6 +39,8 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
     - autocast (bf16 only): the deepest-only pass as issue 10 measured its bare pass, fp32
       weights under bf16 autocast (the engine stores its weights in bf16 instead).
     """
+    from pipeline.engine import Plan
+
     import copy
 
     import torch
@@ -66,7 +68,7 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
     samples: dict[str, list[float]] = {"engine": []} | {name: [] for name in bare_passes}
     for _ in range(rounds):
         stamps: list[float] = []
-        stylizer.stylize(content, iterations=evaluations, patience=evaluations, callback=lambda p: stamps.append(time.perf_counter()))
+        stylizer.stylize(content, Plan(iterations=evaluations, patience=evaluations), callback=lambda p: stamps.append(time.perf_counter()))
         samples["engine"] += [b - a for a, b in zip(stamps[2:], stamps[3:])]  # the first ones warm up oneDNN
         for name, bare in bare_passes.items():
             for repeat in range(8):

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from pipeline import color
 from pipeline.device import announce_precision, keep_freed_memory, resolve_device, resolve_precision
-from pipeline.errors import InputError
+from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
-from pipeline.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
+from pipeline.losses import ContentLoss, StyleLoss, Term, TVLoss, gram_matrix, summarize, weighted_parts
 from pipeline.settings import StyleSettings, check_style_count
-from pipeline.vgg import VGGFeatures, smallest_input_side
+from pipeline.vgg import shared_features, smallest_input_side
 from pipeline.weights import VGGWeights, load_weights
 
 
@@ -47,7 +46,33 @@ class Result:
 
 
 ProgressCallback = Callable[[Progress], None]
-ExtraLoss = tuple[float, nn.Module]  # (weight, module taking the image)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one `stylize` call runs where it differs from the settings: from where, at how many
+    sizes, for how long, with which extra loss terms (such as a temporal loss)."""
+
+    init: torch.Tensor | None = field(default=None, repr=False)  # a warm start of the content's size: one scale
+    scales: int | None = None  # a halving ladder of up to this many sizes instead of the settings' ladder
+    iterations: int | None = None  # per scale (None: the settings')
+    patience: int | None = None  # early-stop window in iterations (None: the settings')
+    extra_terms: tuple[Term, ...] = ()  # at the final size only
+
+    def __post_init__(self) -> None:
+        if self.init is not None and self.scales is not None:
+            raise SettingsError("a warm start runs at the content's own size: give init or scales, not both")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every scale of one stylize call shares."""
+
+    iterations: int
+    patience: int
+    scales: int
+    start: float
+    callback: ProgressCallback | None
 
 
 def smallest_side(settings: StyleSettings) -> int:
@@ -110,7 +135,7 @@ class Stylizer:
         announce_precision(self.precision)  # after the weights: a bad weights file stays a one-line error
         self.dtype = self.precision.dtype
         layers = [settings.content_layer, *settings.style_layers]
-        self.vgg = VGGFeatures(weights, layers, settings.pooling, self.dtype).to(self.device, memory_format=torch.channels_last)
+        self.vgg = shared_features(weights, layers, settings.pooling, self.dtype, self.device)
         self.styles = [color.luminance(s) if settings.preserve_colors else s for s in styles]
         self.blend = [b / sum(blend) for b in blend]
         self.layer_weights = dict(zip(settings.style_layers, (w / sum(layer_weights) for w in layer_weights)))
@@ -135,73 +160,58 @@ class Stylizer:
             self._gram_cache[long_side] = grams  # a few MB a size; a ladder has at most a few
         return self._gram_cache[long_side]
 
-    def loss_terms(self, content: torch.Tensor) -> list[tuple[str, float, str | None, nn.Module]]:
-        """(name, weight, VGG layer or None for pixel losses, module) for one content image."""
+    def loss_terms(self, content: torch.Tensor) -> list[Term]:
+        """The content, style and TV terms for one content image at its own size."""
         s = self.settings
         with torch.no_grad():
             target = self.features(content)[s.content_layer]
         grams = self.style_grams(max(content.shape[-2:]))
-        terms = [("content", s.content_weight, s.content_layer, ContentLoss(target))]
+        terms = [Term("content", ContentLoss(target), s.content_weight, s.content_layer)]
         for layer in s.style_layers:
-            terms.append((f"style:{layer}", s.style_weight * self.layer_weights[layer], layer, StyleLoss(grams[layer])))
+            terms.append(Term(f"style:{layer}", StyleLoss(grams[layer]), s.style_weight * self.layer_weights[layer], layer, "style"))
         if s.tv_weight:
-            terms.append(("tv", s.tv_weight, None, TVLoss()))
+            terms.append(Term("tv", TVLoss(), s.tv_weight))
         return terms
 
-    def evaluate(self, image: torch.Tensor, content: torch.Tensor, extra_losses: Sequence = ()) -> dict[str, float]:
+    def evaluate(self, image: torch.Tensor, content: torch.Tensor, extra_terms: Sequence[Term] = ()) -> dict[str, float]:
         """Weighted losses of `image` against `content` and the styles, without optimizing."""
         content, image = self._prepare(content), self._prepare(image)
-        terms = self.loss_terms(content)
+        terms = [*self.loss_terms(content), *(term.to(self.device) for term in extra_terms)]
         with torch.no_grad():
-            return _summarize(self._losses(image, terms, extra_losses))
+            return summarize(terms, weighted_parts(terms, image, self.features(image)))
 
-    def stylize(
-        self,
-        content: torch.Tensor,
-        init: torch.Tensor | None = None,
-        extra_losses: Sequence[tuple[str, float, nn.Module]] = (),
-        iterations: int | None = None,
-        callback: ProgressCallback | None = None,
-        patience: int | None = None,
-        scales: int | None = None,
-    ) -> Result:
-        """Stylize a 1 x 3 x H x W content image in [0, 1] at its own size.
-
-        `init` (same size) starts the optimization there instead of the settings' init, and
-        skips coarse-to-fine: a warm start is already close. `extra_losses` are
-        (name, weight, module) terms on the image itself, such as a temporal loss. `iterations`
-        and `patience` override the settings' budget and early-stop window for this call, `scales`
-        the settings' coarse-to-fine ladder (up to that many sizes, each half the next, as small as
-        the network allows; `iterations` at each).
-        """
+    def stylize(self, content: torch.Tensor, plan: Plan = Plan(), callback: ProgressCallback | None = None) -> Result:
+        """Stylize a 1 x 3 x H x W content image in [0, 1] at its own size, as `plan` says (default:
+        the settings' init, coarse-to-fine ladder, budget and early stop)."""
         s = self.settings
-        iterations = s.iterations if iterations is None else iterations
-        patience = s.patience if patience is None else patience
         check_size(*content.shape[-2:], s)
         original = content
         content = self._prepare(color.luminance(content) if s.preserve_colors else content)
-        if init is not None:
-            ladder = [tuple(content.shape[-2:])]
-        elif scales is not None:
-            ladder = halving_ladder(*content.shape[-2:], scales, smallest_side(s))
-        else:
-            ladder = scale_ladder(*content.shape[-2:], s)
-        image = self._prepare(init) if init is not None else self._initial_image(content, ladder[0])
-        start, total_iters, total_evals = time.perf_counter(), 0, 0
+        ladder = self.ladder(content, plan)
+        image = self._prepare(plan.init) if plan.init is not None else self._initial_image(content, ladder[0])
+        run = _Run(s.iterations if plan.iterations is None else plan.iterations,
+                   s.patience if plan.patience is None else plan.patience, len(ladder), time.perf_counter(), callback)
+        total_iters, total_evals, losses = 0, 0, {}
         for index, size in enumerate(ladder, start=1):
-            scaled = resize_image(content, size)
-            image = resize_image(image, size)
-            extras = extra_losses if size == ladder[-1] else ()
-            image, used_iters, used_evals, losses = self._optimize(
-                image, scaled, extras, iterations, patience, (index, len(ladder)), start, callback)
+            extra = plan.extra_terms if size == ladder[-1] else ()
+            terms = [*self.loss_terms(resize_image(content, size)), *(term.to(self.device) for term in extra)]
+            image, used_iters, used_evals, losses = self._optimize(resize_image(image, size), terms, run, index)
             total_iters += used_iters
             total_evals += used_evals
         if not losses:  # no evaluation ran (a budget of 0 iterations)
-            losses = self.evaluate(image, content, extra_losses)
+            losses = self.evaluate(image, content, plan.extra_terms)
         image = image.detach().clamp(0, 1).cpu()
         if s.preserve_colors:
             image = color.with_chroma_of(image, original)
-        return Result(image, losses, total_iters, total_evals, time.perf_counter() - start)
+        return Result(image, losses, total_iters, total_evals, time.perf_counter() - run.start)
+
+    def ladder(self, content: torch.Tensor, plan: Plan = Plan()) -> list[tuple[int, int]]:
+        """The sizes one stylize call runs at: one for a warm start, else the plan's or the settings' ladder."""
+        if plan.init is not None:
+            return [tuple(content.shape[-2:])]
+        if plan.scales is not None:
+            return halving_ladder(*content.shape[-2:], plan.scales, smallest_side(self.settings))
+        return scale_ladder(*content.shape[-2:], self.settings)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         # contiguous: L-BFGS flattens the gradient with view(), which other layouts refuse
@@ -216,69 +226,53 @@ class Stylizer:
             return torch.rand(content.shape, generator=generator).to(self.device)
         return resize_image(load_rgb(Path(init)).to(self.device), size)
 
-    def _losses(self, image, terms, extra_losses) -> dict[str, torch.Tensor]:
-        feats = self.features(image)
-        parts: dict[str, torch.Tensor] = {}
-        for name, weight, layer, module in terms:
-            parts[name] = weight * module(feats[layer] if layer else image)
-        for name, weight, module in extra_losses:
-            parts[name] = weight * module(image)
-        return parts
+    def _optimizer(self, image: torch.Tensor, iterations: int) -> torch.optim.Optimizer:
+        if self.settings.optimizer == "adam":
+            return torch.optim.Adam([image], lr=self.settings.learning_rate)
+        return torch.optim.LBFGS(
+            [image], lr=1.0, max_iter=max(1, iterations), max_eval=max(1, iterations) * 5 // 4,
+            tolerance_grad=0.0, tolerance_change=0.0, history_size=100, line_search_fn="strong_wolfe",
+        )
 
-    def _optimize(self, image, content, extra_losses, iterations, patience, scale, start, callback):
-        """Run one scale; return the best image seen, its losses, and the iterations and evaluations used."""
-        s = self.settings
-        terms = self.loss_terms(content)
-        for *_, module in terms:
-            module.to(self.device)
-        for _, _, module in extra_losses:
-            module.to(self.device)
+    def _optimize(self, image: torch.Tensor, terms: list[Term], run: _Run, scale: int) -> tuple[torch.Tensor, int, int, dict[str, float]]:
+        """Run one scale; return the best image seen, the iterations and evaluations used, and its losses."""
         image = image.clone().requires_grad_(True)
-        if s.optimizer == "lbfgs":
-            optimizer = torch.optim.LBFGS(
-                [image], lr=1.0, max_iter=max(1, iterations), max_eval=max(1, iterations) * 5 // 4,
-                tolerance_grad=0.0, tolerance_change=0.0, history_size=100, line_search_fn="strong_wolfe",
-            )
-        else:  # "adam": StyleSettings refuses any other name
-            optimizer = torch.optim.Adam([image], lr=s.learning_rate)
+        optimizer = self._optimizer(image, run.iterations)
+        lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         best = {"loss": math.inf, "image": image.detach().clone(), "losses": {}}
         history: list[float] = []
         iteration_best: list[float] = []  # best loss when each iteration's first evaluation ended
-        torch.manual_seed(s.seed)
+        torch.manual_seed(self.settings.seed)
 
         def iteration() -> int:
-            if s.optimizer == "lbfgs":
-                return optimizer.state[image].get("n_iter", 0) if image in optimizer.state else 0
-            return len(history)
+            return optimizer.state[image].get("n_iter", 0) if lbfgs and image in optimizer.state else (0 if lbfgs else len(history))
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            parts = self._losses(image, terms, extra_losses)
+            parts = weighted_parts(terms, image, self.features(image))
             loss = sum(parts.values())
             loss.backward()
             value = loss.item()
             history.append(value)
-            losses = _summarize(parts)
+            losses = summarize(terms, parts)
             if value < best["loss"]:
                 best.update(loss=value, image=image.detach().clone(), losses=losses)
             current = iteration()
             while len(iteration_best) <= current:
                 iteration_best.append(best["loss"])
-            if callback:
-                callback(Progress(*scale, current, iterations, len(history), losses, time.perf_counter() - start, image.detach()))
-            if not math.isfinite(value) or self._converged(iteration_best, best["loss"], patience):
+            if run.callback:
+                run.callback(Progress(scale, run.scales, current, run.iterations, len(history), losses,
+                                      time.perf_counter() - run.start, image.detach()))
+            if not math.isfinite(value) or self._converged(iteration_best, best["loss"], run.patience):
                 raise _Stop
             return loss
 
         with contextlib.suppress(_Stop):
-            if iterations <= 0:
-                pass
-            elif s.optimizer == "lbfgs":
+            if run.iterations > 0 and lbfgs:
                 optimizer.step(closure)
-            else:
-                for _ in range(iterations):
-                    closure()
-                    optimizer.step()
+            for _ in range(run.iterations if not lbfgs else 0):
+                closure()
+                optimizer.step()
         return best["image"], iteration(), len(history), best["losses"]
 
     def _converged(self, iteration_best: list[float], now: float, patience: int) -> bool:
@@ -290,9 +284,3 @@ class Stylizer:
             return False
         return (iteration_best[-1 - patience] - now) <= tolerance * abs(now)
 
-
-def _summarize(parts: dict[str, torch.Tensor]) -> dict[str, float]:
-    out = {name: value.item() for name, value in parts.items()}
-    out["style"] = sum(v for k, v in out.items() if k.startswith("style:"))
-    out["total"] = sum(v for k, v in out.items() if k != "style")
-    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -90,6 +90,36 @@ class _GramStyleLoss(torch.autograd.Function):
         pixels_by_channel = features.permute(0, 2, 3, 1).reshape(height * width, channels)
         grad = pixels_by_channel @ (symmetric * scale).to(features.dtype)
         return grad.reshape(1, height, width, channels).permute(0, 3, 1, 2), None
+
+
+class Term(nn.Module):
+    """One weighted loss term: the one shape of every loss (content, each style layer, TV, temporal).
+
+    `layer` names the VGG activation the loss reads, None the image's own pixels; `group` adds
+    terms up in reports ("style" is the sum of the style layers). A new loss is one more Term.
+    """
+
+    def __init__(self, name: str, loss: nn.Module, weight: float, layer: str | None = None, group: str | None = None):
+        super().__init__()
+        self.name, self.loss, self.weight, self.layer, self.group = name, loss, weight, layer, group
+
+    def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.weight * self.loss(features[self.layer] if self.layer else image)
+
+
+def weighted_parts(terms: Sequence[Term], image: torch.Tensor, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each term's weighted loss, by name, in the terms' order (their sum is the total loss)."""
+    return {term.name: term(image, features) for term in terms}
+
+
+def summarize(terms: Sequence[Term], parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The parts as numbers, each group's sum, and "total"."""
+    values = {name: value.item() for name, value in parts.items()}
+    total = sum(values.values())
+    for group in dict.fromkeys(term.group for term in terms if term.group):
+        values[group] = sum(values[term.name] for term in terms if term.group == group)
+    values["total"] = total
+    return values
 
 
 class ContentLoss(nn.Module):

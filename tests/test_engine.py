@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.engine import Stylizer, check_size, halving_ladder, resize_image, scale_ladder, smallest_side
+from pipeline.engine import Plan, Stylizer, check_size, halving_ladder, resize_image, scale_ladder, smallest_side
 from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings
@@ -79,7 +79,7 @@ def test_scales_override_the_settings_ladder(random_weights):
     content, style = tiny_images()
     settings = StyleSettings(**{**TINY, "iterations": 3}, coarse_to_fine=False)
     seen = []
-    result = Stylizer(settings, [style], random_weights).stylize(content, scales=2, callback=lambda p: seen.append((p.scale, p.scales, tuple(p.image.shape[-2:]))))
+    result = Stylizer(settings, [style], random_weights).stylize(content, Plan(scales=2), callback=lambda p: seen.append((p.scale, p.scales, tuple(p.image.shape[-2:]))))
     assert {(scale, scales) for scale, scales, _ in seen} == {(1, 2), (2, 2)}
     assert seen[0][2] == (20, 24) and seen[-1][2] == (40, 48)
     assert result.evaluations == len(seen) > 3  # more than one scale's budget: it applies at each

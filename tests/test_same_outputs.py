@@ -1,0 +1,72 @@
+"""Issue 17's redesign changes no output: image, folder and video runs give the same bytes as main
+before it (commit REFERENCE, run from `git archive` in the same venv, on the same machine), and a
+video's work folder keeps its name, so finished runs resume across the change."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import data_file
+from tests.test_video_io import lavfi_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"  # main before the redesign (issue 17)
+TINY = ["--precision", "fp32", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory) -> Path:
+    tree = tmp_path_factory.mktemp("reference")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", REFERENCE], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {REFERENCE[:10]} is not in this clone ({archive.stderr.decode().strip()[:100]})")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def run_both(reference: Path, work: Path, *args: str) -> tuple[Path, Path]:
+    """The same command line from the reference tree and from this one, each writing under its own folder."""
+    outputs = []
+    for name, tree in (("before", reference), ("after", ROOT)):
+        folder = work / name
+        folder.mkdir(parents=True)
+        command = [sys.executable, "-m", "cli.main", *(arg.replace("{out}", str(folder)) for arg in args), *TINY]
+        done = subprocess.run(command, cwd=tree, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"{name}: {done.stderr[-600:]}"
+        outputs.append(folder)
+    return outputs[0], outputs[1]
+
+
+def same_files(before: Path, after: Path, pattern: str) -> int:
+    names = sorted(p.relative_to(before) for p in before.glob(pattern))
+    assert names and names == sorted(p.relative_to(after) for p in after.glob(pattern))
+    for name in names:
+        assert (before / name).read_bytes() == (after / name).read_bytes(), f"{name} differs"
+    return len(names)
+
+
+@pytest.mark.slow
+def test_image_and_folder_give_the_same_bytes(reference_tree, tmp_path, tubingen, starry_night):
+    before, after = run_both(reference_tree, tmp_path, "image", str(tubingen), "-s", str(starry_night), "-o", "{out}/t.png",
+                             "--size", "64", "--iterations", "12")
+    assert same_files(before, after, "t.png") == 1
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(tubingen, photos / "a.jpg")
+    shutil.copy(data_file("contents/golden_gate.jpg"), photos / "sub" / "b.jpg")
+    before, after = run_both(reference_tree, tmp_path / "folder", "folder", str(photos), "-s", str(starry_night),
+                             "-o", "{out}/styled", "--size", "48", "--iterations", "6")
+    assert same_files(before, after, "styled/**/*.jpg") == 6  # two photos, and each one's two gallery thumbnails
+
+
+@pytest.mark.slow
+def test_video_gives_the_same_frames_in_a_work_folder_of_the_same_name(reference_tree, tmp_path, starry_night):
+    clip = lavfi_clip(tmp_path / "clip.mp4", frames=8)
+    before, after = run_both(reference_tree, tmp_path, "video", str(clip), "-s", str(starry_night), "-o", "{out}/v.mp4",
+                             "--size", "64", "--iterations", "6", "--keep-frames")
+    assert same_files(before, after, ".v.mp4.frames-*/*.png") == 8
