@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import html.parser
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import cv2

@@ -25,11 +25,11 @@ import numpy as np
 from benchmarks.bench_engine import evaluation_overhead, overhead_header, overhead_row
 from pipeline.device import cpu_description
 from pipeline.engine import Stylizer, halving_ladder, smallest_side
+from pipeline.frames import FrameStylizer
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError, to_float
 from pipeline.video_io import Reader, even_size, probe
-from pipeline.video_job import FrameStylizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

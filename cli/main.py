@@ -340,7 +340,7 @@ def eval_temporal(
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Only the first N frames.")] = None,
 ) -> None:
     """Warping error of OUTPUT (flow and occlusions from SOURCE), and of SOURCE itself: lower flickers less."""
-    from pipeline.video_job import temporal_errors
+    from pipeline.temporal_eval import temporal_errors
 
     with user_errors():
         errors = temporal_errors(source, output, max_frames)

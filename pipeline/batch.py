@@ -10,67 +10,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from pipeline.engine import Stylizer, scale_ladder
+from pipeline.engine import Plan, Stylizer, scale_ladder
 from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
+from pipeline.executor import make_executor
 from pipeline.gallery import write_gallery, write_thumbnail
 from pipeline.image_io import atomic_path, load_rgb, read_photo, write_photo
 from pipeline.image_io import check_writable_folder
 from pipeline.image_job import IMAGE_SUFFIXES, stylize_photo
+from pipeline.report import BatchReport, ItemCallback, ItemResult, WorkItem, fingerprint
 from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings
 from pipeline.weights import VGGWeights, load_weights
 
 REPORT = "report.json"
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    source: Path
-    output: Path
-    style: Path
-
-    @property
-    def name(self) -> str:
-        return str(self.source)
-
-
-@dataclass
-class ItemResult:
-    item: WorkItem
-    status: str  # "done", "skipped" or "failed"
-    reason: str = ""
-    seconds: float = 0.0
-    before: bool = False  # failed in an earlier run, and the file has not changed since: not retried
-
-
-@dataclass
-class BatchReport:
-    input: Path
-    output: Path
-    results: list[ItemResult] = field(default_factory=list)
-
-    def of(self, status: str) -> list[ItemResult]:
-        return [r for r in self.results if r.status == status]
-
-    @property
-    def new_failures(self) -> list[ItemResult]:
-        return [r for r in self.of("failed") if not r.before]
-
-    def to_json(self) -> dict:
-        return {
-            "input": str(self.input), "output": str(self.output),
-            "counts": {**{s: len(self.of(s)) for s in ("done", "skipped", "failed")}, "failed_before": len(self.of("failed")) - len(self.new_failures)},
-            "items": [{"source": str(r.item.source), "output": str(r.item.output), "style": str(r.item.style),
-                       "status": r.status, "reason": r.reason, "seconds": round(r.seconds, 2), "failed_before": r.before,
-                       "fingerprint": fingerprint(r.item.source) if r.status == "failed" else None} for r in self.results],
-        }
-
-
-ItemCallback = Callable[[int, int, WorkItem, ItemResult | None], None]  # (index, total, item, result or None when starting)
 
 
 def find_photos(folder: Path, skip: Path | None = None) -> Iterator[Path]:
@@ -160,7 +117,7 @@ def stylize_folder(
     on_workers: Callable[[int], None] | None = None,
 ) -> BatchReport:
     """`cluster`: run the photos on Ray workers instead of in this process (same items, same outputs);
-    `on_workers` is told how many workers started."""
+    `on_workers` is told how many workers started there."""
     source, output = Path(source), Path(output)
     items = plan(source, output, styles, folder)
     check_writable_folder(output)
@@ -185,26 +142,15 @@ def stylize_folder(
             on_item(len(report.results) - (len(items) - len(pending)) - 1, len(pending), result.item, result)
         write_gallery(report)
 
-    if pending and cluster is not None:
-        _run_on_cluster(pending, styles, style, folder, weights, cluster, record, on_workers)
-    elif pending:
-        batch = Batch(styles, style, folder, weights)
-        for index, item in enumerate(pending):
-            if on_item:
-                on_item(index, len(pending), item, None)
-            record(batch.run_item(item))
+    if pending:
+        if cluster is not None and isinstance(weights, VGGWeights):
+            raise SettingsError("over Ray, pass weights as a name or path: each worker loads its own")
+        starting = (lambda index, item: on_item(index, len(pending), item, None)) if on_item else None
+        make_executor(cluster, on_workers).run(partial(Batch, styles, style, folder, weights), Batch.run_item, pending,
+                                               record, starting)
     write_gallery(report)
     write_report(report)
     return report
-
-
-def fingerprint(path: Path) -> str | None:
-    """Size and modification time: a failed photo is retried only once it changes."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def previous_failures(output: Path) -> dict[tuple[str, str], tuple[str | None, str]]:
@@ -214,20 +160,6 @@ def previous_failures(output: Path) -> dict[tuple[str, str], tuple[str | None, s
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {(i["source"], i["style"]): (i.get("fingerprint"), i["reason"]) for i in items if i.get("status") == "failed"}
-
-
-def _run_on_cluster(pending, styles, style, folder, weights, cluster, record, on_workers) -> None:
-    from pipeline import cluster as ray_cluster
-
-    if isinstance(weights, VGGWeights):
-        raise SettingsError("over Ray, pass weights as a name or path: each worker loads its own")
-    ray, workers = ray_cluster.start_workers(cluster, styles, style, weights)
-    if on_workers:
-        on_workers(len(workers))
-    try:
-        ray_cluster.run_on_pool(workers, "photo", pending, (folder,), record)
-    finally:
-        ray_cluster.shutdown_workers(ray, workers)
 
 
 def write_report(report: BatchReport) -> Path:
@@ -246,8 +178,8 @@ def estimate_seconds(items: list[WorkItem], style: StyleSettings, weights: VGGWe
     probe_settings = replace(style, coarse_to_fine=False, tolerance=0.0)
     stylizer = Stylizer(probe_settings, [load_rgb(items[0].style)], weights)
     content = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    stylizer.stylize(content, iterations=2)  # warm-up: oneDNN picks its kernels on first use
-    result = stylizer.stylize(content, iterations=probe_iterations)
+    stylizer.stylize(content, Plan(iterations=2))  # warm-up: oneDNN picks its kernels on first use
+    result = stylizer.stylize(content, Plan(iterations=probe_iterations))
     per_evaluation = result.seconds / max(1, result.evaluations)
     # each scale of the ladder runs the full budget; a coarser scale costs its share of pixels
     pixels = sum(h * w for h, w in scale_ladder(height, width, style)) / (height * width)

@@ -1,22 +1,22 @@
-"""Run folder and video jobs on a Ray cluster (an engine the user may already have).
+"""Run work items on a Ray cluster (an engine the user may already have): the `--ray` executor.
 
 The work items are the one-machine ones: a photo, or a chunk of frames, each written atomically
 into a folder every worker can reach. Workers are Ray actors (plain actors, not Ray Data: Ray
-Data would pull in pyarrow and pandas for what is a list of file paths), each loading VGG and
-the style targets once. An actor that dies is restarted and its task retried; an item is
-idempotent (an existing output is skipped), so a retry never writes it twice.
+Data would pull in pyarrow and pandas for what is a list of file paths), each running the job's
+`setup` once (VGG and the style targets) and its `work` per item. An actor that dies is
+restarted and its task retried; an item is idempotent (an existing output is skipped), so a
+retry never writes it twice.
 
-Ray is imported only here, and only when `--ray` is given.
+Ray is imported only here, and only when `--ray` is given. This module knows no job.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from pipeline.errors import SettingsError
-from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings
+from pipeline.settings import ClusterSettings
 
 WORKER_NAME = "stylize-worker-{}"
 NAMESPACE = "stylize"
@@ -40,67 +40,56 @@ def connect(address: str):
     return ray
 
 
-def _worker_class(ray, cpus: int):
-    @ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=-1)
-    class Worker:
-        """Holds VGG and the style targets; stylizes photos or chunks of frames."""
+class Worker:
+    """A Ray actor's body: the job's state, built once by `setup`, then `work` for each item.
 
-        def __init__(self, styles: list[str], style: StyleSettings, weights: str | None):
-            import torch
+    A failing `setup` (a broken style image) is raised by each item, so that the caller sees the
+    job's own error rather than a dead actor.
+    """
 
-            torch.set_num_threads(cpus)  # Ray sets OMP_NUM_THREADS=1 in workers otherwise
-            from pipeline.weights import load_weights
+    def __init__(self, setup: Callable, work: Callable, threads: int):
+        import torch
 
-            self.styles, self.style = [Path(s) for s in styles], style
-            self.weights = load_weights(weights)  # from the installed package, not Ray's working_dir
-            self._batches: dict = {}
-            self._stylizers: dict = {}
+        torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS=1 in workers otherwise
+        self.work, self.error = work, None
+        try:
+            self.state = setup()
+        except Exception as error:
+            self.error = error
 
-        def photo(self, item, folder: FolderSettings):
-            from pipeline.batch import Batch
+    def run(self, item):
+        if self.error is not None:
+            raise self.error
+        return self.work(self.state, item)
 
-            key = (item.style, folder)
-            if key not in self._batches:
-                self._batches[key] = Batch([item.style], self.style, folder, self.weights)
-            return self._batches[key].run_item(item)
-
-        def chunk(self, chunk, job):
-            from pipeline.video_job import job_stylizer, stylize_chunk
-
-            if job.work_dir not in self._stylizers:  # the work folder is keyed by every setting of the job
-                self._stylizers[job.work_dir] = job_stylizer(job, self.weights)
-            return stylize_chunk(job, chunk, self._stylizers[job.work_dir])
-
-        def pid(self) -> int:
-            return os.getpid()
-
-    return Worker
+    def pid(self) -> int:
+        return os.getpid()
 
 
-def start_workers(settings: ClusterSettings, styles: list[Path], style: StyleSettings, weights: str | None):
-    ray = connect(settings.address)
-    cpus = max(1, settings.cpus_per_worker)
-    count = settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
-    worker = _worker_class(ray, cpus)
-    workers = [worker.options(name=WORKER_NAME.format(i), lifetime=None).remote([str(s) for s in styles], style, weights)
-               for i in range(count)]
-    return ray, workers
+class RayExecutor:
+    """Ray actors, one per `cpus_per_worker` CPUs of the cluster (or `workers`); results in
+    completion order; the actors are killed when the run ends, however it ends."""
 
+    def __init__(self, settings: ClusterSettings, on_workers: Callable[[int], None] | None = None):
+        self.settings, self.on_workers = settings, on_workers
 
-def run_on_pool(workers, method: str, items: Iterable, extra: tuple = (),
-                on_result: Callable[[object], None] | None = None) -> list:
-    """Each item to the next free worker; results (which name their item) in completion order."""
-    from ray.util import ActorPool
+    def run(self, setup, work, items: Iterable, on_result=None, on_start=None) -> list:
+        from ray.util import ActorPool
 
-    pool = ActorPool(workers)
-    results = []
-    for result in pool.map_unordered(lambda actor, value: getattr(actor, method).remote(value, *extra), list(items)):
-        results.append(result)
-        if on_result:
-            on_result(result)
-    return results
-
-
-def shutdown_workers(ray, workers) -> None:
-    for worker in workers:
-        ray.kill(worker, no_restart=True)
+        ray = connect(self.settings.address)
+        cpus = max(1, self.settings.cpus_per_worker)
+        count = self.settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+        actor = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=-1)(Worker)
+        workers = [actor.options(name=WORKER_NAME.format(i), lifetime=None).remote(setup, work, cpus) for i in range(count)]
+        results = []
+        try:
+            if self.on_workers:
+                self.on_workers(count)
+            for result in ActorPool(workers).map_unordered(lambda worker, item: worker.run.remote(item), list(items)):
+                results.append(result)
+                if on_result:
+                    on_result(result)
+        finally:
+            for worker in workers:
+                ray.kill(worker, no_restart=True)
+        return results

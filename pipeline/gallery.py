@@ -9,15 +9,12 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from pipeline.image_io import atomic_path, read_photo, resize_long_side
-
-if TYPE_CHECKING:
-    from pipeline.batch import BatchReport
+from pipeline.report import BatchReport
 
 INDEX = "index.html"
 THUMBS = ".gallery"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import torch
@@ -86,6 +87,25 @@ class VGGFeatures(nn.Module):
                 if len(out) == len(wanted):
                     break
         return out
+
+
+_shared: dict[int, dict[tuple, VGGFeatures]] = {}  # id(weights) -> (layers, pooling, dtype, device) -> network
+
+
+def shared_features(weights: VGGWeights, layers: Iterable[str], pooling: Pooling = "max", dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> VGGFeatures:
+    """One network per weights object, layers, pooling, dtype and device in this process, on `device`
+    in channels-last: every Stylizer built from the same `VGGWeights` (one per style of a folder
+    run) shares it. It is frozen and keeps no state between calls, so sharing changes no pixel.
+    The entries of a weights object go when it does."""
+    key = (tuple(dict.fromkeys(layers)), pooling, dtype, str(torch.device(device)))
+    networks = _shared.get(id(weights))
+    if networks is None:
+        networks = _shared[id(weights)] = {}
+        weakref.finalize(weights, _shared.pop, id(weights), None)
+    if key not in networks:
+        networks[key] = VGGFeatures(weights, key[0], pooling, dtype).to(device, memory_format=torch.channels_last)
+    return networks[key]
 
 
 def smallest_input_side(layers: Iterable[str]) -> int:

@@ -114,7 +114,6 @@ class VideoInfo:
     duration: float  # seconds, of the video stream
     rotation: int  # degrees the player rotates by; decoding applies it
     audio: tuple[str, ...]  # codec names of the audio streams
-    full_range: bool
 
 
 def probe(path: Path) -> VideoInfo:
@@ -132,7 +131,6 @@ def probe(path: Path) -> VideoInfo:
             rotation = _rotation(container, stream)
             width, height = stream.codec_context.width, stream.codec_context.height
             audio = tuple(a.codec_context.name for a in container.streams.audio)
-            full_range = (stream.codec_context.pix_fmt or "").startswith("yuvj") or stream.codec_context.color_range == 2
     except InputError:
         raise
     except Exception as err:
@@ -141,7 +139,7 @@ def probe(path: Path) -> VideoInfo:
         raise InputError(f"{path}: video stream has no decodable frames")
     if rotation % 180:
         width, height = height, width
-    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio, full_range)
+    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio)
 
 
 def _announced_frames(container, stream) -> int:

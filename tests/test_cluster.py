@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 
 from pipeline.batch import stylize_folder
+from pipeline.chunks import Chunk, plan_chunks
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import WarpingError
 from pipeline.video_io import Reader, probe
-from pipeline.video_job import Chunk, plan_chunks, stylize_video
+from pipeline.video_job import stylize_video
 from tests.conftest import data_file
 
 ray = pytest.importorskip("ray")

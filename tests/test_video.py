@@ -175,10 +175,10 @@ def test_flow_warm_start_flickers_least(tmp_path, starry_night):
 
 def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_weights, tubingen, starry_night):
     """Cold frames: two scales at half the iterations each; --coarse-to-fine off keeps one scale."""
-    from pipeline.engine import Stylizer
+    from pipeline.engine import Plan, Stylizer
     from pipeline.image_io import load_rgb, to_array, to_tensor
     from pipeline.temporal import to_float
-    from pipeline.video_job import FrameStylizer
+    from pipeline.frames import FrameStylizer
 
     frame = np.round(to_array(load_rgb(tubingen, 64)) * 255).astype(np.uint8)
     content = to_tensor(to_float(frame))
@@ -189,8 +189,8 @@ def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_w
         return np.round(to_array(result.image) * 255).astype(np.uint8)
 
     out, _ = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(frame, None)
-    assert np.array_equal(out, pixels(stylizer.stylize(content, scales=2, iterations=3)))
-    assert not np.array_equal(out, pixels(stylizer.stylize(content, scales=2, iterations=6)))
+    assert np.array_equal(out, pixels(stylizer.stylize(content, Plan(scales=2, iterations=3))))
+    assert not np.array_equal(out, pixels(stylizer.stylize(content, Plan(scales=2, iterations=6))))
 
     single = Stylizer(replace(settings, coarse_to_fine=False), [load_rgb(starry_night)], embedded_weights)
     out_off, _ = FrameStylizer(single, VideoSettings(first_frame_scales=2))(frame, None)
@@ -203,7 +203,7 @@ def test_cold_start_keeps_the_whole_budget_where_no_coarser_size_fits(embedded_w
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb, to_tensor
     from pipeline.temporal import to_float
-    from pipeline.video_job import FrameStylizer
+    from pipeline.frames import FrameStylizer
 
     frame = (np.random.default_rng(0).random((30, 100, 3)) * 255).astype(np.uint8)
     stylizer = Stylizer(StyleSettings(**{**FAST, "size": 100, "iterations": 6}, precision="fp32"), [load_rgb(starry_night)], embedded_weights)
@@ -214,7 +214,7 @@ def test_cold_start_keeps_the_whole_budget_where_no_coarser_size_fits(embedded_w
 
 
 def test_first_frame_scales_only_keys_the_work_folder_when_it_has_an_effect(tmp_path, starry_night):
-    from pipeline.video_job import work_folder
+    from pipeline.work_folder import work_folder
 
     source = tmp_path / "in.mp4"
     source.write_bytes(b"not decoded here")
@@ -225,6 +225,35 @@ def test_first_frame_scales_only_keys_the_work_folder_when_it_has_an_effect(tmp_
 
     assert key(False, 1) == key(False, 3)
     assert key(None, 1) != key(None, 3)
+
+
+def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
+    """A sequential run's key is pinned: a change would make every unfinished run start over."""
+    from pipeline.work_folder import work_folder
+
+    source, style = tmp_path / "in.mp4", tmp_path / "style.jpg"
+    source.write_bytes(b"source-bytes")
+    style.write_bytes(b"style-bytes")
+    folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
+    assert folder == tmp_path / ".out.mp4.frames-57bb3f838d95fbc8"
+
+
+def test_a_chunked_run_is_keyed_by_its_chunks_not_by_where_it_runs(tmp_path, starry_night):
+    from pipeline.chunks import chunk_layout
+    from pipeline.settings import ClusterSettings
+    from pipeline.work_folder import work_folder
+
+    source = tmp_path / "in.mp4"
+    source.write_bytes(b"not decoded here")
+
+    def key(cluster):
+        layout = chunk_layout(cluster) if cluster else None
+        return work_folder(tmp_path / "out.mp4", source, [starry_night], StyleSettings(), VideoSettings(), layout)
+
+    here = ClusterSettings(address="local", workers=2, cpus_per_worker=1, chunk_frames=60, overlap_frames=8)
+    elsewhere = ClusterSettings(address="ray://head:10001", workers=16, cpus_per_worker=4, chunk_frames=60, overlap_frames=8)
+    assert key(here) == key(elsewhere)
+    assert len({key(None), key(here), key(replace(here, chunk_frames=61)), key(replace(here, overlap_frames=9))}) == 4
 
 
 def test_odd_frame_size_is_cropped_by_one_pixel_and_said(tmp_path, starry_night):

@@ -1,0 +1,79 @@
+"""The work folder of a video run: where it is (keyed by what changes the frames), one atomic PNG
+per stylized frame, and frames.jsonl, the run's log. What a killed run leaves here, a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.errors import OutputError
+from pipeline.image_io import atomic_path
+from pipeline.settings import StyleSettings, VideoSettings
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def work_folder(output: Path, source: Path, styles: list[Path], style: StyleSettings, video: VideoSettings,
+                layout: dict | None = None) -> Path:
+    """Keyed by the input's and styles' content and every setting that changes the frames."""
+    frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames")}
+    if style.coarse_to_fine is False:
+        frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
+    key = json.dumps([file_digest(source), [file_digest(p) for p in styles], asdict(style), frames_only, layout],
+                     sort_keys=True, default=str)
+    return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def frame_path(work_dir: Path, index: int) -> Path:
+    return work_dir / f"{index:06d}.png"
+
+
+def read_frame(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def write_frame(path: Path, frame: np.ndarray) -> None:
+    """Atomically; a full disk or a lost folder names the frame and the cause (cv2.imwrite only says False)."""
+    encoded, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    if not encoded:
+        raise OutputError(f"{path}: cannot encode frame")
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_bytes(data.tobytes())
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write frame ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
+
+
+class FrameLog:
+    """frames.jsonl in the work folder: one JSON line per run and per frame (iterations, losses, warnings)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "frames.jsonl"
+
+    def __enter__(self) -> FrameLog:
+        try:
+            self.file = open(self.path, "a")
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot write ({err.strerror or err})") from None
+        return self
+
+    def write(self, record: dict) -> None:
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot write ({err.strerror or err}); a rerun resumes") from None
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(OSError):  # a full disk must not hide the error that ended the run
+            self.file.close()
