@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--lavfi-size", type=int, default=160)
     parser.add_argument("--photos", type=int, default=500)
     parser.add_argument("--photo-size", type=int, default=128)
+    parser.add_argument("--photo-iterations", type=int, default=15)
     parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
     args = parser.parse_args()
     unknown = set(args.cases) - {"car", "lavfi", "folder"}
@@ -190,7 +191,7 @@ def main() -> None:
             source = make_photos(work / "photos", args.photos)
             output = work / "photos-styled"
             run = soak(f"folder of {args.photos} photos", ["folder", str(source), "-s", str(STYLE), "-o", str(output),
-                                                         "--size", str(args.photo_size), "--iterations", "40"], work)
+                                                         "--size", str(args.photo_size), "--iterations", str(args.photo_iterations)], work)
             run.checks.update(folder_checks(output, args.photos))
         print(markdown(run), flush=True)
 

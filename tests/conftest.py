@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def tubingen() -> Path:
 @pytest.fixture
 def starry_night() -> Path:
     return data_file("styles/starry_night.jpg")
+
+
+def folder_command(tmp_path: Path, style: Path, photos: int, *options: str) -> tuple[Path, list[str]]:
+    """A folder of `photos` copies of tubingen.jpg and the `stylize folder` command line over it."""
+    import sys
+
+    source, output = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for index in range(photos):
+        shutil.copy(data_file("contents/tubingen.jpg"), source / f"p{index}.jpg")
+    return output, [sys.executable, "-m", "cli.main", "folder", str(source), "-s", str(style), "-o", str(output), *options]

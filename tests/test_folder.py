@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import data_file
+from tests.conftest import data_file, folder_command
 
 FAST = ["--size", "32", "--iterations", "3", "--tolerance", "0", "--coarse-to-fine", "off"]
 GOOD = ["a/tubingen.jpg", "b/c/golden_gate.jpg", "alpha.png", "gray.png", "deep16.png", "rotated.jpg"]
@@ -167,12 +166,7 @@ def test_bad_arguments_exit_2(tmp_path, starry_night):
 
 @pytest.mark.slow
 def test_kill_mid_batch_leaves_no_partial_output(tmp_path, starry_night):
-    source, output = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    for i in range(6):
-        shutil.copy(data_file("contents/tubingen.jpg"), source / f"p{i}.jpg")
-    command = [sys.executable, "-m", "cli.main", "folder", str(source), "-s", str(starry_night), "-o", str(output),
-               "--size", "96", "--iterations", "25", "--tolerance", "0"]
+    output, command = folder_command(tmp_path, starry_night, 6, "--size", "96", "--iterations", "25", "--tolerance", "0")
     process = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(output.glob("p*.jpg"))) < 2:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from pipeline.video_io import probe
-from tests.conftest import data_file
+from tests.conftest import data_file, folder_command
 from tests.test_video_io import lavfi_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,12 +164,8 @@ def test_a_signal_ends_a_video_run_at_once_and_the_rerun_resumes(tmp_path, starr
 
 @pytest.mark.slow
 def test_sigterm_ends_a_folder_run_at_once_and_the_rerun_resumes(tmp_path, starry_night):
-    source, output = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    for index in range(8):
-        shutil.copy(data_file("contents/tubingen.jpg"), source / f"p{index}.jpg")
-    command = [sys.executable, "-m", "cli.main", "folder", str(source), "-s", str(starry_night), "-o", str(output),
-               "--size", "64", "--iterations", "30", "--tolerance", "0", "--precision", "fp32"]
+    output, command = folder_command(tmp_path, starry_night, 8, "--size", "64", "--iterations", "30", "--tolerance", "0",
+                                     "--precision", "fp32")
     result, seconds, _ = interrupt_midway(command, lambda: len(list(output.glob("p*.jpg"))) >= 2, signal.SIGTERM)
     assert result.returncode == 143 and seconds < 2.0, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.strip().splitlines()[-1].startswith("terminated")
