@@ -72,10 +72,6 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionChoice:
     return PrecisionChoice(dtype, f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} (auto: {measured})")
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    return resolve_precision(precision, device).dtype
-
-
 _announced: set[str] = set()
 
 

@@ -22,7 +22,7 @@ import av
 import ffmpeg
 import numpy as np
 
-from pipeline.errors import InputError, OutputError
+from pipeline.errors import InputError, OutputError, SettingsError
 from pipeline.image_io import atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
@@ -42,8 +42,6 @@ def check_encoder(codec: str) -> None:
     """Refuse a `--codec` this ffmpeg cannot encode video with, before any work (not when the
     first frames are encoded). An encoder name (libx264) or a codec name ffmpeg maps to its
     default encoder (h264) passes."""
-    from pipeline.errors import SettingsError
-
     binary = ffmpeg_binary()
     try:
         encoders = _video_encoders(binary)
@@ -278,10 +276,8 @@ class Writer:
             self._fail()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError):  # ffmpeg died: its exit status says why
             self.process.stdin.close()
-        except BrokenPipeError:
-            pass
         if self.process.wait() != 0:
             self._fail()
         self.log.close()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline import device
-from pipeline.device import cpu_bf16_speedup, resolve_dtype, resolve_precision
+from pipeline.device import cpu_bf16_speedup, resolve_precision
 from pipeline.engine import Stylizer
 from pipeline.errors import SettingsError
 from pipeline.settings import StyleSettings
@@ -31,11 +31,11 @@ def test_evaluations_reuse_freed_memory_instead_of_faulting_in_fresh_pages(rando
 
 def test_precision_names():
     cpu = torch.device("cpu")
-    assert resolve_dtype("fp32", cpu) == torch.float32
-    assert resolve_dtype("bf16", cpu) == torch.bfloat16
-    assert resolve_dtype("auto", cpu) in (torch.float32, torch.bfloat16)
+    assert resolve_precision("fp32", cpu).dtype == torch.float32
+    assert resolve_precision("bf16", cpu).dtype == torch.bfloat16
+    assert resolve_precision("auto", cpu).dtype in (torch.float32, torch.bfloat16)
     with pytest.raises(SettingsError, match="--precision fp16"):
-        resolve_dtype("fp16", cpu)
+        resolve_precision("fp16", cpu).dtype
 
 
 CPU = torch.device("cpu")
