@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := ../shared/data
 OUTDIR  ?= out
 
-.PHONY: install test demo tubingen bench bench-video bench-cluster bench-long video folder clean help
+.PHONY: install test demo tubingen bench bench-video bench-cluster bench-long bench-print video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,6 +43,9 @@ folder:  ## stylize a folder of photos: make folder IN=photos/ STYLE=painting.jp
 
 bench-cluster:  ## Ray scale-out: photos per minute locally and with 1 and 2 Ray workers
 	$(BIN)/python -m benchmarks.bench_cluster
+
+bench-print:  ## a 4032x3024 photo at full size: wall time and peak RSS per scale, a crop beside a 512-px result
+	$(BIN)/python -m benchmarks.bench_print $(ARGS)
 
 bench-long:  ## soak runs over 15 minutes each: whole car-detection, a 10-minute lavfi clip, 500 photos (RSS each minute)
 	$(BIN)/python -m benchmarks.bench_long $(ARGS)

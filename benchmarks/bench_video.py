@@ -28,7 +28,7 @@ from pipeline.engine import Stylizer, halving_ladder, smallest_side
 from pipeline.frames import FrameStylizer
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.temporal import WarpingError, to_float
+from pipeline.temporal import Frame, WarpingError, to_float
 from pipeline.video_io import Reader, even_size, probe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def run_sequence(frame_stylizer: FrameStylizer, frames: list[np.ndarray], first:
     outputs, stats = [first], []
     for index in range(1, len(frames)):
         start = time.perf_counter()
-        out, info = frame_stylizer(frames[index], (frames[index - 1], outputs[-1]))
+        out, info = frame_stylizer(Frame(frames[index]), (Frame(frames[index - 1]), outputs[-1]))
         info["wall"] = time.perf_counter() - start
         outputs.append(out)
         stats.append(info)
@@ -88,7 +88,7 @@ def memory_section() -> None:
 def warm_starts_section(frames: list[np.ndarray], stylizer: Stylizer, cold_frames: int) -> None:
     video = VideoSettings()
     start = time.perf_counter()
-    first, first_info = FrameStylizer(stylizer, video)(frames[0], None)
+    first, first_info = FrameStylizer(stylizer, video)(Frame(frames[0]), None)
     first_wall = time.perf_counter() - start
     print(f"car-detection.mp4, {frames[0].shape[1]}x{frames[0].shape[0]}, starry_night, first {len(frames)} frames. "
           f"First frame (cold, shared by all rows): {first_wall:.1f} s, {first_info['evaluations']} evaluations, "
@@ -98,7 +98,7 @@ def warm_starts_section(frames: list[np.ndarray], stylizer: Stylizer, cold_frame
         "flow, fill warp": replace(video, fill="warp"),
         "flow, fill blend": replace(video, fill="blend"),
         "flow, no temporal loss": replace(video, temporal_weight=0.0),
-        "prev": replace(video, init="prev"),
+        "prev": replace(video, warm_start="prev"),
     }
     print("| warm start | s / later frame (median) | evaluations (median) | content (median) | style (median) | warping error |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -106,7 +106,7 @@ def warm_starts_section(frames: list[np.ndarray], stylizer: Stylizer, cold_frame
     for name, settings in configs.items():
         results[name] = run_sequence(FrameStylizer(stylizer, settings), frames, first)
         _row(name, results[name])
-    cold = run_sequence(FrameStylizer(stylizer, replace(video, init="content")), frames[:cold_frames], first)
+    cold = run_sequence(FrameStylizer(stylizer, replace(video, warm_start="content")), frames[:cold_frames], first)
     _row(f"content (every frame cold, {cold_frames} frames)", cold)
     default = results["flow, fill content (default)"]
     print(f"\nFour consecutive frames, flow (default): ![]({strip(default['outputs'][1:5], 'video_frames_flow.jpg')})\n")
@@ -117,9 +117,9 @@ def timed_sequence(frame_stylizer: FrameStylizer, frames: list[np.ndarray], cold
     """Every frame from the previous result (or cold), with per-frame wall time and the warping error."""
     outputs, stats, error = [], [], WarpingError()
     for index, frame in enumerate(frames):
-        previous = None if cold or index == 0 else (frames[index - 1], outputs[-1])
+        previous = None if cold or index == 0 else (Frame(frames[index - 1]), outputs[-1])
         start = time.perf_counter()
-        out, info = frame_stylizer(frame, previous)
+        out, info = frame_stylizer(Frame(frame), previous)
         info["wall"] = time.perf_counter() - start
         outputs.append(out)
         stats.append(info)
@@ -132,7 +132,7 @@ def speed_section(frames: list[np.ndarray], size: int, reference_frames: int) ->
     style_image = load_rgb(STYLE)
     default = timed_sequence(FrameStylizer(Stylizer(StyleSettings(size=size), [style_image]), VideoSettings()), frames, cold=False)
     reference_settings = StyleSettings(size=size, iterations=300, precision="fp32", coarse_to_fine=False, tolerance=0.0)
-    reference = timed_sequence(FrameStylizer(Stylizer(reference_settings, [style_image]), VideoSettings(init="content")),
+    reference = timed_sequence(FrameStylizer(Stylizer(reference_settings, [style_image]), VideoSettings(warm_start="content")),
                                frames[:reference_frames], cold=True)
     print("| frame | default: wall s | evals | flow s | style | content | reference: wall s | evals | style | content |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -179,7 +179,7 @@ def first_frame_table(frame: np.ndarray, reference: dict, size: int) -> None:
     reference_total = reference["losses"]["style"] + reference["losses"]["content"]
     for scales in (1, 2, 3):
         start = time.perf_counter()
-        _, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=scales))(frame, None)
+        _, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=scales))(Frame(frame), None)
         wall, losses = time.perf_counter() - start, info["losses"]
         sizes = " > ".join(str(max(s)) for s in halving_ladder(*frame.shape[:2], scales, smallest_side(stylizer.settings)))
         print(f"| {scales}{' (default)' if scales == VideoSettings.first_frame_scales else ''} | {sizes} | {wall:.1f} | {info['evaluations']} | "
@@ -205,7 +205,7 @@ def budgets_table(frames: list[np.ndarray], first: np.ndarray, reference: dict, 
         "60 iterations, patience 20": VideoSettings(iterations_next=60, patience_next=20),
         "8 iterations": VideoSettings(iterations_next=8),
         "no temporal loss": VideoSettings(temporal_weight=0.0),
-        "prev (unwarped) warm start": VideoSettings(init="prev"),
+        "prev (unwarped) warm start": VideoSettings(warm_start="prev"),
     }
     print(f"\nLater-frame settings, frames 1-{len(frames) - 1} from the same first frame; losses as median ratio to the reference frames:\n")
     print("| setting | s / frame | evaluations | style / reference | content / reference | warping error (frames 0-5) |")

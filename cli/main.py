@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
-from pipeline.settings import ClusterSettings, Fill, FolderSettings, StyleSettings, VideoInit, VideoSettings, check_style_count
+from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
 from pipeline.settings import Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName
 
 
@@ -150,15 +150,20 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 
     def update(progress) -> None:
         parts = progress.losses
-        show((progress.scale - 1) * progress.iterations + progress.iteration, progress.scales * progress.iterations,
-             f"loss {parts['total']:.4g} (content {parts['content']:.3g}, style {parts['style']:.3g})")
+        info = f"loss {parts['total']:.4g} (content {parts['content']:.3g}, style {parts['style']:.3g})"
+        if progress.scales > 1:
+            info = f"scale {progress.scale}/{progress.scales} {progress.image.shape[-1]}x{progress.image.shape[-2]}  {info}"
+        if progress.tile is not None:
+            info += f"  tile {progress.tile[0]}/{progress.tile[1]}"
+        show(progress.done, progress.budget, info)
 
     return update
 
 
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
-Size = Annotated[int, typer.Option(min=1, help="Long side of the output, in pixels.")]
-Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale (video: see --first-frame-scales).")]
+Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (each input's own; big photos run coarse-to-fine from 512 px up, in tiles that fit --max-memory).")]
+MaxMemory = Annotated[str, typer.Option("--max-memory", help="Working memory one image may use besides the network, e.g. 4G or 500M; larger images are evaluated in tiles. auto: a fifth of the RAM, at most half of what is free (GPU: 70 % of its free memory).")]
+Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px; a larger scale gets iterations x (512/side)^2, at least 5 (video: see --first-frame-scales). An L-BFGS run stops at 1.25x as many loss evaluations (a line search can take several an iteration).")]
 ContentWeight = Annotated[float, typer.Option(min=0, help="Weight a of the content loss (losses are normalized; see README).")]
 StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]
@@ -188,6 +193,8 @@ RayCpus = Annotated[int, typer.Option(min=1, help="With --ray: CPUs (and torch t
 
 
 def build_settings(**values) -> StyleSettings:
+    values["size"] = parse_size(values["size"])
+    values["max_memory"] = parse_bytes(values["max_memory"])
     values["style_layers"] = tuple(part.strip() for part in values["style_layers"].split(",") if part.strip())
     values["style_layer_weights"] = floats(values["style_layer_weights"], "--style-layer-weights")
     values["style_blend"] = floats(values["style_blend"], "--style-blend")
@@ -196,7 +203,7 @@ def build_settings(**values) -> StyleSettings:
 
 
 def _style_options(
-    size: Size = DEFAULTS.size,
+    size: Size = str(DEFAULTS.size),
     iterations: Iterations = DEFAULTS.iterations,
     content_weight: ContentWeight = DEFAULTS.content_weight,
     style_weight: StyleWeight = DEFAULTS.style_weight,
@@ -217,27 +224,36 @@ def _style_options(
     coarse_to_fine: CoarseToFine = "auto",
     device: Device = DEFAULTS.device,
     precision: Precision = DEFAULTS.precision,
+    max_memory: MaxMemory = "auto",
 ) -> None:
     """The StyleSettings options every command shares; `with_style_options` adds them."""
 
 
-def with_style_options(command: Callable) -> Callable:
-    """Give `command` every StyleSettings option; it receives them as one `settings` argument."""
-    own = inspect.signature(command, eval_str=True)
-    shared = inspect.signature(_style_options, eval_str=True)
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values() if p.name != "settings"]
-    params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared.parameters.values()]
+def with_settings(options: Callable, name: str, build: Callable[..., Any]) -> Callable[[Callable], Callable]:
+    """Give a command the options of the template function `options`; it receives them built into
+    one settings object, as its argument `name` (checked, one line and exit 2 when a value is bad)."""
 
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        values = {name: kwargs.pop(name) for name in shared.parameters}
-        with user_errors():
-            settings = build_settings(**values)
-        return command(settings=settings, **kwargs)
+    def decorate(command: Callable) -> Callable:
+        own = inspect.signature(command, eval_str=True)
+        shared = inspect.signature(options, eval_str=True)
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values() if p.name != name]
+        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared.parameters.values()]
 
-    wrapper.__signature__ = own.replace(parameters=params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            values = {key: kwargs.pop(key) for key in shared.parameters}
+            with user_errors():
+                built = build(**values)
+            return command(**{name: built}, **kwargs)
+
+        wrapper.__signature__ = own.replace(parameters=params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
+with_style_options = with_settings(_style_options, "settings", build_settings)
 
 
 @app.command()
@@ -249,7 +265,7 @@ def image(
     settings: StyleSettings,
     save_every: SaveEvery = DEFAULTS.save_every,
     weights: Weights = None,
-    quality: Quality = 95,
+    quality: Quality = JPEG_QUALITY,
     overwrite: Overwrite = False,
 ) -> None:
     """Stylize one image."""
@@ -273,14 +289,8 @@ FOLDER = FolderSettings()
 CLUSTER = ClusterSettings()
 
 
-@app.command()
-@with_style_options
-def video(
-    source: Annotated[Path, typer.Argument(help="The video to stylize.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the video (container from the extension).")],
-    style: Style,
-    settings: StyleSettings,
-    video_init: Annotated[VideoInit, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.init,
+def _video_options(
+    video_init: Annotated[WarmStart, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.warm_start,
     first_frame_scales: Annotated[int, typer.Option(min=1, help="Frames with no warm start (the first of each shot) run coarse-to-fine over at least this many sizes, each half the next; where --coarse-to-fine gives fewer, --iterations is split evenly among them. 1: as a photo; --coarse-to-fine off: one size.")] = VIDEO.first_frame_scales,
     iterations_next: Annotated[int, typer.Option(min=0, help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
     patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
@@ -293,6 +303,23 @@ def video(
     codec: Annotated[str, typer.Option(help="ffmpeg video encoder.")] = VIDEO.codec,
     crf: Annotated[int, typer.Option(min=0, max=63, help="Constant rate factor of the encoder (lower: better; 0-51 for x264/x265).")] = VIDEO.crf,
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
+) -> None:
+    """The VideoSettings options of the `video` command."""
+
+
+def build_video_settings(video_init: str, **values) -> VideoSettings:
+    return VideoSettings(warm_start=video_init, **values)
+
+
+@app.command()
+@with_style_options
+@with_settings(_video_options, "video_settings", build_video_settings)
+def video(
+    source: Annotated[Path, typer.Argument(help="The video to stylize.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the video (container from the extension).")],
+    style: Style,
+    settings: StyleSettings,
+    video_settings: VideoSettings,
     weights: Weights = None,
     overwrite: Overwrite = False,
     ray: Ray = None,
@@ -303,16 +330,12 @@ def video(
 ) -> None:
     """Stylize a video: same frame count, frame rate, duration and audio; resumable after a crash."""
     with user_errors():  # every option is checked before any work (the --ray ones even without --ray)
-        video_settings = VideoSettings(
-            init=video_init, first_frame_scales=first_frame_scales, iterations_next=iterations_next, patience_next=patience_next, temporal_weight=temporal_weight,
-            fill=fill, scene_threshold=scene_threshold, start=start, duration=duration, max_frames=max_frames, codec=codec,
-            crf=crf, keep_frames=keep_frames)
         cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
                                   chunk_frames=chunk_frames, overlap_frames=overlap_frames)
         check_style_count(settings, len(style))
         from pipeline.video_io import check_encoder
 
-        check_encoder(codec)
+        check_encoder(video_settings.codec)
     cluster = cluster if ray else None
     from pipeline.video_job import stylize_video
 
@@ -328,7 +351,7 @@ def video(
         result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame, cluster, on_chunk)
     for line in result.log:
         err.print(line, highlight=False)
-    kept = f"; frames and per-frame log kept in {result.work_dir}" if keep_frames else ""
+    kept = f"; frames and per-frame log kept in {result.work_dir}" if video_settings.keep_frames else ""
     out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run, "
               f"{len(result.cuts)} scene cuts{kept})", highlight=False)
 
@@ -370,17 +393,17 @@ def folder(
         cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker)
         check_style_count(settings, 1, "a folder run applies each --style on its own")
     cluster = cluster if ray else None
-    from pipeline.batch import estimate_seconds, plan, stylize_folder
+    from pipeline.batch import estimate_seconds, plan, stylize_folder, triage
 
     if dry_run:
         with user_errors():
-            items = plan(source, output, style, folder_settings)
-            todo = [i for i in items if overwrite or not i.output.exists()]
+            settled, todo = triage(plan(source, output, style, folder_settings), output, overwrite)
             for item in todo:
                 out.print(f"{item.source} -> {item.output}", highlight=False)
             seconds = estimate_seconds(todo, settings, weights)
-        out.print(f"{len(todo)} to do, {len(items) - len(todo)} done before; estimated {_duration(seconds)} "
-                  f"at {settings.size} px, {settings.iterations} iterations", highlight=False)
+        failed = sum(r.status == "failed" for r in settled)
+        out.print(f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not retried); "
+                  f"estimated {_duration(seconds)} at {f'{settings.size} px' if settings.size else 'full size'}, {settings.iterations} iterations", highlight=False)
         return
     with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
 
@@ -410,8 +433,8 @@ def print_summary(report) -> None:
     table = Table(title=f"{report.input} -> {report.output}")
     for column in ("done", "skipped (done before)", "failed", "failed before (unchanged, not retried)"):
         table.add_column(column, justify="right")
-    failed_before = len(report.of("failed")) - len(report.new_failures)
-    table.add_row(*(str(n) for n in (len(report.of("done")), len(report.of("skipped")), len(report.new_failures), failed_before)))
+    counts = (report.of("done"), report.of("skipped"), report.new_failures, report.old_failures)
+    table.add_row(*(str(len(results)) for results in counts))
     out.print(table)
     if not report.of("done") and not report.new_failures:
         out.print("nothing to do: every photo was done or failed before (--overwrite redoes all)")

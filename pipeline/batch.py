@@ -15,12 +15,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from pipeline.engine import Plan, Stylizer, scale_ladder
+from pipeline.engine import Plan, Stylizer, rung_iterations, scale_ladder
 from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
 from pipeline.executor import make_executor
 from pipeline.gallery import write_gallery, write_thumbnail
-from pipeline.image_io import atomic_path, load_rgb, read_photo, write_photo
+from pipeline.image_io import atomic_path, load_styles, read_photo, write_photo
 from pipeline.image_io import check_writable_folder
 from pipeline.image_job import IMAGE_SUFFIXES, stylize_photo
 from pipeline.report import BatchReport, ItemCallback, ItemResult, WorkItem, fingerprint
@@ -42,22 +43,42 @@ def find_photos(folder: Path, skip: Path | None = None) -> Iterator[Path]:
             yield path
 
 
-def plan(source: Path, output: Path, styles: list[Path], settings: FolderSettings) -> list[WorkItem]:
+def plan(source: Path, output: Path, style_images: list[Path], settings: FolderSettings) -> list[WorkItem]:
     """Every (photo, style) pair with its mirrored output path."""
     source, output = Path(source), Path(output)
     if not source.is_dir():
         raise InputError(f"{source}: not a folder")
     if output.resolve() == source.resolve():
         raise OutputError(f"{output}: the output folder is the input folder; choose another")
-    for style in styles:
+    for style in style_images:
         if not Path(style).is_file():
             raise InputError(f"{style}: file not found")
     items = []
     for photo in find_photos(source, skip=output.resolve()):
         relative = photo.relative_to(source)
-        for style in styles:
-            items.append(WorkItem(photo, output_path(output, relative, Path(style), len(styles), settings.style_folders), Path(style)))
+        for style in style_images:
+            items.append(WorkItem(photo, output_path(output, relative, Path(style), len(style_images), settings.style_folders), Path(style)))
     return items
+
+
+def triage(items: list[WorkItem], output: Path, overwrite: bool) -> tuple[list[ItemResult], list[WorkItem]]:
+    """What an earlier run settled (output written; failed on the very same file) and what is left to run."""
+    failed_before = {} if overwrite else previous_failures(output)
+    settled, pending = [], []
+    for item in items:
+        earlier = failed_before.get((str(item.source), str(item.style_image)))
+        if is_done(item, overwrite):
+            settled.append(ItemResult(item, "skipped", "output exists"))
+        elif earlier is not None and earlier[0] == fingerprint(item.source):
+            settled.append(ItemResult(item, "failed", earlier[1], before=True))
+        else:
+            pending.append(item)
+    return settled, pending
+
+
+def is_done(item: WorkItem, overwrite: bool) -> bool:
+    """Items are idempotent: one whose output exists is done (its write was atomic)."""
+    return not overwrite and item.output.exists()
 
 
 def output_path(root: Path, relative: Path, style: Path, style_count: int, style_folders: bool) -> Path:
@@ -71,25 +92,26 @@ def output_path(root: Path, relative: Path, style: Path, style_count: int, style
 class Batch:
     """VGG loaded once; one Stylizer (and its cached Gram targets) per style."""
 
-    def __init__(self, styles: list[Path], style: StyleSettings, folder: FolderSettings, weights: VGGWeights | str | None = None):
-        self.style, self.folder = style, folder
+    def __init__(self, style_images: list[Path], style_settings: StyleSettings, folder_settings: FolderSettings,
+                 weights: VGGWeights | str | None = None):
+        self.folder_settings = folder_settings
         self.weights = weights if isinstance(weights, VGGWeights) else load_weights(weights)
-        self._stylizers: dict[Path, Stylizer] = {}
-        for path in styles:  # a broken style image is a bad argument, found before any work
-            self._stylizers[Path(path)] = Stylizer(style, [load_rgb(Path(path))], self.weights)
+        # a broken style image is a bad argument, found before any work
+        images = load_styles(style_images)
+        self._stylizers = {Path(p): Stylizer(style_settings, [image], self.weights) for p, image in zip(style_images, images)}
 
-    def stylizer(self, style: Path) -> Stylizer:
-        return self._stylizers[Path(style)]
+    def stylizer(self, style_image: Path) -> Stylizer:
+        return self._stylizers[Path(style_image)]
 
     def run_item(self, item: WorkItem, callback=None) -> ItemResult:
         """Stylize one photo; any failure of this photo is caught and reported, never raised."""
-        if item.output.exists() and not self.folder.overwrite:
+        if is_done(item, self.folder_settings.overwrite):  # a rerun of the item (another worker finished it)
             return ItemResult(item, "skipped", "output exists")
         start = time.perf_counter()
         try:
             photo = read_photo(item.source)
-            stylized, _ = stylize_photo(photo, self.stylizer(item.style), self.folder.keep_size, callback)
-            write_photo(stylized, item.output, self.folder.quality)
+            stylized, _ = stylize_photo(photo, self.stylizer(item.style_image), self.folder_settings.keep_size, callback)
+            write_photo(stylized, item.output, self.folder_settings.quality)
         except StylizeError as error:
             return ItemResult(item, "failed", str(error).removeprefix(f"{item.source}: "), time.perf_counter() - start)
         except Exception as error:  # one odd photo must not stop a night's run
@@ -108,9 +130,9 @@ def remove_stale_temporaries(output: Path) -> int:
 def stylize_folder(
     source: Path,
     output: Path,
-    styles: list[Path],
-    style: StyleSettings,
-    folder: FolderSettings = FolderSettings(),
+    style_images: list[Path],
+    style_settings: StyleSettings,
+    folder_settings: FolderSettings = FolderSettings(),
     weights: VGGWeights | str | None = None,
     on_item: ItemCallback | None = None,
     cluster: ClusterSettings | None = None,
@@ -119,20 +141,11 @@ def stylize_folder(
     """`cluster`: run the photos on Ray workers instead of in this process (same items, same outputs);
     `on_workers` is told how many workers started there."""
     source, output = Path(source), Path(output)
-    items = plan(source, output, styles, folder)
+    items = plan(source, output, style_images, folder_settings)
     check_writable_folder(output)
     remove_stale_temporaries(output)
-    report = BatchReport(source, output)
-    failed_before = {} if folder.overwrite else previous_failures(output)
-    pending = []
-    for item in items:
-        earlier = failed_before.get((str(item.source), str(item.style)))
-        if item.output.exists() and not folder.overwrite:
-            report.results.append(ItemResult(item, "skipped", "output exists"))
-        elif earlier is not None and earlier[0] == fingerprint(item.source):
-            report.results.append(ItemResult(item, "failed", earlier[1], before=True))
-        else:
-            pending.append(item)
+    settled, pending = triage(items, output, folder_settings.overwrite)
+    report = BatchReport(source, output, settled)
 
     def record(result: ItemResult) -> None:
         if result.status == "done":
@@ -146,8 +159,8 @@ def stylize_folder(
         if cluster is not None and isinstance(weights, VGGWeights):
             raise SettingsError("over Ray, pass weights as a name or path: each worker loads its own")
         starting = (lambda index, item: on_item(index, len(pending), item, None)) if on_item else None
-        make_executor(cluster, on_workers).run(partial(Batch, styles, style, folder, weights), Batch.run_item, pending,
-                                               record, starting)
+        setup = partial(Batch, style_images, style_settings, folder_settings, weights)
+        make_executor(cluster, on_workers).run(setup, Batch.run_item, pending, record, starting)
     write_gallery(report)
     write_report(report)
     return report
@@ -169,18 +182,32 @@ def write_report(report: BatchReport) -> Path:
     return path
 
 
-def estimate_seconds(items: list[WorkItem], style: StyleSettings, weights: VGGWeights | str | None = None,
+def estimate_seconds(items: list[WorkItem], style_settings: StyleSettings, weights: VGGWeights | str | None = None,
                      probe_iterations: int = 8) -> float:
-    """A dry run's estimate: one short timed run at the chosen size (4:3), scaled to the whole batch."""
+    """A dry run's estimate: one short timed run at up to 512 px, scaled by each photo's pixels over
+    its coarse-to-fine scales and their budgets (photo sizes read from the file headers)."""
     if not items:
         return 0.0
-    height, width = round(style.size * 3 / 4), style.size
-    probe_settings = replace(style, coarse_to_fine=False, tolerance=0.0)
-    stylizer = Stylizer(probe_settings, [load_rgb(items[0].style)], weights)
+    side = min(style_settings.size or 512, 512)
+    height, width = round(side * 3 / 4), side
+    probe_settings = replace(style_settings, coarse_to_fine=False, tolerance=0.0)
+    stylizer = Stylizer(probe_settings, load_styles([items[0].style_image]), weights)
     content = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     stylizer.stylize(content, Plan(iterations=2))  # warm-up: oneDNN picks its kernels on first use
     result = stylizer.stylize(content, Plan(iterations=probe_iterations))
-    per_evaluation = result.seconds / max(1, result.evaluations)
-    # each scale of the ladder runs the full budget; a coarser scale costs its share of pixels
-    pixels = sum(h * w for h, w in scale_ladder(height, width, style)) / (height * width)
-    return len(items) * per_evaluation * style.iterations * 1.1 * pixels
+    per_pixel_evaluation = result.seconds / max(1, result.evaluations) / (height * width)
+    work = sum(_pixel_iterations(item.source, style_settings) for item in items)
+    return per_pixel_evaluation * work * 1.1
+
+
+def _pixel_iterations(photo: Path, settings: StyleSettings) -> float:
+    """Pixels times iterations over the photo's ladder, at its output size (4:3 if the header cannot be read)."""
+    try:
+        with Image.open(photo) as image:
+            width, height = image.size
+    except (OSError, ValueError):
+        width, height = 4, 3
+    scale = (settings.size / max(width, height)) if settings.size else 1.0
+    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    ladder = scale_ladder(height, width, settings)
+    return sum(h * w * rung_iterations((h, w), settings.iterations, settings, ladder) for h, w in ladder)

@@ -16,9 +16,9 @@ from pipeline.engine import Stylizer
 from pipeline.errors import OutputError, SettingsError
 from pipeline.executor import make_executor
 from pipeline.frames import FramesDone, FrameStylizer, stylize_frames
-from pipeline.image_io import load_rgb
+from pipeline.image_io import load_styles
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
-from pipeline.temporal import is_cut
+from pipeline.temporal import Frame, is_cut
 from pipeline.video_io import Reader, VideoInfo, probe
 from pipeline.work_folder import frame_path, read_frame
 
@@ -28,8 +28,8 @@ class VideoJob:
     """What every worker needs to stylize part of a video; plain values, so it pickles for Ray."""
 
     source: Path
-    styles: tuple[Path, ...]
-    style: StyleSettings
+    style_images: tuple[Path, ...]
+    style_settings: StyleSettings
     video: VideoSettings
     size: tuple[int, int]
     work_dir: Path
@@ -55,7 +55,8 @@ def scan_cuts(info: VideoInfo, job: VideoJob) -> FramesDone:
     done = FramesDone(0, 0, [])
     previous = None
     with Reader(info, job.size, job.video.start, job.video.duration) as reader:
-        for index, frame in enumerate(reader.frames(job.video.max_frames)):
+        for index, rgb in enumerate(reader.frames(job.video.max_frames)):
+            frame = Frame(rgb)
             if previous is not None and is_cut(previous, frame, job.video.scene_threshold):
                 done.cuts.append(index)
             previous, done.count = frame, index + 1
@@ -87,7 +88,7 @@ def chunk_folder(job: VideoJob, chunk: Chunk) -> Path:
 
 def job_stylizer(job: VideoJob, weights=None) -> Stylizer:
     """VGG and the job's style targets; a worker builds it once and keeps it for all its chunks."""
-    return Stylizer(job.style, [load_rgb(p) for p in job.styles], weights)
+    return Stylizer(job.style_settings, load_styles(job.style_images), weights)
 
 
 def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from pipeline.errors import SettingsError
+from pipeline.errors import SettingsError, first_line
 from pipeline.settings import ClusterSettings
 
 WORKER_NAME = "stylize-worker-{}"
@@ -36,7 +36,7 @@ def connect(address: str):
         else:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise SettingsError(f"--ray {address}: cannot reach a Ray cluster ({str(err).splitlines()[0][:160]})") from None
+        raise SettingsError(f"--ray {address}: cannot reach a Ray cluster ({first_line(err)})") from None
     return ray
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import OrderedDict
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from pipeline import color
-from pipeline.device import announce_precision, keep_freed_memory, resolve_device, resolve_precision
+from pipeline.device import announce_precision, keep_freed_memory, memory_budget, resolve_device, resolve_precision
 from pipeline.errors import InputError, SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import ContentLoss, StyleLoss, Term, TVLoss, gram_matrix, summarize, weighted_parts
 from pipeline.settings import StyleSettings, check_style_count
+from pipeline.tiles import MemoryPlan, assemble_features, evaluate_tiled, plan_memory, whole_grams
 from pipeline.vgg import shared_features, smallest_input_side
 from pipeline.weights import VGGWeights, load_weights
 
@@ -34,6 +36,9 @@ class Progress:
     losses: dict[str, float]  # weighted parts and "total"
     seconds: float
     image: torch.Tensor = field(repr=False)  # the current pixels (not a copy)
+    done: int = 0  # iterations of the whole call so far, over every scale's own budget
+    budget: int = 0  # the whole call's iteration budget (scales above coarse_threshold get fewer)
+    tile: tuple[int, int] | None = None  # (tiles done, tiles) inside a tiled evaluation
 
 
 @dataclass
@@ -68,11 +73,13 @@ class Plan:
 class _Run:
     """What every scale of one stylize call shares."""
 
-    iterations: int
+    iterations: int  # this scale's budget
     patience: int
     scales: int
     start: float
     callback: ProgressCallback | None
+    done_before: int = 0  # iterations budgeted to the scales before this one
+    budget: int = 0  # all scales' budgets
 
 
 def smallest_side(settings: StyleSettings) -> int:
@@ -114,6 +121,20 @@ def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[t
     return ladder
 
 
+MIN_RUNG_ITERATIONS = 5
+GRAM_CACHE_SIZES = 8  # style targets kept for this many output sizes (the last used)
+
+
+def rung_iterations(size: tuple[int, int], iterations: int, settings: StyleSettings, ladder: list[tuple[int, int]]) -> int:
+    """A scale's budget: `iterations` up to coarse_threshold (512 px); a larger scale of a ladder
+    costs more an iteration and needs fewer (the strokes are set at the coarse scales), so it gets
+    iterations x (threshold/side)^2, which keeps each scale's time about equal."""
+    side = max(size)
+    if len(ladder) == 1 or size == ladder[0] or side <= settings.coarse_threshold or iterations == 0:
+        return iterations
+    return max(min(MIN_RUNG_ITERATIONS, iterations), round(iterations * (settings.coarse_threshold / side) ** 2))
+
+
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
@@ -134,37 +155,56 @@ class Stylizer:
         self.precision = resolve_precision(settings.precision, self.device)
         announce_precision(self.precision)  # after the weights: a bad weights file stays a one-line error
         self.dtype = self.precision.dtype
-        layers = [settings.content_layer, *settings.style_layers]
-        self.vgg = shared_features(weights, layers, settings.pooling, self.dtype, self.device)
+        self.layers = [settings.content_layer, *settings.style_layers]
+        self.vgg = shared_features(weights, self.layers, settings.pooling, self.dtype, self.device)
+        self.memory_budget = memory_budget(settings.max_memory, self.device)
         self.styles = [color.luminance(s) if settings.preserve_colors else s for s in styles]
         self.blend = [b / sum(blend) for b in blend]
         self.layer_weights = dict(zip(settings.style_layers, (w / sum(layer_weights) for w in layer_weights)))
-        self._gram_cache: dict[int, dict[str, torch.Tensor]] = {}
+        self._gram_cache: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.vgg(image.to(self.device).contiguous(memory_format=torch.channels_last))
 
     def style_grams(self, long_side: int) -> dict[str, torch.Tensor]:
         """Blended Gram targets for an output of this long side; computed once per size."""
-        if long_side not in self._gram_cache:
+        if long_side in self._gram_cache:
+            self._gram_cache.move_to_end(long_side)
+        else:
             grams: dict[str, torch.Tensor] = {}
             target_side = max(16, round(long_side * self.settings.style_scale))
             for style, weight in zip(self.styles, self.blend):
                 # a wide style at a small size would otherwise leave the deepest layer no pixel
                 scale = max(target_side / max(style.shape[-2:]), smallest_side(self.settings) / min(style.shape[-2:]))
                 size = (round(style.shape[-2] * scale), round(style.shape[-1] * scale))
-                with torch.no_grad():
-                    feats = self.features(resize_image(style, size))
-                for layer in self.settings.style_layers:
-                    grams[layer] = grams.get(layer, 0) + weight * gram_matrix(feats[layer])
-            self._gram_cache[long_side] = grams  # a few MB a size; a ladder has at most a few
+                for layer, gram in self._grams(resize_image(style, size)).items():
+                    grams[layer] = grams.get(layer, 0) + weight * gram
+            self._gram_cache[long_side] = grams  # a few MB a size; a ladder has a few, a --size full folder many
+            if len(self._gram_cache) > GRAM_CACHE_SIZES:
+                self._gram_cache.popitem(last=False)
         return self._gram_cache[long_side]
 
-    def loss_terms(self, content: torch.Tensor) -> list[Term]:
+    def memory_plan(self, height: int, width: int) -> MemoryPlan:
+        """Whole or in tiles, and how much L-BFGS history, so that an evaluation fits the memory budget."""
+        return plan_memory(height, width, self.memory_budget, self.layers, self.dtype)
+
+    def _grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gram matrices of an image at the style layers (in tiles where its activations do not fit)."""
+        tiles = self.memory_plan(*image.shape[-2:]).tiles
+        if tiles is not None:
+            return whole_grams(image.to(self.device), self.settings.style_layers, self.features, tiles)
+        with torch.no_grad():
+            feats = self.features(image)
+            return {layer: gram_matrix(feats[layer]) for layer in self.settings.style_layers}
+
+    def loss_terms(self, content: torch.Tensor, memory: MemoryPlan | None = None) -> list[Term]:
         """The content, style and TV terms for one content image at its own size."""
         s = self.settings
-        with torch.no_grad():
-            target = self.features(content)[s.content_layer]
+        if memory is not None and memory.tiles is not None:
+            target = assemble_features(content, s.content_layer, self.features, memory.tiles)
+        else:
+            with torch.no_grad():
+                target = self.features(content)[s.content_layer]
         grams = self.style_grams(max(content.shape[-2:]))
         terms = [Term("content", ContentLoss(target), s.content_weight, s.content_layer)]
         for layer in s.style_layers:
@@ -176,7 +216,10 @@ class Stylizer:
     def evaluate(self, image: torch.Tensor, content: torch.Tensor, extra_terms: Sequence[Term] = ()) -> dict[str, float]:
         """Weighted losses of `image` against `content` and the styles, without optimizing."""
         content, image = self._prepare(content), self._prepare(image)
-        terms = [*self.loss_terms(content), *(term.to(self.device) for term in extra_terms)]
+        memory = self.memory_plan(*content.shape[-2:])
+        terms = [*self.loss_terms(content, memory), *(term.to(self.device) for term in extra_terms)]
+        if memory.tiles is not None:  # the tiled pass needs gradients; they are thrown away
+            return summarize(terms, evaluate_tiled(image.requires_grad_(True), terms, self.features, memory.tiles))
         with torch.no_grad():
             return summarize(terms, weighted_parts(terms, image, self.features(image)))
 
@@ -189,13 +232,17 @@ class Stylizer:
         content = self._prepare(color.luminance(content) if s.preserve_colors else content)
         ladder = self.ladder(content, plan)
         image = self._prepare(plan.init) if plan.init is not None else self._initial_image(content, ladder[0])
-        run = _Run(s.iterations if plan.iterations is None else plan.iterations,
-                   s.patience if plan.patience is None else plan.patience, len(ladder), time.perf_counter(), callback)
+        iterations = s.iterations if plan.iterations is None else plan.iterations
+        budgets = [rung_iterations(size, iterations, s, ladder) for size in ladder]
         total_iters, total_evals, losses = 0, 0, {}
+        start = time.perf_counter()
         for index, size in enumerate(ladder, start=1):
+            run = _Run(budgets[index - 1], s.patience if plan.patience is None else plan.patience, len(ladder), start,
+                       callback, sum(budgets[:index - 1]), sum(budgets))
             extra = plan.extra_terms if size == ladder[-1] else ()
-            terms = [*self.loss_terms(resize_image(content, size)), *(term.to(self.device) for term in extra)]
-            image, used_iters, used_evals, losses = self._optimize(resize_image(image, size), terms, run, index)
+            memory = self.memory_plan(*size)
+            terms = [*self.loss_terms(resize_image(content, size), memory), *(term.to(self.device) for term in extra)]
+            image, used_iters, used_evals, losses = self._optimize(resize_image(image, size), terms, run, index, memory)
             total_iters += used_iters
             total_evals += used_evals
         if not losses:  # no evaluation ran (a budget of 0 iterations)
@@ -203,7 +250,7 @@ class Stylizer:
         image = image.detach().clamp(0, 1).cpu()
         if s.preserve_colors:
             image = color.with_chroma_of(image, original)
-        return Result(image, losses, total_iters, total_evals, time.perf_counter() - run.start)
+        return Result(image, losses, total_iters, total_evals, time.perf_counter() - start)
 
     def ladder(self, content: torch.Tensor, plan: Plan = Plan()) -> list[tuple[int, int]]:
         """The sizes one stylize call runs at: one for a warm start, else the plan's or the settings' ladder."""
@@ -226,22 +273,36 @@ class Stylizer:
             return torch.rand(content.shape, generator=generator).to(self.device)
         return resize_image(load_rgb(Path(init)).to(self.device), size)
 
-    def _optimizer(self, image: torch.Tensor, iterations: int) -> torch.optim.Optimizer:
+    def _optimizer(self, image: torch.Tensor, iterations: int, history: int) -> torch.optim.Optimizer:
         if self.settings.optimizer == "adam":
             return torch.optim.Adam([image], lr=self.settings.learning_rate)
         return torch.optim.LBFGS(
             [image], lr=1.0, max_iter=max(1, iterations), max_eval=max(1, iterations) * 5 // 4,
-            tolerance_grad=0.0, tolerance_change=0.0, history_size=100, line_search_fn="strong_wolfe",
+            tolerance_grad=0.0, tolerance_change=0.0, history_size=history, line_search_fn="strong_wolfe",
         )
 
-    def _optimize(self, image: torch.Tensor, terms: list[Term], run: _Run, scale: int) -> tuple[torch.Tensor, int, int, dict[str, float]]:
+    def _evaluate(self, image: torch.Tensor, terms: list[Term], memory: MemoryPlan,
+                  on_tile: Callable[[int, int], None] | None = None) -> tuple[dict, float]:
+        """Each term's weighted loss and the total; the gradient lands in `image.grad`."""
+        if memory.tiles is not None:
+            parts = evaluate_tiled(image, terms, self.features, memory.tiles, on_tile)
+            return parts, sum(parts.values())
+        parts = weighted_parts(terms, image, self.features(image))
+        loss = sum(parts.values())
+        loss.backward()
+        return parts, loss.item()
+
+    def _optimize(self, image: torch.Tensor, terms: list[Term], run: _Run, scale: int,
+                  memory: MemoryPlan) -> tuple[torch.Tensor, int, int, dict[str, float]]:
         """Run one scale; return the best image seen, the iterations and evaluations used, and its losses."""
         image = image.clone().requires_grad_(True)
-        optimizer = self._optimizer(image, run.iterations)
+        optimizer = self._optimizer(image, run.iterations, memory.history)
         lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         best = {"loss": math.inf, "image": image.detach().clone(), "losses": {}}
         history: list[float] = []
         iteration_best: list[float] = []  # best loss when each iteration's first evaluation ended
+        last: list[Progress] = []  # a tiled evaluation can take minutes: its tiles report on the last progress
+        on_tile = (lambda done, tiles: last and run.callback(replace(last[-1], tile=(done, tiles)))) if run.callback else None
         torch.manual_seed(self.settings.seed)
 
         def iteration() -> int:
@@ -249,10 +310,7 @@ class Stylizer:
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            parts = weighted_parts(terms, image, self.features(image))
-            loss = sum(parts.values())
-            loss.backward()
-            value = loss.item()
+            parts, value = self._evaluate(image, terms, memory, on_tile)
             history.append(value)
             losses = summarize(terms, parts)
             if value < best["loss"]:
@@ -261,11 +319,12 @@ class Stylizer:
             while len(iteration_best) <= current:
                 iteration_best.append(best["loss"])
             if run.callback:
-                run.callback(Progress(scale, run.scales, current, run.iterations, len(history), losses,
-                                      time.perf_counter() - run.start, image.detach()))
+                last.append(Progress(scale, run.scales, current, run.iterations, len(history), losses,
+                                     time.perf_counter() - run.start, image.detach(), run.done_before + current, run.budget))
+                run.callback(last[-1])
             if not math.isfinite(value) or self._converged(iteration_best, best["loss"], run.patience):
                 raise _Stop
-            return loss
+            return torch.tensor(value)
 
         with contextlib.suppress(_Stop):
             if run.iterations > 0 and lbfgs:

@@ -19,3 +19,9 @@ class WeightsError(StylizeError):
 
 class SettingsError(StylizeError):
     """A combination of settings that cannot work (unknown layer, blend weights that do not match)."""
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (or its type name), short enough for a one-line error."""
+    lines = str(err).strip().splitlines()
+    return lines[0][:limit] if lines else type(err).__name__

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.engine import Plan, Result, Stylizer, halving_ladder, scale_ladder, smallest_side
+from pipeline.engine import Plan, Result, Stylizer
 from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
-from pipeline.temporal import FlowEstimator, carry_over, fill_disocclusions, is_cut, to_float
+from pipeline.temporal import FlowEstimator, Frame, carry_over, fill_disocclusions, is_cut, to_float
 from pipeline.work_folder import FrameLog, frame_path, read_frame, write_frame
 
 
@@ -25,7 +25,7 @@ from pipeline.work_folder import FrameLog, frame_path, read_frame, write_frame
 class FrameReport:
     index: int
     total: int
-    cold: bool  # first frame of a shot (or --init content)
+    cold: bool  # first frame of a shot (or --video-init content)
     cut: bool  # a scene cut was detected before this frame
     skipped: bool  # already done by an earlier run
     iterations: int = 0
@@ -52,20 +52,23 @@ class FrameStylizer:
         self.stylizer, self.video = stylizer, video
         self.flows = FlowEstimator()
 
-    def __call__(self, frame: np.ndarray, previous: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, dict]:
+    def is_cold(self, previous: tuple[Frame, np.ndarray] | None) -> bool:
+        return previous is None or self.video.warm_start == "content"
+
+    def __call__(self, frame: Frame, previous: tuple[Frame, np.ndarray] | None) -> tuple[np.ndarray, dict]:
         """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start."""
-        content = to_float(frame)
+        content = to_float(frame.rgb)
         flow_seconds = 0.0
-        if previous is None or self.video.init == "content":
+        if self.is_cold(previous):
             result = self.cold_start(content)
         else:
-            prev_in, prev_out = to_float(previous[0]), to_float(previous[1])
+            prev_in, prev_out = previous[0], to_float(previous[1])
             extra: list[Term] = []
-            if self.video.init == "prev":
+            if self.video.warm_start == "prev":
                 init = prev_out
             else:
                 start = time.perf_counter()
-                carried = carry_over(prev_out, prev_in, content, self.flows)
+                carried = carry_over(prev_out, prev_in, frame, self.flows)
                 init = fill_disocclusions(carried, content, self.video.fill)
                 flow_seconds = time.perf_counter() - start
                 if self.video.temporal_weight > 0:
@@ -87,43 +90,48 @@ class FrameStylizer:
         2/3 of the time of 300 at 384 px for about the same total loss (less style, more content).
         --coarse-to-fine off keeps one scale.
         """
-        settings = self.stylizer.settings
-        height, width = content.shape[:2]
-        scales = len(halving_ladder(height, width, self.video.first_frame_scales, smallest_side(settings)))
-        photo_scales = len(scale_ladder(height, width, settings))
+        settings, image = self.stylizer.settings, to_tensor(content)
+        ladder = Plan(scales=self.video.first_frame_scales)
+        scales, photo_scales = len(self.stylizer.ladder(image, ladder)), len(self.stylizer.ladder(image))
         if settings.coarse_to_fine is False or scales <= photo_scales or settings.iterations < scales:
-            return self.stylizer.stylize(to_tensor(content))
-        return self.stylizer.stylize(to_tensor(content), Plan(scales=scales, iterations=settings.iterations // scales))
+            return self.stylizer.stylize(image)
+        return self.stylizer.stylize(image, Plan(scales=scales, iterations=settings.iterations // scales))
 
 
-def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, folder: Path, video: VideoSettings,
+def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, work_dir: Path, video: VideoSettings,
                    total: int, on_frame: FrameCallback | None = None) -> FramesDone:
-    """Stylize frames in order into `folder`, one atomic PNG each; frames already there are kept.
+    """Stylize frames in order into `work_dir`, one atomic PNG each; frames already there are kept.
 
-    Frame t starts from frame t-1's result as read back from disk, so a resumed run computes
-    exactly what an uninterrupted one would. A scene cut starts the next frame cold.
+    Frame t starts from frame t-1's result, which is exactly its lossless PNG: kept in memory, and
+    read back only when an earlier run made it, so a resumed run computes what an uninterrupted one
+    would. A scene cut starts the next frame cold.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
     done = FramesDone(0, 0, [])
-    with FrameLog(folder) as frame_log:
+    with FrameLog(work_dir) as frame_log:
         frame_log.write({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "precision": frame_stylizer.stylizer.precision.reason})
-        previous_in: np.ndarray | None = None
-        for index, frame in enumerate(frames):
+        previous: Frame | None = None
+        previous_out: np.ndarray | None = None  # t-1's result when this run made it
+        for index, rgb in enumerate(frames):
+            frame = Frame(rgb)
             done.count = index + 1
-            cut = previous_in is not None and is_cut(previous_in, frame, video.scene_threshold)
+            cut = previous is not None and is_cut(previous, frame, video.scene_threshold)
             if cut:
                 done.cuts.append(index)
-            path = frame_path(folder, index)
+            warm_from = None if previous is None or cut else previous
+            path = frame_path(work_dir, index)
             if path.is_file():
-                report = FrameReport(index, total, previous_in is None or cut, cut, skipped=True)
+                report = FrameReport(index, total, frame_stylizer.is_cold(warm_from), cut, skipped=True)
+                previous_out = None
             else:
-                previous = None if previous_in is None or cut else (previous_in, read_frame(frame_path(folder, index - 1)))
-                stylized, stats = frame_stylizer(frame, previous)
-                write_frame(path, stylized)
+                if warm_from is not None and previous_out is None:
+                    previous_out = read_frame(frame_path(work_dir, index - 1))
+                previous_out, stats = frame_stylizer(frame, None if warm_from is None else (warm_from, previous_out))
+                write_frame(path, previous_out)
                 done.computed += 1
-                report = FrameReport(index, total, previous is None or video.init == "content", cut, False, **stats)
+                report = FrameReport(index, total, frame_stylizer.is_cold(warm_from), cut, False, **stats)
                 frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
             if on_frame:
                 on_frame(report)
-            previous_in = frame
+            previous = frame
     return done

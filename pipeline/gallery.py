@@ -59,9 +59,9 @@ def render(report: BatchReport) -> str:
              f"<h1>{html.escape(str(report.input))} &rarr; {html.escape(str(root))}</h1>",
              f"<p class='counts'><span>done {len(report.of('done'))}</span><span>skipped (done before) {len(report.of('skipped'))}</span>"
              f"<span>failed {len(failed)}</span></p>"]
-    for style in sorted({r.item.style for r in done}):
+    for style in sorted({r.item.style_image for r in done}):
         parts.append(f"<h2>style: {html.escape(style.name)}</h2><div class='grid'>")
-        for r in (r for r in done if r.item.style == style):
+        for r in (r for r in done if r.item.style_image == style):
             thumbs = "".join(
                 f"<a href='{_link(root, target)}'><img alt='{kind}' src='{_link(root, thumbnail_path(root, r.item.output, kind))}'></a>"
                 for kind, target in (("input", r.item.source), ("result", r.item.output)))

@@ -6,15 +6,17 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import imageio.v3 as iio
 import numpy as np
 import torch
+from PIL import Image
 
-from pipeline.errors import InputError, OutputError
+from pipeline.errors import InputError, OutputError, first_line
+from pipeline.settings import JPEG_QUALITY
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Photo:
     alpha: np.ndarray | None = None  # H x W, float32 in [0, 1]
     grayscale: bool = False
     bits: int = 8
+    exif: bytes | None = field(default=None, repr=False)  # the camera's EXIF (date, camera), orientation reset: pixels are upright
+    icc: bytes | None = field(default=None, repr=False)  # the colour profile the pixel values are in
 
     @property
     def size(self) -> tuple[int, int]:
@@ -42,8 +46,25 @@ def read_photo(path: Path) -> Photo:
     try:
         array = iio.imread(path, plugin="pillow", rotate=True)
     except Exception as err:
-        raise InputError(f"{path}: not a readable image ({_short(err)})") from None
-    return _photo_from_array(array, path)
+        raise InputError(f"{path}: not a readable image ({first_line(err)})") from None
+    return replace(_photo_from_array(array, path), **_metadata(path))
+
+
+def _metadata(path: Path) -> dict[str, bytes | None]:
+    """EXIF (orientation set to upright, as the pixels now are) and ICC profile, to write back."""
+    try:
+        with Image.open(path) as image:
+            icc = image.info.get("icc_profile") or None
+            exif = image.getexif()
+            if _ORIENTATION in exif:
+                exif[_ORIENTATION] = 1
+            return {"exif": exif.tobytes() if exif else None, "icc": icc}
+    except Exception:  # metadata is a courtesy: unreadable metadata never costs the photo
+        return {"exif": None, "icc": None}
+
+
+_ORIENTATION = 0x0112
+_METADATA_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")  # Pillow writes EXIF and ICC to these
 
 
 def _photo_from_array(array: np.ndarray, path: Path) -> Photo:
@@ -62,7 +83,7 @@ def _photo_from_array(array: np.ndarray, path: Path) -> Photo:
     return Photo(np.ascontiguousarray(np.clip(rgb, 0, 1)), alpha, grayscale, bits)
 
 
-def write_photo(photo: Photo, path: Path, quality: int = 95) -> None:
+def write_photo(photo: Photo, path: Path, quality: int = JPEG_QUALITY) -> None:
     """Write atomically, in the format the extension names, keeping grayscale, alpha and bit depth."""
     path = Path(path)
     values = photo.rgb.mean(axis=2, keepdims=True) if photo.grayscale else photo.rgb
@@ -74,11 +95,13 @@ def write_photo(photo: Photo, path: Path, quality: int = 95) -> None:
     if array.shape[2] == 1:
         array = array[..., 0]
     extra = {"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+    if path.suffix.lower() in _METADATA_SUFFIXES:
+        extra.update({key: value for key, value in (("exif", photo.exif), ("icc_profile", photo.icc)) if value})
     with atomic_path(path) as tmp:
         try:
             iio.imwrite(tmp, array, plugin="pillow", extension=path.suffix, **extra)
         except Exception as err:
-            raise OutputError(f"{path}: cannot write image ({_short(err)})") from None
+            raise OutputError(f"{path}: cannot write image ({first_line(err)})") from None
 
 
 def _supports_alpha(path: Path) -> bool:
@@ -133,7 +156,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
+def resize_long_side(rgb: np.ndarray, long_side: int | None) -> np.ndarray:
+    """To `long_side` px on its long side (None: as is)."""
+    if long_side is None:
+        return rgb
     height, width = rgb.shape[:2]
     scale = long_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -166,6 +192,6 @@ def load_rgb(path: Path, long_side: int | None = None) -> torch.Tensor:
     return to_tensor(resize_long_side(rgb, long_side) if long_side else rgb)
 
 
-def _short(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:160] if text else type(err).__name__
+def load_styles(paths: Sequence[Path]) -> list[torch.Tensor]:
+    """Style images at their own size (the engine resizes them to the content); a broken one names its file."""
+    return [load_rgb(Path(p)) for p in paths]

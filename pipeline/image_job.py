@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.engine import ProgressCallback, Result, Stylizer, check_size
 from pipeline.errors import OutputError
-from pipeline.image_io import Photo, check_output_file, load_rgb, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
-from pipeline.settings import StyleSettings
+from pipeline.image_io import Photo, check_output_file, load_styles, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
+from pipeline.settings import JPEG_QUALITY, StyleSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -21,10 +22,6 @@ def check_output(output: Path, inputs: Sequence[Path], overwrite: bool = False) 
     check_output_file(output, inputs, overwrite)
 
 
-def load_styles(paths: Sequence[Path]) -> list:
-    return [load_rgb(Path(p)) for p in paths]
-
-
 def stylize_photo(photo: Photo, stylizer: Stylizer, keep_size: bool = False, callback: ProgressCallback | None = None) -> tuple[Photo, Result]:
     """Stylize at the settings' size; alpha, grayscale and bit depth follow the input."""
     content = to_tensor(resize_long_side(photo.rgb, stylizer.settings.size))
@@ -33,7 +30,7 @@ def stylize_photo(photo: Photo, stylizer: Stylizer, keep_size: bool = False, cal
     size = photo.size if keep_size else (rgb.shape[1], rgb.shape[0])
     rgb = resize_to(rgb, size)
     alpha = resize_to(photo.alpha, size) if photo.alpha is not None else None
-    return Photo(rgb, alpha, photo.grayscale, photo.bits), result
+    return replace(photo, rgb=rgb, alpha=alpha), result
 
 
 def save_intermediates(output: Path, every: int) -> ProgressCallback | None:
@@ -59,7 +56,7 @@ def stylize_file(
     settings: StyleSettings,
     weights: str | None = None,
     callback: ProgressCallback | None = None,
-    quality: int = 95,
+    quality: int = JPEG_QUALITY,
     overwrite: bool = False,
 ) -> Result:
     """Read, stylize, write (atomically). Checks every path before loading the network."""

@@ -83,13 +83,45 @@ class _GramStyleLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         features, difference = ctx.saved_tensors
-        _, channels, height, width = features.shape
-        scale = grad_output / (2 * channels**2 * height * width)
-        symmetric = difference + difference.T  # A is a Gram (or a blend of them), symmetric but for rounding
-        # (M, N) = F^T (D + D^T): contiguous in channels-last order, which is how VGG's activations lie
-        pixels_by_channel = features.permute(0, 2, 3, 1).reshape(height * width, channels)
-        grad = pixels_by_channel @ (symmetric * scale).to(features.dtype)
-        return grad.reshape(1, height, width, channels).permute(0, 3, 1, 2), None
+        return gram_loss_gradient(features, difference, features.shape[-2] * features.shape[-1], grad_output), None
+
+
+class _StyleGradient(torch.autograd.Function):
+    """Carries the gradient of a whole image's style loss into one tile's features.
+
+    The whole image's Gram is the sum of its tiles' (each divided by the whole image's M), so
+    the gradient at a tile's features is F_tile^T (D + D^T) / (2 N^2 M) with D = G_whole - A,
+    known once every tile's Gram is summed. Its value is 0: the loss itself was added up then.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, difference: torch.Tensor, pixels: int) -> torch.Tensor:
+        ctx.save_for_backward(features, difference)
+        ctx.pixels = pixels
+        return features.new_zeros((), dtype=torch.float32)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        features, difference = ctx.saved_tensors
+        return gram_loss_gradient(features, difference, ctx.pixels, grad_output), None, None
+
+
+def gram_loss_gradient(features: torch.Tensor, difference: torch.Tensor, pixels: int, grad_output: torch.Tensor) -> torch.Tensor:
+    """d style_layer_loss / d features = F^T (D + D^T) / (2 N^2 M), M = `pixels` of the whole image."""
+    _, channels, height, width = features.shape
+    scale = grad_output / (2 * channels**2 * pixels)
+    symmetric = difference + difference.T  # A is a Gram (or a blend of them), symmetric but for rounding
+    # (M, N) = F^T (D + D^T): contiguous in channels-last order, which is how VGG's activations lie
+    pixels_by_channel = features.permute(0, 2, 3, 1).reshape(height * width, channels)
+    grad = pixels_by_channel @ (symmetric * scale).to(features.dtype)
+    return grad.reshape(1, height, width, channels).permute(0, 3, 1, 2)
+
+
+def partial_gram(features: torch.Tensor, pixels: int) -> torch.Tensor:
+    """A tile's share of the whole image's Gram matrix: F F^T divided by the whole image's M."""
+    _, channels, height, width = features.shape
+    return gram_matrix(features) * (height * width / pixels)
 
 
 class Term(nn.Module):
@@ -114,7 +146,7 @@ def weighted_parts(terms: Sequence[Term], image: torch.Tensor, features: dict[st
 
 def summarize(terms: Sequence[Term], parts: dict[str, torch.Tensor]) -> dict[str, float]:
     """The parts as numbers, each group's sum, and "total"."""
-    values = {name: value.item() for name, value in parts.items()}
+    values = {name: value.item() if isinstance(value, torch.Tensor) else float(value) for name, value in parts.items()}
     total = sum(values.values())
     for group in dict.fromkeys(term.group for term in terms if term.group):
         values[group] = sum(values[term.name] for term in terms if term.group == group)
@@ -131,6 +163,10 @@ class ContentLoss(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return content_loss(features, self.target) / self.zero_loss
 
+    def of_tile(self, features: torch.Tensor, rows: slice, cols: slice) -> torch.Tensor:
+        """A tile's share of the loss: its features against the same crop of the target."""
+        return content_loss(features, self.target[..., rows, cols]) / self.zero_loss
+
 
 class StyleLoss(nn.Module):
     """One layer's Gram target (blended over several style images by the caller)."""
@@ -142,6 +178,14 @@ class StyleLoss(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return _GramStyleLoss.apply(features, self.target) / self.zero_loss
+
+    def of_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        """The loss of a whole image whose Gram (summed over tiles) is `gram`."""
+        return style_layer_loss(gram, self.target) / self.zero_loss
+
+    def tile_gradient(self, features: torch.Tensor, gram: torch.Tensor, pixels: int) -> torch.Tensor:
+        """0, with the gradient of `of_gram(gram)` at this tile's features (see `_StyleGradient`)."""
+        return _StyleGradient.apply(features, gram - self.target, pixels) / self.zero_loss
 
 
 class TVLoss(nn.Module):

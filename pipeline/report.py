@@ -14,7 +14,7 @@ from pathlib import Path
 class WorkItem:
     source: Path
     output: Path
-    style: Path
+    style_image: Path
 
 
 @dataclass
@@ -39,11 +39,16 @@ class BatchReport:
     def new_failures(self) -> list[ItemResult]:
         return [r for r in self.of("failed") if not r.before]
 
+    @property
+    def old_failures(self) -> list[ItemResult]:
+        """Failed in an earlier run on the same file: reported again, not retried."""
+        return [r for r in self.of("failed") if r.before]
+
     def to_json(self) -> dict:
         return {
             "input": str(self.input), "output": str(self.output),
-            "counts": {**{s: len(self.of(s)) for s in ("done", "skipped", "failed")}, "failed_before": len(self.of("failed")) - len(self.new_failures)},
-            "items": [{"source": str(r.item.source), "output": str(r.item.output), "style": str(r.item.style),
+            "counts": {**{s: len(self.of(s)) for s in ("done", "skipped", "failed")}, "failed_before": len(self.old_failures)},
+            "items": [{"source": str(r.item.source), "output": str(r.item.output), "style": str(r.item.style_image),
                        "status": r.status, "reason": r.reason, "seconds": round(r.seconds, 2), "failed_before": r.before,
                        "fingerprint": fingerprint(r.item.source) if r.status == "failed" else None} for r in self.results],
         }

@@ -26,6 +26,10 @@ def _vgg19_layer_names() -> tuple[str, ...]:
     return tuple(names)
 
 
+JPEG_QUALITY = 95  # of JPEG/WebP outputs
+VIDEO_CODEC = "libx264"
+VIDEO_CRF = 18
+
 LAYER_NAMES = _vgg19_layer_names()
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -108,8 +112,8 @@ class StyleSettings:
     the same weights work at any image size and with either weights' input scale.
     """
 
-    size: int = 512  # long side of the output, in pixels
-    iterations: int = 300  # L-BFGS iterations (Adam steps) at the final scale
+    size: int | None = 512  # long side of the output, in pixels; None: the input's own ("--size full")
+    iterations: int = 300  # L-BFGS iterations (Adam steps) a scale; scales above coarse_threshold get fewer
     content_weight: float = 1.0
     style_weight: float = 1e2
     tv_weight: float = 0.0
@@ -132,9 +136,11 @@ class StyleSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = "auto"
     save_every: int = 0  # write an intermediate image every N iterations (0: never)
+    max_memory: int | None = None  # bytes one stylize call may use beyond the network (None: device.memory_budget)
 
     def __post_init__(self) -> None:
-        _at_least("--size", self.size, 1, integer=True)
+        if self.size is not None:
+            _at_least("--size", self.size, 1, integer=True)
         _at_least("--iterations", self.iterations, 0, integer=True)
         _at_least("--content-weight", self.content_weight, 0)
         _at_least("--style-weight", self.style_weight, 0)
@@ -169,6 +175,30 @@ class StyleSettings:
             raise _fail("--device", self.device, "use auto, cpu, cuda or cuda:N")
         _choice("--precision", self.precision, Precision)
         _at_least("--save-every", self.save_every, 0, integer=True)
+        if self.max_memory is not None:
+            _at_least("--max-memory", self.max_memory, 2**20, integer=True)
+
+
+def parse_size(text: str) -> int | None:
+    """--size: a long side in pixels, or "full" (None: each input's own)."""
+    if text.strip().lower() == "full":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise _fail("--size", text, "give a long side in pixels, e.g. 512, or full") from None
+
+
+def parse_bytes(text: str) -> int | None:
+    """--max-memory: "auto" (None), or a number of bytes with an optional K, M, G or T suffix (powers of 1024)."""
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    if text == "AUTO":
+        return None
+    factor = 1024 ** ("KMGT".index(text[-1]) + 1) if text and text[-1] in "KMGT" else 1
+    try:
+        return int(float(text[:-1] if factor > 1 else text) * factor)
+    except ValueError:
+        raise _fail("--max-memory", text, "give a size such as 4G or 500M, or auto") from None
 
 
 def check_style_count(settings: StyleSettings, count: int, note: str = "one per --style") -> None:
@@ -181,7 +211,7 @@ def check_style_count(settings: StyleSettings, count: int, note: str = "one per 
                     f"{len(settings.style_blend)} weights for {count} style image{'s' if count != 1 else ''} ({note})")
 
 
-VideoInit = Literal["flow", "prev", "content"]
+WarmStart = Literal["flow", "prev", "content"]
 Fill = Literal["content", "warp", "blend"]
 
 
@@ -189,22 +219,22 @@ Fill = Literal["content", "warp", "blend"]
 class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
-    init: VideoInit = "flow"  # warm start of frame t: flow-warped / unwarped result of t-1, or cold
+    warm_start: WarmStart = "flow"  # of frame t: flow-warped / unwarped result of t-1, or cold
     first_frame_scales: int = 2  # cold frames: at least this many coarse-to-fine sizes, sharing the budget where the photo ladder has fewer
     iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
     patience_next: int = 5  # early-stop window (iterations) of those frames
-    temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with init "flow"
+    temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with warm_start "flow"
     fill: Fill = "content"  # what disoccluded pixels of the warm start take
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds to take (None: to the end)
     max_frames: int | None = None
-    codec: str = "libx264"  # any video encoder of the ffmpeg in use: `video_io.check_encoder` asks it
-    crf: int = 18
+    codec: str = VIDEO_CODEC  # any video encoder of the ffmpeg in use: `video_io.check_encoder` asks it
+    crf: int = VIDEO_CRF
     keep_frames: bool = False
 
     def __post_init__(self) -> None:
-        _choice("--video-init", self.init, VideoInit)
+        _choice("--video-init", self.warm_start, WarmStart)
         _at_least("--first-frame-scales", self.first_frame_scales, 1, integer=True)
         _at_least("--iterations-next", self.iterations_next, 0, integer=True)
         _at_least("--patience-next", self.patience_next, 1, integer=True)
@@ -229,7 +259,7 @@ class FolderSettings:
     """How a folder of photos is processed, on top of the per-photo StyleSettings."""
 
     keep_size: bool = False  # upscale each result back to its photo's size
-    quality: int = 95  # JPEG/WebP quality
+    quality: int = JPEG_QUALITY
     style_folders: bool = False  # several styles: OUT/<style>/... instead of name.<style>.ext
     overwrite: bool = False  # redo photos whose output exists
 

@@ -1,13 +1,15 @@
 """Temporal coherence for video (Ruder, Dosovitskiy, Brox 2016): optical flow, warping,
 forward-backward consistency, scene cuts, and the warping-error metric.
 
-All functions take H x W x 3 float32 RGB frames in [0, 1] (or uint8) as numpy arrays; OpenCV
-does the flow (DIS) and the warping (remap).
+Images are H x W x 3 float32 RGB numpy arrays in [0, 1] (or uint8); input frames that the flow
+or the cut check looks at come as `Frame`, which makes their grey version once. OpenCV does the
+flow (DIS) and the warping (remap).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -18,15 +20,26 @@ def gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
+class Frame:
+    """An input frame with its grey version made once: the cut check and both flow directions use it."""
+
+    def __init__(self, rgb: np.ndarray):
+        self.rgb = rgb
+
+    @cached_property
+    def grey(self) -> np.ndarray:
+        return gray(self.rgb)
+
+
 class FlowEstimator:
     """DIS optical flow; one instance per video (it keeps its buffers)."""
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
         self.dis = cv2.DISOpticalFlow_create(preset)
 
-    def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    def flow(self, source: Frame, target: Frame) -> np.ndarray:
         """H x W x 2 displacement: for each pixel of `source`, where it lies in `target`."""
-        return self.dis.calc(gray(source), gray(target), None)
+        return self.dis.calc(source.grey, target.grey, None)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -57,7 +70,7 @@ class WarpedPrevious:
     mask: np.ndarray  # consistency mask, H x W
 
 
-def carry_over(previous_result: np.ndarray, previous_frame: np.ndarray, frame: np.ndarray, flows: FlowEstimator) -> WarpedPrevious:
+def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame, flows: FlowEstimator) -> WarpedPrevious:
     """The previous frame's result warped along the flow onto `frame`, with its consistency mask."""
     backward = flows.flow(frame, previous_frame)
     forward = flows.flow(previous_frame, frame)
@@ -77,13 +90,13 @@ def fill_disocclusions(warped: WarpedPrevious, content: np.ndarray, fill: str) -
     return mask * warped.image + (1 - mask) * other
 
 
-def scene_change(previous_frame: np.ndarray, frame: np.ndarray) -> float:
+def scene_change(previous_frame: Frame, frame: Frame) -> float:
     """Mean absolute difference of small, blurred grey versions, in [0, 1]: near 0 within a shot."""
-    small = [cv2.GaussianBlur(cv2.resize(gray(f), (64, 36), interpolation=cv2.INTER_AREA), (3, 3), 0) for f in (previous_frame, frame)]
+    small = [cv2.GaussianBlur(cv2.resize(f.grey, (64, 36), interpolation=cv2.INTER_AREA), (3, 3), 0) for f in (previous_frame, frame)]
     return float(np.abs(small[0].astype(np.float32) - small[1].astype(np.float32)).mean() / 255.0)
 
 
-def is_cut(previous_frame: np.ndarray, frame: np.ndarray, threshold: float) -> bool:
+def is_cut(previous_frame: Frame, frame: Frame, threshold: float) -> bool:
     """A new shot starts at `frame`: the one rule for the sequential run and the cluster's cut scan."""
     return scene_change(previous_frame, frame) > threshold
 
@@ -98,10 +111,10 @@ class WarpingError:
     def __init__(self) -> None:
         self.flows = FlowEstimator()
         self.errors: list[float] = []
-        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+        self._previous: tuple[Frame, np.ndarray] | None = None
 
     def add(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
-        frame_out = to_float(frame_out)
+        frame_in, frame_out = Frame(frame_in), to_float(frame_out)
         if self._previous is not None:
             carried = carry_over(self._previous[1], self._previous[0], frame_in, self.flows)
             mask = carried.mask[..., None]

@@ -115,5 +115,26 @@ def smallest_input_side(layers: Iterable[str]) -> int:
     return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[: deepest + 1])
 
 
+def layer_stride(layer: str) -> int:
+    """Input pixels per feature pixel at `layer`: 2 ** poolings before it."""
+    index = LAYER_NAMES.index(_output_module(layer))
+    return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[:index])
+
+
+def receptive_radius(layers: Iterable[str]) -> int:
+    """How far (in input pixels) zero padding at a crop's edge can reach into the deepest of
+    `layers`: each 3x3 conv widens the band by one feature pixel, each 2x2 pooling by one of its
+    input's. A crop with this much margin gives the whole image's features inside the margin."""
+    deepest = max(LAYER_NAMES.index(_output_module(name)) for name in layers)
+    radius, stride = 0, 1
+    for name in LAYER_NAMES[: deepest + 1]:
+        if name.startswith("conv"):
+            radius += stride
+        elif name.startswith("pool"):
+            radius += stride
+            stride *= 2
+    return radius
+
+
 def _output_module(layer: str) -> str:
     return "relu" + layer[4:] if layer.startswith("conv") else layer

@@ -22,8 +22,9 @@ import av
 import ffmpeg
 import numpy as np
 
-from pipeline.errors import InputError, OutputError, SettingsError
+from pipeline.errors import InputError, OutputError, SettingsError, first_line
 from pipeline.image_io import atomic_path
+from pipeline.settings import VIDEO_CODEC, VIDEO_CRF
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
 
@@ -132,7 +133,7 @@ def probe(path: Path) -> VideoInfo:
     except InputError:
         raise
     except Exception as err:
-        raise InputError(f"{path}: not a readable video ({str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__})") from None
+        raise InputError(f"{path}: not a readable video ({first_line(err)})") from None
     if frames <= 0 or fps <= 0 or width <= 0:
         raise InputError(f"{path}: video stream has no decodable frames")
     if rotation % 180:
@@ -242,8 +243,8 @@ class Reader:
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    codec: str = "libx264"
-    crf: int = 18
+    codec: str = VIDEO_CODEC
+    crf: int = VIDEO_CRF
     preset: str = "medium"
     pix_fmt: str = "yuv420p"
 

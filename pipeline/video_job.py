@@ -16,7 +16,7 @@ from pipeline.chunks import VideoJob, assemble, chunk_layout, stylize_chunks
 from pipeline.engine import Stylizer, check_size
 from pipeline.errors import OutputError, SettingsError
 from pipeline.frames import FrameCallback, FrameStylizer, stylize_frames
-from pipeline.image_io import check_output_file, load_rgb
+from pipeline.image_io import check_output_file, load_styles
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal_eval import temporal_errors
 from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, check_complete, check_encoder, encode,
@@ -36,10 +36,10 @@ class VideoResult:
     log: list[str]  # things the user should know (odd size cropped, audio re-encoded, ...)
 
 
-def check_video_output(source: Path, output: Path, styles: list[Path], overwrite: bool) -> None:
+def check_video_output(source: Path, output: Path, style_images: list[Path], overwrite: bool) -> None:
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         raise OutputError(f"{output}: unknown video container {output.suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}")
-    check_output_file(output, [source, *styles], overwrite)
+    check_output_file(output, [source, *style_images], overwrite)
 
 
 def check_range(info: VideoInfo, video: VideoSettings) -> None:
@@ -49,9 +49,9 @@ def check_range(info: VideoInfo, video: VideoSettings) -> None:
 
 def stylize_video(
     source: Path,
-    styles: list[Path],
+    style_images: list[Path],
     output: Path,
-    style: StyleSettings,
+    style_settings: StyleSettings,
     video: VideoSettings = VideoSettings(),
     weights: str | None = None,
     overwrite: bool = False,
@@ -60,42 +60,48 @@ def stylize_video(
     on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> VideoResult:
     """Decode, stylize frame by frame, encode. `cluster`: run chunks of frames on Ray workers."""
-    source, output, styles = Path(source), Path(output), [Path(p) for p in styles]
-    check_video_output(source, output, styles, overwrite)
+    source, output, style_images = Path(source), Path(output), [Path(p) for p in style_images]
+    check_video_output(source, output, style_images, overwrite)
     check_encoder(video.codec)
     info = probe(source)
     check_range(info, video)
     check_complete(info)
-    style_images = [load_rgb(p) for p in styles]  # also the check, before any work, that each style decodes
-    size = even_size(info.width, info.height, style.size)
-    check_size(size[1], size[0], style, source)
+    styles = load_styles(style_images)  # also the check, before any work, that each style decodes
+    size = even_size(info.width, info.height, style_settings.size)
+    check_size(size[1], size[0], style_settings, source)
     log = _size_notes(info, size)
     layout = chunk_layout(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
-    work_dir = work_folder(output, source, styles, style, video, layout)
+    work_dir = work_folder(output, source, style_images, style_settings, video, layout)
     if cluster is None:
-        frame_stylizer = FrameStylizer(Stylizer(style, style_images, weights), video)
+        frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video)
         with Reader(info, size, video.start, video.duration) as reader:
             done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video, _frames_in_range(info, video), on_frame)
         frames = lambda: (read_frame(frame_path(work_dir, i)) for i in range(done.count))  # noqa: E731
     else:
-        job = VideoJob(source, tuple(styles), style, video, size, work_dir)
+        job = VideoJob(source, tuple(style_images), style_settings, video, size, work_dir)
         done, chunks = stylize_chunks(job, info, cluster, weights, on_chunk)
         frames = lambda: assemble(job, chunks, cluster.overlap_frames)  # noqa: E731
         log.append(f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by {cluster.overlap_frames}")
     if done.count == 0:
         raise OutputError(f"{source}: no frames decoded in the chosen range")
-    expected = _frames_in_range(info, video)
-    if done.count < expected - 1:  # check_complete passed: damage inside the file, found while decoding
-        warning = f"warning: {source}: only {done.count} of the {expected} frames announced could be decoded; the output is that much shorter"
-        log.append(warning)
-        with FrameLog(work_dir) as frame_log:
-            frame_log.write({"warning": warning})
+    log += _short_decode_warning(info, video, done.count, work_dir)
     log += [f"scene cut before frame {i}" for i in done.cuts]
     encode(frames, output, size, info.fps, info, video.start, float(done.count / info.fps),
            EncodeSettings(codec=video.codec, crf=video.crf))
     if not video.keep_frames:
         shutil.rmtree(work_dir, ignore_errors=True)
     return VideoResult(output, done.count, done.computed, done.cuts, work_dir, log)
+
+
+def _short_decode_warning(info: VideoInfo, video: VideoSettings, decoded: int, work_dir: Path) -> list[str]:
+    """check_complete passed, so damage inside the file, found while decoding: said in the output and frames.jsonl."""
+    expected = _frames_in_range(info, video)
+    if decoded >= expected - 1:
+        return []
+    warning = f"warning: {info.path}: only {decoded} of the {expected} frames announced could be decoded; the output is that much shorter"
+    with FrameLog(work_dir) as frame_log:
+        frame_log.write({"warning": warning})
+    return [warning]
 
 
 def _frames_in_range(info: VideoInfo, video: VideoSettings) -> int:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, first_line
 
 EMBEDDED_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 WEIGHTS_ENV = "STYLIZE_VGG19_WEIGHTS"
@@ -79,7 +79,7 @@ def _torch_load(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged archive
-        raise WeightsError(f"{path}: cannot read weights ({_first_line(err)}); the file may be truncated or not a torch file") from None
+        raise WeightsError(f"{path}: cannot read weights ({first_line(err)}); the file may be truncated or not a torch file") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a state dict, found {type(data).__name__}")
     return data
@@ -99,7 +99,7 @@ def load_torchvision() -> VGGWeights:
     try:
         full = weights.get_state_dict(progress=True, check_hash=True)
     except Exception as err:
-        raise WeightsError(f"{weights.url}: download failed ({_first_line(err)})") from None
+        raise WeightsError(f"{weights.url}: download failed ({first_line(err)})") from None
     state = {k.removeprefix("features."): v for k, v in full.items() if k.startswith("features.")}
     return VGGWeights(check_architecture(state, weights.url), IMAGENET, "torchvision IMAGENET1K_V1")
 
@@ -131,8 +131,3 @@ def load_weights(spec: str | None = None) -> VGGWeights:
     if spec == "torchvision":
         return load_torchvision()
     return load_local(Path(spec).expanduser())
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__

@@ -23,13 +23,15 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def work_folder(output: Path, source: Path, styles: list[Path], style: StyleSettings, video: VideoSettings,
+def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
                 layout: dict | None = None) -> Path:
     """Keyed by the input's and styles' content and every setting that changes the frames."""
     frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames")}
-    if style.coarse_to_fine is False:
+    frames_only["init"] = frames_only.pop("warm_start")  # its name before issue 17: finished runs keep their folder
+    if style_settings.coarse_to_fine is False:
         frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
-    key = json.dumps([file_digest(source), [file_digest(p) for p in styles], asdict(style), frames_only, layout],
+    style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
+    key = json.dumps([file_digest(source), [file_digest(p) for p in style_images], style_only, frames_only, layout],
                      sort_keys=True, default=str)
     return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 

@@ -87,3 +87,34 @@ def test_good_run_writes_the_image(tmp_path, tubingen, starry_night):
     assert photo.size == (64, 48)  # tubingen is 4:3
     assert (tmp_path / "out.s1.iter0002.png").is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_full_size_keeps_the_photos_size_and_its_metadata(tmp_path, starry_night):
+    """--size full: the photo's own pixels, not a scaled-up small result; EXIF (date, camera) and
+    the ICC profile come through, the orientation tag reset as the pixels are upright."""
+    import numpy as np
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8))
+    exif = photo.getexif()
+    exif[0x010F], exif[0x0132], exif[0x0112] = "TestCam", "2026:11:26 04:00:00", 6  # make, date, rotated 90
+    content = tmp_path / "camera.jpg"
+    photo.save(content, exif=exif, icc_profile=icc)
+    output = tmp_path / "styled.jpg"
+    result = run(content, "-s", starry_night, "-o", output, "--size", "full", "--iterations", "2")
+    assert result.exit_code == 0, result.output
+    with Image.open(output) as written:
+        assert written.size == (40, 72)  # upright: the EXIF rotation applied once, not twice
+        kept = written.getexif()
+        assert (kept[0x010F], kept[0x0132], kept.get(0x0112, 1)) == ("TestCam", "2026:11:26 04:00:00", 1)
+        assert written.info.get("icc_profile") == icc
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--size", "huge"], "--size"),
+    (["--max-memory", "lots"], "--max-memory"),
+    (["--max-memory", "10K"], "--max-memory"),
+])
+def test_size_and_memory_options_are_checked(tmp_path, tubingen, starry_night, args, expected):
+    one_line_error(run(tubingen, "-s", starry_night, "-o", tmp_path / "out.jpg", *args), expected)

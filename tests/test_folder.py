@@ -156,6 +156,15 @@ def test_dry_run_lists_and_estimates(tmp_path, starry_night):
     assert not (tmp_path / "out" / "gg.jpg").exists()
 
 
+def test_dry_run_after_a_run_counts_what_it_settled(finished):
+    """Neither the done photos nor the unchanged bad ones are listed or estimated again."""
+    source, output, style, _ = finished
+    result = run(source, "-s", style, "-o", output, *FAST, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"0 to do, {len(GOOD)} done before, {len(BAD)} failed before" in result.output
+    assert "->" not in result.output
+
+
 def test_bad_arguments_exit_2(tmp_path, starry_night):
     assert run(tmp_path / "absent", "-s", starry_night, "-o", tmp_path / "o").exit_code == 2
     (tmp_path / "in").mkdir()

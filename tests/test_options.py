@@ -240,7 +240,7 @@ LIBRARY_CASES = [
     (StyleSettings, {"coarse_min_size": 0}, "coarse_min_size"),
     (StyleSettings, {"save_every": -1}, "--save-every"),
     (VideoSettings, {"fill": "contnet"}, "--fill"),
-    (VideoSettings, {"init": "flwo"}, "--video-init"),
+    (VideoSettings, {"warm_start": "flwo"}, "--video-init"),
     (VideoSettings, {"first_frame_scales": 0}, "--first-frame-scales"),
     (VideoSettings, {"iterations_next": -1}, "--iterations-next"),
     (VideoSettings, {"patience_next": 0}, "--patience-next"),
@@ -277,7 +277,7 @@ def test_settings_accept_the_edges():
     StyleSettings(), VideoSettings(), FolderSettings(), ClusterSettings()
     StyleSettings(iterations=0, tv_weight=0, tolerance=0, device="cuda:1", init="some/photo.jpg", style_blend=(0.0, 1.0),
                   style_layers=("conv1_1", "relu2_1", "pool3"), style_layer_weights=(1, 0, 2), coarse_to_fine=False)
-    VideoSettings(init="content", fill="blend", scene_threshold=1.0, crf=51, temporal_weight=0, iterations_next=0, max_frames=1)
+    VideoSettings(warm_start="content", fill="blend", scene_threshold=1.0, crf=51, temporal_weight=0, iterations_next=0, max_frames=1)
     VideoSettings(codec="libvpx-vp9", crf=63)
     FolderSettings(quality=1), FolderSettings(quality=100)
     ClusterSettings(chunk_frames=73, workers=1), ClusterSettings(chunk_frames=1, overlap_frames=0)

@@ -167,7 +167,7 @@ def test_flow_warm_start_flickers_least(tmp_path, starry_night):
     errors = {}
     for mode in ("flow", "prev", "content"):
         output = tmp_path / f"{mode}.mp4"
-        stylize_video(source, [starry_night], output, style, VideoSettings(init=mode, iterations_next=15, max_frames=6))
+        stylize_video(source, [starry_night], output, style, VideoSettings(warm_start=mode, iterations_next=15, max_frames=6))
         errors[mode] = temporal_errors(source, output, max_frames=6)["output"]
     assert errors["flow"] < errors["prev"] < errors["content"], errors
     assert errors["flow"] <= 0.5 * errors["content"], errors
@@ -177,7 +177,7 @@ def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_w
     """Cold frames: two scales at half the iterations each; --coarse-to-fine off keeps one scale."""
     from pipeline.engine import Plan, Stylizer
     from pipeline.image_io import load_rgb, to_array, to_tensor
-    from pipeline.temporal import to_float
+    from pipeline.temporal import Frame, to_float
     from pipeline.frames import FrameStylizer
 
     frame = np.round(to_array(load_rgb(tubingen, 64)) * 255).astype(np.uint8)
@@ -188,12 +188,12 @@ def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_w
     def pixels(result):
         return np.round(to_array(result.image) * 255).astype(np.uint8)
 
-    out, _ = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(frame, None)
+    out, _ = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(Frame(frame), None)
     assert np.array_equal(out, pixels(stylizer.stylize(content, Plan(scales=2, iterations=3))))
     assert not np.array_equal(out, pixels(stylizer.stylize(content, Plan(scales=2, iterations=6))))
 
     single = Stylizer(replace(settings, coarse_to_fine=False), [load_rgb(starry_night)], embedded_weights)
-    out_off, _ = FrameStylizer(single, VideoSettings(first_frame_scales=2))(frame, None)
+    out_off, _ = FrameStylizer(single, VideoSettings(first_frame_scales=2))(Frame(frame), None)
     assert np.array_equal(out_off, pixels(single.stylize(content)))
     assert not np.array_equal(out, out_off)
 
@@ -202,12 +202,12 @@ def test_cold_start_keeps_the_whole_budget_where_no_coarser_size_fits(embedded_w
     """A 30 px tall frame has no 15 px half for conv5_1: one scale with all 6 iterations, as a photo."""
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb, to_tensor
-    from pipeline.temporal import to_float
+    from pipeline.temporal import Frame, to_float
     from pipeline.frames import FrameStylizer
 
     frame = (np.random.default_rng(0).random((30, 100, 3)) * 255).astype(np.uint8)
     stylizer = Stylizer(StyleSettings(**{**FAST, "size": 100, "iterations": 6}, precision="fp32"), [load_rgb(starry_night)], embedded_weights)
-    out, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(frame, None)
+    out, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(Frame(frame), None)
     photo = stylizer.stylize(to_tensor(to_float(frame)))
     assert info["evaluations"] == photo.evaluations
     assert np.array_equal(out, np.round(photo.image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))

@@ -1,0 +1,127 @@
+"""Tiled evaluation (issue 18): equal to the whole image's, and within a memory bound."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.engine import Stylizer, rung_iterations, scale_ladder
+from pipeline.errors import SettingsError
+from pipeline.image_io import load_rgb
+from pipeline.losses import weighted_parts
+from pipeline.settings import StyleSettings
+from tests.conftest import data_file
+from pipeline.tiles import assemble_features, evaluate_tiled, halo_of, plan_memory, plan_tiles
+
+LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+
+
+def test_cores_cover_the_image_once_on_the_pooling_grid():
+    tiles = plan_tiles(203, 270, 64, LAYERS)
+    covered = torch.zeros(203, 270, dtype=torch.int32)
+    for tile in tiles:
+        covered[tile.core] += 1
+        for core, window, length in zip(tile.core, tile.window, (203, 270)):
+            assert core.start % 16 == 0 and (core.stop % 16 == 0 or core.stop == length)
+            assert window.start == max(0, core.start - halo_of(LAYERS)) and window.start % 16 == 0
+    assert bool((covered == 1).all()) and len(tiles) == 4 * 5
+
+
+@pytest.fixture(scope="module")
+def fp32_stylizer(embedded_weights):
+    settings = StyleSettings(size=270, precision="fp32", tv_weight=10.0, max_memory=2**40)
+    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
+
+
+def test_tiled_loss_and_gradient_equal_the_whole_images(fp32_stylizer, tubingen):
+    """Odd sizes (203 x 270: neither side on the 16 px grid), cores of 64 px whose halos cross
+    pooling windows and reach the image's borders; conv1_1 to conv5_1 and TV."""
+    content = torch.nn.functional.interpolate(load_rgb(tubingen), size=(203, 270), mode="area")
+    image = (content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    tiles = plan_tiles(203, 270, 64, LAYERS)
+
+    whole_terms = fp32_stylizer.loss_terms(content)
+    whole = image.clone().requires_grad_(True)
+    parts = weighted_parts(whole_terms, whole, fp32_stylizer.features(whole))
+    sum(parts.values()).backward()
+
+    tiled_target = assemble_features(content, "conv4_2", fp32_stylizer.features, tiles)
+    assert torch.allclose(tiled_target, whole_terms[0].loss.target, rtol=1e-4, atol=1e-4 * float(tiled_target.abs().max()))
+    tiled = image.clone().requires_grad_(True)
+    values = evaluate_tiled(tiled, whole_terms, fp32_stylizer.features, tiles)
+
+    for name, value in parts.items():
+        assert values[name] == pytest.approx(value.item(), rel=1e-4), name
+    error = (tiled.grad - whole.grad).norm() / whole.grad.norm()
+    assert float(error) <= 1e-4
+
+
+def test_a_tile_without_its_halo_would_differ(fp32_stylizer, tubingen):
+    """The halo is needed: cut it and the style gradient changes (the test above can fail)."""
+    from pipeline.tiles import Tile
+
+    content = torch.nn.functional.interpolate(load_rgb(tubingen), size=(128, 160), mode="area")
+    terms = fp32_stylizer.loss_terms(content)
+    no_halo = [Tile(tile.core, tile.core, tile.image) for tile in plan_tiles(128, 160, 64, LAYERS)]
+    whole = content.clone().requires_grad_(True)
+    sum(weighted_parts(terms, whole, fp32_stylizer.features(whole)).values()).backward()
+    cut = content.clone().requires_grad_(True)
+    evaluate_tiled(cut, terms, fp32_stylizer.features, no_halo)
+    assert float((cut.grad - whole.grad).norm() / whole.grad.norm()) > 1e-2
+
+
+def test_memory_plan_tiles_only_what_does_not_fit():
+    whole = plan_memory(384, 512, 4 * 2**30, LAYERS, torch.float32)
+    assert whole.tiles is None and whole.history == 100
+    photo = plan_memory(3024, 4032, 4 * 2**30, LAYERS, torch.bfloat16)
+    assert photo.tiles is not None and len(photo.tiles) > 1 and 2 <= photo.history < 100
+    with pytest.raises(SettingsError, match="--max-memory"):
+        plan_memory(3024, 4032, 200 * 2**20, LAYERS, torch.float32)
+
+
+def test_large_scales_get_fewer_iterations():
+    settings = StyleSettings(size=None, iterations=300)
+    ladder = scale_ladder(3024, 4032, settings)
+    assert [max(size) for size in ladder] == [504, 1008, 2016, 4032]
+    assert [rung_iterations(size, 300, settings, ladder) for size in ladder] == [300, 77, 19, 5]
+    assert rung_iterations((384, 512), 300, settings, [(384, 512)]) == 300
+
+
+PEAK = """
+import json, sys, torch
+from pipeline.device import peak_rss_bytes
+from pipeline.engine import Stylizer, Plan
+from pipeline.image_io import load_rgb
+from pipeline.settings import StyleSettings
+budget, style = int(sys.argv[1]), sys.argv[2]
+torch.set_num_threads(2)
+settings = StyleSettings(size=640, precision="fp32", coarse_to_fine=False, tolerance=0.0, max_memory=budget)
+stylizer = Stylizer(settings, [load_rgb(style)])
+stylizer.stylize(torch.rand(1, 3, 48, 64), Plan(iterations=1))
+before = peak_rss_bytes()
+content = torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(0))
+tiles = stylizer.memory_plan(480, 640).tiles
+stylizer.stylize(content, Plan(iterations=1))
+print(json.dumps({"growth": peak_rss_bytes() - before, "tiles": len(tiles or [])}))
+"""
+
+
+def peak_growth(budget: int, style: Path) -> dict:
+    run = subprocess.run([sys.executable, "-c", PEAK, str(budget), str(style)], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_an_image_too_big_for_max_memory_runs_tiled_within_it(starry_night):
+    budget = 450 * 2**20
+    untiled = peak_growth(2**40, starry_night)
+    tiled = peak_growth(budget, starry_night)
+    assert untiled["tiles"] == 0 and untiled["growth"] > budget  # the whole image would not fit
+    assert tiled["tiles"] > 1 and tiled["growth"] <= budget
