@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from pipeline.device import release_freed_memory
 from pipeline.engine import Plan, Stylizer, rung_iterations, scale_ladder
 from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
 from pipeline.executor import make_executor
@@ -116,6 +117,8 @@ class Batch:
             return ItemResult(item, "failed", str(error).removeprefix(f"{item.source}: "), time.perf_counter() - start)
         except Exception as error:  # one odd photo must not stop a night's run
             return ItemResult(item, "failed", f"{type(error).__name__}: {error}", time.perf_counter() - start)
+        finally:
+            release_freed_memory()
         return ItemResult(item, "done", "", time.perf_counter() - start)
 
 
@@ -196,12 +199,13 @@ def estimate_seconds(items: list[WorkItem], style_settings: StyleSettings, weigh
     stylizer.stylize(content, Plan(iterations=2))  # warm-up: oneDNN picks its kernels on first use
     result = stylizer.stylize(content, Plan(iterations=probe_iterations))
     per_pixel_evaluation = result.seconds / max(1, result.evaluations) / (height * width)
-    work = sum(_pixel_iterations(item.source, style_settings) for item in items)
+    work = sum(_pixel_iterations(item.source, style_settings, stylizer) for item in items)
     return per_pixel_evaluation * work * 1.1
 
 
-def _pixel_iterations(photo: Path, settings: StyleSettings) -> float:
-    """Pixels times iterations over the photo's ladder, at its output size (4:3 if the header cannot be read)."""
+def _pixel_iterations(photo: Path, settings: StyleSettings, stylizer: Stylizer) -> float:
+    """Pixels times iterations over the photo's ladder, at its output size (4:3 if the header cannot be
+    read); a tiled scale counts its tiles' windows, halos included, and the first pass (a third more)."""
     try:
         with Image.open(photo) as image:
             width, height = image.size
@@ -210,4 +214,13 @@ def _pixel_iterations(photo: Path, settings: StyleSettings) -> float:
     scale = (settings.size / max(width, height)) if settings.size else 1.0
     height, width = max(1, round(height * scale)), max(1, round(width * scale))
     ladder = scale_ladder(height, width, settings)
-    return sum(h * w * rung_iterations((h, w), settings.iterations, settings, ladder) for h, w in ladder)
+    return sum(_evaluated_pixels(stylizer, h, w) * rung_iterations((h, w), settings.iterations, settings, ladder)
+               for h, w in ladder)
+
+
+def _evaluated_pixels(stylizer: Stylizer, height: int, width: int) -> float:
+    tiles = stylizer.memory_plan(height, width).tiles
+    if tiles is None:
+        return height * width
+    windows = sum((t.window[0].stop - t.window[0].start) * (t.window[1].stop - t.window[1].start) for t in tiles)
+    return windows * 4 / 3

@@ -193,3 +193,17 @@ def test_kill_mid_batch_leaves_no_partial_output(tmp_path, starry_night):
     assert not list(output.rglob(".*.tmp*"))
     report = json.loads((output / "report.json").read_text())
     assert report["counts"]["skipped"] == len(done) and report["counts"]["done"] == 6 - len(done)
+
+
+def test_dry_run_estimate_counts_the_big_scales_of_a_full_size_photo(tmp_path, starry_night):
+    """A 12 MP photo at --size full costs several times its 512 px run: four scales, the top ones tiled."""
+    from pipeline.batch import estimate_seconds, plan
+    from pipeline.settings import FolderSettings, StyleSettings
+
+    source = tmp_path / "in"
+    source.mkdir()
+    Image.new("RGB", (4032, 3024), (90, 120, 160)).save(source / "phone.jpg")
+    items = plan(source, tmp_path / "out", [starry_night], FolderSettings())
+    small = estimate_seconds(items, StyleSettings(size=512, max_memory=4 * 2**30), probe_iterations=4)
+    full = estimate_seconds(items, StyleSettings(size=None, max_memory=4 * 2**30), probe_iterations=4)
+    assert full > 4 * small
