@@ -301,8 +301,11 @@ class Stylizer:
         best = {"loss": math.inf, "image": image.detach().clone(), "losses": {}}
         history: list[float] = []
         iteration_best: list[float] = []  # best loss when each iteration's first evaluation ended
-        last: list[Progress] = []  # a tiled evaluation can take minutes: its tiles report on the last progress
-        on_tile = (lambda done, tiles: last and run.callback(replace(last[-1], tile=(done, tiles)))) if run.callback else None
+        last: dict[str, Progress] = {}  # a tiled evaluation can take minutes: its tiles report on the last progress
+
+        def on_tile(done: int, tiles: int) -> None:
+            if run.callback and "progress" in last:
+                run.callback(replace(last["progress"], tile=(done, tiles)))
         torch.manual_seed(self.settings.seed)
 
         def iteration() -> int:
@@ -319,9 +322,9 @@ class Stylizer:
             while len(iteration_best) <= current:
                 iteration_best.append(best["loss"])
             if run.callback:
-                last.append(Progress(scale, run.scales, current, run.iterations, len(history), losses,
-                                     time.perf_counter() - run.start, image.detach(), run.done_before + current, run.budget))
-                run.callback(last[-1])
+                last["progress"] = Progress(scale, run.scales, current, run.iterations, len(history), losses,
+                                            time.perf_counter() - run.start, image.detach(), run.done_before + current, run.budget)
+                run.callback(last["progress"])
             if not math.isfinite(value) or self._converged(iteration_best, best["loss"], run.patience):
                 raise _Stop
             return torch.tensor(value)

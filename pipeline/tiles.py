@@ -86,7 +86,8 @@ def evaluate_tiled(image: torch.Tensor, terms: Sequence[Term], features: Feature
     pixels = {layer: _pixels(height, width, layer) for layer in grams}
     values = {t.name: t.weight * t.loss.of_gram(grams[t.layer]).item() for t in styles}
     for done, tile in enumerate(tiles, start=len(tiles) + 1):
-        values.update(_backpropagate_tile(image, tile, on_layers, features, grams, pixels, values))
+        for name, part in _backpropagate_tile(image, tile, on_layers, features, grams, pixels).items():
+            values[name] = values.get(name, 0.0) + part
         report(done, 2 * len(tiles))
     if on_pixels:
         parts = {t.name: t(image, {}) for t in on_pixels}
@@ -120,9 +121,9 @@ def _pixels(height: int, width: int, layer: str) -> int:
 
 
 def _backpropagate_tile(image: torch.Tensor, tile: Tile, on_layers: Sequence[Term], features: Features,
-                        grams: dict[str, torch.Tensor], pixels: dict[str, int], values: dict[str, float]) -> dict[str, float]:
+                        grams: dict[str, torch.Tensor], pixels: dict[str, int]) -> dict[str, float]:
     """Pass 2, one tile: its features against the whole image's Grams (and its crop of the content
-    target); the gradient lands in `image.grad`. Returns the content terms' values so far."""
+    target); the gradient lands in `image.grad`. Returns this tile's share of the content terms."""
     feats = features(tile.crop(image))
     surrogate = torch.zeros((), dtype=torch.float32, device=image.device)
     contents = {}
@@ -134,7 +135,7 @@ def _backpropagate_tile(image: torch.Tensor, tile: Tile, on_layers: Sequence[Ter
             surrogate = surrogate + term.weight * term.loss.tile_gradient(core, grams[term.layer], pixels[term.layer])
         else:
             part = term.weight * term.loss.of_tile(core, *tile.core_in_image(stride))
-            contents[term.name] = values.get(term.name, 0.0) + part.item()
+            contents[term.name] = part.item()
             surrogate = surrogate + part
     surrogate.backward()
     return contents
