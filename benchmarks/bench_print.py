@@ -164,13 +164,66 @@ def report(args: argparse.Namespace, photo: Path, full: dict, small: dict, judge
     return "\n".join(lines)
 
 
+def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 300, top: tuple[int, ...] = (0, 2, 5, 10, 20, 40),
+                 below: tuple[int, ...] = (0, 5, 10, 19, 40, 80)) -> str:
+    """How few evaluations the two largest scales need: each budget run from the same start (the
+    default ladder's result one scale down, scaled up) and judged at full size. The rest of the
+    ladder keeps its default budgets; "below" varies the second-largest scale, the largest at its default."""
+    import torch
+    from pipeline.engine import Plan, Stylizer, rung_budget, resize_image
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings, parse_bytes
+
+    settings = StyleSettings(size=None, max_memory=parse_bytes(max_memory), device=device, iterations=iterations)
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    content = load_rgb(photo)
+    ladder = stylizer.ladder(content)
+    default = [rung_budget(size, settings.iterations, settings, ladder)[1] for size in ladder]
+
+    def timed(image: torch.Tensor, init: torch.Tensor | None = None, evaluations: int | None = None):
+        plan = Plan() if init is None else Plan(init=resize_image(init, tuple(image.shape[-2:])), iterations=evaluations, evaluations=evaluations)
+        return stylizer.stylize(image, plan)
+
+    def judged(result) -> str:
+        losses = stylizer.evaluate(result.image, content)
+        per = result.seconds / max(1, result.evaluations)
+        return f"{result.evaluations} | {result.seconds:.1f} s ({per:.2f} s each) | {losses['content']:.4g} | {losses['style']:.4g} | {losses['total']:.4g} |"
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    lines: list[str] = []
+    for line in [f"Scale budgets, {device} ({torch.cuda.get_device_name(0) if device == 'cuda' else cpu_description()}), "
+             f"{settings.precision} precision; ladder {[max(size) for size in ladder]}, default evaluations {default}", "",
+             "| varied scale | its evaluations (asked) | used | wall | content | style | total |", "|---|---|---|---|---|---|---|"]:
+        emit(line)
+    start_top = timed(resize_image(content, ladder[-2])).image
+    for budget in top:
+        emit(f"| {max(ladder[-1])} px | {budget} | " + judged(timed(content, start_top, budget)))
+    start_below = timed(resize_image(content, ladder[-3])).image
+    for budget in below:
+        middle = timed(resize_image(content, ladder[-2]), start_below, budget).image
+        emit(f"| {max(ladder[-2])} px (then {default[-1]} at {max(ladder[-1])}) | {budget} | "
+                     + judged(timed(content, middle, default[-1])))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=4032)
     parser.add_argument("--max-memory", default="4G")
     parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
     parser.add_argument("--calibrate", action="store_true", help="only measure activation memory per pixel (tiles.ACTIVATION_BYTES)")
+    parser.add_argument("--budgets", action="store_true", help="only the table of the two largest scales' evaluation budgets")
+    parser.add_argument("--device", default="auto", help="with --budgets: cpu, cuda or auto")
+    parser.add_argument("--iterations", type=int, default=300, help="with --budgets: the settings' --iterations")
     args = parser.parse_args()
+    if args.budgets:
+        work = args.work or Path(tempfile.mkdtemp(prefix="bench-print-"))
+        work.mkdir(parents=True, exist_ok=True)
+        budget_table(camera_photo(work, args.width), args.device, args.max_memory, args.iterations)
+        return
     if args.calibrate:
         print(calibrate())
         return

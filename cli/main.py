@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
-from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
+from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_offsets, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
 from pipeline.settings import Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName
 
 
@@ -163,7 +163,7 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
 Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (each input's own; big photos run coarse-to-fine from 512 px up, in tiles that fit --max-memory).")]
 MaxMemory = Annotated[str, typer.Option("--max-memory", help="Working memory one image may use besides the network, e.g. 4G or 500M; larger images are evaluated in tiles. auto: a fifth of the RAM, at most half of what is free (GPU: 70 % of its free memory).")]
-Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px; a larger scale gets iterations x (512/side)^2, at least 5 (video: see --first-frame-scales). An L-BFGS run stops at 1.25x as many loss evaluations (a line search can take several an iteration).")]
+Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px, with at most 1.25x as many loss evaluations (a line search can take several an iteration). A larger scale gets iterations x (512/side)^2 loss evaluations, at least 5, starting from the curvature of the scale below (video: see --first-frame-scales).")]
 ContentWeight = Annotated[float, typer.Option(min=0, help="Weight a of the content loss (losses are normalized; see README).")]
 StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]
@@ -361,13 +361,21 @@ def eval_temporal(
     source: Annotated[Path, typer.Argument(help="The input video.", show_default=False)],
     output: Annotated[Path, typer.Argument(help="Its stylized version.", show_default=False)],
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Only the first N frames.")] = None,
+    offsets: Annotated[str, typer.Option("--k", help="Frame distances k of the long-term figures, comma-separated.")] = "1,10,30",
 ) -> None:
-    """Warping error of OUTPUT (flow and occlusions from SOURCE), and of SOURCE itself: lower flickers less."""
-    from pipeline.temporal_eval import temporal_errors
+    """Warping error of OUTPUT against frames t-k (flow and occlusions from SOURCE), beside SOURCE's own
+    (a ratio near 1 flickers no more than the input); the static background's drift and its change over k frames."""
+    from pipeline.temporal_eval import temporal_figures
 
     with user_errors():
-        errors = temporal_errors(source, output, max_frames)
-    out.print(f"warping error  output {errors['output']:.6f}   input {errors['input']:.6f}   ({errors['frames']} frames)")
+        distances = parse_offsets(offsets, "--k")
+        figures = temporal_figures(source, output, max_frames, distances)
+    out.print(f"{figures.frames} frames; static background: {figures.static_share:.0%} of the pixels")
+    for k in distances:
+        (error, own), (static, static_own) = figures.warping[k], figures.static_difference[k]
+        out.print(f"k={k:<3} warping error  output {error:.6f}   input {own:.6f}   ratio {figures.ratio(k):.2f}   "
+                  f"static t vs t-{k}: {static:.6f} vs {static_own:.6f}")
+    out.print(f"drift of the static background's mean colour: output {figures.drift[0]:.2f} %   input {figures.drift[1]:.2f} %")
 
 
 @app.command()

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from pipeline.device import release_freed_memory
-from pipeline.engine import Plan, Stylizer, rung_iterations, scale_ladder
+from pipeline.engine import Plan, Stylizer, rung_budget, scale_ladder
 from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
 from pipeline.executor import make_executor
 from pipeline.gallery import write_gallery, write_thumbnail
@@ -214,7 +214,7 @@ def _pixel_iterations(photo: Path, settings: StyleSettings, stylizer: Stylizer) 
     scale = (settings.size / max(width, height)) if settings.size else 1.0
     height, width = max(1, round(height * scale)), max(1, round(width * scale))
     ladder = scale_ladder(height, width, settings)
-    return sum(_evaluated_pixels(stylizer, h, w) * rung_iterations((h, w), settings.iterations, settings, ladder)
+    return sum(_evaluated_pixels(stylizer, h, w) * min(rung_budget((h, w), settings.iterations, settings, ladder))
                for h, w in ladder)
 
 

@@ -96,9 +96,10 @@ def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResul
     info = probe(job.source)
     # half a frame early: -ss keeps frames whose time is at or after it, and float times round
     start = job.video.start + max(0.0, (chunk.start - 0.5) / float(info.fps))
+    folder = chunk_folder(job, chunk)
     with Reader(info, job.size, start) as reader:
-        done = stylize_frames(reader.frames(chunk.stop - chunk.start), FrameStylizer(stylizer, job.video),
-                              chunk_folder(job, chunk), job.video, chunk.stop - chunk.start)
+        done = stylize_frames(reader.frames(chunk.stop - chunk.start), FrameStylizer(stylizer, job.video, folder),
+                              folder, job.video, chunk.stop - chunk.start)
     if done.count != chunk.stop - chunk.start:
         raise OutputError(f"{job.source}: chunk {chunk.start}-{chunk.stop} decoded {done.count} frames")
     return ChunkResult(chunk, done.computed)

@@ -36,9 +36,22 @@ class Progress:
     losses: dict[str, float]  # weighted parts and "total"
     seconds: float
     image: torch.Tensor = field(repr=False)  # the current pixels (not a copy)
-    done: int = 0  # iterations of the whole call so far, over every scale's own budget
-    budget: int = 0  # the whole call's iteration budget (scales above coarse_threshold get fewer)
+    done: int = 0  # the whole call's budget spent so far (iterations; evaluations at scales above coarse_threshold)
+    budget: int = 0  # the whole call's budget, every scale's summed (scales above coarse_threshold get fewer)
     tile: tuple[int, int] | None = None  # (tiles done, tiles) inside a tiled evaluation
+
+
+@dataclass
+class Curvature:
+    """What L-BFGS learnt of the loss's curvature by the end of a run, so that the next run (the next
+    scale, the next video frame) starts well scaled instead of with a tiny first step and a line
+    search that spends several evaluations finding the scale: its inverse-Hessian scale, and its
+    last history pairs (used only at the same image size)."""
+
+    scale: float
+    size: tuple[int, int]
+    steps: list[torch.Tensor] = field(default_factory=list, repr=False)  # s_k = x_k+1 - x_k, flat
+    changes: list[torch.Tensor] = field(default_factory=list, repr=False)  # y_k = g_k+1 - g_k
 
 
 @dataclass
@@ -48,6 +61,7 @@ class Result:
     iterations: int
     evaluations: int
     seconds: float
+    curvature: Curvature | None = field(default=None, repr=False)  # of the last scale (L-BFGS only)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -61,8 +75,10 @@ class Plan:
     init: torch.Tensor | None = field(default=None, repr=False)  # a warm start of the content's size: one scale
     scales: int | None = None  # a halving ladder of up to this many sizes instead of the settings' ladder
     iterations: int | None = None  # per scale (None: the settings')
+    evaluations: int | None = None  # loss evaluations per scale at most (None: as rung_budget says)
     patience: int | None = None  # early-stop window in iterations (None: the settings')
     extra_terms: tuple[Term, ...] = ()  # at the final size only
+    curvature: Curvature | None = field(default=None, repr=False)  # L-BFGS starts from it (the first scale)
 
     def __post_init__(self) -> None:
         if self.init is not None and self.scales is not None:
@@ -74,6 +90,7 @@ class _Run:
     """What every scale of one stylize call shares."""
 
     iterations: int  # this scale's budget
+    evaluations: int  # and its cap on loss evaluations
     patience: int
     scales: int
     start: float
@@ -121,18 +138,53 @@ def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[t
     return ladder
 
 
-MIN_RUNG_ITERATIONS = 5
-GRAM_CACHE_SIZES = 8  # style targets kept for this many output sizes (the last used)
+MIN_RUNG_EVALUATIONS = 5
+GRAM_CACHE_SIZES = 8
+# A scale above coarse_threshold starts L-BFGS from the curvature the scale below ended with: with a
+# budget of a few evaluations, a cold start spends them finding its step length (issue 18's table).
+# Scales up to the threshold keep their cold start, so that those outputs stay as they were.
+CARRY_CURVATURE_ACROSS_SCALES = True  # style targets kept for this many output sizes (the last used)
 
 
-def rung_iterations(size: tuple[int, int], iterations: int, settings: StyleSettings, ladder: list[tuple[int, int]]) -> int:
-    """A scale's budget: `iterations` up to coarse_threshold (512 px); a larger scale of a ladder
-    costs more an iteration and needs fewer (the strokes are set at the coarse scales), so it gets
-    iterations x (threshold/side)^2, which keeps each scale's time about equal."""
+def rung_budget(size: tuple[int, int], iterations: int, settings: StyleSettings,
+                ladder: list[tuple[int, int]]) -> tuple[int, int]:
+    """A scale's (iterations, evaluations). Up to coarse_threshold (512 px), and for the first scale,
+    `iterations` with evaluations capped at 1.25x (a line search can take several an iteration).
+    A larger scale of a ladder costs more an evaluation and needs fewer (the strokes are set at the
+    coarse scales): it gets iterations x (threshold/side)^2 evaluations, at least 5, which keeps each
+    scale's time about equal; counted in evaluations because its first line search after the resize
+    takes several, and an evaluation is what costs minutes there."""
     side = max(size)
     if len(ladder) == 1 or size == ladder[0] or side <= settings.coarse_threshold or iterations == 0:
-        return iterations
-    return max(min(MIN_RUNG_ITERATIONS, iterations), round(iterations * (settings.coarse_threshold / side) ** 2))
+        return iterations, max(1, iterations) * 5 // 4
+    evaluations = max(min(MIN_RUNG_EVALUATIONS, iterations), round(iterations * (settings.coarse_threshold / side) ** 2))
+    return evaluations, evaluations
+
+
+SEEDED_ITERATIONS = 1  # a seeded L-BFGS state counts as one iteration done
+
+
+def seed_curvature(optimizer: torch.optim.LBFGS, image: torch.Tensor, curvature: Curvature, history: int) -> None:
+    """Start `optimizer` as if it had run: its first direction uses the curvature's scale and, at the
+    same size, its history pairs, and its first step length is 1 (torch's LBFGS state, as it keeps it).
+    A zero last step adds no pair built from two different losses."""
+    flat = image.numel()
+    same_size = tuple(curvature.size) == tuple(image.shape[-2:]) and history > 0
+    steps = [s.to(image.device) for s in curvature.steps[-history:]] if same_size else []
+    changes = [y.to(image.device) for y in curvature.changes[-history:]] if same_size else []
+    optimizer.state[image].update(
+        func_evals=0, n_iter=SEEDED_ITERATIONS, d=image.new_zeros(flat), t=0.0, prev_flat_grad=image.new_zeros(flat),
+        prev_loss=math.inf, old_stps=steps, old_dirs=changes, ro=[1.0 / y.dot(s) for s, y in zip(steps, changes)],
+        H_diag=torch.tensor(curvature.scale, device=image.device))
+
+
+def read_curvature(optimizer: torch.optim.LBFGS, image: torch.Tensor, pairs: bool = True) -> Curvature | None:
+    """The curvature `optimizer` ended with; its history pairs (on the image's device) only if `pairs`."""
+    state = optimizer.state.get(image, {})
+    if "H_diag" not in state:
+        return None
+    steps, changes = (list(state["old_stps"]), list(state["old_dirs"])) if pairs else ([], [])
+    return Curvature(float(state["H_diag"]), tuple(image.shape[-2:]), steps, changes)
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -233,24 +285,31 @@ class Stylizer:
         ladder = self.ladder(content, plan)
         image = self._prepare(plan.init) if plan.init is not None else self._initial_image(content, ladder[0])
         iterations = s.iterations if plan.iterations is None else plan.iterations
-        budgets = [rung_iterations(size, iterations, s, ladder) for size in ladder]
+        budgets = [rung_budget(size, iterations, s, ladder) for size in ladder]
+        if plan.evaluations is not None:
+            budgets = [(iters, plan.evaluations) for iters, _ in budgets]
         total_iters, total_evals, losses = 0, 0, {}
-        start = time.perf_counter()
+        start, curvature = time.perf_counter(), plan.curvature
         for index, size in enumerate(ladder, start=1):
-            run = _Run(budgets[index - 1], s.patience if plan.patience is None else plan.patience, len(ladder), start,
-                       callback, sum(budgets[:index - 1]), sum(budgets))
+            run = _Run(*budgets[index - 1], s.patience if plan.patience is None else plan.patience, len(ladder), start,
+                       callback, sum(iters for iters, _ in budgets[:index - 1]), sum(iters for iters, _ in budgets))
             extra = plan.extra_terms if size == ladder[-1] else ()
             memory = self.memory_plan(*size)
             terms = [*self.loss_terms(resize_image(content, size), memory), *(term.to(self.device) for term in extra)]
-            image, used_iters, used_evals, losses = self._optimize(resize_image(image, size), terms, run, index, memory)
-            total_iters += used_iters
-            total_evals += used_evals
+            last = index == len(ladder)
+            scale = self._optimize(resize_image(image, size), terms, run, index, memory, curvature, keep_pairs=last)
+            image, losses, curvature = scale.image, scale.losses or losses, scale.curvature
+            total_iters += scale.iterations
+            total_evals += scale.evaluations
+            if not last:  # the next scale's first step takes this one's scale (its pairs are of another size)
+                carry = CARRY_CURVATURE_ACROSS_SCALES and max(ladder[index]) > s.coarse_threshold
+                curvature = curvature if carry else None
         if not losses:  # no evaluation ran (a budget of 0 iterations)
             losses = self.evaluate(image, content, plan.extra_terms)
         image = image.detach().clamp(0, 1).cpu()
         if s.preserve_colors:
             image = color.with_chroma_of(image, original)
-        return Result(image, losses, total_iters, total_evals, time.perf_counter() - start)
+        return Result(image, losses, total_iters, total_evals, time.perf_counter() - start, curvature)
 
     def ladder(self, content: torch.Tensor, plan: Plan = Plan()) -> list[tuple[int, int]]:
         """The sizes one stylize call runs at: one for a warm start, else the plan's or the settings' ladder."""
@@ -273,13 +332,17 @@ class Stylizer:
             return torch.rand(content.shape, generator=generator).to(self.device)
         return resize_image(load_rgb(Path(init)).to(self.device), size)
 
-    def _optimizer(self, image: torch.Tensor, iterations: int, history: int) -> torch.optim.Optimizer:
+    def _optimizer(self, image: torch.Tensor, iterations: int, evaluations: int, history: int,
+                   curvature: Curvature | None) -> torch.optim.Optimizer:
         if self.settings.optimizer == "adam":
             return torch.optim.Adam([image], lr=self.settings.learning_rate)
-        return torch.optim.LBFGS(
-            [image], lr=1.0, max_iter=max(1, iterations), max_eval=max(1, iterations) * 5 // 4,
+        optimizer = torch.optim.LBFGS(
+            [image], lr=1.0, max_iter=max(1, iterations), max_eval=max(1, evaluations),
             tolerance_grad=0.0, tolerance_change=0.0, history_size=history, line_search_fn="strong_wolfe",
         )
+        if curvature is not None:
+            seed_curvature(optimizer, image, curvature, history)
+        return optimizer
 
     def _evaluate(self, image: torch.Tensor, terms: list[Term], memory: MemoryPlan,
                   on_tile: Callable[[int, int], None] | None = None) -> tuple[dict, float]:
@@ -293,11 +356,12 @@ class Stylizer:
         return parts, loss.item()
 
     def _optimize(self, image: torch.Tensor, terms: list[Term], run: _Run, scale: int,
-                  memory: MemoryPlan) -> tuple[torch.Tensor, int, int, dict[str, float]]:
-        """Run one scale; return the best image seen, the iterations and evaluations used, and its losses."""
-        image = image.clone().requires_grad_(True)
-        optimizer = self._optimizer(image, run.iterations, memory.history)
+                  memory: MemoryPlan, curvature: Curvature | None = None, keep_pairs: bool = True) -> Result:
+        """Run one scale: the best image seen and its losses, the iterations and evaluations used, the curvature learnt."""
+        image, started = image.clone().requires_grad_(True), time.perf_counter()
+        optimizer = self._optimizer(image, run.iterations, run.evaluations, memory.history, curvature)
         lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+        seeded = SEEDED_ITERATIONS if lbfgs and curvature is not None else 0
         best = {"loss": math.inf, "image": image.detach().clone(), "losses": {}}
         history: list[float] = []
         iteration_best: list[float] = []  # best loss when each iteration's first evaluation ended
@@ -309,7 +373,7 @@ class Stylizer:
         torch.manual_seed(self.settings.seed)
 
         def iteration() -> int:
-            return optimizer.state[image].get("n_iter", 0) if lbfgs and image in optimizer.state else (0 if lbfgs else len(history))
+            return optimizer.state[image].get("n_iter", 0) - seeded if lbfgs and image in optimizer.state else (0 if lbfgs else len(history))
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -322,8 +386,9 @@ class Stylizer:
             while len(iteration_best) <= current:
                 iteration_best.append(best["loss"])
             if run.callback:
+                spent = len(history) if run.evaluations <= run.iterations else current  # what this scale's budget counts
                 last["progress"] = Progress(scale, run.scales, current, run.iterations, len(history), losses,
-                                            time.perf_counter() - run.start, image.detach(), run.done_before + current, run.budget)
+                                            time.perf_counter() - run.start, image.detach(), run.done_before + spent, run.budget)
                 run.callback(last["progress"])
             if not math.isfinite(value) or self._converged(iteration_best, best["loss"], run.patience):
                 raise _Stop
@@ -335,7 +400,8 @@ class Stylizer:
             for _ in range(run.iterations if not lbfgs else 0):
                 closure()
                 optimizer.step()
-        return best["image"], iteration(), len(history), best["losses"]
+        return Result(best["image"], best["losses"], iteration(), len(history), time.perf_counter() - started,
+                      read_curvature(optimizer, image, keep_pairs) if lbfgs and run.iterations > 0 else None)
 
     def _converged(self, iteration_best: list[float], now: float, patience: int) -> bool:
         """True when the best loss improved by less than `tolerance` (relative) over the last `patience`

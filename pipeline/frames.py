@@ -6,19 +6,24 @@ missing frame and reproduces the frames an uninterrupted run would have made.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.engine import Plan, Result, Stylizer
-from pipeline.image_io import to_array, to_tensor
+from pipeline.engine import Curvature, Plan, Result, Stylizer
+from pipeline.image_io import atomic_path, to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
-from pipeline.temporal import FlowEstimator, Frame, carry_over, fill_disocclusions, is_cut, to_float
-from pipeline.work_folder import FrameLog, frame_path, read_frame, write_frame
+from pipeline.temporal import (FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut, long_term,
+                               to_float, warp_along)
+from pipeline.work_folder import (FrameLog, curvature_path, flow_path, frame_path, read_flows, read_frame, write_flows,
+                                  write_frame)
+
+CARRIED_PAIRS = 5  # L-BFGS history pairs a later frame takes from frame t-1 (older ones describe older frames)
 
 
 @dataclass
@@ -45,41 +50,99 @@ class FramesDone:
     cuts: list[int]
 
 
-class FrameStylizer:
-    """Frame t from frame t-1: the per-frame policy (cold start, warm start, temporal loss)."""
+@dataclass
+class Earlier:
+    """A frame before this one in the shot, for the long-term temporal loss."""
 
-    def __init__(self, stylizer: Stylizer, video: VideoSettings):
-        self.stylizer, self.video = stylizer, video
+    index: int
+    frame: Frame
+    result: np.ndarray  # its stylized frame, uint8
+
+
+class FrameStylizer:
+    """Frame t from the frames before it: the per-frame policy (cold start, warm start along the flow,
+    temporal loss over t-1 and the long-term frames, L-BFGS curvature carried from t-1).
+
+    `work_dir`: where the long-term flows and the carried curvature are kept, so that a resumed run
+    computes what an uninterrupted one would."""
+
+    def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None):
+        self.stylizer, self.video, self.work_dir = stylizer, video, work_dir
         self.flows = FlowEstimator()
+        self.curvature: tuple[int, Curvature] | None = None  # (frame index, what its L-BFGS ended with)
 
     def is_cold(self, previous: tuple[Frame, np.ndarray] | None) -> bool:
         return previous is None or self.video.warm_start == "content"
 
-    def __call__(self, frame: Frame, previous: tuple[Frame, np.ndarray] | None) -> tuple[np.ndarray, dict]:
-        """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start."""
+    def __call__(self, frame: Frame, previous: tuple[Frame, np.ndarray] | None, index: int = 0,
+                 earlier: Sequence[Earlier] = ()) -> tuple[np.ndarray, dict]:
+        """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start; `earlier`:
+        the long-term frames (t-2 and before) of the same shot, closest first."""
         content = to_float(frame.rgb)
         flow_seconds = 0.0
         if self.is_cold(previous):
+            self.curvature = None  # a new shot: nothing learnt on the last one carries over
             result = self.cold_start(content)
         else:
-            prev_in, prev_out = previous[0], to_float(previous[1])
-            extra: list[Term] = []
-            if self.video.warm_start == "prev":
-                init = prev_out
-            else:
-                start = time.perf_counter()
-                carried = carry_over(prev_out, prev_in, frame, self.flows)
-                init = fill_disocclusions(carried, content, self.video.fill)
-                flow_seconds = time.perf_counter() - start
-                if self.video.temporal_weight > 0:
-                    loss = TemporalLoss(to_tensor(carried.image), torch.from_numpy(carried.mask)[None, None])
-                    extra.append(Term("temporal", loss, self.video.temporal_weight))
+            start = time.perf_counter()
+            init, extra = self.warm_start(frame, previous, content, index, earlier)
+            flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
-                        extra_terms=tuple(extra))
+                        evaluations=self.video.evaluations_next, extra_terms=tuple(extra), curvature=self.carried(index))
             result = self.stylizer.stylize(to_tensor(content), plan)
+        self.keep_curvature(index, result)
         out = np.round(to_array(result.image) * 255).astype(np.uint8)
         return out, {"iterations": result.iterations, "evaluations": result.evaluations,
                      "seconds": result.seconds, "flow_seconds": flow_seconds, "losses": result.losses}
+
+    def warm_start(self, frame: Frame, previous: tuple[Frame, np.ndarray], content: np.ndarray, index: int,
+                   earlier: Sequence[Earlier]) -> tuple[np.ndarray, list[Term]]:
+        """The initial image and the temporal term of a later frame."""
+        prev_in, prev_out = previous[0], to_float(previous[1])
+        if self.video.warm_start == "prev":
+            return prev_out, []
+        carried = carry_over(prev_out, prev_in, frame, self.flows)
+        init = fill_disocclusions(carried, content, self.video.fill)
+        if self.video.temporal_weight <= 0:
+            return init, []
+        target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier)])
+        loss = TemporalLoss(to_tensor(target.image), torch.from_numpy(target.mask)[None, None])
+        return init, [Term("temporal", loss, self.video.temporal_weight)]
+
+    def carry_earlier(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
+        """A long-term frame's result warped onto this one; its flows from the work folder when there."""
+        path = flow_path(self.work_dir, index, item.index) if self.work_dir else None
+        flows = read_flows(path) if path else None
+        if flows is None:
+            backward, forward = self.flows.flow(frame, item.frame), self.flows.flow(item.frame, frame)
+            if path:
+                write_flows(path, backward, forward)
+                flows = read_flows(path)  # what the cache holds (float16), as a resumed run will see it
+            else:
+                flows = (backward, forward)
+        return warp_along(to_float(item.result), *flows)
+
+    def carried(self, index: int) -> Curvature | None:
+        """Frame t-1's curvature when carrying is on: in memory, or saved in the work folder by the run that made t-1."""
+        if not self.video.carry_curvature:
+            return None
+        if self.curvature is not None and self.curvature[0] == index - 1:
+            return self.curvature[1]
+        path = curvature_path(self.work_dir, index - 1) if self.work_dir else None
+        return torch.load(path, weights_only=False) if path and path.is_file() else None
+
+    def keep_curvature(self, index: int, result: Result) -> None:
+        """Keep this frame's curvature for frame t+1 (saved before the frame itself, so that a resume finds it)."""
+        if not self.video.carry_curvature or result.curvature is None:
+            return
+        curvature = result.curvature
+        curvature = Curvature(curvature.scale, curvature.size, [x.detach().cpu() for x in curvature.steps[-CARRIED_PAIRS:]],
+                              [x.detach().cpu() for x in curvature.changes[-CARRIED_PAIRS:]])
+        self.curvature = (index, curvature)
+        if self.work_dir:
+            with atomic_path(curvature_path(self.work_dir, index)) as tmp:
+                torch.save(curvature, tmp)
+            curvature_path(self.work_dir, index - 2).unlink(missing_ok=True)  # t-1's stays until t's frame is written
 
     def cold_start(self, content: np.ndarray) -> Result:
         """A frame with no warm start: the first of a shot (every frame with --video-init content).
@@ -98,16 +161,48 @@ class FrameStylizer:
         return self.stylizer.stylize(image, Plan(scales=scales, iterations=settings.iterations // scales))
 
 
+class Shot:
+    """The frames of the current shot that a later frame looks back at: the last max(temporal_frames)
+    and, with shot_anchor, the first. Results this run did not make are read back from the work folder."""
+
+    def __init__(self, video: VideoSettings, work_dir: Path):
+        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.shot_anchor, work_dir
+        self.recent: deque[list] = deque(maxlen=max(self.offsets))
+        self.first: list | None = None
+
+    def cut(self) -> None:
+        self.recent.clear()
+        self.first = None
+
+    def add(self, index: int, frame: Frame, result: np.ndarray | None) -> None:
+        entry = [index, frame, result]
+        self.recent.append(entry)
+        self.first = self.first or entry
+
+    def earlier(self, index: int) -> list[Earlier]:
+        """The long-term frames of frame `index` (t-2 and before), closest first."""
+        by_index = {entry[0]: entry for entry in self.recent}
+        wanted = [index - k for k in self.offsets if k > 1 and index - k in by_index]
+        entries = [by_index[i] for i in wanted]
+        if self.anchor and self.first is not None and self.first[0] < index - 1 and self.first[0] not in wanted:
+            entries.append(self.first)
+        for entry in entries:
+            if entry[2] is None:
+                entry[2] = read_frame(frame_path(self.work_dir, entry[0]))
+        return [Earlier(i, frame, result) for i, frame, result in entries]
+
+
 def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, work_dir: Path, video: VideoSettings,
                    total: int, on_frame: FrameCallback | None = None) -> FramesDone:
     """Stylize frames in order into `work_dir`, one atomic PNG each; frames already there are kept.
 
     Frame t starts from frame t-1's result, which is exactly its lossless PNG: kept in memory, and
     read back only when an earlier run made it, so a resumed run computes what an uninterrupted one
-    would. A scene cut starts the next frame cold.
+    would (the long-term flows and the carried curvature are kept in the work folder for the same
+    reason). A scene cut starts the next frame cold.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    done = FramesDone(0, 0, [])
+    done, shot = FramesDone(0, 0, []), Shot(video, work_dir)
     with FrameLog(work_dir) as frame_log:
         frame_log.write({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "precision": frame_stylizer.stylizer.precision.reason})
         previous: Frame | None = None
@@ -118,6 +213,7 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
             cut = previous is not None and is_cut(previous, frame, video.scene_threshold)
             if cut:
                 done.cuts.append(index)
+                shot.cut()
             warm_from = None if previous is None or cut else previous
             path = frame_path(work_dir, index)
             if path.is_file():
@@ -126,11 +222,13 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
             else:
                 if warm_from is not None and previous_out is None:
                     previous_out = read_frame(frame_path(work_dir, index - 1))
-                previous_out, stats = frame_stylizer(frame, None if warm_from is None else (warm_from, previous_out))
+                previous_out, stats = frame_stylizer(frame, None if warm_from is None else (warm_from, previous_out),
+                                                     index, shot.earlier(index))
                 write_frame(path, previous_out)
                 done.computed += 1
                 report = FrameReport(index, total, frame_stylizer.is_cold(warm_from), cut, False, **stats)
                 frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
+            shot.add(index, frame, previous_out)
             if on_frame:
                 on_frame(report)
             previous = frame

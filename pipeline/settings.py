@@ -189,6 +189,17 @@ def parse_size(text: str) -> int | None:
         raise _fail("--size", text, "give a long side in pixels, e.g. 512, or full") from None
 
 
+def parse_offsets(text: str, option: str) -> tuple[int, ...]:
+    """Frame distances, comma-separated ("1,10,30"), each at least 1; sorted, without repeats."""
+    try:
+        values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise _fail(option, text, "give frame distances, comma-separated, e.g. 1,10,30") from None
+    if not values or values[0] < 1:
+        raise _fail(option, text, "give frame distances of at least 1, comma-separated, e.g. 1,10,30")
+    return values
+
+
 def parse_bytes(text: str) -> int | None:
     """--max-memory: "auto" (None), or a number of bytes with an optional K, M, G or T suffix (powers of 1024)."""
     text = text.strip().upper().removesuffix("B").removesuffix("I")
@@ -224,6 +235,10 @@ class VideoSettings:
     iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
     patience_next: int = 5  # early-stop window (iterations) of those frames
     temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with warm_start "flow"
+    temporal_frames: tuple[int, ...] = (1,)  # earlier results the temporal loss warps onto a frame, in frames back (1: t-1 only)
+    shot_anchor: bool = False  # also the shot's first result, the farthest of them (long-term drift)
+    evaluations_next: int | None = None  # loss evaluations a later frame may take (None: 1.25x iterations_next)
+    carry_curvature: bool = False  # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
     fill: Fill = "content"  # what disoccluded pixels of the warm start take
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
     start: float = 0.0  # seconds into the input
@@ -239,6 +254,11 @@ class VideoSettings:
         _at_least("--iterations-next", self.iterations_next, 0, integer=True)
         _at_least("--patience-next", self.patience_next, 1, integer=True)
         _at_least("--temporal-weight", self.temporal_weight, 0)
+        if not self.temporal_frames or 1 not in self.temporal_frames or any(
+                not isinstance(k, int) or k < 1 for k in self.temporal_frames):
+            raise _fail("--temporal-frames", ",".join(map(str, self.temporal_frames)), "give frame distances that include 1, e.g. 1,2,4")
+        if self.evaluations_next is not None:
+            _at_least("--evaluations-next", self.evaluations_next, 1, integer=True)
         _choice("--fill", self.fill, Fill)
         _between("--scene-threshold", self.scene_threshold, 0, 1)
         _at_least("--start", self.start, 0)

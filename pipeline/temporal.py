@@ -77,6 +77,34 @@ def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame,
     return WarpedPrevious(warp(previous_result, backward), consistency_mask(backward, forward))
 
 
+MASK_BLUR_SIGMA = 1.0  # px: long-term masks are blurred slightly, as artistic-videos does
+
+
+def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
+    """One target and mask for the temporal loss from earlier results warped onto this frame, closest
+    first (Ruder et al. 2018): each frame counts where its own mask holds and no closer frame's does,
+    c_long_j = max(c_j - sum of the closer c_i, 0). The masks are blurred slightly. Since
+    sum_j c_j (x - w_j)^2 = C (x - sum_j c_j w_j / C)^2 + const, with C = sum_j c_j, one term with
+    the weighted mean target and mask C has the same gradient as the sum of terms."""
+    if len(carried) == 1:
+        return carried[0]
+    covered = np.zeros_like(carried[0].mask)
+    weighted, total = np.zeros_like(carried[0].image), np.zeros_like(carried[0].mask)
+    for item in carried:
+        mask = np.clip(item.mask - covered, 0.0, 1.0)
+        covered = covered + item.mask
+        mask = cv2.GaussianBlur(mask, (0, 0), MASK_BLUR_SIGMA)
+        weighted += mask[..., None] * item.image
+        total += mask
+    image = np.where(total[..., None] > 1e-6, weighted / np.maximum(total, 1e-6)[..., None], carried[0].image)
+    return WarpedPrevious(image.astype(np.float32), np.clip(total, 0.0, 1.0).astype(np.float32))
+
+
+def warp_along(result: np.ndarray, backward: np.ndarray, forward: np.ndarray) -> WarpedPrevious:
+    """An earlier result carried onto this frame with flows already computed (t->s and s->t)."""
+    return WarpedPrevious(warp(result, backward), consistency_mask(backward, forward))
+
+
 def fill_disocclusions(warped: WarpedPrevious, content: np.ndarray, fill: str) -> np.ndarray:
     """The warm start: the warped result, with pixels the flow cannot vouch for filled by `fill`.
 

@@ -73,7 +73,7 @@ def stylize_video(
     layout = chunk_layout(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
     work_dir = work_folder(output, source, style_images, style_settings, video, layout)
     if cluster is None:
-        frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video)
+        frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
         with Reader(info, size, video.start, video.duration) as reader:
             done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video, _frames_in_range(info, video), on_frame)
         frames = lambda: (read_frame(frame_path(work_dir, i)) for i in range(done.count))  # noqa: E731

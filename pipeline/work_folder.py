@@ -23,14 +23,22 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+BEFORE_ISSUE_19 = {"temporal_frames": (1,), "shot_anchor": False, "evaluations_next": None, "carry_curvature": False}
+
+
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
                 layout: dict | None = None) -> Path:
     """Keyed by the input's and styles' content and every setting that changes the frames."""
     frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames")}
     frames_only["init"] = frames_only.pop("warm_start")  # its name before issue 17: finished runs keep their folder
+    for name, before in BEFORE_ISSUE_19.items():  # settings added later: their old behaviour keeps the old key
+        if frames_only[name] == before:
+            del frames_only[name]
     if style_settings.coarse_to_fine is False:
         frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
+    if style_settings.size is None or style_settings.size > style_settings.coarse_threshold:
+        style_only["large_scales"] = "curvature carried"  # their frames changed with issue 18
     key = json.dumps([file_digest(source), [file_digest(p) for p in style_images], style_only, frames_only, layout],
                      sort_keys=True, default=str)
     return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
@@ -79,3 +87,28 @@ class FrameLog:
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(OSError):  # a full disk must not hide the error that ended the run
             self.file.close()
+
+
+def flow_path(work_dir: Path, index: int, earlier: int) -> Path:
+    return work_dir / "flows" / f"{index:06d}-{earlier:06d}.npz"
+
+
+def read_flows(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached (backward, forward) flows of a frame pair, or None when not there (or unreadable)."""
+    try:
+        with np.load(path) as data:
+            return data["backward"].astype(np.float32), data["forward"].astype(np.float32)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def write_flows(path: Path, backward: np.ndarray, forward: np.ndarray) -> None:
+    """Atomically, in float16 (a flow needs no more; the run always uses what the cache holds)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, backward=backward.astype(np.float16), forward=forward.astype(np.float16))
+
+
+def curvature_path(work_dir: Path, index: int) -> Path:
+    return work_dir / f"curvature-{index:06d}.pt"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.engine import Stylizer, rung_iterations, scale_ladder
+from pipeline.engine import Stylizer, rung_budget, scale_ladder
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import weighted_parts
@@ -84,12 +84,27 @@ def test_memory_plan_tiles_only_what_does_not_fit():
         plan_memory(3024, 4032, 200 * 2**20, LAYERS, torch.float32)
 
 
-def test_large_scales_get_fewer_iterations():
+def test_large_scales_get_an_evaluation_budget():
     settings = StyleSettings(size=None, iterations=300)
     ladder = scale_ladder(3024, 4032, settings)
     assert [max(size) for size in ladder] == [504, 1008, 2016, 4032]
-    assert [rung_iterations(size, 300, settings, ladder) for size in ladder] == [300, 77, 19, 5]
-    assert rung_iterations((384, 512), 300, settings, [(384, 512)]) == 300
+    assert [rung_budget(size, 300, settings, ladder) for size in ladder] == [(300, 375), (77, 77), (19, 19), (5, 5)]
+    assert rung_budget((384, 512), 300, settings, [(384, 512)]) == (300, 375)
+
+
+def test_a_large_scale_spends_its_whole_evaluation_budget(embedded_weights, tubingen, starry_night):
+    """Its first line search after the resize takes several evaluations; the scale still runs all of
+    its budget (an iteration budget with evaluations capped at 1.25x stopped one such scale after 7 evaluations)."""
+    settings = StyleSettings(size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0)
+    stylizer = Stylizer(settings, [load_rgb(starry_night, 128)], weights=embedded_weights)
+    content = load_rgb(tubingen, 192)
+    ladder = stylizer.ladder(content)
+    budgets = [rung_budget(size, 40, settings, ladder) for size in ladder]
+    assert [max(size) for size in ladder] == [96, 192] and budgets[1] == (10, 10)
+    spent: dict[int, tuple[int, int]] = {}
+    stylizer.stylize(content, callback=lambda p: spent.__setitem__(p.scale, (p.iteration, p.evaluations)))
+    assert spent[2][1] in (10, 11) and spent[2][0] < 10  # ten evaluations (a line search may end one over), fewer iterations
+    assert spent[1][0] == 40 and spent[1][1] <= 50
 
 
 PEAK = """
@@ -125,3 +140,18 @@ def test_an_image_too_big_for_max_memory_runs_tiled_within_it(starry_night):
     tiled = peak_growth(budget, starry_night)
     assert untiled["tiles"] == 0 and untiled["growth"] > budget  # the whole image would not fit
     assert tiled["tiles"] > 1 and tiled["growth"] <= budget
+
+
+def test_a_large_scale_starts_from_the_curvature_of_the_scale_below(embedded_weights, tubingen, starry_night, monkeypatch):
+    """With a budget of a few evaluations, a cold L-BFGS start spends them finding its step length;
+    the scale below's curvature gives it a step of the right size at once: lower loss, same evaluations."""
+    from pipeline import engine
+
+    settings = StyleSettings(size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0)
+    stylizer = Stylizer(settings, [load_rgb(starry_night, 128)], weights=embedded_weights)
+    content = load_rgb(tubingen, 192)
+    carried = stylizer.stylize(content)
+    monkeypatch.setattr(engine, "CARRY_CURVATURE_ACROSS_SCALES", False)
+    cold = stylizer.stylize(content)
+    assert carried.losses["total"] < 0.9 * cold.losses["total"], (carried.losses, cold.losses)
+    assert abs(carried.evaluations - cold.evaluations) <= 2
