@@ -180,8 +180,12 @@ def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 30
     ladder = stylizer.ladder(content)
     default = [rung_budget(size, settings.iterations, settings, ladder)[1] for size in ladder]
 
-    def timed(image: torch.Tensor, init: torch.Tensor | None = None, evaluations: int | None = None):
-        plan = Plan() if init is None else Plan(init=resize_image(init, tuple(image.shape[-2:])), iterations=evaluations, evaluations=evaluations)
+    def timed(image: torch.Tensor, start=None, evaluations: int | None = None):
+        """From `start` (a Result one scale down: its image scaled up, its curvature carried, as the ladder does)."""
+        if start is None:
+            return stylizer.stylize(image)
+        size = tuple(image.shape[-2:])
+        plan = Plan(init=resize_image(start.image, size), iterations=evaluations, evaluations=evaluations, curvature=start.curvature)
         return stylizer.stylize(image, plan)
 
     def judged(result) -> str:
@@ -198,12 +202,12 @@ def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 30
              f"{settings.precision} precision; ladder {[max(size) for size in ladder]}, default evaluations {default}", "",
              "| varied scale | its evaluations (asked) | used | wall | content | style | total |", "|---|---|---|---|---|---|---|"]:
         emit(line)
-    start_top = timed(resize_image(content, ladder[-2])).image
+    start_top = timed(resize_image(content, ladder[-2]))
     for budget in top:
         emit(f"| {max(ladder[-1])} px | {budget} | " + judged(timed(content, start_top, budget)))
-    start_below = timed(resize_image(content, ladder[-3])).image
+    start_below = timed(resize_image(content, ladder[-3])) if below else None
     for budget in below:
-        middle = timed(resize_image(content, ladder[-2]), start_below, budget).image
+        middle = timed(resize_image(content, ladder[-2]), start_below, budget)
         emit(f"| {max(ladder[-2])} px (then {default[-1]} at {max(ladder[-1])}) | {budget} | "
                      + judged(timed(content, middle, default[-1])))
     return "\n".join(lines)
@@ -218,11 +222,14 @@ def main() -> None:
     parser.add_argument("--budgets", action="store_true", help="only the table of the two largest scales' evaluation budgets")
     parser.add_argument("--device", default="auto", help="with --budgets: cpu, cuda or auto")
     parser.add_argument("--iterations", type=int, default=300, help="with --budgets: the settings' --iterations")
+    parser.add_argument("--top", default="0,2,5,10,20,40", help="with --budgets: evaluations tried at the largest scale")
+    parser.add_argument("--below", default="0,5,10,19,40,80", help="with --budgets: at the second largest (empty: none)")
     args = parser.parse_args()
     if args.budgets:
         work = args.work or Path(tempfile.mkdtemp(prefix="bench-print-"))
         work.mkdir(parents=True, exist_ok=True)
-        budget_table(camera_photo(work, args.width), args.device, args.max_memory, args.iterations)
+        budget_table(camera_photo(work, args.width), args.device, args.max_memory, args.iterations,
+                     tuple(int(n) for n in args.top.split(",") if n), tuple(int(n) for n in args.below.split(",") if n))
         return
     if args.calibrate:
         print(calibrate())

@@ -295,6 +295,12 @@ def _video_options(
     iterations_next: Annotated[int, typer.Option(min=0, help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
     patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
     temporal_weight: Annotated[float, typer.Option(min=0, help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
+    temporal_frames: Annotated[str, typer.Option(help="Earlier results the temporal loss warps onto each frame, in frames back, comma-separated (1: the previous frame only; 1,2,4 adds long-term ones; the closest counts where several agree).")] = ",".join(map(str, VIDEO.temporal_frames)),
+    anchor_weight: Annotated[float, typer.Option(min=0, help="Weight (x --temporal-weight) of a term that holds each frame to the shot's first result warped onto it, which closer frames do not override: a still background drifts less over a long shot (0: off).")] = VIDEO.anchor_weight,
+    evaluations_next: Annotated[int, typer.Option(min=0, help="Loss evaluations a frame after the first of a shot may take (0: 1.25x --iterations-next).")] = VIDEO.evaluations_next,
+    carry_curvature: Annotated[bool, typer.Option("--carry-curvature/--no-carry-curvature", help="Start each later frame's L-BFGS from the curvature frame t-1 ended with (never across a scene cut): a well-scaled first step.")] = VIDEO.carry_curvature,
+    flow_snap: Annotated[float, typer.Option(min=0, help="Pixels: flow displacements shorter than this move nothing when a result is warped onto the next frame (noise on a still background would resample it, and the blur adds up over a long shot; 0: off).")] = VIDEO.flow_snap,
+    passes: Annotated[int, typer.Option(min=1, help="Refinement passes over the video after the sequential one, alternating direction, each frame re-optimized briefly toward its new neighbour (each pass costs about what the first does; not with --ray).")] = VIDEO.passes,
     fill: Annotated[Fill, typer.Option(help="Disoccluded pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
     scene_threshold: Annotated[float, typer.Option(min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
     start: Annotated[float, typer.Option(min=0, help="Seconds into the input to start at.")] = VIDEO.start,
@@ -307,8 +313,8 @@ def _video_options(
     """The VideoSettings options of the `video` command."""
 
 
-def build_video_settings(video_init: str, **values) -> VideoSettings:
-    return VideoSettings(warm_start=video_init, **values)
+def build_video_settings(video_init: str, temporal_frames: str, **values) -> VideoSettings:
+    return VideoSettings(warm_start=video_init, temporal_frames=parse_offsets(temporal_frames, "--temporal-frames"), **values)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -18,11 +19,13 @@ from pipeline.engine import Curvature, Plan, Result, Stylizer
 from pipeline.image_io import atomic_path, to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
-from pipeline.temporal import (FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut, long_term,
-                               to_float, warp_along)
+from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut,
+                               long_term, to_float, warp, warp_along)
 from pipeline.work_folder import (FrameLog, curvature_path, flow_path, frame_path, read_flows, read_frame, write_flows,
                                   write_frame)
 
+ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
+PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a frame's starting image
 CARRIED_PAIRS = 5  # L-BFGS history pairs a later frame takes from frame t-1 (older ones describe older frames)
 
 
@@ -57,6 +60,7 @@ class Earlier:
     index: int
     frame: Frame
     result: np.ndarray  # its stylized frame, uint8
+    anchor: bool = False  # the shot's first frame: a term of its own, which closer frames do not override
 
 
 class FrameStylizer:
@@ -66,8 +70,10 @@ class FrameStylizer:
     `work_dir`: where the long-term flows and the carried curvature are kept, so that a resumed run
     computes what an uninterrupted one would."""
 
-    def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None):
+    def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None,
+                 guides: dict[int, tuple[np.ndarray, float]] | None = None):
         self.stylizer, self.video, self.work_dir = stylizer, video, work_dir
+        self.guides = guides or {}  # frame index -> (a result this frame should meet, the weight): chunk seams
         self.flows = FlowEstimator()
         self.curvature: tuple[int, Curvature] | None = None  # (frame index, what its L-BFGS ended with)
 
@@ -88,7 +94,7 @@ class FrameStylizer:
             init, extra = self.warm_start(frame, previous, content, index, earlier)
             flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
-                        evaluations=self.video.evaluations_next, extra_terms=tuple(extra), curvature=self.carried(index))
+                        evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index))
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
         out = np.round(to_array(result.image) * 255).astype(np.uint8)
@@ -101,13 +107,32 @@ class FrameStylizer:
         prev_in, prev_out = previous[0], to_float(previous[1])
         if self.video.warm_start == "prev":
             return prev_out, []
-        carried = carry_over(prev_out, prev_in, frame, self.flows)
+        carried = carry_over(prev_out, prev_in, frame, self.flows, self.video.flow_snap)
         init = fill_disocclusions(carried, content, self.video.fill)
         if self.video.temporal_weight <= 0:
             return init, []
-        target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier)])
-        loss = TemporalLoss(to_tensor(target.image), torch.from_numpy(target.mask)[None, None])
-        return init, [Term("temporal", loss, self.video.temporal_weight)]
+        target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
+        terms = [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
+        # The closest frame wins in the term above, so on a still background only t-1 counts and
+        # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
+        terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
+                  for item in earlier if item.anchor]
+        if index in self.guides:
+            guide, weight = self.guides[index]
+            terms.append(Term("seam", temporal_loss(WarpedPrevious(to_float(guide), np.ones(guide.shape[:2], np.float32))), weight))
+        return init, terms
+
+    def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
+        """A later pass (--passes): this frame's result blended with its neighbour's new result warped
+        onto it where the flow agrees, then re-optimized briefly with the temporal loss toward it."""
+        carried = carry_over(to_float(neighbour[1]), neighbour[0], frame, self.flows, self.video.flow_snap)
+        share = carried.mask[..., None] * PASS_BLEND
+        init = share * carried.image + (1 - share) * to_float(own)
+        plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
+                    evaluations=self.video.evaluations_next or None, extra_terms=(Term("temporal", temporal_loss(carried), self.video.temporal_weight),))
+        result = self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan)
+        return np.round(to_array(result.image) * 255).astype(np.uint8), {
+            "iterations": result.iterations, "evaluations": result.evaluations, "seconds": result.seconds, "losses": result.losses}
 
     def carry_earlier(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
         """A long-term frame's result warped onto this one; its flows from the work folder when there."""
@@ -120,7 +145,18 @@ class FrameStylizer:
                 flows = read_flows(path)  # what the cache holds (float16), as a resumed run will see it
             else:
                 flows = (backward, forward)
-        return warp_along(to_float(item.result), *flows)
+        return warp_along(to_float(item.result), *flows, snap=self.video.flow_snap)
+
+    def carry_anchor(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
+        """The shot's first result warped onto this frame, only where the input itself still looks as it
+        did then: over a long span the flows can agree on what has changed (someone passed and left),
+        and a term holding such pixels to the old picture flickers as they come and go."""
+        held = self.carry_earlier(frame, index, item)
+        flows = read_flows(flow_path(self.work_dir, index, item.index)) if self.work_dir else None
+        backward = flows[0] if flows else self.flows.flow(frame, item.frame)
+        change = np.abs(warp(to_float(item.frame.rgb), backward) - to_float(frame.rgb)).mean(axis=2)
+        same = cv2.GaussianBlur((change < ANCHOR_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+        return WarpedPrevious(held.image, held.mask * same)
 
     def carried(self, index: int) -> Curvature | None:
         """Frame t-1's curvature when carrying is on: in memory, or saved in the work folder by the run that made t-1."""
@@ -163,10 +199,10 @@ class FrameStylizer:
 
 class Shot:
     """The frames of the current shot that a later frame looks back at: the last max(temporal_frames)
-    and, with shot_anchor, the first. Results this run did not make are read back from the work folder."""
+    and, with an anchor weight, the first. Results this run did not make are read back from the work folder."""
 
     def __init__(self, video: VideoSettings, work_dir: Path):
-        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.shot_anchor, work_dir
+        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.anchor_weight > 0, work_dir
         self.recent: deque[list] = deque(maxlen=max(self.offsets))
         self.first: list | None = None
 
@@ -189,7 +225,11 @@ class Shot:
         for entry in entries:
             if entry[2] is None:
                 entry[2] = read_frame(frame_path(self.work_dir, entry[0]))
-        return [Earlier(i, frame, result) for i, frame, result in entries]
+        return [Earlier(i, frame, result, anchor=i not in wanted) for i, frame, result in entries]
+
+
+def temporal_loss(target: WarpedPrevious) -> TemporalLoss:
+    return TemporalLoss(to_tensor(target.image), torch.from_numpy(target.mask)[None, None])
 
 
 def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, work_dir: Path, video: VideoSettings,

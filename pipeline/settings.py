@@ -234,11 +234,13 @@ class VideoSettings:
     first_frame_scales: int = 2  # cold frames: at least this many coarse-to-fine sizes, sharing the budget where the photo ladder has fewer
     iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
     patience_next: int = 5  # early-stop window (iterations) of those frames
-    temporal_weight: float = 1e3  # lambda of the temporal loss (0: off); only with warm_start "flow"
-    temporal_frames: tuple[int, ...] = (1,)  # earlier results the temporal loss warps onto a frame, in frames back (1: t-1 only)
-    shot_anchor: bool = False  # also the shot's first result, the farthest of them (long-term drift)
-    evaluations_next: int | None = None  # loss evaluations a later frame may take (None: 1.25x iterations_next)
-    carry_curvature: bool = False  # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
+    temporal_weight: float = 1e4  # lambda of the temporal loss (0: off); only with warm_start "flow"
+    temporal_frames: tuple[int, ...] = (1, 2, 4)  # earlier results the temporal loss warps onto a frame, in frames back
+    anchor_weight: float = 0.0  # x temporal_weight: the shot's first result, a term of its own (0: off; still backgrounds drift less)
+    evaluations_next: int = 8  # loss evaluations a later frame may take (0: 1.25x iterations_next, as before issue 19)
+    carry_curvature: bool = True  # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
+    flow_snap: float = 0.5  # px: shorter displacements warp nothing (0: off, as before issue 19); stops a still background washing out
+    passes: int = 1  # more: refinement passes over the video after the sequential one, alternating direction
     fill: Fill = "content"  # what disoccluded pixels of the warm start take
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
     start: float = 0.0  # seconds into the input
@@ -257,8 +259,10 @@ class VideoSettings:
         if not self.temporal_frames or 1 not in self.temporal_frames or any(
                 not isinstance(k, int) or k < 1 for k in self.temporal_frames):
             raise _fail("--temporal-frames", ",".join(map(str, self.temporal_frames)), "give frame distances that include 1, e.g. 1,2,4")
-        if self.evaluations_next is not None:
-            _at_least("--evaluations-next", self.evaluations_next, 1, integer=True)
+        _at_least("--evaluations-next", self.evaluations_next, 0, integer=True)
+        _at_least("--passes", self.passes, 1, integer=True)
+        _at_least("--anchor-weight", self.anchor_weight, 0)
+        _at_least("--flow-snap", self.flow_snap, 0)
         _choice("--fill", self.fill, Fill)
         _between("--scene-threshold", self.scene_threshold, 0, 1)
         _at_least("--start", self.start, 0)

@@ -17,6 +17,7 @@ from pipeline.engine import Stylizer, check_size
 from pipeline.errors import OutputError, SettingsError
 from pipeline.frames import FrameCallback, FrameStylizer, stylize_frames
 from pipeline.image_io import check_output_file, load_styles
+from pipeline.passes import pass_folder, run_passes
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal_eval import temporal_errors
 from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, check_complete, check_encoder, encode,
@@ -70,13 +71,18 @@ def stylize_video(
     size = even_size(info.width, info.height, style_settings.size)
     check_size(size[1], size[0], style_settings, source)
     log = _size_notes(info, size)
+    if cluster and video.passes > 1:
+        raise SettingsError(f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in one process)")
     layout = chunk_layout(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
     work_dir = work_folder(output, source, style_images, style_settings, video, layout)
     if cluster is None:
         frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
         with Reader(info, size, video.start, video.duration) as reader:
-            done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video, _frames_in_range(info, video), on_frame)
-        frames = lambda: (read_frame(frame_path(work_dir, i)) for i in range(done.count))  # noqa: E731
+            done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video,
+                                  _frames_in_range(info, video) * video.passes, on_frame)
+        done.computed += run_passes(info, size, video, frame_stylizer, work_dir, done, on_frame)
+        final = pass_folder(work_dir, video.passes)
+        frames = lambda: (read_frame(frame_path(final, i)) for i in range(done.count))  # noqa: E731
     else:
         job = VideoJob(source, tuple(style_images), style_settings, video, size, work_dir)
         done, chunks = stylize_chunks(job, info, cluster, weights, on_chunk)

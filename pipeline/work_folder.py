@@ -23,13 +23,14 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-BEFORE_ISSUE_19 = {"temporal_frames": (1,), "shot_anchor": False, "evaluations_next": None, "carry_curvature": False}
+BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0}
 
 
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
                 layout: dict | None = None) -> Path:
     """Keyed by the input's and styles' content and every setting that changes the frames."""
-    frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames")}
+    # passes: each pass has its own subfolder and depends only on the passes before it, so adding one reuses them
+    frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames", "passes")}
     frames_only["init"] = frames_only.pop("warm_start")  # its name before issue 17: finished runs keep their folder
     for name, before in BEFORE_ISSUE_19.items():  # settings added later: their old behaviour keeps the old key
         if frames_only[name] == before:

@@ -17,6 +17,9 @@ from tests.test_video_io import lavfi_clip
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"  # main before the redesign (issue 17)
 TINY = ["--precision", "fp32", "--device", "cpu"]
+# issue 19 changed the video defaults; these options give the frames of before, in the folder of before
+VIDEO_BEFORE_ISSUE_19 = ("--temporal-frames", "1", "--anchor-weight", "0", "--no-carry-curvature", "--temporal-weight", "1000",
+                         "--evaluations-next", "0", "--flow-snap", "0")
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +32,15 @@ def reference_tree(tmp_path_factory) -> Path:
     return tree
 
 
-def run_both(reference: Path, work: Path, *args: str) -> tuple[Path, Path]:
-    """The same command line from the reference tree and from this one, each writing under its own folder."""
+def run_both(reference: Path, work: Path, *args: str, after: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """The same command line from the reference tree and from this one (plus `after`: options that
+    restore an old default), each writing under its own folder."""
     outputs = []
     for name, tree in (("before", reference), ("after", ROOT)):
         folder = work / name
         folder.mkdir(parents=True)
-        command = [sys.executable, "-m", "cli.main", *(arg.replace("{out}", str(folder)) for arg in args), *TINY]
+        extra = after if name == "after" else ()
+        command = [sys.executable, "-m", "cli.main", *(arg.replace("{out}", str(folder)) for arg in args), *extra, *TINY]
         done = subprocess.run(command, cwd=tree, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         assert done.returncode == 0, f"{name}: {done.stderr[-600:]}"
         outputs.append(folder)
@@ -68,5 +73,5 @@ def test_image_and_folder_give_the_same_bytes(reference_tree, tmp_path, tubingen
 def test_video_gives_the_same_frames_in_a_work_folder_of_the_same_name(reference_tree, tmp_path, starry_night):
     clip = lavfi_clip(tmp_path / "clip.mp4", frames=8)
     before, after = run_both(reference_tree, tmp_path, "video", str(clip), "-s", str(starry_night), "-o", "{out}/v.mp4",
-                             "--size", "64", "--iterations", "6", "--keep-frames")
+                             "--size", "64", "--iterations", "6", "--keep-frames", after=VIDEO_BEFORE_ISSUE_19)
     assert same_files(before, after, ".v.mp4.frames-*/*.png") == 8

@@ -1,0 +1,227 @@
+"""Long-term temporal consistency (issue 19): each video setting on two real clips at 256 px.
+
+For every (clip, setting): the drift of the static background over the clip, the warping error at
+k = 1 and k = 30 as ratios to the input's own, the static background's difference between frames t
+and t-30 against the input's, evaluations and seconds per later frame, and the later frames'
+content and style losses against a cold 300-iteration stylization of the same frames. Each run is
+its own process (`--jobs N` runs N at once: for a GPU machine; on a 2-core CPU keep 1).
+
+The frames are measured as written to the work folder (lossless), so that runs on machines without
+ffmpeg (PyAV decodes there) compare with the rest. Run: make bench-temporal [ARGS="--frames 300
+--settings default,long-term"]. Prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STYLE = DATA / "styles" / "starry_night.jpg"
+CLIPS = {"bottle": DATA / "videos" / "bottle-detection.mp4", "car": DATA / "videos" / "car-detection.mp4"}
+IMAGES = ROOT / "docs" / "images"
+BEFORE = {"temporal_frames": (1,), "anchor_weight": 0.0, "carry_curvature": False, "evaluations_next": 0, "temporal_weight": 1e3, "flow_snap": 0.0}
+LONG_TERM = {"temporal_frames": (1, 2, 4), "anchor_weight": 1.0}
+SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each setting changes; "default": today's
+    "before": BEFORE,
+    "default": {},
+    "evals-8": {**BEFORE, "evaluations_next": 8},
+    "carry-8": {**BEFORE, "carry_curvature": True, "evaluations_next": 8},
+    "anchor": {**BEFORE, "anchor_weight": 1.0},
+    "default+anchor-0.1": {"anchor_weight": 0.1},
+    "default+anchor-0.3": {"anchor_weight": 0.3},
+    "long-term": {**BEFORE, **LONG_TERM},
+    "long-term+carry-8": {**BEFORE, **LONG_TERM, "carry_curvature": True, "evaluations_next": 8},
+    "long-term+carry-6": {**BEFORE, **LONG_TERM, "carry_curvature": True, "evaluations_next": 6},
+    "weight-1e4": {**BEFORE, "temporal_weight": 1e4},
+    "long-term-1e4": {**BEFORE, **LONG_TERM, "temporal_weight": 1e4},
+    "long-term+carry-8-1e4": {**BEFORE, **LONG_TERM, "carry_curvature": True, "evaluations_next": 8, "temporal_weight": 1e4},
+    "long-term+carry-8-1e5": {**BEFORE, **LONG_TERM, "carry_curvature": True, "evaluations_next": 8, "temporal_weight": 1e5},
+    "default+passes-3": {"passes": 3},
+    "no-snap": {"flow_snap": 0.0},
+}
+REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
+
+
+def decode(clip: str, count: int, size: int) -> list[np.ndarray]:
+    """The first `count` frames at `size` (long side), RGB uint8: with ffmpeg, or PyAV where no ffmpeg is found."""
+    from pipeline.video_io import Reader, even_size, ffmpeg_binary, probe
+
+    info = probe(CLIPS[clip])
+    width, height = even_size(info.width, info.height, size)
+    try:
+        ffmpeg_binary()
+    except Exception:  # noqa: BLE001 - a machine with only PyAV (the GPU machine here)
+        import av
+        import cv2
+        with av.open(str(CLIPS[clip])) as container:
+            frames = (f.to_ndarray(format="rgb24") for f in container.decode(video=0))
+            return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for _, f in zip(range(count), frames)]
+    with Reader(info, (width, height)) as reader:
+        return list(reader.frames(count))
+
+
+def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: Path) -> dict:
+    """Stylize `frames` frames of `clip` with `setting` (as `stylize video` does, into a work folder)
+    and measure the stylized frames themselves (lossless, before any encoder)."""
+    import shutil
+
+    from pipeline.device import cpu_description
+    from pipeline.frames import FrameStylizer, stylize_frames
+    from pipeline.passes import pass_folder, refine_pass
+    from pipeline.image_io import load_rgb
+    from pipeline.engine import Stylizer
+    from pipeline.settings import StyleSettings, VideoSettings
+    from pipeline.temporal_eval import figures_of_frames
+    from pipeline.work_folder import frame_path, read_frame
+
+    inputs = decode(clip, frames, size)
+    folder = work / f"{clip}-{setting}"
+    shutil.rmtree(folder, ignore_errors=True)
+    video = replace(VideoSettings(), **SETTINGS[setting])
+    stylizer = Stylizer(StyleSettings(size=size, device=device), [load_rgb(STYLE)])
+    reports, refined = [], []
+    frame_stylizer = FrameStylizer(stylizer, video, folder)
+    done = stylize_frames(inputs, frame_stylizer, folder, video, len(inputs), reports.append)
+    for number in range(2, video.passes + 1):  # as video_job.run_passes, from the frames in memory
+        order = list(enumerate(inputs))
+        refine_pass(order[::-1] if number % 2 == 0 else order, frame_stylizer, folder, number, done.cuts,
+                    lambda position, index, skipped, stats: refined.append(stats))
+    final = pass_folder(folder, video.passes)
+    later = [r for r in reports if not r.cold]
+    passes_evals = sum(s.get("evaluations", 0) for s in refined) / max(1, len(later))
+    passes_seconds = sum(s.get("seconds", 0.0) for s in refined) / max(1, len(later))
+    figures = figures_of_frames(inputs, [read_frame(frame_path(final, i)) for i in range(len(inputs))], (1, 30))
+    return {"clip": clip, "setting": setting, "frames": len(inputs), "work_dir": str(final),
+            "evaluations": float(np.mean([r.evaluations for r in later])) + passes_evals,
+            "seconds": float(np.mean([r.seconds for r in later])) + passes_seconds,
+            "losses": {r.index: r.losses for r in reports if r.index in REFERENCE_FRAMES and r.losses},
+            "warping": {k: list(v) for k, v in figures.warping.items()}, "static": {k: list(v) for k, v in figures.static_difference.items()},
+            "static_share": figures.static_share, "drift": list(figures.drift), "machine": machine(device, cpu_description())}
+
+
+def run_cold(clip: str, size: int, device: str) -> dict:
+    """The reference: frames of `clip` stylized cold, 300 iterations at one scale."""
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import load_rgb, to_tensor
+    from pipeline.settings import StyleSettings
+    from pipeline.temporal import to_float
+
+    stylizer = Stylizer(StyleSettings(size=size, device=device, tolerance=0.0), [load_rgb(STYLE)])
+    frames = decode(clip, max(REFERENCE_FRAMES) + 1, size)
+    return {"clip": clip, "setting": "cold-300",
+            "losses": {i: stylizer.stylize(to_tensor(to_float(frames[i]))).losses for i in REFERENCE_FRAMES if i < len(frames)}}
+
+
+def machine(device: str, cpu: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+        return torch.cuda.get_device_name(0)
+    return cpu
+
+
+def child(*args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_temporal", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        return {"error": f"{args}: exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def loss_ratio(run: dict, cold: dict, part: str) -> float:
+    pairs = [(run["losses"][str(i)][part], cold["losses"][str(i)][part]) for i in REFERENCE_FRAMES
+             if str(i) in run["losses"] and str(i) in cold["losses"]]
+    return float(np.mean([mine / theirs for mine, theirs in pairs])) if pairs else float("nan")
+
+
+def table(runs: list[dict], colds: dict[str, dict]) -> str:
+    lines = ["| clip | setting | frames | drift (input) | k=1 ratio | k=30 ratio | static t vs t-30 (x input) | "
+             "evals / later frame | s / later frame | content vs cold 300 | style vs cold 300 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        if "error" in run:
+            lines.append(f"| {run['error']} |")
+            continue
+        ratio = {k: v[0] / v[1] if v[1] > 0 else float("nan") for k, v in run["warping"].items()}
+        static = run["static"]["30"]
+        cold = colds.get(run["clip"], {"losses": {}})
+        lines.append(f"| {run['clip']} | {run['setting']} | {run['frames']} | {run['drift'][0]:.2f} % ({run['drift'][1]:.2f} %) | "
+                     f"{ratio['1']:.2f} | {ratio['30']:.2f} | {static[0] / max(static[1], 1e-12):.1f} | {run['evaluations']:.1f} | "
+                     f"{run['seconds']:.2f} | {loss_ratio(run, cold, 'content'):.2f} | {loss_ratio(run, cold, 'style'):.2f} |")
+    return "\n".join(lines)
+
+
+def picture(runs: list[dict], settings: tuple[str, str], clip: str = "bottle", frames: tuple[int, ...] = (0, 100, 200, 299)) -> str | None:
+    """The same static crop at frames 0, 100, 200 and 299 for two settings (rows)."""
+    import cv2
+    from pipeline.temporal_eval import static_mask
+    from pipeline.work_folder import frame_path
+
+    chosen = {run["setting"]: run for run in runs if run.get("clip") == clip and run.get("setting") in settings}
+    if len(chosen) < 2:
+        return None
+    first = cv2.imread(str(frame_path(Path(chosen[settings[0]]["work_dir"]), 0)))
+    greys = [cv2.GaussianBlur(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (5, 5), 0) / 255.0 for f in decode(clip, max(frames) + 1, max(first.shape))]
+    mask = static_mask(np.min(greys, axis=0), np.max(greys, axis=0)).astype(np.float32)
+    side = min(96, first.shape[0] // 2, first.shape[1] // 2)
+    share = cv2.boxFilter(mask, -1, (side, side), normalize=True)
+    y, x = np.unravel_index(np.argmax(share[side // 2:-side // 2, side // 2:-side // 2]), (share.shape[0] - side, share.shape[1] - side))
+    rows = []
+    for setting in settings:
+        folder = Path(chosen[setting]["work_dir"])
+        tiles = [cv2.imread(str(frame_path(folder, i)))[y:y + side, x:x + side] for i in frames if frame_path(folder, i).is_file()]
+        if not tiles:
+            return None
+        rows.append(cv2.resize(np.hstack(tiles), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(IMAGES / "temporal-static-crop.png"), np.vstack(rows))
+    return "images/temporal-static-crop.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", default="bottle,car")
+    parser.add_argument("--settings", default="before,default,long-term+carry-8-1e4,default+passes-3")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (a GPU machine has room for several)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-temporal"))
+    parser.add_argument("--picture", default="before,default", help="two settings whose static crops docs/images gets")
+    parser.add_argument("--no-cold", action="store_true", help="skip the cold 300-iteration reference (its loss columns then read nan)")
+    parser.add_argument("--one", nargs=2, metavar=("CLIP", "SETTING"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        clip, setting = args.one
+        out = run_cold(clip, args.size, args.device) if setting == "cold-300" else run_one(clip, setting, args.frames, args.size, args.device, args.work)
+        (args.work / f"result-{clip}-{setting}.json").write_text(json.dumps(out))  # kept should the whole run be stopped
+        print(json.dumps(out))
+        return
+    common = ["--frames", str(args.frames), "--size", str(args.size), "--device", args.device, "--work", str(args.work)]
+    reference = ["cold-300"] if not args.no_cold else []
+    jobs = [(clip, setting) for clip in args.clips.split(",") for setting in [*reference, *args.settings.split(",")]]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: child(*common, "--one", *job), jobs))
+    colds = {r["clip"]: r for r in results if r.get("setting") == "cold-300"}
+    runs = [r for r in results if r.get("setting") != "cold-300"]
+    machines = sorted({r["machine"] for r in runs if "machine" in r})
+    print(f"## Long-term temporal consistency (issue 19) — `make bench-temporal`, {date.today()}\n")
+    print(f"Machine: {'; '.join(machines)}. {args.frames} frames of each clip at {args.size} px, starry_night.jpg.\n")
+    print(table(runs, colds))
+    crop = picture(runs, tuple(args.picture.split(",")))
+    if crop:
+        print(f"\n![static crop]({crop})  (frames 0, 100, 200, 299; rows: {args.picture})")
+    (args.work / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

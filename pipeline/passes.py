@@ -1,0 +1,84 @@
+"""Multi-pass refinement (Ruder, Dosovitskiy, Brox 2018; `--passes N`): after the sequential pass,
+passes over the video that alternate direction. Each frame starts from its own result blended with
+its neighbour's new result warped onto it (where the flow agrees) and is re-optimized briefly with
+the temporal loss toward that neighbour, so that every frame hears from both sides and early
+frames learn from later ones. A pass never crosses a scene cut. Each pass writes its own folder of
+atomic PNGs, so a killed run resumes inside the pass it was in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.frames import FrameCallback, FrameReport, FramesDone, FrameStylizer
+from pipeline.settings import VideoSettings
+from pipeline.temporal import Frame
+from pipeline.video_io import Reader, VideoInfo
+from pipeline.work_folder import frame_path, read_frame, write_frame
+
+SEGMENT = 48  # frames decoded at a time when a pass runs backward
+
+
+def pass_folder(work_dir: Path, number: int) -> Path:
+    """Where pass `number` (1: the sequential pass) keeps its frames."""
+    return work_dir if number == 1 else work_dir / f"pass-{number}"
+
+
+def frames_backward(info: VideoInfo, size: tuple[int, int], start: float, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) from the last of `count` frames to the first, decoded a segment at a time from a seek."""
+    for first in range(((count - 1) // SEGMENT) * SEGMENT, -1, -SEGMENT):
+        length = min(SEGMENT, count - first)
+        # half a frame early: -ss keeps frames whose time is at or after it, and float times round
+        with Reader(info, size, start + max(0.0, (first - 0.5) / float(info.fps))) as reader:
+            segment = list(reader.frames(length))
+        yield from reversed(list(enumerate(segment, start=first)))
+
+
+def frames_forward(info: VideoInfo, size: tuple[int, int], start: float, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    with Reader(info, size, start) as reader:
+        yield from enumerate(reader.frames(count))
+
+
+def run_passes(info: VideoInfo, size: tuple[int, int], video: VideoSettings, frame_stylizer: FrameStylizer, work_dir: Path,
+               done: FramesDone, on_frame: FrameCallback | None = None) -> int:
+    """Passes 2 to video.passes over the `done.count` frames the sequential pass made; the frames computed."""
+    computed = 0
+    for number in range(2, video.passes + 1):
+        backward = number % 2 == 0
+        frames = frames_backward(info, size, video.start, done.count) if backward else frames_forward(info, size, video.start, done.count)
+
+        def report(position: int, index: int, skipped: bool, stats: dict, number: int = number) -> None:
+            if on_frame:
+                on_frame(FrameReport((number - 1) * done.count + position, done.count * video.passes, False, False, skipped, **stats))
+        computed += refine_pass(frames, frame_stylizer, work_dir, number, done.cuts, report)
+    return computed
+
+
+def refine_pass(frames: Iterable[tuple[int, np.ndarray]], frame_stylizer: FrameStylizer, work_dir: Path, number: int,
+                cuts: list[int], on_frame: Callable[[int, int, bool, dict], None] | None = None) -> int:
+    """Pass `number` over `frames` (index, input frame) in the order given; returns the frames it computed.
+    `on_frame(position, index, skipped, stats)` after each."""
+    source, folder = pass_folder(work_dir, number - 1), pass_folder(work_dir, number)
+    starts = {0, *cuts}  # first frames of the shots
+    neighbour: tuple[int, Frame, np.ndarray | None] | None = None
+    computed = 0
+    for position, (index, rgb) in enumerate(frames):
+        frame, path = Frame(rgb), frame_path(folder, index)
+        same_shot = neighbour is not None and max(index, neighbour[0]) not in starts and abs(index - neighbour[0]) == 1
+        result, stats = None, {}
+        if not path.is_file():
+            own = read_frame(frame_path(source, index))
+            if same_shot:
+                near = neighbour[2] if neighbour[2] is not None else read_frame(frame_path(folder, neighbour[0]))
+                result, stats = frame_stylizer.refine(frame, own, (neighbour[1], near))
+            else:
+                result = own  # a shot's first frame in this direction has no neighbour yet
+            write_frame(path, result)
+            computed += 1
+        if on_frame:
+            on_frame(position, index, result is None, stats)
+        neighbour = (index, frame, result)
+    return computed

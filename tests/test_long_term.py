@@ -1,0 +1,160 @@
+"""Long-term temporal consistency (issue 19): masks, resume, carried curvature and scene cuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pipeline.frames
+from pipeline.engine import Plan, Stylizer
+from pipeline.image_io import load_rgb
+from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.temporal import WarpedPrevious, consistency_mask, long_term, warp_along
+from pipeline.work_folder import frame_path
+
+H, W = 40, 60
+LONG = dict(temporal_frames=(1, 2, 4), anchor_weight=0.5, carry_curvature=True, evaluations_next=4)
+
+
+def constant(value: float, mask: np.ndarray) -> WarpedPrevious:
+    return WarpedPrevious(np.full((H, W, 3), value, np.float32), mask.astype(np.float32))
+
+
+def test_the_closest_frame_wins_where_masks_overlap():
+    right = np.zeros((H, W), np.float32)
+    right[:, W // 2:] = 1  # t-1 vouches only for the right half
+    everywhere = np.ones((H, W), np.float32)
+    target = long_term([constant(0.2, right), constant(0.5, everywhere), constant(0.8, everywhere)])
+    assert target.image[:, W // 2 + 5:] == pytest.approx(0.2, abs=1e-4)  # t-1 where it holds
+    assert target.image[:, : W // 2 - 5] == pytest.approx(0.5, abs=1e-4)  # then t-2, never the farther t-4
+    assert target.mask[:, 5:-5] == pytest.approx(1.0, abs=1e-4)  # every pixel counted once
+    nothing = long_term([constant(0.2, np.zeros((H, W))), constant(0.5, np.zeros((H, W)))])
+    assert nothing.mask.max() == 0.0
+
+
+def moving_square(shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flows of a 12-px square that moved `shift` px right from frame s to frame t over a still
+    background: backward (t -> s) and forward (s -> t)."""
+    backward, forward = np.zeros((H, W, 2), np.float32), np.zeros((H, W, 2), np.float32)
+    backward[14:26, 24 + shift:36 + shift, 0] = -shift
+    forward[14:26, 24:36, 0] = shift
+    return backward, forward
+
+
+def test_occluded_and_motion_boundary_pixels_are_left_out():
+    backward, forward = moving_square(6)
+    mask = consistency_mask(backward, forward)
+    assert mask[2:10, 2:10].min() == 1 and mask[17:23, 33:39].min() == 1  # still background; the square's inside
+    assert mask[17:23, 24:30].max() == 0  # uncovered behind the square: the flows disagree
+    assert mask[20, 29:31].max() == 0 and mask[20, 41:43].max() == 0  # its edges: motion boundaries
+    earlier = warp_along(np.full((H, W, 3), 0.7, np.float32), backward, forward)
+    target = long_term([earlier, constant(0.3, np.ones((H, W)))])
+    assert target.image[20, 26] == pytest.approx(0.3, abs=0.01)  # a farther frame fills what t-1 cannot vouch for (blur: a little of t-1)
+    assert target.image[5, 5] == pytest.approx(0.7, abs=1e-3)
+
+
+@pytest.fixture
+def clip() -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    return [np.roll(base, shift, axis=1) for shift in range(7)]
+
+
+def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(tmp_path, clip, embedded_weights, starry_night):
+    video = VideoSettings(iterations_next=4, scene_threshold=1.0, **LONG)
+    stylizer = Stylizer(StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"), [load_rgb(starry_night)], embedded_weights)
+
+    def run(folder, on_frame=None):
+        return pipeline.frames.stylize_frames(clip, pipeline.frames.FrameStylizer(stylizer, video, folder), folder, video,
+                                              len(clip), on_frame)
+
+    run(tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_five(report):
+        if report.index == 4:
+            raise Killed
+    with pytest.raises(Killed):
+        run(tmp_path / "killed", kill_at_five)
+    assert not frame_path(tmp_path / "killed", 5).exists() and list((tmp_path / "killed" / "flows").glob("*.npz"))
+    done = run(tmp_path / "killed")
+    assert done.computed == 2
+    for index in range(len(clip)):
+        same = frame_path(tmp_path / "whole", index).read_bytes() == frame_path(tmp_path / "killed", index).read_bytes()
+        assert same, f"frame {index} differs after the resume"
+
+
+def test_carried_curvature_never_crosses_a_scene_cut(tmp_path, clip, embedded_weights, starry_night, monkeypatch):
+    other = clip[0] // 4  # much darker: a new shot
+    frames = [*clip[:3], *[np.roll(other, s, axis=1) for s in range(3)]]  # a cut before frame 3
+    calls = []
+    real = Stylizer.stylize
+
+    def spy(self, content, plan=Plan(), callback=None):
+        result = real(self, content, plan, callback)
+        calls.append((plan, result))
+        return result
+    monkeypatch.setattr(Stylizer, "stylize", spy)
+    video = VideoSettings(iterations_next=4, scene_threshold=0.1, **LONG)
+    stylizer = Stylizer(StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"), [load_rgb(starry_night)], embedded_weights)
+    done = pipeline.frames.stylize_frames(frames, pipeline.frames.FrameStylizer(stylizer, video, tmp_path), tmp_path, video, 6)
+    assert done.cuts == [3] and len(calls) == 6
+    carried = [plan.curvature for plan, _ in calls]
+    assert carried[0] is None and carried[3] is None  # each shot's first frame starts cold
+    for index in (1, 2, 4, 5):  # the others from frame t-1 of their own shot
+        assert carried[index] is not None and carried[index].scale == calls[index - 1][1].curvature.scale
+
+
+def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, starry_night):
+    """--passes 3: a backward then a forward pass, each frame re-optimized toward its new neighbour:
+    the result flickers less than the sequential pass alone; a pass killed half-way resumes to the
+    same frames; frames are read back in their original order."""
+    from pipeline.passes import pass_folder
+    from pipeline.temporal import WarpingError
+    from pipeline.video_job import stylize_video
+    from pipeline.work_folder import read_frame
+    from tests.test_video_io import lavfi_clip
+
+    source = lavfi_clip(tmp_path / "clip.mp4", frames=8, size="96x64")
+    style = StyleSettings(size=96, iterations=20, tolerance=0.0, precision="fp32", device="cpu")
+    video = VideoSettings(iterations_next=6, keep_frames=True, passes=3)
+    result = stylize_video(source, [starry_night], tmp_path / "out.mp4", style, video)
+    assert result.frames == 8 and result.computed == 8 * 3
+
+    def flicker(folder):
+        error = WarpingError()
+        for index in range(8):
+            error.add(inputs[index], read_frame(frame_path(folder, index)))
+        return error.value
+    from pipeline.video_io import Reader, probe
+    with Reader(probe(source), (96, 64)) as reader:
+        inputs = list(reader.frames())
+    first, last = flicker(pass_folder(result.work_dir, 1)), flicker(pass_folder(result.work_dir, 3))
+    assert last < 0.9 * first, (first, last)
+
+    finished = {i: frame_path(pass_folder(result.work_dir, 3), i).read_bytes() for i in range(8)}
+    for index in (5, 6, 7):  # the forward pass 3 was killed after frame 4
+        frame_path(pass_folder(result.work_dir, 3), index).unlink()
+    rerun = stylize_video(source, [starry_night], tmp_path / "out.mp4", style, video, overwrite=True)
+    assert rerun.computed == 3
+    assert all(frame_path(pass_folder(result.work_dir, 3), i).read_bytes() == finished[i] for i in range(8))
+
+
+def test_sub_pixel_noise_in_the_flow_does_not_wash_a_still_result_out():
+    """Warping a result frame after frame by a still background's noisy flow (a few tenths of a pixel)
+    blurs it more each time; displacements under the snap leave it as it is, real motion still moves."""
+    from pipeline.temporal import snapped, warp
+
+    rng = np.random.default_rng(3)
+    texture = rng.random((H, W, 3)).astype(np.float32)
+    blurred, kept = texture, texture
+    for _ in range(30):
+        noise = np.clip(rng.normal(0.0, 0.15, (H, W, 2)), -0.3, 0.3).astype(np.float32)
+        blurred = warp(blurred, noise)
+        kept = warp(kept, snapped(noise, 0.5))
+    assert np.array_equal(kept, texture)
+    assert blurred.std() < 0.8 * texture.std()  # the unsnapped copy lost contrast
+    motion = np.full((H, W, 2), 3.0, np.float32)
+    assert np.array_equal(snapped(motion, 0.5), motion)
