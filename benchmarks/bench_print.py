@@ -164,7 +164,7 @@ def report(args: argparse.Namespace, photo: Path, full: dict, small: dict, judge
     return "\n".join(lines)
 
 
-def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 300, top: tuple[int, ...] = (0, 2, 5, 10, 20, 40),
+def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 300, cold: bool = False, top: tuple[int, ...] = (0, 2, 5, 10, 20, 40),
                  below: tuple[int, ...] = (0, 5, 10, 19, 40, 80)) -> str:
     """How few evaluations the two largest scales need: each budget run from the same start (the
     default ladder's result one scale down, scaled up) and judged at full size. The rest of the
@@ -180,12 +180,13 @@ def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 30
     ladder = stylizer.ladder(content)
     default = [rung_budget(size, settings.iterations, settings, ladder)[1] for size in ladder]
 
-    def timed(image: torch.Tensor, start=None, evaluations: int | None = None):
-        """From `start` (a Result one scale down: its image scaled up, its curvature carried, as the ladder does)."""
+    def timed(image: torch.Tensor, start=None, evaluations: int | None = None, carry: bool = True):
+        """From `start` (a Result one scale down: its image scaled up, its curvature carried as the ladder does, or not)."""
         if start is None:
             return stylizer.stylize(image)
         size = tuple(image.shape[-2:])
-        plan = Plan(init=resize_image(start.image, size), iterations=evaluations, evaluations=evaluations, curvature=start.curvature)
+        plan = Plan(init=resize_image(start.image, size), iterations=evaluations, evaluations=evaluations,
+                    curvature=start.curvature if carry else None)
         return stylizer.stylize(image, plan)
 
     def judged(result) -> str:
@@ -204,7 +205,9 @@ def budget_table(photo: Path, device: str, max_memory: str, iterations: int = 30
         emit(line)
     start_top = timed(resize_image(content, ladder[-2]))
     for budget in top:
-        emit(f"| {max(ladder[-1])} px | {budget} | " + judged(timed(content, start_top, budget)))
+        emit(f"| {max(ladder[-1])} px, curvature carried | {budget} | " + judged(timed(content, start_top, budget)))
+        if cold and budget:
+            emit(f"| {max(ladder[-1])} px, cold start | {budget} | " + judged(timed(content, start_top, budget, carry=False)))
     start_below = timed(resize_image(content, ladder[-3])) if below else None
     for budget in below:
         middle = timed(resize_image(content, ladder[-2]), start_below, budget)
@@ -222,13 +225,14 @@ def main() -> None:
     parser.add_argument("--budgets", action="store_true", help="only the table of the two largest scales' evaluation budgets")
     parser.add_argument("--device", default="auto", help="with --budgets: cpu, cuda or auto")
     parser.add_argument("--iterations", type=int, default=300, help="with --budgets: the settings' --iterations")
+    parser.add_argument("--cold", action="store_true", help="with --budgets: also each top budget from a cold L-BFGS start")
     parser.add_argument("--top", default="0,2,5,10,20,40", help="with --budgets: evaluations tried at the largest scale")
     parser.add_argument("--below", default="0,5,10,19,40,80", help="with --budgets: at the second largest (empty: none)")
     args = parser.parse_args()
     if args.budgets:
         work = args.work or Path(tempfile.mkdtemp(prefix="bench-print-"))
         work.mkdir(parents=True, exist_ok=True)
-        budget_table(camera_photo(work, args.width), args.device, args.max_memory, args.iterations,
+        budget_table(camera_photo(work, args.width), args.device, args.max_memory, args.iterations, args.cold,
                      tuple(int(n) for n in args.top.split(",") if n), tuple(int(n) for n in args.below.split(",") if n))
         return
     if args.calibrate:

@@ -47,7 +47,7 @@ SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each
     "long-term+carry-8-1e4": {**BEFORE, **LONG_TERM, "carry_curvature": True, "evaluations_next": 8, "temporal_weight": 1e4},
     "long-term+carry-8-1e5": {**BEFORE, **LONG_TERM, "carry_curvature": True, "evaluations_next": 8, "temporal_weight": 1e5},
     "default+passes-3": {"passes": 3},
-    "no-snap": {"flow_snap": 0.0},
+    "default+snap-0.5": {"flow_snap": 0.5},
 }
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
 
@@ -189,7 +189,7 @@ def picture(runs: list[dict], settings: tuple[str, str], clip: str = "bottle", f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", default="bottle,car")
-    parser.add_argument("--settings", default="before,default,long-term+carry-8-1e4,default+passes-3")
+    parser.add_argument("--settings", default="before,default,default+anchor-0.3,default+snap-0.5,default+passes-3")
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="auto")

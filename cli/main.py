@@ -163,7 +163,7 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
 Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (each input's own; big photos run coarse-to-fine from 512 px up, in tiles that fit --max-memory).")]
 MaxMemory = Annotated[str, typer.Option("--max-memory", help="Working memory one image may use besides the network, e.g. 4G or 500M; larger images are evaluated in tiles. auto: a fifth of the RAM, at most half of what is free (GPU: 70 % of its free memory).")]
-Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px, with at most 1.25x as many loss evaluations (a line search can take several an iteration). A larger scale gets iterations x (512/side)^2 loss evaluations, at least 5, starting from the curvature of the scale below (video: see --first-frame-scales).")]
+Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px, with at most 1.25x as many loss evaluations (a line search can take several an iteration). A larger scale gets iterations x (512/side)^2 loss evaluations, at least 10, starting from the curvature of the scale below (video: see --first-frame-scales).")]
 ContentWeight = Annotated[float, typer.Option(min=0, help="Weight a of the content loss (losses are normalized; see README).")]
 StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]

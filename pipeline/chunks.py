@@ -1,18 +1,12 @@
 """A video in chunks, for several workers: shots split at the scene cuts, a long shot into chunks
 that overlap by a few frames; each chunk stylized in order from a seek to its first frame into its
 own folder, and the chunks assembled with a linear ramp across each overlap, so seams do not pop.
-
-Two independent stylizations of the same frames differ, so a ramp alone needs a long overlap on a
-still shot. Instead the chunks meet: first every chunk's head (its first `overlap` frames) is
-stylized, then each chunk runs on and, across its tail, a seam term pulls its frames toward the
-next chunk's head frames (a weight rising over the overlap), so that where one chunk hands over,
-both already show nearly the same picture.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -48,7 +42,6 @@ class Chunk:
     index: int
     start: int
     stop: int
-    following: tuple[int, int] | None = None  # (start, stop) of the next chunk where it overlaps this one
 
 
 @dataclass
@@ -86,15 +79,7 @@ def plan_chunks(count: int, cuts: list[int], chunk_frames: int, overlap: int) ->
             if stop == shot_stop:
                 break
             start = stop - overlap
-    return _link(chunks)
-
-
-def _link(chunks: list[Chunk]) -> list[Chunk]:
-    """Each chunk learns the next one's bounds where they overlap (inside a shot)."""
-    linked = []
-    for chunk, after in zip(chunks, [*chunks[1:], None]):
-        linked.append(replace(chunk, following=(after.start, after.stop)) if after and after.start < chunk.stop else chunk)
-    return linked
+    return chunks
 
 
 def chunk_folder(job: VideoJob, chunk: Chunk) -> Path:
@@ -106,35 +91,18 @@ def job_stylizer(job: VideoJob, weights=None) -> Stylizer:
     return Stylizer(job.style_settings, load_styles(job.style_images), weights)
 
 
-SEAM_WEIGHT = 10.0  # x --temporal-weight, on the last frame of a tail (rising from 1/overlap of it)
-
-
-def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk, head: int | None = None) -> ChunkResult:
-    """A worker's item: the chunk's frames (only the first `head` of them, if given), decoded from a
-    seek to its first frame, stylized in order; the tail pulled toward the next chunk's head."""
+def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
+    """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order."""
     info = probe(job.source)
     # half a frame early: -ss keeps frames whose time is at or after it, and float times round
     start = job.video.start + max(0.0, (chunk.start - 0.5) / float(info.fps))
-    count = min(head, chunk.stop - chunk.start) if head is not None else chunk.stop - chunk.start
     folder = chunk_folder(job, chunk)
-    guides = {} if head is not None else seam_guides(job, chunk)
     with Reader(info, job.size, start) as reader:
-        done = stylize_frames(reader.frames(count), FrameStylizer(stylizer, job.video, folder, guides), folder, job.video, count)
-    if done.count != count:
+        done = stylize_frames(reader.frames(chunk.stop - chunk.start), FrameStylizer(stylizer, job.video, folder),
+                              folder, job.video, chunk.stop - chunk.start)
+    if done.count != chunk.stop - chunk.start:
         raise OutputError(f"{job.source}: chunk {chunk.start}-{chunk.stop} decoded {done.count} frames")
     return ChunkResult(chunk, done.computed)
-
-
-def seam_guides(job: VideoJob, chunk: Chunk) -> dict[int, tuple[np.ndarray, float]]:
-    """For each frame of the tail this chunk shares with the next: the next chunk's result there
-    (its head, stylized first) and the seam term's weight, by the frame's index in this chunk."""
-    if chunk.following is None:
-        return {}
-    following = Chunk(chunk.index + 1, *chunk.following)
-    shared = chunk.stop - following.start
-    return {following.start - chunk.start + i: (read_frame(frame_path(chunk_folder(job, following), i)),
-                                                job.video.temporal_weight * SEAM_WEIGHT * (i + 1) / shared)
-            for i in range(shared)}
 
 
 def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.ndarray]:
@@ -158,7 +126,7 @@ def chunk_layout(cluster: ClusterSettings) -> dict:
     """What keys a chunked run's work folder besides the job: the settings that change its frames
     (near the seams). Where it runs (address, worker count, CPUs) changes none, so a job moved to
     another cluster keeps its finished chunks."""
-    return {"chunk_frames": cluster.chunk_frames, "overlap_frames": cluster.overlap_frames, "seams": "guided"}
+    return {"chunk_frames": cluster.chunk_frames, "overlap_frames": cluster.overlap_frames}
 
 
 
@@ -181,8 +149,5 @@ def stylize_chunks(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, wei
         if on_chunk:
             on_chunk(len(finished), len(chunks), workers[-1] if workers else 1)
 
-    heads = [chunks[c.index + 1] for c in chunks if c.following is not None]
-    if heads:  # the next chunks' heads first: each tail is pulled toward them
-        make_executor(cluster).run(partial(job_stylizer, job, weights), partial(stylize_chunk, job, head=cluster.overlap_frames), heads)
     make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record)
     return FramesDone(scanned.count, sum(r.computed for r in finished), scanned.cuts), chunks

@@ -138,7 +138,7 @@ def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[t
     return ladder
 
 
-MIN_RUNG_EVALUATIONS = 5
+MIN_RUNG_EVALUATIONS = 10  # a carried start makes 10 count (docs/benchmarks.md: 1024 px, total loss 51.5 -> 21.2)
 GRAM_CACHE_SIZES = 8
 # A scale above coarse_threshold starts L-BFGS from the curvature the scale below ended with: with a
 # budget of a few evaluations, a cold start spends them finding its step length (issue 18's table).
@@ -151,7 +151,7 @@ def rung_budget(size: tuple[int, int], iterations: int, settings: StyleSettings,
     """A scale's (iterations, evaluations). Up to coarse_threshold (512 px), and for the first scale,
     `iterations` with evaluations capped at 1.25x (a line search can take several an iteration).
     A larger scale of a ladder costs more an evaluation and needs fewer (the strokes are set at the
-    coarse scales): it gets iterations x (threshold/side)^2 evaluations, at least 5, which keeps each
+    coarse scales): it gets iterations x (threshold/side)^2 evaluations, at least 10, which keeps each
     scale's time about equal; counted in evaluations because its first line search after the resize
     takes several, and an evaluation is what costs minutes there."""
     side = max(size)

@@ -5,6 +5,7 @@ missing frame and reproduces the frames an uninterrupted run would have made.
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.engine import Curvature, Plan, Result, Stylizer
+from pipeline.errors import OutputError
 from pipeline.image_io import atomic_path, to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
@@ -70,10 +72,8 @@ class FrameStylizer:
     `work_dir`: where the long-term flows and the carried curvature are kept, so that a resumed run
     computes what an uninterrupted one would."""
 
-    def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None,
-                 guides: dict[int, tuple[np.ndarray, float]] | None = None):
+    def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None):
         self.stylizer, self.video, self.work_dir = stylizer, video, work_dir
-        self.guides = guides or {}  # frame index -> (a result this frame should meet, the weight): chunk seams
         self.flows = FlowEstimator()
         self.curvature: tuple[int, Curvature] | None = None  # (frame index, what its L-BFGS ended with)
 
@@ -117,9 +117,6 @@ class FrameStylizer:
         # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
         terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
                   for item in earlier if item.anchor]
-        if index in self.guides:
-            guide, weight = self.guides[index]
-            terms.append(Term("seam", temporal_loss(WarpedPrevious(to_float(guide), np.ones(guide.shape[:2], np.float32))), weight))
         return init, terms
 
     def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
@@ -176,8 +173,7 @@ class FrameStylizer:
                               [x.detach().cpu() for x in curvature.changes[-CARRIED_PAIRS:]])
         self.curvature = (index, curvature)
         if self.work_dir:
-            with atomic_path(curvature_path(self.work_dir, index)) as tmp:
-                torch.save(curvature, tmp)
+            write_curvature(curvature_path(self.work_dir, index), curvature)
             curvature_path(self.work_dir, index - 2).unlink(missing_ok=True)  # t-1's stays until t's frame is written
 
     def cold_start(self, content: np.ndarray) -> Result:
@@ -226,6 +222,18 @@ class Shot:
             if entry[2] is None:
                 entry[2] = read_frame(frame_path(self.work_dir, entry[0]))
         return [Earlier(i, frame, result, anchor=i not in wanted) for i, frame, result in entries]
+
+
+def write_curvature(path: Path, curvature: Curvature) -> None:
+    """Atomically; serialized in memory first, so that a full disk is an OSError naming its cause
+    (torch.save into a file says only "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save(curvature, buffer)
+    with atomic_path(path) as tmp:
+        try:
+            tmp.write_bytes(buffer.getvalue())
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
 
 
 def temporal_loss(target: WarpedPrevious) -> TemporalLoss:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -105,10 +106,13 @@ def read_flows(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 def write_flows(path: Path, backward: np.ndarray, forward: np.ndarray) -> None:
     """Atomically, in float16 (a flow needs no more; the run always uses what the cache holds)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, backward=backward.astype(np.float16), forward=forward.astype(np.float16))
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, backward=backward.astype(np.float16), forward=forward.astype(np.float16))
+        try:
+            tmp.write_bytes(buffer.getvalue())
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
 
 
 def curvature_path(work_dir: Path, index: int) -> Path:

@@ -88,7 +88,7 @@ def test_large_scales_get_an_evaluation_budget():
     settings = StyleSettings(size=None, iterations=300)
     ladder = scale_ladder(3024, 4032, settings)
     assert [max(size) for size in ladder] == [504, 1008, 2016, 4032]
-    assert [rung_budget(size, 300, settings, ladder) for size in ladder] == [(300, 375), (77, 77), (19, 19), (5, 5)]
+    assert [rung_budget(size, 300, settings, ladder) for size in ladder] == [(300, 375), (77, 77), (19, 19), (10, 10)]
     assert rung_budget((384, 512), 300, settings, [(384, 512)]) == (300, 375)
 
 
