@@ -139,11 +139,11 @@ def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[t
 
 
 MIN_RUNG_EVALUATIONS = 10  # a carried start makes 10 count (docs/benchmarks.md: 1024 px, total loss 51.5 -> 21.2)
-GRAM_CACHE_SIZES = 8
+GRAM_CACHE_SIZES = 8  # style targets kept for this many output sizes (the last used)
 # A scale above coarse_threshold starts L-BFGS from the curvature the scale below ended with: with a
 # budget of a few evaluations, a cold start spends them finding its step length (issue 18's table).
 # Scales up to the threshold keep their cold start, so that those outputs stay as they were.
-CARRY_CURVATURE_ACROSS_SCALES = True  # style targets kept for this many output sizes (the last used)
+CARRY_CURVATURE_ACROSS_SCALES = True
 
 
 def rung_budget(size: tuple[int, int], iterations: int, settings: StyleSettings,

@@ -17,14 +17,13 @@ import numpy as np
 import torch
 
 from pipeline.engine import Curvature, Plan, Result, Stylizer
-from pipeline.errors import OutputError
-from pipeline.image_io import atomic_path, to_array, to_tensor
+from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut,
                                long_term, to_float, warp, warp_along)
-from pipeline.work_folder import (FrameLog, curvature_path, flow_path, frame_path, read_flows, read_frame, write_flows,
-                                  write_frame)
+from pipeline.work_folder import (FrameLog, curvature_path, flow_path, frame_path, read_flows, read_frame, write_atomically,
+                                  write_flows, write_frame)
 
 ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
 PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a frame's starting image
@@ -131,26 +130,28 @@ class FrameStylizer:
         return np.round(to_array(result.image) * 255).astype(np.uint8), {
             "iterations": result.iterations, "evaluations": result.evaluations, "seconds": result.seconds, "losses": result.losses}
 
-    def carry_earlier(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
-        """A long-term frame's result warped onto this one; its flows from the work folder when there."""
+    def flows_to(self, frame: Frame, index: int, item: Earlier) -> tuple[np.ndarray, np.ndarray]:
+        """(backward, forward) flows between this frame and a long-term one; from the work folder when there."""
         path = flow_path(self.work_dir, index, item.index) if self.work_dir else None
         flows = read_flows(path) if path else None
         if flows is None:
             backward, forward = self.flows.flow(frame, item.frame), self.flows.flow(item.frame, frame)
-            if path:
-                write_flows(path, backward, forward)
-                flows = read_flows(path)  # what the cache holds (float16), as a resumed run will see it
-            else:
-                flows = (backward, forward)
-        return warp_along(to_float(item.result), *flows, snap=self.video.flow_snap)
+            if not path:
+                return backward, forward
+            write_flows(path, backward, forward)
+            flows = read_flows(path)  # what the cache holds (float16), as a resumed run will see it
+        return flows
+
+    def carry_earlier(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
+        """A long-term frame's result warped onto this one."""
+        return warp_along(to_float(item.result), *self.flows_to(frame, index, item), snap=self.video.flow_snap)
 
     def carry_anchor(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
         """The shot's first result warped onto this frame, only where the input itself still looks as it
         did then: over a long span the flows can agree on what has changed (someone passed and left),
         and a term holding such pixels to the old picture flickers as they come and go."""
-        held = self.carry_earlier(frame, index, item)
-        flows = read_flows(flow_path(self.work_dir, index, item.index)) if self.work_dir else None
-        backward = flows[0] if flows else self.flows.flow(frame, item.frame)
+        backward, forward = self.flows_to(frame, index, item)
+        held = warp_along(to_float(item.result), backward, forward, snap=self.video.flow_snap)
         change = np.abs(warp(to_float(item.frame.rgb), backward) - to_float(frame.rgb)).mean(axis=2)
         same = cv2.GaussianBlur((change < ANCHOR_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
         return WarpedPrevious(held.image, held.mask * same)
@@ -225,15 +226,10 @@ class Shot:
 
 
 def write_curvature(path: Path, curvature: Curvature) -> None:
-    """Atomically; serialized in memory first, so that a full disk is an OSError naming its cause
-    (torch.save into a file says only "unexpected pos")."""
+    """Serialized in memory first: torch.save into a file on a full disk says only "unexpected pos"."""
     buffer = io.BytesIO()
     torch.save(curvature, buffer)
-    with atomic_path(path) as tmp:
-        try:
-            tmp.write_bytes(buffer.getvalue())
-        except OSError as err:
-            raise OutputError(f"{path}: cannot write ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
+    write_atomically(path, buffer.getvalue())
 
 
 def temporal_loss(target: WarpedPrevious) -> TemporalLoss:

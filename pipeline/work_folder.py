@@ -59,11 +59,18 @@ def write_frame(path: Path, frame: np.ndarray) -> None:
     encoded, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     if not encoded:
         raise OutputError(f"{path}: cannot encode frame")
+    write_atomically(path, data.tobytes(), "frame")
+
+
+def write_atomically(path: Path, data: bytes, what: str = "") -> None:
+    """`data` into `path` through a temporary file; a full disk or a lost folder is one line naming
+    the file and the cause (the work folder's frames, flows and curvature all go through here)."""
     with atomic_path(path) as tmp:
         try:
-            tmp.write_bytes(data.tobytes())
+            tmp.write_bytes(data)
         except OSError as err:
-            raise OutputError(f"{path}: cannot write frame ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
+            raise OutputError(f"{path}: cannot write {what + ' ' if what else ''}({err.strerror or err}); "
+                              "the frames before it are kept, a rerun resumes") from None
 
 
 class FrameLog:
@@ -108,11 +115,7 @@ def write_flows(path: Path, backward: np.ndarray, forward: np.ndarray) -> None:
     """Atomically, in float16 (a flow needs no more; the run always uses what the cache holds)."""
     buffer = io.BytesIO()
     np.savez(buffer, backward=backward.astype(np.float16), forward=forward.astype(np.float16))
-    with atomic_path(path) as tmp:
-        try:
-            tmp.write_bytes(buffer.getvalue())
-        except OSError as err:
-            raise OutputError(f"{path}: cannot write ({err.strerror or err}); the frames before it are kept, a rerun resumes") from None
+    write_atomically(path, buffer.getvalue())
 
 
 def curvature_path(work_dir: Path, index: int) -> Path:
