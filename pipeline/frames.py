@@ -22,7 +22,7 @@ from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut,
                                long_term, to_float, warp, warp_along)
-from pipeline.work_folder import (FrameLog, curvature_path, flow_path, frame_path, read_flows, read_frame, write_atomically,
+from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, read_flows, read_frame, write_atomically,
                                   write_flows, write_frame)
 
 ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
@@ -269,6 +269,7 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
                 previous_out, stats = frame_stylizer(frame, None if warm_from is None else (warm_from, previous_out),
                                                      index, shot.earlier(index))
                 write_frame(path, previous_out)
+                drop_flows(work_dir, index - 1)
                 done.computed += 1
                 report = FrameReport(index, total, frame_stylizer.is_cold(warm_from), cut, False, **stats)
                 frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})

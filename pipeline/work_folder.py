@@ -118,5 +118,12 @@ def write_flows(path: Path, backward: np.ndarray, forward: np.ndarray) -> None:
     write_atomically(path, buffer.getvalue())
 
 
+def drop_flows(work_dir: Path, index: int) -> None:
+    """Frame `index`'s cached flows, once a later frame is written: a resume starts at the first missing
+    frame and never needs them again (at 1080p they are about 30 MB a frame)."""
+    for path in (work_dir / "flows").glob(f"{index:06d}-*.npz"):
+        path.unlink(missing_ok=True)
+
+
 def curvature_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"curvature-{index:06d}.pt"
