@@ -43,6 +43,7 @@ class Soak:
     wall: float = 0.0
     returncode: int | None = None
     rss_mib: list[tuple[float, float]] = field(default_factory=list)  # (minute, MiB of the process tree)
+    work_mib: list[float] = field(default_factory=list)  # the video work folders' size at each sample
     checks: dict[str, object] = field(default_factory=dict)
 
 
@@ -82,6 +83,7 @@ def soak(name: str, args: list[str], log_dir: Path) -> Soak:
             now = time.monotonic()
             if now >= next_sample:
                 run.rss_mib.append(((now - start) / 60, tree_rss_mib(process.pid)))
+                run.work_mib.append(sum(f.stat().st_size for d in log_dir.glob(".*.frames-*") for f in d.rglob("*") if f.is_file()) / 2**20)
                 next_sample = now + SAMPLE_EVERY
                 print(f"  {name}: {run.rss_mib[-1][0]:.1f} min, {run.rss_mib[-1][1]:.0f} MiB", file=sys.stderr, flush=True)
     run.wall, run.returncode = time.monotonic() - start, process.returncode
@@ -153,6 +155,8 @@ def markdown(run: Soak) -> str:
              "| wall | exit | RSS at start | RSS at end | peak sampled | growth start to end |", "|---|---|---|---|---|---|",
              f"| {run.wall / 60:.1f} min | {run.returncode} | {first:.0f} MiB | {last:.0f} MiB | {peak:.0f} MiB | "
              f"{(last - first) / first * 100 if first else 0:+.1f} % |", "", f"RSS each minute (MiB): {samples}", ""]
+    if any(run.work_mib):
+        lines += [f"Work folder each minute (MiB): {', '.join(f'{mib:.1f}' for mib in run.work_mib)}", ""]
     lines += [f"- {key}: {value}" for key, value in run.checks.items()]
     return "\n".join(lines) + "\n"
 

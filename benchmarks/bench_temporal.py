@@ -109,17 +109,29 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
             "static_share": figures.static_share, "drift": list(figures.drift), "machine": machine(device, cpu_description())}
 
 
-def run_cold(clip: str, size: int, device: str) -> dict:
-    """The reference: frames of `clip` stylized cold, 300 iterations at one scale."""
+def run_cold(clip: str, frames: int, size: int, device: str) -> dict:
+    """The reference: frames of `clip` stylized cold, 300 iterations at one scale. Besides the loss
+    reference frames, the frame where the input's still background moves furthest from the first
+    frames, and frame 2: how far an independent stylization's own still background moves there
+    (what following the input's exposure costs, beside the drift a warm-started chain adds)."""
     from pipeline.engine import Stylizer
-    from pipeline.image_io import load_rgb, to_tensor
+    from pipeline.image_io import load_rgb, to_array, to_tensor
     from pipeline.settings import StyleSettings
     from pipeline.temporal import to_float
+    from pipeline.temporal_eval import FIRST_FRAMES, blurred_grey, static_mask
 
     stylizer = Stylizer(StyleSettings(size=size, device=device, tolerance=0.0), [load_rgb(STYLE)])
-    frames = decode(clip, max(REFERENCE_FRAMES) + 1, size)
-    return {"clip": clip, "setting": "cold-300",
-            "losses": {i: stylizer.stylize(to_tensor(to_float(frames[i]))).losses for i in REFERENCE_FRAMES if i < len(frames)}}
+    inputs = decode(clip, max(frames, max(REFERENCE_FRAMES) + 1), size)
+    losses = {i: stylizer.stylize(to_tensor(to_float(inputs[i]))).losses for i in REFERENCE_FRAMES if i < len(inputs)}
+    greys = [blurred_grey(frame) for frame in inputs[:frames]]
+    still = static_mask(np.min(greys, axis=0), np.max(greys, axis=0))
+    if not still.any():
+        return {"clip": clip, "setting": "cold-300", "losses": losses}
+    means = np.array([to_float(frame)[still].mean(axis=0) for frame in inputs[:frames]])
+    furthest = int(np.abs(means - means[:FIRST_FRAMES].mean(axis=0)).max(axis=1).argmax())
+    first, last = (to_array(stylizer.stylize(to_tensor(to_float(inputs[i]))).image)[still].mean(axis=0) for i in (2, furthest))
+    drift = [float(np.abs(last - first).max() * 100), float(np.abs(means[furthest] - means[2]).max() * 100)]
+    return {"clip": clip, "setting": "cold-300", "losses": losses, "cold_drift": {"frame": furthest, "drift": drift}}
 
 
 def machine(device: str, cpu: str) -> str:
@@ -202,7 +214,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.one:
         clip, setting = args.one
-        out = run_cold(clip, args.size, args.device) if setting == "cold-300" else run_one(clip, setting, args.frames, args.size, args.device, args.work)
+        out = run_cold(clip, args.frames, args.size, args.device) if setting == "cold-300" else run_one(clip, setting, args.frames, args.size, args.device, args.work)
         (args.work / f"result-{clip}-{setting}.json").write_text(json.dumps(out))  # kept should the whole run be stopped
         print(json.dumps(out))
         return
@@ -217,6 +229,11 @@ def main() -> None:
     print(f"## Long-term temporal consistency (issue 19) — `make bench-temporal`, {date.today()}\n")
     print(f"Machine: {'; '.join(machines)}. {args.frames} frames of each clip at {args.size} px, starry_night.jpg.\n")
     print(table(runs, colds))
+    for clip, cold in colds.items():
+        if "cold_drift" in cold:
+            drift = cold["cold_drift"]
+            print(f"\n{clip}: two cold stylizations, of frame 2 and of frame {drift['frame']} (where the input's still "
+                  f"background moves furthest), differ there by {drift['drift'][0]:.2f} % (the input: {drift['drift'][1]:.2f} %).")
     crop = picture(runs, tuple(args.picture.split(",")))
     if crop:
         print(f"\n![static crop]({crop})  (frames 0, 100, 200, 299; rows: {args.picture})")

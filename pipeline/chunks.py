@@ -1,6 +1,11 @@
 """A video in chunks, for several workers: shots split at the scene cuts, a long shot into chunks
 that overlap by a few frames; each chunk stylized in order from a seek to its first frame into its
 own folder, and the chunks assembled with a linear ramp across each overlap, so seams do not pop.
+
+A chunk inside a shot does not start cold: two cold stylizations of nearly the same frame differ
+in every stroke, which a short ramp cannot hide. The shot's first frame is stylized first (one item
+per shot), and every later chunk of the shot starts from that result warped onto its own first
+frame, held there by the temporal loss, so that neighbouring chunks begin from the same picture.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from pipeline.image_io import load_styles
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import Frame, is_cut
 from pipeline.video_io import Reader, VideoInfo, probe
-from pipeline.work_folder import frame_path, read_frame
+from pipeline.work_folder import frame_path, read_frame, write_frame
+
+
+SHOT_HEADS = True  # chunks inside a shot start from its first result (False: cold, as before; for benchmarks)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,11 @@ class Chunk:
     index: int
     start: int
     stop: int
+    shot_start: int = 0  # the first frame of its shot
+
+    @property
+    def opens_shot(self) -> bool:
+        return self.start == self.shot_start
 
 
 @dataclass
@@ -75,7 +88,7 @@ def plan_chunks(count: int, cuts: list[int], chunk_frames: int, overlap: int) ->
             stop = min(start + chunk_frames, shot_stop)
             if shot_stop - stop <= overlap:  # a tail no longer than the overlap joins this chunk
                 stop = shot_stop
-            chunks.append(Chunk(len(chunks), start, stop))
+            chunks.append(Chunk(len(chunks), start, stop, shot_start))
             if stop == shot_stop:
                 break
             start = stop - overlap
@@ -91,18 +104,55 @@ def job_stylizer(job: VideoJob, weights=None) -> Stylizer:
     return Stylizer(job.style_settings, load_styles(job.style_images), weights)
 
 
-def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
-    """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order."""
-    info = probe(job.source)
+def reader_from(job: VideoJob, info: VideoInfo, index: int) -> Reader:
+    """A decoder of the range from frame `index` on (a seek)."""
     # half a frame early: -ss keeps frames whose time is at or after it, and float times round
-    start = job.video.start + max(0.0, (chunk.start - 0.5) / float(info.fps))
+    return Reader(info, job.size, job.video.start + max(0.0, (index - 0.5) / float(info.fps)))
+
+
+def input_frame(job: VideoJob, info: VideoInfo, index: int) -> Frame:
+    with reader_from(job, info, index) as reader:
+        for rgb in reader.frames(1):
+            return Frame(rgb)
+    raise OutputError(f"{job.source}: frame {index} did not decode")
+
+
+def shot_path(job: VideoJob, shot_start: int) -> Path:
+    return job.work_dir / f"shot-{shot_start:06d}.png"
+
+
+def stylize_shot_start(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
+    """A worker's item before the chunks: the first frame of a shot that spans several chunks, cold."""
+    path = shot_path(job, chunk.shot_start)
+    if path.is_file():
+        return ChunkResult(chunk, 0)
+    result, _ = FrameStylizer(stylizer, job.video)(input_frame(job, probe(job.source), chunk.shot_start), None)
+    write_frame(path, result)
+    return ChunkResult(chunk, 1)
+
+
+def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
+    """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order.
+    Where the shot's first result was made first, the chunk's first frame is that result (the
+    chunk opens the shot) or starts from it (the chunk lies inside the shot)."""
+    info = probe(job.source)
     folder = chunk_folder(job, chunk)
-    with Reader(info, job.size, start) as reader:
-        done = stylize_frames(reader.frames(chunk.stop - chunk.start), FrameStylizer(stylizer, job.video, folder),
-                              folder, job.video, chunk.stop - chunk.start)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame_stylizer = FrameStylizer(stylizer, job.video, folder)
+    head, shot_first = frame_path(folder, 0), shot_path(job, chunk.shot_start)
+    made_head = False
+    if shot_first.is_file() and not head.is_file():
+        result = read_frame(shot_first)
+        if not chunk.opens_shot:
+            first = input_frame(job, info, chunk.shot_start)
+            result, _ = frame_stylizer.shot_head(input_frame(job, info, chunk.start), (first, result))
+            made_head = True
+        write_frame(head, result)
+    with reader_from(job, info, chunk.start) as reader:
+        done = stylize_frames(reader.frames(chunk.stop - chunk.start), frame_stylizer, folder, job.video, chunk.stop - chunk.start)
     if done.count != chunk.stop - chunk.start:
         raise OutputError(f"{job.source}: chunk {chunk.start}-{chunk.stop} decoded {done.count} frames")
-    return ChunkResult(chunk, done.computed)
+    return ChunkResult(chunk, done.computed + made_head)
 
 
 def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.ndarray]:
@@ -126,7 +176,7 @@ def chunk_layout(cluster: ClusterSettings) -> dict:
     """What keys a chunked run's work folder besides the job: the settings that change its frames
     (near the seams). Where it runs (address, worker count, CPUs) changes none, so a job moved to
     another cluster keeps its finished chunks."""
-    return {"chunk_frames": cluster.chunk_frames, "overlap_frames": cluster.overlap_frames}
+    return {"chunk_frames": cluster.chunk_frames, "overlap_frames": cluster.overlap_frames, "heads": "from the shot's first frame"}
 
 
 
@@ -149,5 +199,9 @@ def stylize_chunks(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, wei
         if on_chunk:
             on_chunk(len(finished), len(chunks), workers[-1] if workers else 1)
 
+    # shots over several chunks: their first frame first, so that each chunk inside starts from it
+    openers = [chunk for chunk in chunks if chunk.opens_shot and any(c.shot_start == chunk.shot_start for c in chunks if not c.opens_shot)]
+    if openers and SHOT_HEADS:
+        make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers)
     make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record)
     return FramesDone(scanned.count, sum(r.computed for r in finished), scanned.cuts), chunks

@@ -96,9 +96,7 @@ class FrameStylizer:
                         evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index))
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
-        out = np.round(to_array(result.image) * 255).astype(np.uint8)
-        return out, {"iterations": result.iterations, "evaluations": result.evaluations,
-                     "seconds": result.seconds, "flow_seconds": flow_seconds, "losses": result.losses}
+        return frame_and_stats(result, flow_seconds=flow_seconds)
 
     def warm_start(self, frame: Frame, previous: tuple[Frame, np.ndarray], content: np.ndarray, index: int,
                    earlier: Sequence[Earlier]) -> tuple[np.ndarray, list[Term]]:
@@ -118,6 +116,16 @@ class FrameStylizer:
                   for item in earlier if item.anchor]
         return init, terms
 
+    def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
+        """The first frame of a chunk inside a shot (--ray): the shot's first result warped onto it
+        along the flow between the two input frames, then a cold frame's budget of iterations with
+        the temporal loss holding it where the flow agrees (elsewhere it starts from the content)."""
+        content = to_float(frame.rgb)
+        init, extra = self.warm_start(frame, shot_first, content, 0, ())
+        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra)))
+        self.keep_curvature(0, result)
+        return frame_and_stats(result)
+
     def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """A later pass (--passes): this frame's result blended with its neighbour's new result warped
         onto it where the flow agrees, then re-optimized briefly with the temporal loss toward it."""
@@ -126,9 +134,7 @@ class FrameStylizer:
         init = share * carried.image + (1 - share) * to_float(own)
         plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
                     evaluations=self.video.evaluations_next or None, extra_terms=(Term("temporal", temporal_loss(carried), self.video.temporal_weight),))
-        result = self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan)
-        return np.round(to_array(result.image) * 255).astype(np.uint8), {
-            "iterations": result.iterations, "evaluations": result.evaluations, "seconds": result.seconds, "losses": result.losses}
+        return frame_and_stats(self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan))
 
     def flows_to(self, frame: Frame, index: int, item: Earlier) -> tuple[np.ndarray, np.ndarray]:
         """(backward, forward) flows between this frame and a long-term one; from the work folder when there."""
@@ -223,6 +229,12 @@ class Shot:
             if entry[2] is None:
                 entry[2] = read_frame(frame_path(self.work_dir, entry[0]))
         return [Earlier(i, frame, result, anchor=i not in wanted) for i, frame, result in entries]
+
+
+def frame_and_stats(result: Result, **more) -> tuple[np.ndarray, dict]:
+    """A stylized frame as uint8 and what frames.jsonl records of it."""
+    return np.round(to_array(result.image) * 255).astype(np.uint8), {
+        "iterations": result.iterations, "evaluations": result.evaluations, "seconds": result.seconds, "losses": result.losses, **more}
 
 
 def write_curvature(path: Path, curvature: Curvature) -> None:

@@ -42,7 +42,7 @@ def static_mask(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return (high - low) <= STATIC_RANGE
 
 
-def _blurred_grey(frame: np.ndarray) -> np.ndarray:
+def blurred_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(Frame(frame).grey, (5, 5), 0).astype(np.float32) / 255.0
 
 
@@ -102,7 +102,7 @@ def static_background(source: Path, size: tuple[int, int], max_frames: int | Non
     low = high = None
     with Reader(probe(Path(source)), size) as frames_in:
         for frame_in in frames_in.frames(max_frames):
-            grey = _blurred_grey(frame_in)
+            grey = blurred_grey(frame_in)
             low = grey if low is None else np.minimum(low, grey)
             high = grey if high is None else np.maximum(high, grey)
     return None if low is None else static_mask(low, high)
@@ -127,7 +127,7 @@ def figures_of_frames(inputs: list[np.ndarray], outputs: list[np.ndarray], offse
     """The same figures for frames in memory (input frames and their stylized versions, in order)."""
     if not inputs:
         return TemporalFigures(0)
-    greys = [_blurred_grey(frame) for frame in inputs]
+    greys = [blurred_grey(frame) for frame in inputs]
     pairs = _Pairs(tuple(sorted(set(offsets))), static_mask(np.min(greys, axis=0), np.max(greys, axis=0)))
     for frame_in, frame_out in zip(inputs, outputs):
         pairs.add(frame_in, frame_out)

@@ -41,7 +41,7 @@ def photo_tree(root, count: int):
 def test_chunk_plan_splits_shots_and_overlaps():
     assert plan_chunks(100, [], 40, 8) == [Chunk(0, 0, 40), Chunk(1, 32, 72), Chunk(2, 64, 100)]
     # a cut starts a new shot: no overlap across it; a short tail joins its chunk
-    assert plan_chunks(50, [20], 16, 4) == [Chunk(0, 0, 20), Chunk(1, 20, 36), Chunk(2, 32, 50)]
+    assert plan_chunks(50, [20], 16, 4) == [Chunk(0, 0, 20), Chunk(1, 20, 36, 20), Chunk(2, 32, 50, 20)]
 
 
 def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_cluster):
