@@ -85,23 +85,23 @@ def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
 
 @pytest.mark.slow
 def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
-    """Two chunks of 60 frames sharing 28: the ramp across the overlap keeps the seam as steady
-    as the frames inside the chunks (two independent stylizations differ by D; a ramp over K
-    frames changes each frame by about D / (K + 1), hence the long overlap)."""
+    """Two chunks of 60 frames sharing 6 (10 % extra work): the second chunk starts from the
+    shot's first result, not cold, so a short ramp across the overlap keeps the seam as steady as
+    the frames inside the chunks (with cold starts this overlap measured 2.4x the inside error)."""
     source = data_file("videos/car-detection.mp4")
     output = tmp_path / "out.mp4"
-    seconds = 92 / 12.5  # 2 x 60 - 28 frames
+    seconds = 114 / 12.5  # 2 x 60 - 6 frames
     style = StyleSettings(size=96, iterations=40, tolerance=0.0, device="cpu")
     video = VideoSettings(duration=seconds, iterations_next=10)
-    cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=60, overlap_frames=28)
+    cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=60, overlap_frames=6)
     result = stylize_video(source, [starry_night], output, style, video, cluster=cluster)
     info, out = probe(source), probe(output)
-    assert out.frames == result.frames == 92 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
+    assert out.frames == result.frames == 114 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
     assert any("2 chunks" in line for line in result.log)
     error = WarpingError()
     with Reader(info, (out.width, out.height), 0.0, seconds) as frames_in, Reader(out, (out.width, out.height)) as frames_out:
         for frame_in, frame_out in zip(frames_in.frames(), frames_out.frames()):
             error.add(frame_in, frame_out)
-    seam = error.errors[31:60]  # pairs (31,32) .. (59,60): into, across and out of the overlap [32, 60)
-    inside = error.errors[:31] + error.errors[60:]
+    seam = error.errors[53:60]  # pairs (53,54) .. (59,60): into, across and out of the overlap [54, 60)
+    inside = error.errors[:53] + error.errors[60:]
     assert statistics.mean(seam) <= 1.5 * statistics.mean(inside), (statistics.mean(seam), statistics.mean(inside))
