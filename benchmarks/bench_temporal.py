@@ -118,13 +118,12 @@ def run_cold(clip: str, frames: int, size: int, device: str) -> dict:
     from pipeline.image_io import load_rgb, to_array, to_tensor
     from pipeline.settings import StyleSettings
     from pipeline.temporal import to_float
-    from pipeline.temporal_eval import FIRST_FRAMES, blurred_grey, static_mask
+    from pipeline.temporal_eval import FIRST_FRAMES, still_pixels
 
     stylizer = Stylizer(StyleSettings(size=size, device=device, tolerance=0.0), [load_rgb(STYLE)])
     inputs = decode(clip, max(frames, max(REFERENCE_FRAMES) + 1), size)
     losses = {i: stylizer.stylize(to_tensor(to_float(inputs[i]))).losses for i in REFERENCE_FRAMES if i < len(inputs)}
-    greys = [blurred_grey(frame) for frame in inputs[:frames]]
-    still = static_mask(np.min(greys, axis=0), np.max(greys, axis=0))
+    still = still_pixels(inputs[:frames])
     if not still.any():
         return {"clip": clip, "setting": "cold-300", "losses": losses}
     means = np.array([to_float(frame)[still].mean(axis=0) for frame in inputs[:frames]])
@@ -174,15 +173,14 @@ def table(runs: list[dict], colds: dict[str, dict]) -> str:
 def picture(runs: list[dict], settings: tuple[str, str], clip: str = "bottle", frames: tuple[int, ...] = (0, 100, 200, 299)) -> str | None:
     """The same static crop at frames 0, 100, 200 and 299 for two settings (rows)."""
     import cv2
-    from pipeline.temporal_eval import static_mask
+    from pipeline.temporal_eval import still_pixels
     from pipeline.work_folder import frame_path
 
     chosen = {run["setting"]: run for run in runs if run.get("clip") == clip and run.get("setting") in settings}
     if len(chosen) < 2:
         return None
     first = cv2.imread(str(frame_path(Path(chosen[settings[0]]["work_dir"]), 0)))
-    greys = [cv2.GaussianBlur(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (5, 5), 0) / 255.0 for f in decode(clip, max(frames) + 1, max(first.shape))]
-    mask = static_mask(np.min(greys, axis=0), np.max(greys, axis=0)).astype(np.float32)
+    mask = still_pixels(decode(clip, max(frames) + 1, max(first.shape))).astype(np.float32)
     side = min(96, first.shape[0] // 2, first.shape[1] // 2)
     share = cv2.boxFilter(mask, -1, (side, side), normalize=True)
     y, x = np.unravel_index(np.argmax(share[side // 2:-side // 2, side // 2:-side // 2]), (share.shape[0] - side, share.shape[1] - side))

@@ -24,7 +24,7 @@ from pipeline.frames import FramesDone, FrameStylizer, stylize_frames
 from pipeline.image_io import load_styles
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import Frame, is_cut
-from pipeline.video_io import Reader, VideoInfo, probe
+from pipeline.video_io import Reader, VideoInfo, probe, seek_time
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 
@@ -106,8 +106,7 @@ def job_stylizer(job: VideoJob, weights=None) -> Stylizer:
 
 def reader_from(job: VideoJob, info: VideoInfo, index: int) -> Reader:
     """A decoder of the range from frame `index` on (a seek)."""
-    # half a frame early: -ss keeps frames whose time is at or after it, and float times round
-    return Reader(info, job.size, job.video.start + max(0.0, (index - 0.5) / float(info.fps)))
+    return Reader(info, job.size, seek_time(info, job.video.start, index))
 
 
 def input_frame(job: VideoJob, info: VideoInfo, index: int) -> Frame:
@@ -200,7 +199,8 @@ def stylize_chunks(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, wei
             on_chunk(len(finished), len(chunks), workers[-1] if workers else 1)
 
     # shots over several chunks: their first frame first, so that each chunk inside starts from it
-    openers = [chunk for chunk in chunks if chunk.opens_shot and any(c.shot_start == chunk.shot_start for c in chunks if not c.opens_shot)]
+    split_shots = {chunk.shot_start for chunk in chunks if not chunk.opens_shot}
+    openers = [chunk for chunk in chunks if chunk.opens_shot and chunk.shot_start in split_shots]
     if openers and SHOT_HEADS:
         make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers)
     make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record)

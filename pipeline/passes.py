@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.frames import FrameCallback, FrameReport, FramesDone, FrameStylizer
 from pipeline.settings import VideoSettings
 from pipeline.temporal import Frame
-from pipeline.video_io import Reader, VideoInfo
+from pipeline.video_io import Reader, VideoInfo, seek_time
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 SEGMENT = 48  # frames decoded at a time when a pass runs backward
@@ -31,8 +31,7 @@ def frames_backward(info: VideoInfo, size: tuple[int, int], start: float, count:
     """(index, frame) from the last of `count` frames to the first, decoded a segment at a time from a seek."""
     for first in range(((count - 1) // SEGMENT) * SEGMENT, -1, -SEGMENT):
         length = min(SEGMENT, count - first)
-        # half a frame early: -ss keeps frames whose time is at or after it, and float times round
-        with Reader(info, size, start + max(0.0, (first - 0.5) / float(info.fps))) as reader:
+        with Reader(info, size, seek_time(info, start, first)) as reader:
             segment = list(reader.frames(length))
         yield from reversed(list(enumerate(segment, start=first)))
 

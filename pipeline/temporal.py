@@ -83,9 +83,7 @@ def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame,
                snap: float = 0.0) -> WarpedPrevious:
     """The previous frame's result warped along the flow onto `frame` (displacements under `snap` px
     kept still), with its consistency mask."""
-    backward = flows.flow(frame, previous_frame)
-    forward = flows.flow(previous_frame, frame)
-    return WarpedPrevious(warp(previous_result, snapped(backward, snap)), consistency_mask(backward, forward))
+    return warp_along(previous_result, flows.flow(frame, previous_frame), flows.flow(previous_frame, frame), snap)
 
 
 MASK_BLUR_SIGMA = 1.0  # px: long-term masks are blurred slightly, as artistic-videos does

@@ -9,6 +9,7 @@ moves away from the first frames (drift), and how much it differs between frames
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def static_mask(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return (high - low) <= STATIC_RANGE
 
 
-def blurred_grey(frame: np.ndarray) -> np.ndarray:
+def _blurred_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(Frame(frame).grey, (5, 5), 0).astype(np.float32) / 255.0
 
 
@@ -102,7 +103,7 @@ def static_background(source: Path, size: tuple[int, int], max_frames: int | Non
     low = high = None
     with Reader(probe(Path(source)), size) as frames_in:
         for frame_in in frames_in.frames(max_frames):
-            grey = blurred_grey(frame_in)
+            grey = _blurred_grey(frame_in)
             low = grey if low is None else np.minimum(low, grey)
             high = grey if high is None else np.maximum(high, grey)
     return None if low is None else static_mask(low, high)
@@ -123,12 +124,17 @@ def temporal_figures(source: Path, output: Path, max_frames: int | None = None, 
     return pairs.figures()
 
 
+def still_pixels(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """The static background of frames in memory (see static_background)."""
+    greys = [_blurred_grey(frame) for frame in frames]
+    return static_mask(np.min(greys, axis=0), np.max(greys, axis=0))
+
+
 def figures_of_frames(inputs: list[np.ndarray], outputs: list[np.ndarray], offsets: tuple[int, ...] = (1, 10, 30)) -> TemporalFigures:
     """The same figures for frames in memory (input frames and their stylized versions, in order)."""
     if not inputs:
         return TemporalFigures(0)
-    greys = [blurred_grey(frame) for frame in inputs]
-    pairs = _Pairs(tuple(sorted(set(offsets))), static_mask(np.min(greys, axis=0), np.max(greys, axis=0)))
+    pairs = _Pairs(tuple(sorted(set(offsets))), still_pixels(inputs))
     for frame_in, frame_out in zip(inputs, outputs):
         pairs.add(frame_in, frame_out)
     return pairs.figures()

@@ -186,6 +186,12 @@ def even_size(width: int, height: int, long_side: int | None) -> tuple[int, int]
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+def seek_time(info: VideoInfo, start: float, index: int) -> float:
+    """Where to seek for frame `index` of a range that starts `start` seconds into the video: half a
+    frame early, since -ss keeps frames whose time is at or after it, and float times round."""
+    return start + max(0.0, (index - 0.5) / float(info.fps))
+
+
 def is_crop(info: VideoInfo, size: tuple[int, int]) -> bool:
     """At full size, an odd side loses its last pixel rather than being resampled."""
     return 0 <= info.width - size[0] <= 1 and 0 <= info.height - size[1] <= 1
