@@ -44,22 +44,25 @@ def timed(source: Path, output: Path, cluster: ClusterSettings | None) -> tuple[
     return wall, steady
 
 
-# (clip, overlap, chunk frames, chunks inside a shot start from its first result): car-detection's
-# first two seconds are still, bottle-detection's camera never moves; overlaps of 6 in 60 and 15 in
-# 150 are 10 % extra work
-SEAM_CASES = [("car", 6, 60, False), ("car", 6, 60, True), ("bottle", 6, 60, False), ("bottle", 6, 60, True),
-              ("bottle", 15, 150, True)]
+# (clip, overlap, chunk frames, chunks inside a shot start from its first result, --hold-still):
+# car-detection's first two seconds are still, bottle-detection's camera never moves; overlaps of 6
+# in 60 and 15 in 150 are 10 % extra work
+SEAM_CASES = [("car", 6, 60, False, 0.0), ("car", 6, 60, True, 0.0), ("bottle", 6, 60, False, 0.0), ("bottle", 6, 60, True, 0.0),
+              ("bottle", 15, 150, True, 0.0), ("bottle", 6, 60, True, 0.03)]
 SEAM_CLIPS = {"car": DATA / "videos" / "car-detection.mp4", "bottle": DATA / "videos" / "bottle-detection.mp4"}
 
 
-def seams_table() -> list[str]:
-    """Seam against inside-chunk warping error for each case (two Ray workers)."""
-    lines = ["| clip | overlap (frames) | chunk (frames) | extra work | a chunk inside a shot starts | seam pairs (mean) | "
-             "pairs inside the chunks (mean) | ratio |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for clip, overlap, chunk, heads in SEAM_CASES:
-        seam, inside = seam_ratio(SEAM_CLIPS[clip], overlap, chunk, heads)
+def seams_table(only: str = "") -> list[str]:
+    """Seam against inside-chunk warping error for each case (two Ray workers); `only`: the cases whose row contains it."""
+    lines = ["| clip | overlap (frames) | chunk (frames) | extra work | a chunk inside a shot starts | --hold-still | seam pairs (mean) | "
+             "pairs inside the chunks (mean) | ratio |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for clip, overlap, chunk, heads, hold in SEAM_CASES:
         start = "from the shot's first result" if heads else "cold"
-        lines.append(f"| {clip} | {overlap} | {chunk} | {overlap / chunk:.0%} | {start} | {seam:.6f} | {inside:.6f} | {seam / inside:.2f} |")
+        row = f"| {clip} | {overlap} | {chunk} | {overlap / chunk:.0%} | {start} | {hold or 'off'} |"
+        if only not in row:
+            continue
+        seam, inside = seam_ratio(SEAM_CLIPS[clip], overlap, chunk, heads, hold)
+        lines.append(f"{row} {seam:.6f} | {inside:.6f} | {seam / inside:.2f} |")
         print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
@@ -70,7 +73,8 @@ def main() -> None:
     if "--seams" in sys.argv:  # only the video seams
         ray.init(num_cpus=2, namespace="stylize", log_to_driver=False, include_dashboard=False)
         print(f"Video seams, {time.strftime('%Y-%m-%d')}, {cpu_description()}; 96 px, two chunks on 2 workers:\n")
-        print("\n".join(seams_table()))
+        only = sys.argv[sys.argv.index("--seams") + 1] if len(sys.argv) > sys.argv.index("--seams") + 1 else ""
+        print("\n".join(seams_table(only)))
         ray.shutdown()
         return
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -117,7 +121,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def seam_ratio(clip: Path, overlap: int, chunk: int = 60, heads: bool = True) -> tuple[float, float]:
+def seam_ratio(clip: Path, overlap: int, chunk: int = 60, heads: bool = True, hold: float = 0.0) -> tuple[float, float]:
     """Mean warping error of the frame pairs in and around the overlap, and of the others, for a
     video of two chunks at 96 px (first frame 40 iterations, later frames the defaults)."""
     import statistics
@@ -133,7 +137,7 @@ def seam_ratio(clip: Path, overlap: int, chunk: int = 60, heads: bool = True) ->
     seconds = count / float(info.fps)
     output = Path(tempfile.mkdtemp()) / "out.mp4"
     chunks.SHOT_HEADS = heads  # the driver decides whether shots' first frames are made first
-    stylize_video(clip, [STYLE], output, StyleSettings(size=96, iterations=40, tolerance=0.0), VideoSettings(max_frames=count),
+    stylize_video(clip, [STYLE], output, StyleSettings(size=96, iterations=40, tolerance=0.0), VideoSettings(max_frames=count, hold_still=hold),
                   cluster=ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=chunk, overlap_frames=overlap))
     chunks.SHOT_HEADS = True
     out = probe(output)

@@ -68,6 +68,26 @@ ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Pixels a warm start keeps: the image seen is weight * image + (1 - weight) * the optimized
+    pixels, so a held pixel (weight 1) gets no gradient and L-BFGS does not move it, without a stiff
+    loss term that would slow the optimization of the rest."""
+
+    image: torch.Tensor  # 1 x 3 x H x W
+    weight: torch.Tensor  # 1 x 1 x H x W, in [0, 1]
+
+    def to(self, device: torch.device) -> Hold:
+        return Hold(self.image.to(device, torch.float32), self.weight.to(device, torch.float32))
+
+    def seen(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image the losses see, as a leaf of its own whose gradient `pass_back` hands on."""
+        return (self.weight * self.image + (1 - self.weight) * pixels.detach()).requires_grad_(True)
+
+    def pass_back(self, seen: torch.Tensor, pixels: torch.Tensor) -> None:
+        pixels.grad = seen.grad * (1 - self.weight)
+
+
+@dataclass(frozen=True)
 class Plan:
     """How one `stylize` call runs where it differs from the settings: from where, at how many
     sizes, for how long, with which extra loss terms (such as a temporal loss)."""
@@ -79,10 +99,13 @@ class Plan:
     patience: int | None = None  # early-stop window in iterations (None: the settings')
     extra_terms: tuple[Term, ...] = ()  # at the final size only
     curvature: Curvature | None = field(default=None, repr=False)  # L-BFGS starts from it (the first scale)
+    hold: Hold | None = field(default=None, repr=False)  # pixels kept as they are (a warm start: one scale)
 
     def __post_init__(self) -> None:
         if self.init is not None and self.scales is not None:
             raise SettingsError("a warm start runs at the content's own size: give init or scales, not both")
+        if self.hold is not None and self.init is None:
+            raise SettingsError("held pixels need a warm start (init) of the content's size")
 
 
 @dataclass(frozen=True)
@@ -299,9 +322,10 @@ class Stylizer:
                        callback, sum(iters for iters, _ in budgets[:index - 1]), sum(iters for iters, _ in budgets))
             extra = plan.extra_terms if size == ladder[-1] else ()
             memory = self.memory_plan(*size)
+            hold = plan.hold.to(self.device) if plan.hold is not None else None
             terms = [*self.loss_terms(resize_image(content, size), memory), *(term.to(self.device) for term in extra)]
             last = index == len(ladder)
-            scale = self._optimize(resize_image(image, size), terms, run, index, memory, curvature, keep_pairs=last)
+            scale = self._optimize(resize_image(image, size), terms, run, index, memory, curvature, keep_pairs=last, hold=hold)
             image, losses, curvature = scale.image, scale.losses or losses, scale.curvature
             total_iters += scale.iterations
             total_evals += scale.evaluations
@@ -360,9 +384,10 @@ class Stylizer:
         return parts, loss.item()
 
     def _optimize(self, image: torch.Tensor, terms: list[Term], run: _Run, scale: int,
-                  memory: MemoryPlan, curvature: Curvature | None = None, keep_pairs: bool = True) -> Result:
+                  memory: MemoryPlan, curvature: Curvature | None = None, keep_pairs: bool = True, hold: Hold | None = None) -> Result:
         """Run one scale: the best image seen and its losses, the iterations and evaluations used, the curvature learnt."""
-        image, started = image.clone().requires_grad_(True), time.perf_counter()
+        started = time.perf_counter()
+        image = (hold.seen(image) if hold else image).detach().clone().requires_grad_(True)
         optimizer = self._optimizer(image, run.iterations, run.evaluations, memory.history, curvature)
         lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         seeded = SEEDED_ITERATIONS if lbfgs and curvature is not None else 0
@@ -381,18 +406,21 @@ class Stylizer:
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            parts, value = self._evaluate(image, terms, memory, on_tile)
+            seen = hold.seen(image) if hold else image
+            parts, value = self._evaluate(seen, terms, memory, on_tile)
+            if hold:
+                hold.pass_back(seen, image)
             history.append(value)
             losses = summarize(terms, parts)
             if value < best["loss"]:
-                best.update(loss=value, image=image.detach().clone(), losses=losses)
+                best.update(loss=value, image=seen.detach().clone(), losses=losses)
             current = iteration()
             while len(iteration_best) <= current:
                 iteration_best.append(best["loss"])
             if run.callback:
                 spent = len(history) if run.evaluations <= run.iterations else current  # what this scale's budget counts
                 last["progress"] = Progress(scale, run.scales, current, run.iterations, len(history), losses,
-                                            time.perf_counter() - run.start, image.detach(), run.done_before + spent, run.budget)
+                                            time.perf_counter() - run.start, seen.detach(), run.done_before + spent, run.budget)
                 run.callback(last["progress"])
             if not math.isfinite(value) or self._converged(iteration_best, best["loss"], run.patience):
                 raise _Stop

@@ -16,18 +16,20 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.engine import Curvature, Plan, Result, Stylizer
+from pipeline.engine import Curvature, Hold, Plan, Result, Stylizer
 from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut,
                                long_term, to_float, warp, warp_along)
-from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, read_flows, read_frame, write_atomically,
-                                  write_flows, write_frame)
+from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, key_path, read_flows, read_frame,
+                                  write_atomically, write_flows, write_frame)
 
 ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
 PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a frame's starting image
 CARRIED_PAIRS = 5  # L-BFGS history pairs a later frame takes from frame t-1 (older ones describe older frames)
+HOLD_BLUR = 1.5  # px: inputs are compared blurred (compression noise)
+HOLD_SETTLE = 20  # frames a pixel stays free once its input is still again (after something passed)
 
 
 @dataclass
@@ -42,6 +44,7 @@ class FrameReport:
     seconds: float = 0.0
     flow_seconds: float = 0.0
     losses: dict[str, float] | None = None
+    held: float | None = None  # share of the pixels kept from their key (--hold-still)
 
 
 FrameCallback = Callable[[FrameReport], None]
@@ -64,6 +67,32 @@ class Earlier:
     anchor: bool = False  # the shot's first frame: a term of its own, which closer frames do not override
 
 
+@dataclass
+class Key:
+    """What each pixel's result was last made from (--hold-still): where the input still looks as it
+    did then, the pixel keeps that result. Without this, a still background is re-optimized every
+    frame, and the small changes add up over a long shot until its strokes have wandered (30 frames
+    apart, 34x the input's own change on bottle-detection at 256 px). A pixel the input changed at
+    (something passed) is optimized for HOLD_SETTLE more frames once still again before it is held:
+    a result frozen one frame after a disocclusion keeps a ghost. The flow has no say: DIS puts a
+    pixel or two of noise on flat still areas now and then, and a pixel freed by it wanders again."""
+
+    result: np.ndarray  # uint8 H x W x 3
+    source: np.ndarray  # uint8 H x W x 3: the input frame's pixels it was made from
+    age: np.ndarray  # uint16 H x W: frames the input has been still there
+
+    @classmethod
+    def settled(cls, result: np.ndarray, source: np.ndarray) -> Key:
+        """A cold frame's: every pixel converged (a cold frame's full budget), held from the next frame on."""
+        return cls(result, source, np.full(result.shape[:2], HOLD_SETTLE, np.uint16))
+
+    def after(self, result: np.ndarray, source: np.ndarray, unchanged: np.ndarray, held: np.ndarray) -> Key:
+        """The key for the next frame: pixels held (mostly) this frame keep theirs, the rest take this frame's."""
+        fresh = (held < 0.5)[..., None]
+        age = np.where(unchanged, np.minimum(self.age.astype(np.int32) + 1, HOLD_SETTLE), 0).astype(np.uint16)
+        return Key(np.where(fresh, result, self.result), np.where(fresh, source, self.source), age)
+
+
 class FrameStylizer:
     """Frame t from the frames before it: the per-frame policy (cold start, warm start along the flow,
     temporal loss over t-1 and the long-term frames, L-BFGS curvature carried from t-1).
@@ -75,6 +104,7 @@ class FrameStylizer:
         self.stylizer, self.video, self.work_dir = stylizer, video, work_dir
         self.flows = FlowEstimator()
         self.curvature: tuple[int, Curvature] | None = None  # (frame index, what its L-BFGS ended with)
+        self.key: tuple[int, Key] | None = None  # (frame index, the key after it): --hold-still
 
     def is_cold(self, previous: tuple[Frame, np.ndarray] | None) -> bool:
         return previous is None or self.video.warm_start == "content"
@@ -84,47 +114,64 @@ class FrameStylizer:
         """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start; `earlier`:
         the long-term frames (t-2 and before) of the same shot, closest first."""
         content = to_float(frame.rgb)
-        flow_seconds = 0.0
+        flow_seconds, still, held = 0.0, None, None
         if self.is_cold(previous):
             self.curvature = None  # a new shot: nothing learnt on the last one carries over
-            result = self.cold_start(content)
+            key, result = None, self.cold_start(content)
         else:
             start = time.perf_counter()
-            init, extra = self.warm_start(frame, previous, content, index, earlier)
+            key = self.key_before(index, previous)
+            init, extra, still = self.warm_start(frame, previous, content, index, earlier, key)
+            held = hold_weight(still, key) if still is not None else None
             flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
-                        evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index))
+                        evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index),
+                        hold=hold_of(key, held))
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
-        return frame_and_stats(result, flow_seconds=flow_seconds)
+        return self.finish(index, frame, result, key, still, held, flow_seconds=flow_seconds)
+
+    def finish(self, index: int, frame: Frame, result: Result, key: Key | None, still: np.ndarray | None,
+               held: np.ndarray | None, **stats) -> tuple[np.ndarray, dict]:
+        """The frame as uint8 and its stats; with --hold-still, the key for the next frame kept first."""
+        image, stats = frame_and_stats(result, **stats)
+        if self.video.hold_still > 0:
+            moved_on = key is not None and still is not None and held is not None
+            self.keep_key(index, key.after(image, frame.rgb, still, held) if moved_on else Key.settled(image, frame.rgb))
+            if held is not None:
+                stats["held"] = round(float(held.mean()), 4)
+        return image, stats
 
     def warm_start(self, frame: Frame, previous: tuple[Frame, np.ndarray], content: np.ndarray, index: int,
-                   earlier: Sequence[Earlier]) -> tuple[np.ndarray, list[Term]]:
-        """The initial image and the temporal term of a later frame."""
+                   earlier: Sequence[Earlier], key: Key | None = None) -> tuple[np.ndarray, list[Term], np.ndarray | None]:
+        """The initial image, the temporal term and (with a key) the pixels unchanged since the key of a later frame."""
         prev_in, prev_out = previous[0], to_float(previous[1])
         if self.video.warm_start == "prev":
-            return prev_out, []
+            return prev_out, [], None
         carried = carry_over(prev_out, prev_in, frame, self.flows, self.video.flow_snap)
         init = fill_disocclusions(carried, content, self.video.fill)
+        still = unchanged_pixels(frame, key, self.video.hold_still) if key is not None else None
         if self.video.temporal_weight <= 0:
-            return init, []
+            return init, [], still
         target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
         terms = [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
         # The closest frame wins in the term above, so on a still background only t-1 counts and
         # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
         terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
                   for item in earlier if item.anchor]
-        return init, terms
+        return init, terms, still
 
     def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """The first frame of a chunk inside a shot (--ray): the shot's first result warped onto it
         along the flow between the two input frames, then a cold frame's budget of iterations with
         the temporal loss holding it where the flow agrees (elsewhere it starts from the content)."""
         content = to_float(frame.rgb)
-        init, extra = self.warm_start(frame, shot_first, content, 0, ())
-        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra)))
+        key = Key.settled(shot_first[1], shot_first[0].rgb) if self.video.hold_still > 0 else None
+        init, extra, still = self.warm_start(frame, shot_first, content, 0, (), key)
+        held = hold_weight(still, key) if still is not None else None
+        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold_of(key, held)))
         self.keep_curvature(0, result)
-        return frame_and_stats(result)
+        return self.finish(0, frame, result, key, still, held)
 
     def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """A later pass (--passes): this frame's result blended with its neighbour's new result warped
@@ -183,6 +230,28 @@ class FrameStylizer:
             write_curvature(curvature_path(self.work_dir, index), curvature)
             curvature_path(self.work_dir, index - 2).unlink(missing_ok=True)  # t-1's stays until t's frame is written
 
+    def key_before(self, index: int, previous: tuple[Frame, np.ndarray]) -> Key | None:
+        """Frame t-1's key (--hold-still): in memory, or saved in the work folder by the run that made t-1;
+        where neither has it (t-1 opened the shot from elsewhere), t-1's own result and input."""
+        if self.video.hold_still <= 0:
+            return None
+        if self.key is not None and self.key[0] == index - 1:
+            return self.key[1]
+        path = key_path(self.work_dir, index - 1) if self.work_dir else None
+        if path and path.is_file():
+            with np.load(path) as data:
+                return Key(data["result"], data["source"], data["age"])
+        return Key.settled(previous[1], previous[0].rgb)
+
+    def keep_key(self, index: int, key: Key) -> None:
+        """Saved before the frame itself, as the curvature is, so that a resume finds it."""
+        self.key = (index, key)
+        if self.work_dir:
+            buffer = io.BytesIO()
+            np.savez(buffer, result=key.result, source=key.source, age=key.age)
+            write_atomically(key_path(self.work_dir, index), buffer.getvalue())
+            key_path(self.work_dir, index - 2).unlink(missing_ok=True)
+
     def cold_start(self, content: np.ndarray) -> Result:
         """A frame with no warm start: the first of a shot (every frame with --video-init content).
 
@@ -229,6 +298,24 @@ class Shot:
             if entry[2] is None:
                 entry[2] = read_frame(frame_path(self.work_dir, entry[0]))
         return [Earlier(i, frame, result, anchor=i not in wanted) for i, frame, result in entries]
+
+
+def unchanged_pixels(frame: Frame, key: Key, change: float) -> np.ndarray:
+    """H x W bool: the (blurred) input differs from the key's source by less than `change` (mean RGB)."""
+    def soft(rgb: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(to_float(rgb), (0, 0), HOLD_BLUR)
+    return np.abs(soft(frame.rgb) - soft(key.source)).mean(axis=2) < change
+
+
+def hold_weight(unchanged: np.ndarray, key: Key) -> np.ndarray:
+    """H x W in [0, 1]: 1 on unchanged pixels that have settled, the mask's edges softened."""
+    return cv2.GaussianBlur((unchanged & (key.age >= HOLD_SETTLE)).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+
+
+def hold_of(key: Key | None, held: np.ndarray | None) -> Hold | None:
+    if key is None or held is None or not held.any():
+        return None
+    return Hold(to_tensor(to_float(key.result)), torch.from_numpy(held)[None, None])
 
 
 def frame_and_stats(result: Result, **more) -> tuple[np.ndarray, dict]:

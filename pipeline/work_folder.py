@@ -24,7 +24,8 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0}
+BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0,
+                   "hold_still": 0.0}
 
 
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
@@ -127,3 +128,7 @@ def drop_flows(work_dir: Path, index: int) -> None:
 
 def curvature_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"curvature-{index:06d}.pt"
+
+
+def key_path(work_dir: Path, index: int) -> Path:
+    return work_dir / f"key-{index:06d}.npz"
