@@ -204,8 +204,9 @@ def picture(runs: list[dict], settings: tuple[str, str], clip: str = "bottle", f
             return None
         rows.append(cv2.resize(np.hstack(tiles), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
     IMAGES.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(IMAGES / "temporal-static-crop.png"), np.vstack(rows))
-    return "images/temporal-static-crop.png"
+    name = f"temporal-static-crop-{settings[0]}-vs-{settings[1]}.png"
+    cv2.imwrite(str(IMAGES / name), np.vstack(rows))
+    return f"images/{name}"
 
 
 def main() -> None:

@@ -386,8 +386,7 @@ class Stylizer:
     def _optimize(self, image: torch.Tensor, terms: list[Term], run: _Run, scale: int,
                   memory: MemoryPlan, curvature: Curvature | None = None, keep_pairs: bool = True, hold: Hold | None = None) -> Result:
         """Run one scale: the best image seen and its losses, the iterations and evaluations used, the curvature learnt."""
-        started = time.perf_counter()
-        image = (hold.seen(image) if hold else image).detach().clone().requires_grad_(True)
+        started, image = time.perf_counter(), (hold.seen(image) if hold else image).detach().clone().requires_grad_(True)
         optimizer = self._optimizer(image, run.iterations, run.evaluations, memory.history, curvature)
         lbfgs = isinstance(optimizer, torch.optim.LBFGS)
         seeded = SEEDED_ITERATIONS if lbfgs and curvature is not None else 0

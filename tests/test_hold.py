@@ -14,6 +14,7 @@ from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import Frame, to_float
 from pipeline.work_folder import frame_path, read_frame
+from tests.test_long_term import resumed_after_kill
 
 H, W = 48, 64
 SQUARE = 16  # side of the moving square
@@ -80,32 +81,13 @@ def test_a_still_background_stays_put_and_a_resumed_run_gives_the_same_frames(tm
     clip = still_background_with_a_square()
     video = VideoSettings(iterations_next=4, evaluations_next=4, scene_threshold=1.0, hold_still=0.03)
 
-    def run(folder, on_frame=None):
-        return pipeline.frames.stylize_frames(clip, pipeline.frames.FrameStylizer(stylizer, video, folder), folder, video,
-                                              len(clip), on_frame)
-
-    run(tmp_path / "whole")
-    frames = [to_float(read_frame(frame_path(tmp_path / "whole", i))) for i in range(len(clip))]
+    killed, computed = resumed_after_kill(tmp_path, clip, stylizer, video, kill_at=3, left="key-*.npz")
+    assert computed == 3
+    frames = [to_float(read_frame(frame_path(killed, i))) for i in range(len(clip))]
     below = slice(40, H)  # rows the square never reaches (its blur neither)
     assert all(np.array_equal(frames[i][below], frames[0][below]) for i in range(1, len(clip)))
     square_rows = slice(16, 16 + SQUARE)
     assert np.abs(frames[-1][square_rows] - frames[0][square_rows]).mean() > 0.02  # the square's strokes moved on
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_four(report):
-        if report.index == 3:
-            raise Killed
-    with pytest.raises(Killed):
-        run(tmp_path / "killed", kill_at_four)
-    assert not frame_path(tmp_path / "killed", 4).exists()
-    assert list((tmp_path / "killed").glob("key-*.npz"))  # the rerun's new FrameStylizer finds the key there
-    done = run(tmp_path / "killed")
-    assert done.computed == 3
-    for index in range(len(clip)):
-        same = frame_path(tmp_path / "whole", index).read_bytes() == frame_path(tmp_path / "killed", index).read_bytes()
-        assert same, f"frame {index} differs after the resume"
 
 
 def test_a_key_never_crosses_a_scene_cut_and_a_chunk_head_keeps_the_shots_still_pixels(tmp_path, stylizer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,10 +62,11 @@ def clip() -> list[np.ndarray]:
     return [np.roll(base, shift, axis=1) for shift in range(7)]
 
 
-def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(tmp_path, clip, embedded_weights, starry_night):
-    video = VideoSettings(iterations_next=4, scene_threshold=1.0, **LONG)
-    stylizer = Stylizer(StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"), [load_rgb(starry_night)], embedded_weights)
-
+def resumed_after_kill(tmp_path, clip: list[np.ndarray], stylizer: Stylizer, video: VideoSettings, kill_at: int,
+                       left: str = "") -> tuple[Path, int]:
+    """Stylize `clip` whole into tmp_path/whole, and into tmp_path/killed killed after frame `kill_at`
+    (leaving files matching the glob `left` there) and rerun; assert the two give the same frames
+    byte for byte. The killed folder and the frames the rerun computed."""
     def run(folder, on_frame=None):
         return pipeline.frames.stylize_frames(clip, pipeline.frames.FrameStylizer(stylizer, video, folder), folder, video,
                                               len(clip), on_frame)
@@ -73,17 +76,25 @@ def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(tm
     class Killed(Exception):
         pass
 
-    def kill_at_five(report):
-        if report.index == 4:
+    def kill(report):
+        if report.index == kill_at:
             raise Killed
     with pytest.raises(Killed):
-        run(tmp_path / "killed", kill_at_five)
-    assert not frame_path(tmp_path / "killed", 5).exists() and list((tmp_path / "killed" / "flows").glob("*.npz"))
-    done = run(tmp_path / "killed")
-    assert done.computed == 2
+        run(tmp_path / "killed", kill)
+    assert not frame_path(tmp_path / "killed", kill_at + 1).exists()
+    assert not left or list((tmp_path / "killed").glob(left)), f"the killed run left no {left}"
+    computed = run(tmp_path / "killed").computed
     for index in range(len(clip)):
         same = frame_path(tmp_path / "whole", index).read_bytes() == frame_path(tmp_path / "killed", index).read_bytes()
         assert same, f"frame {index} differs after the resume"
+    return tmp_path / "killed", computed
+
+
+def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(tmp_path, clip, embedded_weights, starry_night):
+    video = VideoSettings(iterations_next=4, scene_threshold=1.0, **LONG)
+    stylizer = Stylizer(StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"), [load_rgb(starry_night)], embedded_weights)
+    _, computed = resumed_after_kill(tmp_path, clip, stylizer, video, kill_at=4, left="flows/*.npz")  # the cached long-term flows
+    assert computed == 2
 
 
 def test_carried_curvature_never_crosses_a_scene_cut(tmp_path, clip, embedded_weights, starry_night, monkeypatch):
