@@ -114,30 +114,30 @@ class FrameStylizer:
         """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start; `earlier`:
         the long-term frames (t-2 and before) of the same shot, closest first."""
         content = to_float(frame.rgb)
-        flow_seconds, still, held = 0.0, None, None
+        flow_seconds, unchanged, held = 0.0, None, None
         if self.is_cold(previous):
             self.curvature = None  # a new shot: nothing learnt on the last one carries over
             key, result = None, self.cold_start(content)
         else:
             start = time.perf_counter()
             key = self.key_before(index, previous)
-            init, extra, still = self.warm_start(frame, previous, content, index, earlier, key)
-            held = hold_weight(still, key) if still is not None else None
+            init, extra, unchanged = self.warm_start(frame, previous, content, index, earlier, key)
+            held = hold_weight(unchanged, key) if unchanged is not None else None
             flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
                         evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index),
                         hold=hold_of(key, held))
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
-        return self.finish(index, frame, result, key, still, held, flow_seconds=flow_seconds)
+        return self.finish(index, frame, result, key, unchanged, held, flow_seconds=flow_seconds)
 
-    def finish(self, index: int, frame: Frame, result: Result, key: Key | None, still: np.ndarray | None,
+    def finish(self, index: int, frame: Frame, result: Result, key: Key | None, unchanged: np.ndarray | None,
                held: np.ndarray | None, **stats) -> tuple[np.ndarray, dict]:
         """The frame as uint8 and its stats; with --hold-still, the key for the next frame kept first."""
         image, stats = frame_and_stats(result, **stats)
         if self.video.hold_still > 0:
-            moved_on = key is not None and still is not None and held is not None
-            self.keep_key(index, key.after(image, frame.rgb, still, held) if moved_on else Key.settled(image, frame.rgb))
+            moved_on = key is not None and unchanged is not None and held is not None
+            self.keep_key(index, key.after(image, frame.rgb, unchanged, held) if moved_on else Key.settled(image, frame.rgb))
             if held is not None:
                 stats["held"] = round(float(held.mean()), 4)
         return image, stats
@@ -150,16 +150,16 @@ class FrameStylizer:
             return prev_out, [], None
         carried = carry_over(prev_out, prev_in, frame, self.flows, self.video.flow_snap)
         init = fill_disocclusions(carried, content, self.video.fill)
-        still = unchanged_pixels(frame, key, self.video.hold_still) if key is not None else None
+        unchanged = unchanged_pixels(frame, key, self.video.hold_still) if key is not None else None
         if self.video.temporal_weight <= 0:
-            return init, [], still
+            return init, [], unchanged
         target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
         terms = [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
         # The closest frame wins in the term above, so on a still background only t-1 counts and
         # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
         terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
                   for item in earlier if item.anchor]
-        return init, terms, still
+        return init, terms, unchanged
 
     def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """The first frame of a chunk inside a shot (--ray): the shot's first result warped onto it
@@ -167,11 +167,11 @@ class FrameStylizer:
         the temporal loss holding it where the flow agrees (elsewhere it starts from the content)."""
         content = to_float(frame.rgb)
         key = Key.settled(shot_first[1], shot_first[0].rgb) if self.video.hold_still > 0 else None
-        init, extra, still = self.warm_start(frame, shot_first, content, 0, (), key)
-        held = hold_weight(still, key) if still is not None else None
+        init, extra, unchanged = self.warm_start(frame, shot_first, content, 0, (), key)
+        held = hold_weight(unchanged, key) if unchanged is not None else None
         result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold_of(key, held)))
         self.keep_curvature(0, result)
-        return self.finish(0, frame, result, key, still, held)
+        return self.finish(0, frame, result, key, unchanged, held)
 
     def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """A later pass (--passes): this frame's result blended with its neighbour's new result warped
