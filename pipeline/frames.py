@@ -135,9 +135,8 @@ class FrameStylizer:
                held: np.ndarray | None, **stats) -> tuple[np.ndarray, dict]:
         """The frame as uint8 and its stats; with --hold-still, the key for the next frame kept first."""
         image, stats = frame_and_stats(result, **stats)
-        if self.video.hold_still > 0:
-            moved_on = key is not None and unchanged is not None and held is not None
-            self.keep_key(index, key.after(image, frame.rgb, unchanged, held) if moved_on else Key.settled(image, frame.rgb))
+        if self.video.hold_still > 0:  # `unchanged` and `held` come with a key (a later frame), or not at all
+            self.keep_key(index, key.after(image, frame.rgb, unchanged, held) if held is not None else Key.settled(image, frame.rgb))
             if held is not None:
                 stats["held"] = round(float(held.mean()), 4)
         return image, stats
