@@ -120,6 +120,11 @@ class _Run:
     callback: ProgressCallback | None
     done_before: int = 0  # iterations budgeted to the scales before this one
     budget: int = 0  # all scales' budgets
+    hard_cap: bool = False  # `evaluations` is never exceeded, not even inside a line search (a plan's own budget)
+
+    def exhausted(self, evaluations: int) -> bool:
+        """A plan's own budget is spent: torch checks max_eval only between iterations, and a line search could run past it."""
+        return self.hard_cap and evaluations >= self.evaluations
 
 
 def smallest_side(settings: StyleSettings) -> int:
@@ -319,7 +324,8 @@ class Stylizer:
         start, curvature = time.perf_counter(), plan.curvature
         for index, size in enumerate(ladder, start=1):
             run = _Run(*budgets[index - 1], s.patience if plan.patience is None else plan.patience, len(ladder), start,
-                       callback, sum(iters for iters, _ in budgets[:index - 1]), sum(iters for iters, _ in budgets))
+                       callback, sum(iters for iters, _ in budgets[:index - 1]), sum(iters for iters, _ in budgets),
+                       hard_cap=plan.evaluations is not None)
             extra = plan.extra_terms if size == ladder[-1] else ()
             memory = self.memory_plan(*size)
             hold = plan.hold.to(self.device) if plan.hold is not None else None
@@ -362,6 +368,8 @@ class Stylizer:
 
     def _optimizer(self, image: torch.Tensor, iterations: int, evaluations: int, history: int,
                    curvature: Curvature | None) -> torch.optim.Optimizer:
+        """One scale's optimizer, with the random state reset: the same settings give the same pixels."""
+        torch.manual_seed(self.settings.seed)
         if self.settings.optimizer == "adam":
             return torch.optim.Adam([image], lr=self.settings.learning_rate)
         optimizer = torch.optim.LBFGS(
@@ -398,7 +406,6 @@ class Stylizer:
         def on_tile(done: int, tiles: int) -> None:
             if run.callback and "progress" in last:
                 run.callback(replace(last["progress"], tile=(done, tiles)))
-        torch.manual_seed(self.settings.seed)
 
         def iteration() -> int:
             return optimizer.state[image].get("n_iter", 0) - seeded if lbfgs and image in optimizer.state else (0 if lbfgs else len(history))
@@ -421,7 +428,7 @@ class Stylizer:
                 last["progress"] = Progress(scale, run.scales, current, run.iterations, len(history), losses,
                                             time.perf_counter() - run.start, seen.detach(), run.done_before + spent, run.budget)
                 run.callback(last["progress"])
-            if not math.isfinite(value) or self._converged(iteration_best, best["loss"], run.patience):
+            if not math.isfinite(value) or run.exhausted(len(history)) or self._converged(iteration_best, best["loss"], run.patience):
                 raise _Stop
             return torch.tensor(value)
 

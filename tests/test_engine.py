@@ -47,6 +47,18 @@ def test_early_stop_ends_before_the_iteration_budget(random_weights):
     assert result.evaluations < 100
 
 
+@pytest.mark.parametrize("cap", [1, 2, 5])
+def test_a_plans_evaluation_budget_holds_inside_a_line_search(random_weights, cap):
+    """A later frame's budget (issue 19: at most 8) is a cap: torch's L-BFGS checks max_eval only
+    between iterations, so a strong-Wolfe line search could run past it."""
+    content, style = tiny_images()
+    stylizer = Stylizer(StyleSettings(**TINY, init="noise"), [style], random_weights)
+    spent = []
+    result = stylizer.stylize(content, Plan(init=torch.rand(content.shape, generator=torch.Generator().manual_seed(1)),
+                                            iterations=20, evaluations=cap), lambda progress: spent.append(progress.evaluations))
+    assert result.evaluations == len(spent) == cap
+
+
 def test_coarse_to_fine_ladder():
     on = StyleSettings(coarse_to_fine=True, coarse_min_size=256)
     assert scale_ladder(768, 1024, on) == [(192, 256), (384, 512), (768, 1024)]
