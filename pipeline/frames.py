@@ -20,8 +20,8 @@ from pipeline.engine import Curvature, Hold, Plan, Result, Stylizer
 from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
-from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, carry_over, fill_disocclusions, is_cut,
-                               long_term, to_float, warp, warp_along)
+from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, camera_still, carry_over, fill_disocclusions,
+                               is_cut, long_term, to_float, warp, warp_along)
 from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, key_path, read_flows, read_frame,
                                   write_atomically, write_flows, write_frame)
 
@@ -30,6 +30,8 @@ PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a fr
 CARRIED_PAIRS = 5  # L-BFGS history pairs a later frame takes from frame t-1 (older ones describe older frames)
 HOLD_BLUR = 1.5  # px: inputs are compared blurred (compression noise)
 HOLD_SETTLE = 20  # frames a pixel stays free once its input is still again (after something passed)
+HOLD_LIGHT_BLUR = 6.0  # px: what changes slower across the image than this is light (a shadow, the exposure), not content
+HOLD_LIGHT_LIMIT = 0.1  # mean RGB (0-1): a larger change of light (a lamp switched on) lets the pixels go
 
 
 @dataclass
@@ -70,12 +72,12 @@ class Earlier:
 @dataclass
 class Key:
     """What each pixel's result was last made from (--hold-still): where the input still looks as it
-    did then, the pixel keeps that result. Without this, a still background is re-optimized every
-    frame, and the small changes add up over a long shot until its strokes have wandered (30 frames
-    apart, 34x the input's own change on bottle-detection at 256 px). A pixel the input changed at
+    did then, the pixel keeps that result, instead of being re-optimized every frame (with the
+    still-aware flow a still background barely moves anyway; this freezes it exactly). A pixel the input changed at
     (something passed) is optimized for HOLD_SETTLE more frames once still again before it is held:
-    a result frozen one frame after a disocclusion keeps a ghost. The flow has no say: DIS puts a
-    pixel or two of noise on flat still areas now and then, and a pixel freed by it wanders again."""
+    a result frozen one frame after a disocclusion keeps a ghost. A held pixel follows the input's
+    change of light (`compare_to_key`); a frame where the camera moves holds nothing, and every
+    pixel settles again after it."""
 
     result: np.ndarray  # uint8 H x W x 3
     source: np.ndarray  # uint8 H x W x 3: the input frame's pixels it was made from
@@ -86,10 +88,13 @@ class Key:
         """A cold frame's: every pixel converged (a cold frame's full budget), held from the next frame on."""
         return cls(result, source, np.full(result.shape[:2], HOLD_SETTLE, np.uint16))
 
-    def after(self, result: np.ndarray, source: np.ndarray, unchanged: np.ndarray, held: np.ndarray) -> Key:
-        """The key for the next frame: pixels held (mostly) this frame keep theirs, the rest take this frame's."""
+    def after(self, result: np.ndarray, source: np.ndarray, still: Stillness | None, held: np.ndarray | None) -> Key:
+        """The key for the next frame: pixels held (mostly) this frame keep theirs, the rest take this
+        frame's. `still` None: the camera moved, every pixel starts settling again."""
+        if still is None or held is None:
+            return Key(result, source, np.zeros(result.shape[:2], np.uint16))
         fresh = (held < 0.5)[..., None]
-        age = np.where(unchanged, np.minimum(self.age.astype(np.int32) + 1, HOLD_SETTLE), 0).astype(np.uint16)
+        age = np.where(still.unchanged, np.minimum(self.age.astype(np.int32) + 1, HOLD_SETTLE), 0).astype(np.uint16)
         return Key(np.where(fresh, result, self.result), np.where(fresh, source, self.source), age)
 
 
@@ -102,7 +107,7 @@ class FrameStylizer:
 
     def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None):
         self.stylizer, self.video, self.work_dir = stylizer, video, work_dir
-        self.flows = FlowEstimator()
+        self.flows = FlowEstimator(still=video.still_flow)
         self.curvature: tuple[int, Curvature] | None = None  # (frame index, what its L-BFGS ended with)
         self.key: tuple[int, Key] | None = None  # (frame index, the key after it): --hold-still
 
@@ -114,51 +119,53 @@ class FrameStylizer:
         """`previous`: (input frame, stylized uint8 frame) of t-1, or None for a cold start; `earlier`:
         the long-term frames (t-2 and before) of the same shot, closest first."""
         content = to_float(frame.rgb)
-        flow_seconds, unchanged, held = 0.0, None, None
+        flow_seconds, still, held = 0.0, None, None
         if self.is_cold(previous):
             self.curvature = None  # a new shot: nothing learnt on the last one carries over
             key, result = None, self.cold_start(content)
         else:
             start = time.perf_counter()
             key = self.key_before(index, previous)
-            init, extra, unchanged = self.warm_start(frame, previous, content, index, earlier, key)
-            held = hold_weight(unchanged, key) if unchanged is not None else None
+            init, extra, still = self.warm_start(frame, previous, content, index, earlier, key)
+            held = hold_weight(still.unchanged, key) if still is not None else None
             flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
                         evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index),
-                        hold=hold_of(key, held))
+                        hold=hold_of(key, held, still))
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
-        return self.finish(index, frame, result, key, unchanged, held, flow_seconds=flow_seconds)
+        return self.finish(index, frame, result, key, still, held, flow_seconds=flow_seconds)
 
-    def finish(self, index: int, frame: Frame, result: Result, key: Key | None, unchanged: np.ndarray | None,
+    def finish(self, index: int, frame: Frame, result: Result, key: Key | None, still: Stillness | None,
                held: np.ndarray | None, **stats) -> tuple[np.ndarray, dict]:
         """The frame as uint8 and its stats; with --hold-still, the key for the next frame kept first."""
         image, stats = frame_and_stats(result, **stats)
-        if self.video.hold_still > 0:  # `unchanged` and `held` come with a key (a later frame), or not at all
-            self.keep_key(index, key.after(image, frame.rgb, unchanged, held) if held is not None else Key.settled(image, frame.rgb))
+        if self.video.hold_still > 0:
+            self.keep_key(index, Key.settled(image, frame.rgb) if key is None else key.after(image, frame.rgb, still, held))
             if held is not None:
                 stats["held"] = round(float(held.mean()), 4)
         return image, stats
 
     def warm_start(self, frame: Frame, previous: tuple[Frame, np.ndarray], content: np.ndarray, index: int,
-                   earlier: Sequence[Earlier], key: Key | None = None) -> tuple[np.ndarray, list[Term], np.ndarray | None]:
-        """The initial image, the temporal term and (with a key) the pixels unchanged since the key of a later frame."""
+                   earlier: Sequence[Earlier], key: Key | None = None) -> tuple[np.ndarray, list[Term], Stillness | None]:
+        """The initial image, the temporal term and (with a key) how the input changed since the key."""
         prev_in, prev_out = previous[0], to_float(previous[1])
         if self.video.warm_start == "prev":
             return prev_out, [], None
-        carried = carry_over(prev_out, prev_in, frame, self.flows, self.video.flow_snap)
+        backward, forward = self.flows.flow(frame, prev_in), self.flows.flow(prev_in, frame)
+        carried = warp_along(prev_out, backward, forward, self.video.flow_snap)
         init = fill_disocclusions(carried, content, self.video.fill)
-        unchanged = unchanged_pixels(frame, key, self.video.hold_still) if key is not None else None
+        # a moving camera holds nothing: a clear sky would look unchanged in place and keep its strokes there
+        still = compare_to_key(frame, key, self.video.hold_still) if key is not None and camera_still(backward) else None
         if self.video.temporal_weight <= 0:
-            return init, [], unchanged
+            return init, [], still
         target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
         terms = [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
         # The closest frame wins in the term above, so on a still background only t-1 counts and
         # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
         terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
                   for item in earlier if item.anchor]
-        return init, terms, unchanged
+        return init, terms, still
 
     def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """The first frame of a chunk inside a shot (--ray): the shot's first result warped onto it
@@ -166,11 +173,11 @@ class FrameStylizer:
         the temporal loss holding it where the flow agrees (elsewhere it starts from the content)."""
         content = to_float(frame.rgb)
         key = Key.settled(shot_first[1], shot_first[0].rgb) if self.video.hold_still > 0 else None
-        init, extra, unchanged = self.warm_start(frame, shot_first, content, 0, (), key)
-        held = hold_weight(unchanged, key) if unchanged is not None else None
-        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold_of(key, held)))
+        init, extra, still = self.warm_start(frame, shot_first, content, 0, (), key)
+        held = hold_weight(still.unchanged, key) if still is not None else None
+        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold_of(key, held, still)))
         self.keep_curvature(0, result)
-        return self.finish(0, frame, result, key, unchanged, held)
+        return self.finish(0, frame, result, key, still, held)
 
     def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """A later pass (--passes): this frame's result blended with its neighbour's new result warped
@@ -299,11 +306,33 @@ class Shot:
         return [Earlier(i, frame, result, anchor=i not in wanted) for i, frame, result in entries]
 
 
-def unchanged_pixels(frame: Frame, key: Key, change: float) -> np.ndarray:
-    """H x W bool: the (blurred) input differs from the key's source by less than `change` (mean RGB)."""
-    def soft(rgb: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(to_float(rgb), (0, 0), HOLD_BLUR)
-    return np.abs(soft(frame.rgb) - soft(key.source)).mean(axis=2) < change
+@dataclass
+class Stillness:
+    """How the input at each pixel changed since its key's source (--hold-still)."""
+
+    unchanged: np.ndarray  # H x W bool: the content looks as it did (the light may have changed a little)
+    light: np.ndarray  # H x W x 3 float: the change of light there, which a held pixel follows
+
+
+def compare_to_key(frame: Frame, key: Key, change: float) -> Stillness:
+    """Content and light apart: a slow shadow or the camera's exposure is a change of light, carried
+    onto held pixels as it is, so that they follow it without being repainted (on bottle-detection at
+    256 px, a shadow crossing the wall let a fifth of the still pixels go, which then wandered); what
+    the blurred input changed beyond that is content. The light is taken from unchanged content
+    only, so that something passing does not light up the still pixels around it. A pixel is
+    unchanged while its content differs by less than `change` (mean RGB) and its light by less than
+    HOLD_LIGHT_LIMIT."""
+    difference = to_float(frame.rgb) - to_float(key.source)
+    blurred = cv2.GaussianBlur(difference, (0, 0), HOLD_BLUR)
+
+    def same_content(light: np.ndarray) -> np.ndarray:
+        return np.abs(blurred - light).mean(axis=2) < change
+
+    first = same_content(cv2.GaussianBlur(difference, (0, 0), HOLD_LIGHT_BLUR)).astype(np.float32)
+    share = cv2.GaussianBlur(first, (0, 0), HOLD_LIGHT_BLUR)[..., None]
+    light = np.where(share > 0.05, cv2.GaussianBlur(difference * first[..., None], (0, 0), HOLD_LIGHT_BLUR) / np.maximum(share, 0.05), 0.0)
+    unchanged = same_content(light) & (np.abs(light).mean(axis=2) < HOLD_LIGHT_LIMIT)
+    return Stillness(unchanged, light.astype(np.float32))
 
 
 def hold_weight(unchanged: np.ndarray, key: Key) -> np.ndarray:
@@ -311,10 +340,12 @@ def hold_weight(unchanged: np.ndarray, key: Key) -> np.ndarray:
     return cv2.GaussianBlur((unchanged & (key.age >= HOLD_SETTLE)).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
 
 
-def hold_of(key: Key | None, held: np.ndarray | None) -> Hold | None:
-    if key is None or held is None or not held.any():
+def hold_of(key: Key | None, held: np.ndarray | None, still: Stillness | None) -> Hold | None:
+    """What held pixels show: their key's result in this frame's light."""
+    if key is None or held is None or still is None or not held.any():
         return None
-    return Hold(to_tensor(to_float(key.result)), torch.from_numpy(held)[None, None])
+    image = np.clip(to_float(key.result) + still.light, 0.0, 1.0)
+    return Hold(to_tensor(image), torch.from_numpy(held)[None, None])
 
 
 def frame_and_stats(result: Result, **more) -> tuple[np.ndarray, dict]:

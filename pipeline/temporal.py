@@ -31,15 +31,49 @@ class Frame:
         return gray(self.rgb)
 
 
-class FlowEstimator:
-    """DIS optical flow; one instance per video (it keeps its buffers)."""
+STILL_BLUR = 2.0  # px: neighbourhood over which staying put and the flow's motion are compared
+STILL_LIGHT_BLUR = 6.0  # px: a difference smoother than this is a change of light, which no motion explains
+STILL_MARGIN = 1.0 / 255  # grey: how much worse than the flow staying put may match and still be chosen
+STILL_CAMERA = 0.25  # px: a median displacement above this is a moving camera, whose flat areas move with it
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
-        self.dis = cv2.DISOpticalFlow_create(preset)
+
+class FlowEstimator:
+    """DIS optical flow; one instance per video (it keeps its buffers).
+
+    `still`: where a still camera's frames match in place as well as along the flow, the flow is
+    zero. On a still, flat area DIS reports a few tenths of a pixel of motion, now and then one to three
+    pixels; results warped by it blur and wander (a long shot's strokes fade), and the warping
+    error counts an output that holds still there as flicker."""
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, still: bool = True):
+        self.dis, self.still = cv2.DISOpticalFlow_create(preset), still
 
     def flow(self, source: Frame, target: Frame) -> np.ndarray:
         """H x W x 2 displacement: for each pixel of `source`, where it lies in `target`."""
-        return self.dis.calc(source.grey, target.grey, None)
+        flow = self.dis.calc(source.grey, target.grey, None)
+        return still_where_unmoved(flow, source.grey, target.grey) if self.still else flow
+
+
+def still_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`flow` set to zero where `target` matches `source` in place (grey, blurred) within STILL_MARGIN of
+    how well it matches along the flow, changes of light set aside: on a smooth wall a shadow or the
+    exposure moving would otherwise be matched best by a shift of several pixels. Only for a still
+    camera: where it moves, a flat area (a clear sky) matches in place as well as anywhere, and its
+    strokes must move with the rest of the picture."""
+    if not camera_still(flow):
+        return flow
+    source, target = source.astype(np.float32) / 255.0, target.astype(np.float32) / 255.0
+
+    def mismatch(difference: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(np.abs(difference - cv2.GaussianBlur(difference, (0, 0), STILL_LIGHT_BLUR)), (0, 0), STILL_BLUR)
+
+    in_place, moved = mismatch(source - target), mismatch(source - warp(target, flow))
+    return np.where((in_place <= moved + STILL_MARGIN)[..., None], 0.0, flow).astype(np.float32)
+
+
+def camera_still(flow: np.ndarray) -> bool:
+    """The frames' median displacement is under STILL_CAMERA: the camera did not move between them."""
+    return bool(np.hypot(*np.median(flow.reshape(-1, 2), axis=0)) <= STILL_CAMERA)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -145,8 +179,8 @@ class WarpingError:
     Feed pairs in order with `add(input_frame, output_frame)`; `value` is the mean over frame pairs.
     """
 
-    def __init__(self) -> None:
-        self.flows = FlowEstimator()
+    def __init__(self, still_flow: bool = True) -> None:
+        self.flows = FlowEstimator(still=still_flow)
         self.errors: list[float] = []
         self._previous: tuple[Frame, np.ndarray] | None = None
 

@@ -57,10 +57,10 @@ def _pair_error(flows: FlowEstimator, frame: Frame, earlier: Frame, image: np.nd
 class _Pairs:
     """Input and output frames in order; each k's errors against frame t-k."""
 
-    def __init__(self, offsets: tuple[int, ...], static: np.ndarray):
+    def __init__(self, offsets: tuple[int, ...], static: np.ndarray, still_flow: bool = True):
         self.offsets, self.static = offsets, static
         self.recent: deque[tuple[Frame, np.ndarray, np.ndarray]] = deque(maxlen=max(offsets) + 1)
-        self.flows = FlowEstimator()
+        self.flows = FlowEstimator(still=still_flow)
         self.warping = {k: ([], []) for k in offsets}
         self.static_diff = {k: ([], []) for k in offsets}
         self.means: tuple[list, list] = ([], [])
@@ -130,11 +130,13 @@ def still_pixels(frames: Sequence[np.ndarray]) -> np.ndarray:
     return static_mask(np.min(greys, axis=0), np.max(greys, axis=0))
 
 
-def figures_of_frames(inputs: list[np.ndarray], outputs: list[np.ndarray], offsets: tuple[int, ...] = (1, 10, 30)) -> TemporalFigures:
-    """The same figures for frames in memory (input frames and their stylized versions, in order)."""
+def figures_of_frames(inputs: list[np.ndarray], outputs: list[np.ndarray], offsets: tuple[int, ...] = (1, 10, 30),
+                      still_flow: bool = True) -> TemporalFigures:
+    """The same figures for frames in memory (input frames and their stylized versions, in order);
+    `still_flow` False: DIS's own flow, as the figures before the still-aware flow were measured."""
     if not inputs:
         return TemporalFigures(0)
-    pairs = _Pairs(tuple(sorted(set(offsets))), still_pixels(inputs))
+    pairs = _Pairs(tuple(sorted(set(offsets))), still_pixels(inputs), still_flow)
     for frame_in, frame_out in zip(inputs, outputs):
         pairs.add(frame_in, frame_out)
     return pairs.figures()

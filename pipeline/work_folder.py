@@ -25,7 +25,7 @@ def file_digest(path: Path) -> str:
 
 
 BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0,
-                   "hold_still": 0.0}
+                   "hold_still": 0.0, "still_flow": False}
 
 
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
@@ -37,6 +37,8 @@ def work_folder(output: Path, source: Path, style_images: list[Path], style_sett
     for name, before in BEFORE_ISSUE_19.items():  # settings added later: their old behaviour keeps the old key
         if frames_only[name] == before:
             del frames_only[name]
+    if video.hold_still > 0:
+        frames_only["hold_light"] = "followed"  # held pixels follow the light since the fourth session of issue 19
     if style_settings.coarse_to_fine is False:
         frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame

@@ -9,7 +9,7 @@ import torch
 
 import pipeline.frames
 from pipeline.engine import Hold, Plan, Stylizer
-from pipeline.frames import HOLD_SETTLE, Key, hold_weight, unchanged_pixels
+from pipeline.frames import HOLD_LIGHT_LIMIT, HOLD_SETTLE, FrameStylizer, Key, Stillness, compare_to_key, hold_of, hold_weight
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import Frame, to_float
@@ -53,14 +53,15 @@ def test_held_pixels_keep_their_value_and_the_rest_is_optimized(stylizer):
 def test_unchanged_pixels_are_held_once_settled():
     clip = still_background_with_a_square(2)
     key = Key.settled(clip[0], clip[0])
-    unchanged = unchanged_pixels(Frame(clip[1]), key, 0.03)
+    still = compare_to_key(Frame(clip[1]), key, 0.03)
+    unchanged = still.unchanged
     weight = hold_weight(unchanged, key)
     assert weight[40:, :] == pytest.approx(1.0, abs=1e-3)  # the background below the square: unchanged
     assert weight[16:16 + SQUARE, 7:7 + SQUARE].mean() < 0.2  # where the square moved
-    lighter = Frame(np.clip(clip[1].astype(int) + 40, 0, 255).astype(np.uint8))  # the light changed: all re-optimized
-    assert unchanged_pixels(lighter, key, 0.03).mean() < 0.05
+    lighter = Frame(np.clip(clip[1].astype(int) + 40, 0, 255).astype(np.uint8))  # a lamp switched on: all re-optimized
+    assert compare_to_key(lighter, key, 0.03).unchanged.mean() < 0.05
 
-    after = key.after(clip[1], clip[1], unchanged, weight)
+    after = key.after(clip[1], clip[1], still, weight)
     changed = ~unchanged
     assert changed[16:16 + SQUARE, 7:7 + SQUARE].mean() > 0.8
     assert np.array_equal(after.result[40:], clip[0][40:])  # held pixels keep their key
@@ -70,11 +71,49 @@ def test_unchanged_pixels_are_held_once_settled():
     y, x = 24, 14
     assert changed[y - 3:y + 4, x - 3:x + 4].all()
     everywhere = np.ones((H, W), bool)
+    nothing_changed = Stillness(everywhere, np.zeros((H, W, 3), np.float32))
     for _ in range(HOLD_SETTLE - 1):
-        after = after.after(clip[1], clip[1], everywhere, hold_weight(everywhere, after))
+        after = after.after(clip[1], clip[1], nothing_changed, hold_weight(everywhere, after))
         assert hold_weight(everywhere, after)[y, x] < 0.05
-    after = after.after(clip[1], clip[1], everywhere, hold_weight(everywhere, after))
+    after = after.after(clip[1], clip[1], nothing_changed, hold_weight(everywhere, after))
     assert hold_weight(everywhere, after)[y, x] == pytest.approx(1.0)
+
+
+def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
+    """A shadow drifting over a still wall changes the light, not the content: the wall stays held,
+    and what it shows darkens with the input, its strokes kept."""
+    rng = np.random.default_rng(7)
+    wall = rng.integers(60, 200, (H, W, 3)).astype(np.float32)
+    shade = np.linspace(0.0, 0.9 * HOLD_LIGHT_LIMIT * 255, W, dtype=np.float32)[None, :, None]  # darker to the right
+    shadowed = np.clip(wall - shade, 0, 255).astype(np.uint8)
+    key = Key.settled(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), wall.astype(np.uint8))
+    still = compare_to_key(Frame(shadowed), key, 0.03)
+    assert still.unchanged.all()
+    hold = hold_of(key, hold_weight(still.unchanged, key), still)
+    shown = hold.image[0].permute(1, 2, 0).numpy()
+    inner = (slice(8, H - 8), slice(8, W - 8))  # away from the borders, where the light's blur is one-sided
+    change, input_change = shown - to_float(key.result), to_float(shadowed) - to_float(wall.astype(np.uint8))
+    kept = (to_float(key.result) > 0.15) & (to_float(key.result) < 0.85)  # not clipped
+    assert np.abs(change - input_change.mean(axis=2, keepdims=True))[inner][kept[inner]].mean() < 0.01
+    moved = shadowed.copy()
+    moved[16:32, 20:36] = np.kron(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))  # something new
+    assert not compare_to_key(Frame(moved), key, 0.03).unchanged[20:28, 24:32].any()
+
+
+def test_a_moving_camera_holds_nothing(stylizer):
+    """Panning over a wall with a flat band: the band looks unchanged in place, but its strokes must
+    move with the picture; every pixel waits HOLD_SETTLE frames again once the camera stops."""
+    rng = np.random.default_rng(4)
+    scene = np.kron(rng.integers(0, 256, (H // 4, W // 4 + 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))
+    scene[-H // 4:] = 128  # the flat band
+    clip = [np.ascontiguousarray(scene[:, 2 * t:2 * t + W]) for t in range(3)]
+    frame_stylizer = FrameStylizer(stylizer, VideoSettings(iterations_next=2, evaluations_next=2, hold_still=0.03))
+    first, _ = frame_stylizer(Frame(clip[0]), None, 0)
+    still_camera = compare_to_key(Frame(clip[1]), frame_stylizer.key[1], 0.03)
+    assert still_camera.unchanged[-H // 8:].all()  # compared in place, the band would be held
+    _, stats = frame_stylizer(Frame(clip[1]), (Frame(clip[0]), first), 1)
+    assert "held" not in stats
+    assert not frame_stylizer.key[1].age.any()
 
 
 def test_a_still_background_stays_put_and_a_resumed_run_gives_the_same_frames(tmp_path, stylizer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -169,3 +170,29 @@ def test_sub_pixel_noise_in_the_flow_does_not_wash_a_still_result_out():
     assert blurred.std() < 0.8 * texture.std()  # the unsnapped copy lost contrast
     motion = np.full((H, W, 2), 3.0, np.float32)
     assert np.array_equal(snapped(motion, 0.5), motion)
+
+
+def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_motion():
+    """On a still background with sensor noise DIS reports motion of its own; the still-aware flow is
+    zero there (nothing to warp, nothing to count as flicker), and keeps the motion of what moves."""
+    from pipeline.temporal import FlowEstimator, Frame
+
+    rng = np.random.default_rng(11)
+    background = cv2.GaussianBlur(rng.integers(0, 256, (96, 128), dtype=np.uint8), (0, 0), 2.0)
+    background = np.repeat(cv2.normalize(background, None, 0, 255, cv2.NORM_MINMAX)[..., None], 3, axis=2)
+    square = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+
+    def frame(x: int) -> Frame:
+        noisy = np.clip(background.astype(np.int16) + rng.integers(-3, 4, background.shape), 0, 255).astype(np.uint8)
+        noisy[36:60, x:x + 24] = square
+        return Frame(noisy)
+
+    now, before = frame(54), frame(50)  # the square moved 4 px to the right
+    dis, still = FlowEstimator(still=False).flow(now, before), FlowEstimator().flow(now, before)
+    background_rows = slice(0, 28)
+    assert np.abs(dis[background_rows]).max() > 0.05  # DIS's own noise on the still part
+    assert not still[background_rows].any()
+    inside = still[42:54, 60:72]
+    assert np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0  # back to where it was
+    panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))  # a moving camera: its flat areas move with it
+    assert np.array_equal(FlowEstimator().flow(panned, now), FlowEstimator(still=False).flow(panned, now))
