@@ -1,7 +1,8 @@
 """Long-term temporal consistency (issue 19): each video setting on two real clips at 256 px.
 
 For every (clip, setting): the drift of the static background over the clip, the warping error at
-k = 1 and k = 30 as ratios to the input's own, the static background's difference between frames t
+k = 1 and k = 30 as ratios to the input's own (the still-aware flow, and DIS's own as measured before
+it), the static background's difference between frames t
 and t-1 and t-30 against the input's (pixels compared in place: no flow, whose noise on a still
 area the warping error counts against an output that holds still), evaluations and seconds per
 later frame, and the later frames' content and style losses (of the whole frame as written, as a
@@ -31,7 +32,8 @@ DATA = ROOT.parent / "shared" / "data"
 STYLE = DATA / "styles" / "starry_night.jpg"
 CLIPS = {"bottle": DATA / "videos" / "bottle-detection.mp4", "car": DATA / "videos" / "car-detection.mp4"}
 IMAGES = ROOT / "docs" / "images"
-BEFORE = {"temporal_frames": (1,), "anchor_weight": 0.0, "carry_curvature": False, "evaluations_next": 0, "temporal_weight": 1e3, "flow_snap": 0.0}
+BEFORE = {"temporal_frames": (1,), "anchor_weight": 0.0, "carry_curvature": False, "evaluations_next": 0, "temporal_weight": 1e3, "flow_snap": 0.0,
+          "still_flow": False}
 LONG_TERM = {"temporal_frames": (1, 2, 4), "anchor_weight": 1.0}
 SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each setting changes; "default": today's
     "before": BEFORE,
@@ -51,14 +53,39 @@ SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each
     "default+passes-3": {"passes": 3},
     "default+snap-0.5": {"flow_snap": 0.5},
     "default+hold-0.03": {"hold_still": 0.03},
+    "default+dis-flow": {"still_flow": False},
+    "default+hold-0.03+dis-flow": {"hold_still": 0.03, "still_flow": False},
 }
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
+
+
+PAN = DATA / "contents" / "tubingen.jpg"  # "pan": a camera panning over this photo, for what holds still where nothing is
+
+
+def panned(count: int, size: int, speed: float = 1.5) -> list[np.ndarray]:
+    """A moving camera: a 16:9 window panning right over PAN at `speed` px a frame (of the output's
+    size), with a little sensor noise, RGB uint8."""
+    import cv2
+    from pipeline.image_io import read_photo
+
+    width, height = size, round(size * 9 / 16 / 2) * 2
+    photo = read_photo(PAN).rgb * 255  # float, 0-1
+    scale = (width + speed * count) / photo.shape[1]  # wide enough for the whole pan
+    photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    rng, frames = np.random.default_rng(0), []
+    for t in range(count):
+        shift = np.float32([[1, 0, -speed * t], [0, 1, -0.1 * photo.shape[0]]])
+        frame = cv2.warpAffine(photo, shift, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frames.append(np.clip(frame + rng.normal(0, 1.5, frame.shape), 0, 255).astype(np.uint8))
+    return frames
 
 
 def decode(clip: str, count: int, size: int) -> list[np.ndarray]:
     """The first `count` frames at `size` (long side), RGB uint8: with ffmpeg, or PyAV where no ffmpeg is found."""
     from pipeline.video_io import Reader, even_size, ffmpeg_binary, probe
 
+    if clip == "pan":
+        return panned(count, size)
     info = probe(CLIPS[clip])
     width, height = even_size(info.width, info.height, size)
     try:
@@ -103,12 +130,14 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
     later = [r for r in reports if not r.cold]
     passes_evals = sum(s.get("evaluations", 0) for s in refined) / max(1, len(later))
     passes_seconds = sum(s.get("seconds", 0.0) for s in refined) / max(1, len(later))
-    figures = figures_of_frames(inputs, [read_frame(frame_path(final, i)) for i in range(len(inputs))], (1, 30))
+    outputs = [read_frame(frame_path(final, i)) for i in range(len(inputs))]
+    figures, dis_figures = (figures_of_frames(inputs, outputs, (1, 30), still_flow) for still_flow in (True, False))
     return {"clip": clip, "setting": setting, "frames": len(inputs), "work_dir": str(final),
             "evaluations": float(np.mean([r.evaluations for r in later])) + passes_evals,
             "seconds": float(np.mean([r.seconds for r in later])) + passes_seconds,
             "losses": {i: whole_frame_losses(stylizer, inputs[i], read_frame(frame_path(final, i))) for i in REFERENCE_FRAMES if i < len(inputs)},
-            "warping": {k: list(v) for k, v in figures.warping.items()}, "static": {k: list(v) for k, v in figures.static_difference.items()},
+            "warping": {k: list(v) for k, v in figures.warping.items()}, "warping_dis": {k: list(v) for k, v in dis_figures.warping.items()},
+            "static": {k: list(v) for k, v in figures.static_difference.items()},
             "static_share": figures.static_share, "drift": list(figures.drift), "machine": machine(device, cpu_description())}
 
 
@@ -166,18 +195,18 @@ def loss_ratio(run: dict, cold: dict, part: str) -> float:
 
 
 def table(runs: list[dict], colds: dict[str, dict]) -> str:
-    lines = ["| clip | setting | frames | drift (input) | k=1 ratio | k=30 ratio | static t vs t-1 (x input) | static t vs t-30 (x input) | "
-             "evals / later frame | s / later frame | content vs cold 300 | style vs cold 300 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| clip | setting | frames | drift (input) | k=1 ratio | k=30 ratio | k=1, k=30 (DIS flow) | static t vs t-1 (x input) | "
+             "static t vs t-30 (x input) | evals / later frame | s / later frame | content vs cold 300 | style vs cold 300 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         if "error" in run:
             lines.append(f"| {run['error']} |")
             continue
-        ratio = {k: v[0] / v[1] if v[1] > 0 else float("nan") for k, v in run["warping"].items()}
+        ratio, dis = ({k: v[0] / v[1] if v[1] > 0 else float("nan") for k, v in run.get(which, {}).items()} for which in ("warping", "warping_dis"))
         static, static_1 = run["static"]["30"], run["static"]["1"]
         cold = colds.get(run["clip"], {"losses": {}})
         lines.append(f"| {run['clip']} | {run['setting']} | {run['frames']} | {run['drift'][0]:.2f} % ({run['drift'][1]:.2f} %) | "
-                     f"{ratio['1']:.2f} | {ratio['30']:.2f} | {static_1[0] / max(static_1[1], 1e-12):.1f} | {static[0] / max(static[1], 1e-12):.1f} | {run['evaluations']:.1f} | "
+                     f"{ratio['1']:.2f} | {ratio['30']:.2f} | {dis.get('1', float('nan')):.2f}, {dis.get('30', float('nan')):.2f} | {static_1[0] / max(static_1[1], 1e-12):.1f} | {static[0] / max(static[1], 1e-12):.1f} | {run['evaluations']:.1f} | "
                      f"{run['seconds']:.2f} | {loss_ratio(run, cold, 'content'):.2f} | {loss_ratio(run, cold, 'style'):.2f} |")
     return "\n".join(lines)
 
