@@ -72,12 +72,12 @@ class Earlier:
 @dataclass
 class Key:
     """What each pixel's result was last made from (--hold-still): where the input still looks as it
-    did then, the pixel keeps that result, instead of being re-optimized every frame (with the
-    still-aware flow a still background barely moves anyway; this freezes it exactly). A pixel the input changed at
-    (something passed) is optimized for HOLD_SETTLE more frames once still again before it is held:
-    a result frozen one frame after a disocclusion keeps a ghost. A held pixel follows the input's
-    change of light (`compare_to_key`); a frame where the camera moves holds nothing, and every
-    pixel settles again after it."""
+    did then, the pixel keeps that result instead of being re-optimized every frame (with the
+    still-aware flow a still background barely moves anyway; this freezes it exactly). A pixel the
+    input changed at (something passed) is optimized for HOLD_SETTLE more frames once still again
+    before it is held: a result frozen one frame after a disocclusion keeps a ghost. A held pixel
+    follows the input's change of light (`compare_to_key`); a frame where the camera moves holds
+    nothing, and every pixel settles again after it."""
 
     result: np.ndarray  # uint8 H x W x 3
     source: np.ndarray  # uint8 H x W x 3: the input frame's pixels it was made from
@@ -328,9 +328,9 @@ def compare_to_key(frame: Frame, key: Key, change: float) -> Stillness:
     def same_content(light: np.ndarray) -> np.ndarray:
         return np.abs(blurred - light).mean(axis=2) < change
 
-    first = same_content(cv2.GaussianBlur(difference, (0, 0), HOLD_LIGHT_BLUR)).astype(np.float32)
-    share = cv2.GaussianBlur(first, (0, 0), HOLD_LIGHT_BLUR)[..., None]
-    light = np.where(share > 0.05, cv2.GaussianBlur(difference * first[..., None], (0, 0), HOLD_LIGHT_BLUR) / np.maximum(share, 0.05), 0.0)
+    rough = same_content(cv2.GaussianBlur(difference, (0, 0), HOLD_LIGHT_BLUR)).astype(np.float32)  # light guessed from every pixel
+    share = cv2.GaussianBlur(rough, (0, 0), HOLD_LIGHT_BLUR)[..., None]
+    light = np.where(share > 0.05, cv2.GaussianBlur(difference * rough[..., None], (0, 0), HOLD_LIGHT_BLUR) / np.maximum(share, 0.05), 0.0)
     unchanged = same_content(light) & (np.abs(light).mean(axis=2) < HOLD_LIGHT_LIMIT)
     return Stillness(unchanged, light.astype(np.float32))
 
