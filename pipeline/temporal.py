@@ -174,7 +174,8 @@ def is_cut(previous_frame: Frame, frame: Frame, threshold: float) -> bool:
 
 class WarpingError:
     """Flicker, measured: the masked mean squared difference between each output frame and the
-    previous output frame warped along the flow of the input frames (values in [0, 1]).
+    previous output frame warped along the flow of the input frames (values in [0, 1]); the
+    still-aware flow unless `still_flow` is False.
 
     Feed pairs in order with `add(input_frame, output_frame)`; `value` is the mean over frame pairs.
     """

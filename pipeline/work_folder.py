@@ -39,6 +39,8 @@ def work_folder(output: Path, source: Path, style_images: list[Path], style_sett
             del frames_only[name]
     if video.hold_still > 0:
         frames_only["hold_light"] = "followed"  # held pixels follow the light since the fourth session of issue 19
+    if video.evaluations_next > 0:
+        frames_only["evaluation_cap"] = "hard"  # a later frame's budget holds inside a line search since then too
     if style_settings.coarse_to_fine is False:
         frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
