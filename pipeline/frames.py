@@ -127,11 +127,11 @@ class FrameStylizer:
             start = time.perf_counter()
             key = self.key_before(index, previous)
             init, extra, still = self.warm_start(frame, previous, content, index, earlier, key)
-            held = hold_weight(still.unchanged, key) if still is not None else None
+            held, hold = held_pixels(key, still)
             flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
                         evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index),
-                        hold=hold_of(key, held, still))
+                        hold=hold)
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
         return self.finish(index, frame, result, key, still, held, flow_seconds=flow_seconds)
@@ -174,8 +174,8 @@ class FrameStylizer:
         content = to_float(frame.rgb)
         key = Key.settled(shot_first[1], shot_first[0].rgb) if self.video.hold_still > 0 else None
         init, extra, still = self.warm_start(frame, shot_first, content, 0, (), key)
-        held = hold_weight(still.unchanged, key) if still is not None else None
-        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold_of(key, held, still)))
+        held, hold = held_pixels(key, still)
+        result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold))
         self.keep_curvature(0, result)
         return self.finish(0, frame, result, key, still, held)
 
@@ -340,12 +340,20 @@ def hold_weight(unchanged: np.ndarray, key: Key) -> np.ndarray:
     return cv2.GaussianBlur((unchanged & (key.age >= HOLD_SETTLE)).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
 
 
-def hold_of(key: Key | None, held: np.ndarray | None, still: Stillness | None) -> Hold | None:
+def hold_of(key: Key, held: np.ndarray, still: Stillness) -> Hold | None:
     """What held pixels show: their key's result in this frame's light."""
-    if key is None or held is None or still is None or not held.any():
+    if not held.any():
         return None
     image = np.clip(to_float(key.result) + still.light, 0.0, 1.0)
     return Hold(to_tensor(image), torch.from_numpy(held)[None, None])
+
+
+def held_pixels(key: Key | None, still: Stillness | None) -> tuple[np.ndarray | None, Hold | None]:
+    """The hold weight of a later frame and what the engine keeps (None, None: nothing to hold)."""
+    if key is None or still is None:
+        return None, None
+    held = hold_weight(still.unchanged, key)
+    return held, hold_of(key, held, still)
 
 
 def frame_and_stats(result: Result, **more) -> tuple[np.ndarray, dict]:
