@@ -33,7 +33,7 @@ STYLE = DATA / "styles" / "starry_night.jpg"
 CLIPS = {"bottle": DATA / "videos" / "bottle-detection.mp4", "car": DATA / "videos" / "car-detection.mp4"}
 IMAGES = ROOT / "docs" / "images"
 BEFORE = {"temporal_frames": (1,), "anchor_weight": 0.0, "carry_curvature": False, "evaluations_next": 0, "temporal_weight": 1e3, "flow_snap": 0.0,
-          "still_flow": False}
+          "still_flow": False, "restore_still": False, "photo_check": False}
 LONG_TERM = {"temporal_frames": (1, 2, 4), "anchor_weight": 1.0}
 SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each setting changes; "default": today's
     "before": BEFORE,
@@ -55,6 +55,9 @@ SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each
     "default+hold-0.03": {"hold_still": 0.03},
     "default+dis-flow": {"still_flow": False},
     "default+hold-0.03+dis-flow": {"hold_still": 0.03, "still_flow": False},
+    "default+no-restore": {"restore_still": False},
+    "default+no-photo-check": {"photo_check": False},
+    "default+no-restore+no-photo-check": {"restore_still": False, "photo_check": False},
 }
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
 

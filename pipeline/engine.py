@@ -207,12 +207,16 @@ def seed_curvature(optimizer: torch.optim.LBFGS, image: torch.Tensor, curvature:
 
 
 def read_curvature(optimizer: torch.optim.LBFGS, image: torch.Tensor, pairs: bool = True) -> Curvature | None:
-    """The curvature `optimizer` ended with; its history pairs (on the image's device) only if `pairs`."""
+    """The curvature `optimizer` ended with; its history pairs (on the image's device) only if `pairs`.
+    The scale is the newest pair's s.y / y.y, as torch would set it: a run left by an exception (a
+    hard cap, an early stop) inside its step keeps the pairs it added but never stores their scale."""
     state = optimizer.state.get(image, {})
     if "H_diag" not in state:
         return None
+    newest = list(zip(state["old_stps"], state["old_dirs"]))[-1:]
+    scale = float(newest[0][0].dot(newest[0][1]) / newest[0][1].dot(newest[0][1])) if newest else float(state["H_diag"])
     steps, changes = (list(state["old_stps"]), list(state["old_dirs"])) if pairs else ([], [])
-    return Curvature(float(state["H_diag"]), tuple(image.shape[-2:]), steps, changes)
+    return Curvature(scale, tuple(image.shape[-2:]), steps, changes)
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

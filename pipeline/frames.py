@@ -21,11 +21,13 @@ from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, camera_still, carry_over, fill_disocclusions,
-                               is_cut, long_term, to_float, warp, warp_along)
+                               is_cut, long_term, looks_alike, to_float, warp, warp_along)
 from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, key_path, read_flows, read_frame,
                                   write_atomically, write_flows, write_frame)
 
 ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
+RESTORE_CHANGE = 0.03  # mean RGB (0-1): a pixel's input looks as in the shot's first frame (--restore-still)
+RESTORE_LIGHT_LIMIT = 0.3  # mean RGB (0-1): the camera's exposure, which car-detection moves by 0.12 as bright cars pass, is followed up to this
 PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a frame's starting image
 CARRIED_PAIRS = 5  # L-BFGS history pairs a later frame takes from frame t-1 (older ones describe older frames)
 HOLD_BLUR = 1.5  # px: inputs are compared blurred (compression noise)
@@ -154,9 +156,15 @@ class FrameStylizer:
             return prev_out, [], None
         backward, forward = self.flows.flow(frame, prev_in), self.flows.flow(prev_in, frame)
         carried = warp_along(prev_out, backward, forward, self.video.flow_snap)
-        init = fill_disocclusions(carried, content, self.video.fill)
+        if self.video.photo_check:
+            carried = WarpedPrevious(carried.image, carried.mask * looks_alike(frame, prev_in, backward))
         # a moving camera holds nothing: a clear sky would look unchanged in place and keep its strokes there
-        still = compare_to_key(frame, key, self.video.hold_still) if key is not None and camera_still(backward) else None
+        camera_still_now = camera_still(backward, frame.grey, prev_in.grey)
+        first = next((item for item in earlier if item.anchor), None)
+        if self.video.restore_still and first is not None and camera_still_now:
+            carried = restored(carried, frame, first)
+        init = fill_disocclusions(carried, content, self.video.fill)
+        still = compare_to_key(frame, key, self.video.hold_still) if key is not None and camera_still_now else None
         if self.video.temporal_weight <= 0:
             return init, [], still
         target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
@@ -164,7 +172,7 @@ class FrameStylizer:
         # The closest frame wins in the term above, so on a still background only t-1 counts and
         # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
         terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
-                  for item in earlier if item.anchor]
+                  for item in earlier if item.anchor and self.video.anchor_weight > 0]
         return init, terms, still
 
     def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
@@ -203,7 +211,11 @@ class FrameStylizer:
 
     def carry_earlier(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
         """A long-term frame's result warped onto this one."""
-        return warp_along(to_float(item.result), *self.flows_to(frame, index, item), snap=self.video.flow_snap)
+        backward, forward = self.flows_to(frame, index, item)
+        carried = warp_along(to_float(item.result), backward, forward, snap=self.video.flow_snap)
+        if self.video.photo_check:
+            carried = WarpedPrevious(carried.image, carried.mask * looks_alike(frame, item.frame, backward))
+        return carried
 
     def carry_anchor(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
         """The shot's first result warped onto this frame, only where the input itself still looks as it
@@ -280,7 +292,7 @@ class Shot:
     and, with an anchor weight, the first. Results this run did not make are read back from the work folder."""
 
     def __init__(self, video: VideoSettings, work_dir: Path):
-        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.anchor_weight > 0, work_dir
+        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.anchor_weight > 0 or video.restore_still, work_dir
         self.recent: deque[list] = deque(maxlen=max(self.offsets))
         self.first: list | None = None
 
@@ -314,14 +326,14 @@ class Stillness:
     light: np.ndarray  # H x W x 3 float: the change of light there, which a held pixel follows
 
 
-def compare_to_key(frame: Frame, key: Key, change: float) -> Stillness:
+def compare_to_key(frame: Frame, key: Key, change: float, light_limit: float = HOLD_LIGHT_LIMIT) -> Stillness:
     """Content and light apart: a slow shadow or the camera's exposure is a change of light, carried
     onto held pixels as it is, so that they follow it without being repainted (on bottle-detection at
     256 px, a shadow crossing the wall let a fifth of the still pixels go, which then wandered); what
     the blurred input changed beyond that is content. The light is taken from unchanged content
     only, so that something passing does not light up the still pixels around it. A pixel is
     unchanged while its content differs by less than `change` (mean RGB) and its light by less than
-    HOLD_LIGHT_LIMIT."""
+    `light_limit`."""
     difference = to_float(frame.rgb) - to_float(key.source)
     blurred = cv2.GaussianBlur(difference, (0, 0), HOLD_BLUR)
 
@@ -331,7 +343,7 @@ def compare_to_key(frame: Frame, key: Key, change: float) -> Stillness:
     rough = same_content(cv2.GaussianBlur(difference, (0, 0), HOLD_LIGHT_BLUR)).astype(np.float32)  # light guessed from every pixel
     share = cv2.GaussianBlur(rough, (0, 0), HOLD_LIGHT_BLUR)[..., None]
     light = np.where(share > 0.05, cv2.GaussianBlur(difference * rough[..., None], (0, 0), HOLD_LIGHT_BLUR) / np.maximum(share, 0.05), 0.0)
-    unchanged = same_content(light) & (np.abs(light).mean(axis=2) < HOLD_LIGHT_LIMIT)
+    unchanged = same_content(light) & (np.abs(light).mean(axis=2) < light_limit)
     return Stillness(unchanged, light.astype(np.float32))
 
 
@@ -346,6 +358,18 @@ def hold_of(key: Key, held: np.ndarray, still: Stillness) -> Hold | None:
         return None
     image = np.clip(to_float(key.result) + still.light, 0.0, 1.0)
     return Hold(to_tensor(image), torch.from_numpy(held)[None, None])
+
+
+def restored(carried: WarpedPrevious, frame: Frame, first: Earlier) -> WarpedPrevious:
+    """Frame t-1's result carried onto this frame, with the shot's first result (in this frame's
+    light) where the input looks as it did then (a still camera), and held there by the temporal
+    loss: where something passed, the pixels it left started from the content and took only a
+    later frame's few evaluations, and the temporal loss kept that half-painted look for hundreds
+    of frames (a trail); a still background stays on its first strokes instead of wandering."""
+    still = compare_to_key(frame, Key.settled(first.result, first.frame.rgb), RESTORE_CHANGE, RESTORE_LIGHT_LIMIT)
+    weight = (1 - carried.mask) * cv2.GaussianBlur(still.unchanged.astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+    image = weight[..., None] * np.clip(to_float(first.result) + still.light, 0.0, 1.0) + (1 - weight[..., None]) * carried.image
+    return WarpedPrevious(image.astype(np.float32), np.maximum(carried.mask, weight))
 
 
 def held_pixels(key: Key | None, still: Stillness | None) -> tuple[np.ndarray | None, Hold | None]:

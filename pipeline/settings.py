@@ -240,7 +240,9 @@ class VideoSettings:
     evaluations_next: int = 8  # loss evaluations a later frame may take (0: 1.25x iterations_next, as before issue 19)
     carry_curvature: bool = True  # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
     hold_still: float = 0.0  # a fixed camera: pixels whose content differs by less than this (mean RGB, 0-1) from when their result was made keep it, in the new light (0: off)
-    still_flow: bool = True  # a still camera (median flow <= 0.25 px): the flow is zero where its frames match in place (DIS reports noise there)
+    restore_still: bool = True  # a still camera: pixels the flow cannot vouch for start from the shot's first result where the input looks as then (not the raw content)
+    photo_check: bool = True  # a pixel is vouched for only where the input warped along the flow looks alike too
+    still_flow: bool = True  # a still camera (`temporal.camera_still`): the flow is zero where its frames match in place (DIS reports noise there)
     flow_snap: float = 0.0  # px: shorter displacements warp nothing (0: off); on bottle-detection 0.5 cut drift a little (5.7 -> 5.4 %) and flickered more (k=1 2.5 -> 7.7x)
     passes: int = 1  # more: refinement passes over the video after the sequential one, alternating direction
     fill: Fill = "content"  # what disoccluded pixels of the warm start take

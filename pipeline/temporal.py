@@ -34,7 +34,8 @@ class Frame:
 STILL_BLUR = 2.0  # px: neighbourhood over which staying put and the flow's motion are compared
 STILL_LIGHT_BLUR = 6.0  # px: a difference smoother than this is a change of light, which no motion explains
 STILL_MARGIN = 1.0 / 255  # grey: how much worse than the flow staying put may match and still be chosen
-STILL_CAMERA = 0.25  # px: a median displacement above this is a moving camera, whose flat areas move with it
+STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera
+STILL_SHIFT_GAIN = 0.1  # a larger one is a moving camera (whose flat areas move with it) where shifting by it explains this much of the frames' difference
 
 
 class FlowEstimator:
@@ -60,20 +61,30 @@ def still_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray
     exposure moving would otherwise be matched best by a shift of several pixels. Only for a still
     camera: where it moves, a flat area (a clear sky) matches in place as well as anywhere, and its
     strokes must move with the rest of the picture."""
-    if not camera_still(flow):
+    if not camera_still(flow, source, target):
         return flow
-    source, target = source.astype(np.float32) / 255.0, target.astype(np.float32) / 255.0
-
-    def mismatch(difference: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(np.abs(difference - cv2.GaussianBlur(difference, (0, 0), STILL_LIGHT_BLUR)), (0, 0), STILL_BLUR)
-
-    in_place, moved = mismatch(source - target), mismatch(source - warp(target, flow))
+    source, target = to_float(source), to_float(target)
+    in_place, moved = _mismatch(source - target), _mismatch(source - warp(target, flow))
     return np.where((in_place <= moved + STILL_MARGIN)[..., None], 0.0, flow).astype(np.float32)
 
 
-def camera_still(flow: np.ndarray) -> bool:
-    """The frames' median displacement is under STILL_CAMERA: the camera did not move between them."""
-    return bool(np.hypot(*np.median(flow.reshape(-1, 2), axis=0)) <= STILL_CAMERA)
+def _mismatch(difference: np.ndarray) -> np.ndarray:
+    """Where two grey frames differ, changes of light set aside, blurred over STILL_BLUR."""
+    return cv2.GaussianBlur(np.abs(difference - cv2.GaussianBlur(difference, (0, 0), STILL_LIGHT_BLUR)), (0, 0), STILL_BLUR)
+
+
+def camera_still(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> bool:
+    """The camera did not move between two grey frames: the flow's median displacement is under
+    STILL_CAMERA, or shifting the whole frame by it explains less than STILL_SHIFT_GAIN of how the
+    frames differ. DIS spreads a large moving object's motion over the flat ground around it (on
+    car-detection at 256 px, a median of 0.3-0.8 px while cars cross a still frame), which the
+    median alone took for a pan; a pan's shift explains most of the difference (0.1-0.7 of it left)."""
+    median = np.median(flow.reshape(-1, 2), axis=0)
+    if np.hypot(*median) <= STILL_CAMERA:
+        return True
+    source, target = to_float(source), to_float(target)
+    shifted = warp(target, np.broadcast_to(median.astype(np.float32), flow.shape).copy())
+    return bool(_mismatch(source - shifted).mean() >= (1 - STILL_SHIFT_GAIN) * _mismatch(source - target).mean())
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -121,6 +132,17 @@ def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame,
 
 
 MASK_BLUR_SIGMA = 1.0  # px: long-term masks are blurred slightly, as artistic-videos does
+
+
+PHOTO_CHANGE = 0.1  # mean RGB (0-1): an input pixel the flow brings from the earlier frame differing more is not vouched for
+
+
+def looks_alike(frame: Frame, earlier: Frame, backward: np.ndarray) -> np.ndarray:
+    """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, looks like this one.
+    The flows can agree and still be wrong: DIS smooths a moving car's motion over the flat road
+    behind it, and warping drags the car's strokes over the road (a trail that stays)."""
+    change = np.abs(warp(to_float(earlier.rgb), backward) - to_float(frame.rgb)).mean(axis=2)
+    return cv2.GaussianBlur((cv2.GaussianBlur(change, (0, 0), 1.0) < PHOTO_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
 
 
 def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:

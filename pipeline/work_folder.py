@@ -25,7 +25,7 @@ def file_digest(path: Path) -> str:
 
 
 BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0,
-                   "hold_still": 0.0, "still_flow": False}
+                   "hold_still": 0.0, "still_flow": False, "restore_still": False, "photo_check": False}
 
 
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
@@ -41,11 +41,15 @@ def work_folder(output: Path, source: Path, style_images: list[Path], style_sett
         frames_only["hold_light"] = "followed"  # held pixels follow the light since the fourth session of issue 19
     if video.evaluations_next > 0:
         frames_only["evaluation_cap"] = "hard"  # a later frame's budget holds inside a line search since then too
+    if video.still_flow or video.hold_still > 0 or video.restore_still:
+        frames_only["camera_test"] = "shift"  # a still camera is told from a pan by a whole-frame shift since the fifth session
+    if video.carry_curvature:
+        frames_only["curvature_scale"] = "newest pair"  # the carried scale is the last step's since then
     if style_settings.coarse_to_fine is False:
         frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
     if style_settings.size is None or style_settings.size > style_settings.coarse_threshold:
-        style_only["large_scales"] = "curvature carried"  # their frames changed with issue 18
+        style_only["large_scales"] = "curvature carried, newest pair"  # their frames changed with issue 18, and with the scale's fix
     key = json.dumps([file_digest(source), [file_digest(p) for p in style_images], style_only, frames_only, layout],
                      sort_keys=True, default=str)
     return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"

@@ -213,6 +213,6 @@ def test_a_frame_is_made_grey_once_and_its_result_never_read_back(tmp_path, monk
     stylizer = Stylizer(StyleSettings(size=64, iterations=2, precision="fp32"), [load_rgb(starry_night)], embedded_weights)
     done = pipeline.frames.stylize_frames(frames, pipeline.frames.FrameStylizer(stylizer, video), tmp_path / "work", video, 4)
     assert done.computed == 4 and len(greys) == 4 and reads == []
-    (tmp_path / "work" / "000003.png").unlink()  # resume: frame 3 needs frames 2 and 1 (t-1, t-2), from their PNGs
+    (tmp_path / "work" / "000003.png").unlink()  # resume: frame 3 needs frames 2 and 1 (t-1, t-2), and the shot's first (--restore-still), from their PNGs
     done = pipeline.frames.stylize_frames(frames, pipeline.frames.FrameStylizer(stylizer, video), tmp_path / "work", video, 4)
-    assert done.computed == 1 and [path.name for path in reads] == ["000002.png", "000001.png"]
+    assert done.computed == 1 and [path.name for path in reads] == ["000002.png", "000001.png", "000000.png"]
