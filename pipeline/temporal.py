@@ -135,14 +135,18 @@ MASK_BLUR_SIGMA = 1.0  # px: long-term masks are blurred slightly, as artistic-v
 
 
 PHOTO_CHANGE = 0.1  # mean RGB (0-1): an input pixel the flow brings from the earlier frame differing more is not vouched for
+PHOTO_BLUR = 1.0  # px: both inputs are blurred first
 
 
 def looks_alike(frame: Frame, earlier: Frame, backward: np.ndarray) -> np.ndarray:
     """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, looks like this one.
     The flows can agree and still be wrong: DIS smooths a moving car's motion over the flat road
     behind it, and warping drags the car's strokes over the road (a trail that stays)."""
-    change = np.abs(warp(to_float(earlier.rgb), backward) - to_float(frame.rgb)).mean(axis=2)
-    return cv2.GaussianBlur((cv2.GaussianBlur(change, (0, 0), 1.0) < PHOTO_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+    def blurred(rgb: np.ndarray) -> np.ndarray:  # a sharp edge resampled between pixels differs by itself
+        return cv2.GaussianBlur(to_float(rgb), (0, 0), PHOTO_BLUR)
+
+    change = np.abs(warp(blurred(earlier.rgb), backward) - blurred(frame.rgb)).mean(axis=2)
+    return cv2.GaussianBlur((change < PHOTO_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
 
 
 def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
