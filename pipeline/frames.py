@@ -27,7 +27,7 @@ from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_pat
 
 ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
 RESTORE_CHANGE = 0.03  # mean RGB (0-1): a pixel's input looks as in the shot's first frame (--restore-still)
-RESTORE_LIGHT_LIMIT = 0.3  # mean RGB (0-1): the camera's exposure, which car-detection moves by 0.12 as bright cars pass, is followed up to this
+RESTORE_LIGHT_LIMIT = 0.3  # mean RGB (0-1): the camera's exposure (the frame's median change of light; car-detection's moves by 0.12 as bright cars pass) is followed up to this
 PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a frame's starting image
 CARRIED_PAIRS = 5  # L-BFGS history pairs a later frame takes from frame t-1 (older ones describe older frames)
 HOLD_BLUR = 1.5  # px: inputs are compared blurred (compression noise)
@@ -366,8 +366,11 @@ def restored(carried: WarpedPrevious, frame: Frame, first: Earlier) -> WarpedPre
     loss: where something passed, the pixels it left started from the content and took only a
     later frame's few evaluations, and the temporal loss kept that half-painted look for hundreds
     of frames (a trail); a still background stays on its first strokes instead of wandering."""
-    still = compare_to_key(frame, Key.settled(first.result, first.frame.rgb), RESTORE_CHANGE, RESTORE_LIGHT_LIMIT)
-    weight = (1 - carried.mask) * cv2.GaussianBlur(still.unchanged.astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+    still = compare_to_key(frame, Key.settled(first.result, first.frame.rgb), RESTORE_CHANGE, light_limit=np.inf)
+    # the camera's exposure is followed; a local change of light as large is content (a smooth red car body on grey ground)
+    exposure = np.median(still.light.reshape(-1, 3), axis=0)
+    unchanged = still.unchanged & (np.abs(still.light - exposure).mean(axis=2) < HOLD_LIGHT_LIMIT) & (np.abs(exposure).mean() < RESTORE_LIGHT_LIMIT)
+    weight = (1 - carried.mask) * cv2.GaussianBlur(unchanged.astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
     image = weight[..., None] * np.clip(to_float(first.result) + still.light, 0.0, 1.0) + (1 - weight[..., None]) * carried.image
     return WarpedPrevious(image.astype(np.float32), np.maximum(carried.mask, weight))
 

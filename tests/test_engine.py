@@ -59,6 +59,24 @@ def test_a_plans_evaluation_budget_holds_inside_a_line_search(random_weights, ca
     assert result.evaluations == len(spent) == cap
 
 
+SEEDED_SCALE = 1e-3
+
+
+def test_the_carried_scale_is_that_of_the_newest_step(random_weights):
+    """A capped run ends inside torch's step, which then never stores the scale of the pairs it added:
+    the scale handed on is the newest pair's s.y / y.y, not the one the run was seeded with."""
+    from pipeline.engine import Curvature
+
+    content, style = tiny_images()
+    stylizer = Stylizer(StyleSettings(**TINY, init="noise"), [style], random_weights)
+    seeded = Curvature(SEEDED_SCALE, tuple(content.shape[-2:]))
+    result = stylizer.stylize(content, Plan(init=content.clone(), iterations=20, evaluations=10, curvature=seeded))
+    curvature = result.curvature
+    assert curvature.steps and curvature.scale != SEEDED_SCALE
+    step, change = curvature.steps[-1], curvature.changes[-1]
+    assert curvature.scale == pytest.approx(float(step.dot(change) / change.dot(change)), rel=1e-5)
+
+
 def test_coarse_to_fine_ladder():
     on = StyleSettings(coarse_to_fine=True, coarse_min_size=256)
     assert scale_ladder(768, 1024, on) == [(192, 256), (384, 512), (768, 1024)]

@@ -196,3 +196,69 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
     assert np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0  # back to where it was
     panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))  # a moving camera: its flat areas move with it
     assert np.array_equal(FlowEstimator().flow(panned, now), FlowEstimator(still=False).flow(panned, now))
+
+
+def flat_ground_with_a_large_block(x: int | None, rng: np.random.Generator) -> np.ndarray:
+    """A still camera over a car park from above (slightly noisy asphalt) that a red car crosses."""
+    texture = cv2.GaussianBlur(np.random.default_rng(9).normal(0, 20, (96, 160)).astype(np.float32), (0, 0), 1.0)  # asphalt
+    ground = np.round(90 + texture[..., None] + rng.normal(0, 1, (96, 160, 3))).astype(np.int16)
+    block = np.array([200, 60, 60]) + np.random.default_rng(5).integers(-40, 41, (60, 70, 3))  # a red car
+    if x is not None:  # None: out of view
+        ground[18:78, x:x + 70] = block
+    return np.clip(ground, 0, 255).astype(np.uint8)
+
+
+def test_a_still_camera_is_told_from_a_pan_while_cars_cross_it():
+    """car-detection at 256 px, frames 207-208: two cars cross a still car park and DIS spreads their
+    motion over the flat asphalt (a median of 0.79 px), which the median alone took for a pan; shifting
+    the whole frame by it explains nothing. The same frame moved 2 px is a pan."""
+    from pipeline.temporal import FlowEstimator, Frame, camera_still
+    from pipeline.video_io import Reader, even_size, probe, seek_time
+    from tests.conftest import data_file
+
+    info = probe(data_file("videos/car-detection.mp4"))
+    with Reader(info, even_size(info.width, info.height, 256), start=seek_time(info, 0.0, 207)) as reader:
+        before, now = (Frame(rgb) for rgb in reader.frames(2))
+    dis = FlowEstimator(still=False).flow(now, before)
+    assert np.hypot(*np.median(dis.reshape(-1, 2), axis=0)) > 0.25
+    assert camera_still(dis, now.grey, before.grey)
+    panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
+    assert not camera_still(FlowEstimator(still=False).flow(panned, now), panned.grey, now.grey)
+
+
+def test_a_pixel_the_flow_drags_an_object_over_is_not_vouched_for():
+    """Consistent flows can still be wrong: a flow that moves the ground behind a block with it brings
+    the block's pixels onto the ground; the inputs warped along it say so."""
+    from pipeline.temporal import Frame, looks_alike
+
+    rng = np.random.default_rng(4)
+    now, before = Frame(flat_ground_with_a_large_block(46, rng)), Frame(flat_ground_with_a_large_block(40, rng))
+    flow = np.zeros((96, 160, 2), np.float32)
+    flow[18:78, 46:116, 0] = -6  # the block, back to where it was; the ground it left stays put, and brings the block back
+    alike = looks_alike(now, before, flow)
+    assert alike[20:76, 48:114].min() > 0.99 and alike[:, 125:].min() > 0.99 and alike[:12].min() > 0.99
+    assert alike[22:74, 42:44].max() < 0.01  # the block's pixels onto the ground it left: not alike
+
+
+def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light():
+    """Where the flow cannot vouch for a pixel and the input looks as in the shot's first frame, the
+    warm start and the temporal target take the first result there, lit as the input is now;
+    elsewhere they keep the carried result."""
+    from pipeline.frames import Earlier, restored
+    from pipeline.temporal import Frame
+
+    rng = np.random.default_rng(6)
+    first_input = flat_ground_with_a_large_block(None, rng)  # the ground only
+    first_result = rng.integers(0, 256, first_input.shape, dtype=np.uint8)
+    now = flat_ground_with_a_large_block(20, rng).astype(np.int16) + 10  # the block is in; the exposure rose
+    now = Frame(np.clip(now, 0, 255).astype(np.uint8))
+    mud = np.full(first_input.shape, 0.5, np.float32)
+    vouched = np.ones(first_input.shape[:2], np.float32)
+    vouched[:, 100:130] = 0  # the block just left these pixels
+    vouched[30:60, 30:60] = 0  # and these are under it
+    carried = restored(WarpedPrevious(mud, vouched), now, Earlier(0, Frame(first_input), first_result, anchor=True))
+    expected = np.clip(first_result[22:74, 104:126] / 255 + 10 / 255, 0, 1)
+    assert np.abs(carried.image[22:74, 104:126] - expected).mean() < 0.01
+    assert carried.mask[22:74, 104:126].min() > 0.99
+    assert np.allclose(carried.image[35:55, 35:55], 0.5) and carried.mask[35:55, 35:55].max() < 0.01  # the block: not the ground's strokes
+    assert np.allclose(carried.image[:, 140:], 0.5)  # vouched pixels keep the carried result
