@@ -33,7 +33,7 @@ STYLE = DATA / "styles" / "starry_night.jpg"
 CLIPS = {"bottle": DATA / "videos" / "bottle-detection.mp4", "car": DATA / "videos" / "car-detection.mp4"}
 IMAGES = ROOT / "docs" / "images"
 BEFORE = {"temporal_frames": (1,), "anchor_weight": 0.0, "carry_curvature": False, "evaluations_next": 0, "temporal_weight": 1e3, "flow_snap": 0.0,
-          "still_flow": False, "restore_still": False, "photo_check": False}
+          "still_flow": False, "restore_still": False, "photo_check": False, "first_frame_scales": 2}
 LONG_TERM = {"temporal_frames": (1, 2, 4), "anchor_weight": 1.0}
 SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each setting changes; "default": today's
     "before": BEFORE,
@@ -58,6 +58,7 @@ SETTINGS = {  # VideoSettings fields: the defaults before issue 19 and what each
     "default+no-restore": {"restore_still": False},
     "default+no-photo-check": {"photo_check": False},
     "default+no-restore+no-photo-check": {"restore_still": False, "photo_check": False},
+    "default+first-scales-2": {"first_frame_scales": 2},  # the default until the fifth session
 }
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
 

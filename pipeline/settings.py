@@ -231,7 +231,7 @@ class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
     warm_start: WarmStart = "flow"  # of frame t: flow-warped / unwarped result of t-1, or cold
-    first_frame_scales: int = 2  # cold frames: at least this many coarse-to-fine sizes, sharing the budget where the photo ladder has fewer
+    first_frame_scales: int = 1  # cold frames: at least this many coarse-to-fine sizes, sharing the budget where the photo ladder has fewer (2 before issue 19: the chain kept its 12 % more content loss)
     iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
     patience_next: int = 5  # early-stop window (iterations) of those frames
     temporal_weight: float = 1e4  # lambda of the temporal loss (0: off); only with warm_start "flow"

@@ -19,7 +19,8 @@ REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"  # main before the redesi
 TINY = ["--precision", "fp32", "--device", "cpu"]
 # issue 19 changed the video defaults; these options give the frames of before, in the folder of before
 VIDEO_BEFORE_ISSUE_19 = ("--temporal-frames", "1", "--anchor-weight", "0", "--no-carry-curvature", "--temporal-weight", "1000",
-                         "--evaluations-next", "0", "--flow-snap", "0", "--no-still-flow", "--no-restore-still", "--no-photo-check")
+                         "--evaluations-next", "0", "--flow-snap", "0", "--no-still-flow", "--no-restore-still", "--no-photo-check",
+                         "--first-frame-scales", "2")
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,7 @@ def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
     before_issue_19 = VideoSettings(temporal_frames=(1,), carry_curvature=False, evaluations_next=0, temporal_weight=1e3, still_flow=False,
-                                    restore_still=False, photo_check=False)
+                                    restore_still=False, photo_check=False, first_frame_scales=2)
     folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), before_issue_19)
     assert folder == tmp_path / ".out.mp4.frames-57bb3f838d95fbc8"  # the old defaults keep their runs' folder
     assert work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings()) != folder  # new frames, new folder
