@@ -21,7 +21,7 @@ from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, camera_still, carry_over, fill_disocclusions,
-                               is_cut, long_term, looks_alike, to_float, warp, warp_along)
+                               is_cut, long_term, looks_alike, to_float, warp_along)
 from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, key_path, read_flows, read_frame,
                                   write_atomically, write_flows, write_frame)
 
@@ -225,9 +225,7 @@ class FrameStylizer:
         and a term holding such pixels to the old picture flickers as they come and go."""
         backward, forward = self.flows_to(frame, index, item)
         held = warp_along(to_float(item.result), backward, forward, snap=self.video.flow_snap)
-        change = np.abs(warp(to_float(item.frame.rgb), backward) - to_float(frame.rgb)).mean(axis=2)
-        same = cv2.GaussianBlur((change < ANCHOR_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
-        return WarpedPrevious(held.image, held.mask * same)
+        return WarpedPrevious(held.image, held.mask * looks_alike(frame, item.frame, backward, ANCHOR_CHANGE, blur=0))
 
     def carried(self, index: int) -> Curvature | None:
         """Frame t-1's curvature when carrying is on: in memory, or saved in the work folder by the run that made t-1."""
@@ -369,6 +367,8 @@ def restored(carried: WarpedPrevious, frame: Frame, first: Earlier) -> WarpedPre
     started from the content and took only a later frame's few evaluations, and the temporal loss
     kept that half-painted look for hundreds of frames (a trail). Restoring every such-looking
     pixel, vouched or not, flickered (bottle-detection at 128 px: k=1 8.95x the input's)."""
+    if carried.mask.min() >= 1.0:  # every pixel vouched for: nothing to restore, and no comparison to make
+        return carried
     still = compare_to_key(frame, Key.settled(first.result, first.frame.rgb), RESTORE_CHANGE, light_limit=np.inf)
     # the camera's exposure is followed; a local change of light as large is content (a smooth red car body on grey ground)
     exposure = np.median(still.light.reshape(-1, 3), axis=0)

@@ -138,15 +138,17 @@ PHOTO_CHANGE = 0.1  # mean RGB (0-1): an input pixel the flow brings from the ea
 PHOTO_BLUR = 1.0  # px: both inputs are blurred first
 
 
-def looks_alike(frame: Frame, earlier: Frame, backward: np.ndarray) -> np.ndarray:
-    """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, looks like this one.
-    The flows can agree and still be wrong: DIS smooths a moving car's motion over the flat road
-    behind it, and warping drags the car's strokes over the road (a trail that stays)."""
+def looks_alike(frame: Frame, earlier: Frame, backward: np.ndarray, change: float = PHOTO_CHANGE,
+                blur: float = PHOTO_BLUR) -> np.ndarray:
+    """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, differs from this one
+    by less than `change` (mean RGB), both blurred by `blur` px first (0: not blurred). The flows can
+    agree and still be wrong: DIS smooths a moving car's motion over the flat road behind it, and
+    warping drags the car's strokes over the road (a trail that stays)."""
     def blurred(rgb: np.ndarray) -> np.ndarray:  # a sharp edge resampled between pixels differs by itself
-        return cv2.GaussianBlur(to_float(rgb), (0, 0), PHOTO_BLUR)
+        return cv2.GaussianBlur(to_float(rgb), (0, 0), blur) if blur > 0 else to_float(rgb)
 
-    change = np.abs(warp(blurred(earlier.rgb), backward) - blurred(frame.rgb)).mean(axis=2)
-    return cv2.GaussianBlur((change < PHOTO_CHANGE).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+    difference = np.abs(warp(blurred(earlier.rgb), backward) - blurred(frame.rgb)).mean(axis=2)
+    return cv2.GaussianBlur((difference < change).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
 
 
 def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
