@@ -162,7 +162,7 @@ class FrameStylizer:
         if self.video.restore_still and first is not None and camera_still_now:
             carried = restored(carried, frame, first)
         init = fill_disocclusions(carried, content, self.video.fill)
-        still = compare_to_key(frame, key, self.video.hold_still) if key is not None and camera_still_now else None
+        still = compare_to_key(frame, key.source, self.video.hold_still) if key is not None and camera_still_now else None
         if self.video.temporal_weight <= 0:
             return init, [], still
         target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
@@ -326,15 +326,15 @@ class Stillness:
     light: np.ndarray  # H x W x 3 float: the change of light there, which a held pixel follows
 
 
-def compare_to_key(frame: Frame, key: Key, change: float, light_limit: float = HOLD_LIGHT_LIMIT) -> Stillness:
+def compare_to_key(frame: Frame, source: np.ndarray, change: float, light_limit: float = HOLD_LIGHT_LIMIT) -> Stillness:
     """Content and light apart: a slow shadow or the camera's exposure is a change of light, carried
     onto held pixels as it is, so that they follow it without being repainted (on bottle-detection at
     256 px, a shadow crossing the wall let a fifth of the still pixels go, which then wandered); what
     the blurred input changed beyond that is content. The light is taken from unchanged content
     only, so that something passing does not light up the still pixels around it. A pixel is
     unchanged while its content differs by less than `change` (mean RGB) and its light by less than
-    `light_limit`."""
-    difference = to_float(frame.rgb) - to_float(key.source)
+    `light_limit`. `source`: the input frame the result was made from (a key's, the shot's first)."""
+    difference = to_float(frame.rgb) - to_float(source)
     blurred = cv2.GaussianBlur(difference, (0, 0), HOLD_BLUR)
 
     def same_content(light: np.ndarray) -> np.ndarray:
@@ -369,7 +369,7 @@ def restored(carried: WarpedPrevious, frame: Frame, first: Earlier) -> WarpedPre
     pixel, vouched or not, flickered (bottle-detection at 128 px: k=1 8.95x the input's)."""
     if carried.mask.min() >= 1.0:  # every pixel vouched for: nothing to restore, and no comparison to make
         return carried
-    still = compare_to_key(frame, Key.settled(first.result, first.frame.rgb), RESTORE_CHANGE, light_limit=np.inf)
+    still = compare_to_key(frame, first.frame.rgb, RESTORE_CHANGE, light_limit=np.inf)
     # the camera's exposure is followed; a local change of light as large is content (a smooth red car body on grey ground)
     exposure = np.median(still.light.reshape(-1, 3), axis=0)
     unchanged = still.unchanged & (np.abs(still.light - exposure).mean(axis=2) < HOLD_LIGHT_LIMIT) & (np.abs(exposure).mean() < RESTORE_LIGHT_LIMIT)

@@ -53,13 +53,13 @@ def test_held_pixels_keep_their_value_and_the_rest_is_optimized(stylizer):
 def test_unchanged_pixels_are_held_once_settled():
     clip = still_background_with_a_square(2)
     key = Key.settled(clip[0], clip[0])
-    still = compare_to_key(Frame(clip[1]), key, 0.03)
+    still = compare_to_key(Frame(clip[1]), key.source, 0.03)
     unchanged = still.unchanged
     weight = hold_weight(unchanged, key)
     assert weight[40:, :] == pytest.approx(1.0, abs=1e-3)  # the background below the square: unchanged
     assert weight[16:16 + SQUARE, 7:7 + SQUARE].mean() < 0.2  # where the square moved
     lighter = Frame(np.clip(clip[1].astype(int) + 40, 0, 255).astype(np.uint8))  # a lamp switched on: all re-optimized
-    assert compare_to_key(lighter, key, 0.03).unchanged.mean() < 0.05
+    assert compare_to_key(lighter, key.source, 0.03).unchanged.mean() < 0.05
 
     after = key.after(clip[1], clip[1], still, weight)
     changed = ~unchanged
@@ -87,7 +87,7 @@ def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
     shade = np.linspace(0.0, 0.9 * HOLD_LIGHT_LIMIT * 255, W, dtype=np.float32)[None, :, None]  # darker to the right
     shadowed = np.clip(wall - shade, 0, 255).astype(np.uint8)
     key = Key.settled(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), wall.astype(np.uint8))
-    still = compare_to_key(Frame(shadowed), key, 0.03)
+    still = compare_to_key(Frame(shadowed), key.source, 0.03)
     assert still.unchanged.all()
     hold = hold_of(key, hold_weight(still.unchanged, key), still)
     shown = hold.image[0].permute(1, 2, 0).numpy()
@@ -97,7 +97,7 @@ def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
     assert np.abs(change - input_change.mean(axis=2, keepdims=True))[inner][kept[inner]].mean() < 0.01
     moved = shadowed.copy()
     moved[16:32, 20:36] = np.kron(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))  # something new
-    assert not compare_to_key(Frame(moved), key, 0.03).unchanged[20:28, 24:32].any()
+    assert not compare_to_key(Frame(moved), key.source, 0.03).unchanged[20:28, 24:32].any()
 
 
 def test_a_moving_camera_holds_nothing(stylizer):
@@ -109,7 +109,7 @@ def test_a_moving_camera_holds_nothing(stylizer):
     clip = [np.ascontiguousarray(scene[:, 2 * t:2 * t + W]) for t in range(3)]
     frame_stylizer = FrameStylizer(stylizer, VideoSettings(iterations_next=2, evaluations_next=2, hold_still=0.03))
     first, _ = frame_stylizer(Frame(clip[0]), None, 0)
-    still_camera = compare_to_key(Frame(clip[1]), frame_stylizer.key[1], 0.03)
+    still_camera = compare_to_key(Frame(clip[1]), frame_stylizer.key[1].source, 0.03)
     assert still_camera.unchanged[-H // 8:].all()  # compared in place, the band would be held
     _, stats = frame_stylizer(Frame(clip[1]), (Frame(clip[0]), first), 1)
     assert "held" not in stats
