@@ -1,0 +1,87 @@
+"""Where a Ray seam comes from (issue 19): the two chunks of `bench_cluster`'s seam case run one
+after the other in this process (no Ray), every frame kept lossless, and for each frame of the
+overlap the mean squared difference between the two chunks and of each from the shot's first
+result; then the seam and inside warping errors of the assembled, unencoded frames.
+
+Run: python -m benchmarks.seam_parts [--clip bottle] [--chunk 60] [--overlap 6] [--first 40]
+[--video '{"anchor_weight": 0.3}']. Prints JSON (differences in units of 1e-4, pixels in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_cluster import SEAM_CLIPS, STYLE
+from pipeline import chunks
+from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.temporal import WarpingError, to_float
+from pipeline.video_io import Reader, even_size, probe
+from pipeline.work_folder import frame_path, read_frame
+
+SIZE = 96
+
+
+def run_chunks(job: chunks.VideoJob, count: int, chunk_frames: int, overlap: int) -> list[chunks.Chunk]:
+    """The shot's first frame, then each chunk, as the Ray workers would make them."""
+    planned = chunks.plan_chunks(count, [], chunk_frames, overlap)
+    stylizer = chunks.job_stylizer(job)
+    chunks.stylize_shot_start(job, stylizer, planned[0])
+    for chunk in planned:
+        chunks.stylize_chunk(job, stylizer, chunk)
+    return planned
+
+
+def chunk_frame(job: chunks.VideoJob, chunk: chunks.Chunk, index: int) -> np.ndarray:
+    return to_float(read_frame(frame_path(chunks.chunk_folder(job, chunk), index - chunk.start)))
+
+
+def overlap_differences(job: chunks.VideoJob, before: chunks.Chunk, after: chunks.Chunk) -> list[dict]:
+    first = to_float(read_frame(chunks.shot_path(job, 0)))
+    rows = []
+    for index in range(after.start, before.stop):
+        a, b = chunk_frame(job, before, index), chunk_frame(job, after, index)
+        rows.append({"frame": index, "chunks": 1e4 * float(((a - b) ** 2).mean()),
+                     "before_vs_first": 1e4 * float(((a - first) ** 2).mean()), "after_vs_first": 1e4 * float(((b - first) ** 2).mean())})
+    return rows
+
+
+def seam_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int) -> dict:
+    """Mean warping error of the pairs in and around the overlap against the others (lossless frames)."""
+    info, error = probe(job.source), WarpingError()
+    with Reader(info, job.size, 0.0, count / float(info.fps)) as reader:
+        for frame_in, frame_out in zip(reader.frames(count), chunks.assemble(job, planned, overlap)):
+            error.add(frame_in, frame_out)
+    chunk_frames = planned[0].stop
+    start = chunk_frames - overlap
+    seam = statistics.mean(error.errors[start - 1:chunk_frames])
+    inside = statistics.mean(error.errors[:start - 1] + error.errors[chunk_frames:])
+    return {"seam": seam, "inside": inside, "ratio": seam / inside}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", default="bottle", choices=sorted(SEAM_CLIPS))
+    parser.add_argument("--chunk", type=int, default=60)
+    parser.add_argument("--overlap", type=int, default=6)
+    parser.add_argument("--first", type=int, default=0, help="the first frame's iterations without early stop (0: the default budget)")
+    parser.add_argument("--video", default="{}", help="VideoSettings fields, as JSON")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/seam-parts"))
+    args = parser.parse_args()
+    source = SEAM_CLIPS[args.clip]
+    info, count = probe(source), 2 * args.chunk - args.overlap
+    style = StyleSettings(size=SIZE, iterations=args.first, tolerance=0.0) if args.first else StyleSettings(size=SIZE)
+    shutil.rmtree(args.work, ignore_errors=True)
+    job = chunks.VideoJob(source, (STYLE,), style, VideoSettings(max_frames=count, **json.loads(args.video)),
+                          even_size(info.width, info.height, SIZE), args.work)
+    planned = run_chunks(job, count, args.chunk, args.overlap)
+    print(json.dumps({"overlap": overlap_differences(job, *planned[:2]), **seam_errors(job, planned, count, args.overlap)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
