@@ -133,8 +133,6 @@ def seam_ratio(clip: Path, overlap: int, chunk: int = 60, heads: bool = True, ho
     video of two chunks at 96 px (first frame `first` iterations without early stop, else the
     default budget; later frames the defaults); and the
     ratio of the two with DIS's own flow, as measured before the still-aware flow."""
-    import statistics
-
     from pipeline import chunks
     from pipeline.settings import VideoSettings
     from pipeline.temporal import WarpingError
@@ -146,8 +144,7 @@ def seam_ratio(clip: Path, overlap: int, chunk: int = 60, heads: bool = True, ho
     seconds = count / float(info.fps)
     output = Path(tempfile.mkdtemp()) / "out.mp4"
     chunks.SHOT_HEADS = heads  # the driver decides whether shots' first frames are made first
-    style = StyleSettings(size=96, iterations=first, tolerance=0.0) if first else StyleSettings(size=96)
-    stylize_video(clip, [STYLE], output, style, VideoSettings(max_frames=count, hold_still=hold),
+    stylize_video(clip, [STYLE], output, seam_style(first), VideoSettings(max_frames=count, hold_still=hold),
                   cluster=ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=chunk, overlap_frames=overlap))
     chunks.SHOT_HEADS = True
     out = probe(output)
@@ -157,10 +154,22 @@ def seam_ratio(clip: Path, overlap: int, chunk: int = 60, heads: bool = True, ho
             error.add(frame_in, frame_out)
             dis_error.add(frame_in, frame_out)
     shutil.rmtree(output.parent, ignore_errors=True)
-    start = chunk - overlap  # first frame of the second chunk
-    (seam, inside), (dis_seam, dis_inside) = ((statistics.mean(e.errors[start - 1:chunk]), statistics.mean(e.errors[:start - 1] + e.errors[chunk:]))
-                                              for e in (error, dis_error))
+    (seam, inside), (dis_seam, dis_inside) = (seam_and_inside(e.errors, chunk, overlap) for e in (error, dis_error))
     return seam, inside, dis_seam / dis_inside
+
+
+def seam_style(first: int | None, size: int = 96) -> StyleSettings:
+    """The seam cases' per-frame settings: the first frame `first` iterations without early stop, else the default budget."""
+    return StyleSettings(size=size, iterations=first, tolerance=0.0) if first else StyleSettings(size=size)
+
+
+def seam_and_inside(errors: list[float], chunk: int, overlap: int) -> tuple[float, float]:
+    """Mean warping error of the pairs from the last frame before the overlap to the first after it,
+    and of the other pairs, for two chunks of `chunk` frames."""
+    import statistics
+
+    start = chunk - overlap  # first frame of the second chunk
+    return statistics.mean(errors[start - 1:chunk]), statistics.mean(errors[:start - 1] + errors[chunk:])
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_cluster import SEAM_CLIPS, STYLE
+from benchmarks.bench_cluster import SEAM_CLIPS, STYLE, seam_and_inside, seam_style
 from pipeline import chunks
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import VideoSettings
 from pipeline.temporal import WarpingError, to_float
 from pipeline.video_io import Reader, even_size, probe
 from pipeline.work_folder import frame_path, read_frame
@@ -57,10 +56,7 @@ def seam_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, o
     with Reader(info, job.size, 0.0, count / float(info.fps)) as reader:
         for frame_in, frame_out in zip(reader.frames(count), chunks.assemble(job, planned, overlap)):
             error.add(frame_in, frame_out)
-    chunk_frames = planned[0].stop
-    start = chunk_frames - overlap
-    seam = statistics.mean(error.errors[start - 1:chunk_frames])
-    inside = statistics.mean(error.errors[:start - 1] + error.errors[chunk_frames:])
+    seam, inside = seam_and_inside(error.errors, planned[0].stop, overlap)
     return {"seam": seam, "inside": inside, "ratio": seam / inside}
 
 
@@ -75,9 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     source = SEAM_CLIPS[args.clip]
     info, count = probe(source), 2 * args.chunk - args.overlap
-    style = StyleSettings(size=SIZE, iterations=args.first, tolerance=0.0) if args.first else StyleSettings(size=SIZE)
     shutil.rmtree(args.work, ignore_errors=True)
-    job = chunks.VideoJob(source, (STYLE,), style, VideoSettings(max_frames=count, **json.loads(args.video)),
+    job = chunks.VideoJob(source, (STYLE,), seam_style(args.first, SIZE), VideoSettings(max_frames=count, **json.loads(args.video)),
                           even_size(info.width, info.height, SIZE), args.work)
     planned = run_chunks(job, count, args.chunk, args.overlap)
     print(json.dumps({"overlap": overlap_differences(job, *planned[:2]), **seam_errors(job, planned, count, args.overlap)}, indent=1))
