@@ -23,7 +23,7 @@ from pipeline.executor import make_executor
 from pipeline.frames import FramesDone, FrameStylizer, stylize_frames
 from pipeline.image_io import load_styles
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
-from pipeline.temporal import Frame, is_cut
+from pipeline.temporal import Frame, chained_flows, is_cut
 from pipeline.video_io import Reader, VideoInfo, probe, seek_time
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
@@ -130,6 +130,27 @@ def stylize_shot_start(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> Chunk
     return ChunkResult(chunk, 1)
 
 
+def head_from_shot(job: VideoJob, info: VideoInfo, chunk: Chunk, frame_stylizer: FrameStylizer,
+                   shot_result: np.ndarray) -> tuple[np.ndarray, dict]:
+    """A chunk's first frame from its shot's first result, carried along the flows between the
+    frames in between (decoded once more: milliseconds a frame against seconds of stylizing)."""
+    count, decoded = chunk.start - chunk.shot_start + 1, 0
+
+    def frames(reader: Reader) -> Iterator[Frame]:
+        nonlocal decoded
+        for rgb in reader.frames(count):
+            decoded += 1
+            yield Frame(rgb)
+
+    with reader_from(job, info, chunk.shot_start) as reader:
+        decoding = frames(reader)
+        first = next(decoding, None)
+        last, backward, forward = chained_flows(first, decoding, frame_stylizer.flows) if first is not None else (None, None, None)
+    if decoded != count or first is None or last is None:
+        raise OutputError(f"{job.source}: frames {chunk.shot_start}-{chunk.start} decoded {decoded}")
+    return frame_stylizer.shot_head(last, (first, shot_result), (backward, forward))
+
+
 def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
     """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order.
     Where the shot's first result was made first, the chunk's first frame is that result (the
@@ -143,8 +164,7 @@ def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResul
     if shot_first.is_file() and not head.is_file():
         result = read_frame(shot_first)
         if not chunk.opens_shot:
-            first = input_frame(job, info, chunk.shot_start)
-            result, _ = frame_stylizer.shot_head(input_frame(job, info, chunk.start), (first, result))
+            result, _ = head_from_shot(job, info, chunk, frame_stylizer, result)
             made_head = True
         write_frame(head, result)
     with reader_from(job, info, chunk.start) as reader:

@@ -149,15 +149,18 @@ class FrameStylizer:
         return image, stats
 
     def warm_start(self, frame: Frame, previous: tuple[Frame, np.ndarray], content: np.ndarray, index: int,
-                   earlier: Sequence[Earlier], key: Key | None = None) -> tuple[np.ndarray, list[Term], Stillness | None]:
-        """The initial image, the temporal term and (with a key) how the input changed since the key."""
+                   earlier: Sequence[Earlier], key: Key | None = None,
+                   flows: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, list[Term], Stillness | None]:
+        """The initial image, the temporal term and (with a key) how the input changed since the key.
+        `flows`: (backward, forward) to `previous` where it is not the frame before (a chunk's head)."""
         prev_in, prev_out = previous[0], to_float(previous[1])
         if self.video.warm_start == "prev":
             return prev_out, [], None
-        backward, forward = self.flows.flow(frame, prev_in), self.flows.flow(prev_in, frame)
+        neighbours = flows is None
+        backward, forward = flows or (self.flows.flow(frame, prev_in, True), self.flows.flow(prev_in, frame, True))
         carried = self.warped(prev_out, frame, prev_in, backward, forward)
         # a moving camera holds nothing: a clear sky would look unchanged in place and keep its strokes there
-        camera_still_now = camera_still(backward, frame.grey, prev_in.grey)
+        camera_still_now = camera_still(backward, frame.grey, prev_in.grey, neighbours)
         first = next((item for item in earlier if item.anchor), None)
         if self.video.restore_still and first is not None and camera_still_now:
             carried = restored(carried, frame, first)
@@ -173,13 +176,17 @@ class FrameStylizer:
                   for item in earlier if item.anchor and self.video.anchor_weight > 0]
         return init, terms, still
 
-    def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
-        """The first frame of a chunk inside a shot (--ray): the shot's first result warped onto it
-        along the flow between the two input frames, then a cold frame's budget of iterations with
-        the temporal loss holding it where the flow agrees (elsewhere it starts from the content)."""
+    def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray], flows: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
+        """The first frame of a chunk inside a shot (--ray): the shot's first result carried onto it
+        along `flows` (`temporal.chained_flows` from the shot's first frame: the path the previous
+        chunk's frames took), then a cold frame's budget of iterations with the temporal loss holding
+        it where the flows agree. Where they cannot vouch for a pixel, it is restored from the shot's
+        first result where the input looks as then (a still camera, --restore-still), as in the
+        previous chunk."""
         content = to_float(frame.rgb)
         key = Key.settled(shot_first[1], shot_first[0].rgb) if self.video.hold_still > 0 else None
-        init, extra, still = self.warm_start(frame, shot_first, content, 0, (), key)
+        first = Earlier(0, *shot_first, anchor=True)
+        init, extra, still = self.warm_start(frame, shot_first, content, 0, (first,), key, flows)
         held, hold = held_pixels(key, still)
         result = self.stylizer.stylize(to_tensor(content), Plan(init=to_tensor(init), extra_terms=tuple(extra), hold=hold))
         self.keep_curvature(0, result)

@@ -47,8 +47,9 @@ def _blurred_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(Frame(frame).grey, (5, 5), 0).astype(np.float32) / 255.0
 
 
-def _pair_error(flows: FlowEstimator, frame: Frame, earlier: Frame, image: np.ndarray, earlier_image: np.ndarray) -> float:
-    backward, forward = flows.flow(frame, earlier), flows.flow(earlier, frame)
+def _pair_error(flows: FlowEstimator, frame: Frame, earlier: Frame, image: np.ndarray, earlier_image: np.ndarray,
+                neighbours: bool) -> float:
+    backward, forward = flows.flow(frame, earlier, neighbours), flows.flow(earlier, frame, neighbours)
     mask = consistency_mask(backward, forward)[..., None]
     squared = mask * (image - warp(earlier_image, backward)) ** 2
     return float(squared.sum() / max(3.0 * mask.sum(), 1.0))
@@ -72,8 +73,8 @@ class _Pairs:
             if len(self.recent) <= k:
                 continue
             earlier, earlier_in, earlier_out = self.recent[-1 - k]
-            self.warping[k][0].append(_pair_error(self.flows, frame, earlier, image_out, earlier_out))
-            self.warping[k][1].append(_pair_error(self.flows, frame, earlier, image_in, earlier_in))
+            self.warping[k][0].append(_pair_error(self.flows, frame, earlier, image_out, earlier_out, k == 1))
+            self.warping[k][1].append(_pair_error(self.flows, frame, earlier, image_in, earlier_in, k == 1))
             for which, (now, then) in enumerate(((image_out, earlier_out), (image_in, earlier_in))):
                 self.static_diff[k][which].append(float(((now - then)[self.static] ** 2).mean()) if self.static.any() else 0.0)
         for which, image in enumerate((image_out, image_in)):

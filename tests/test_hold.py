@@ -12,7 +12,7 @@ from pipeline.engine import Hold, Plan, Stylizer
 from pipeline.frames import HOLD_LIGHT_LIMIT, HOLD_SETTLE, FrameStylizer, Key, Stillness, compare_to_key, hold_of, hold_weight
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.temporal import Frame, to_float
+from pipeline.temporal import Frame, chained_flows, to_float
 from pipeline.work_folder import frame_path, read_frame
 from tests.test_long_term import resumed_after_kill
 
@@ -141,6 +141,8 @@ def test_a_key_never_crosses_a_scene_cut_and_a_chunk_head_keeps_the_shots_still_
     assert np.array_equal(frames[5][top], frames[3][top])  # held to the new shot's first result
     assert not np.array_equal(frames[3][top], frames[2][top])
 
-    head, _ = pipeline.frames.FrameStylizer(stylizer, video).shot_head(Frame(clip[2]), (Frame(clip[0]), frames[0]))
+    head_stylizer = pipeline.frames.FrameStylizer(stylizer, video)
+    last, *flows = chained_flows(Frame(clip[0]), (Frame(rgb) for rgb in clip[1:3]), head_stylizer.flows)
+    head, _ = head_stylizer.shot_head(last, (Frame(clip[0]), frames[0]), tuple(flows))
     below = slice(40, H)
     assert np.array_equal(head[below], frames[0][below])  # a chunk inside the shot starts with its still pixels as they were

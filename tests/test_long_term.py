@@ -262,3 +262,47 @@ def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light
     assert carried.mask[22:74, 104:126].min() > 0.99
     assert np.allclose(carried.image[35:55, 35:55], 0.5) and carried.mask[35:55, 35:55].max() < 0.01  # the block: not the ground's strokes
     assert np.allclose(carried.image[:, 140:], 0.5)  # vouched pixels keep the carried result
+
+
+def test_a_large_car_crossing_a_darkening_still_frame_is_no_pan():
+    """car-detection at 96 px, frames 69-70: a white car fills a tenth of a still car park while the
+    exposure darkens. DIS's median (2 px) and the whole-frame shift's gain (a third of the difference)
+    took it for a pan; between neighbouring frames the shift's making the ground behind the car match
+    worse says otherwise. The same frame moved 2 px is still a pan."""
+    from pipeline.temporal import FlowEstimator, Frame, camera_still
+    from pipeline.video_io import Reader, even_size, probe, seek_time
+    from tests.conftest import data_file
+
+    info = probe(data_file("videos/car-detection.mp4"))
+    with Reader(info, even_size(info.width, info.height, 96), start=seek_time(info, 0.0, 69)) as reader:
+        before, now = (Frame(rgb) for rgb in reader.frames(2))
+    dis = FlowEstimator(still=False).flow(now, before)
+    assert np.hypot(*np.median(dis.reshape(-1, 2), axis=0)) > 1.0
+    assert not camera_still(dis, now.grey, before.grey)  # frames further apart get no vote
+    assert camera_still(dis, now.grey, before.grey, neighbours=True)
+    panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
+    assert not camera_still(FlowEstimator(still=False).flow(panned, now), panned.grey, now.grey, neighbours=True)
+
+
+def test_chained_flows_follow_a_pan_and_stay_zero_for_a_still_camera():
+    """A chunk's head is carried from the shot's first frame along the path the frames in between
+    took: a pan of 2 px a frame adds up to 6 px over three steps; a still camera's path is zero, also
+    where a block moved across it."""
+    from pipeline.temporal import FlowEstimator, Frame, chained_flows
+
+    rng = np.random.default_rng(7)
+    scene = cv2.GaussianBlur(np.kron(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)), (0, 0), 1.0)
+    pan = [Frame(np.ascontiguousarray(scene[8:72, 2 * t:2 * t + 96])) for t in range(4)]
+    last, backward, forward = chained_flows(pan[0], pan[1:], FlowEstimator())
+    assert last is pan[-1]
+    inner = (slice(12, 52), slice(12, 60))  # away from the borders, which the pan uncovers
+    assert np.allclose(np.median(backward[inner].reshape(-1, 2), axis=0), (6, 0), atol=0.5)
+    assert np.allclose(np.median(forward[inner].reshape(-1, 2), axis=0), (-6, 0), atol=0.5)
+
+    still = []
+    for t in range(4):
+        frame = np.ascontiguousarray(scene[8:72, :96]).copy()
+        frame[20:40, 10 + 8 * t:30 + 8 * t] = 240  # a bright block crossing
+        still.append(Frame(frame))
+    _, backward, forward = chained_flows(still[0], still[1:], FlowEstimator())
+    assert not backward.any() and not forward.any()
