@@ -1,7 +1,8 @@
 """Where a Ray seam comes from (issue 19): the two chunks of `bench_cluster`'s seam case run one
 after the other in this process (no Ray), every frame kept lossless, and for each frame of the
 overlap the mean squared difference between the two chunks and of each from the shot's first
-result; then the seam and inside warping errors of the assembled, unencoded frames.
+result; then the seam and inside warping errors of the assembled, unencoded frames, and the seam
+pairs' error against the same pairs of one unchunked run (the clip's own motion there).
 
 Run: python -m benchmarks.seam_parts [--clip bottle] [--chunk 60] [--overlap 6] [--first 40]
 [--video '{"anchor_weight": 0.3}']. Prints JSON (differences in units of 1e-4, pixels in [0, 1]).
@@ -50,14 +51,30 @@ def overlap_differences(job: chunks.VideoJob, before: chunks.Chunk, after: chunk
     return rows
 
 
-def seam_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int) -> dict:
-    """Mean warping error of the pairs in and around the overlap against the others (lossless frames)."""
+def pair_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int) -> list[float]:
+    """The warping error of each pair of the assembled, lossless frames."""
     info, error = probe(job.source), WarpingError()
     with Reader(info, job.size, 0.0, count / float(info.fps)) as reader:
         for frame_in, frame_out in zip(reader.frames(count), chunks.assemble(job, planned, overlap)):
             error.add(frame_in, frame_out)
-    seam, inside = seam_and_inside(error.errors, planned[0].stop, overlap)
-    return {"seam": seam, "inside": inside, "ratio": seam / inside}
+    return error.errors
+
+
+def seam_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int, unchunked: list[float]) -> dict:
+    """Mean warping error of the pairs in and around the overlap against the others, and against the
+    same pairs of one unchunked run (what the clip's motion there costs anyway)."""
+    seam, inside = seam_and_inside(pair_errors(job, planned, count, overlap), planned[0].stop, overlap)
+    same_pairs, _ = seam_and_inside(unchunked, planned[0].stop, overlap)
+    return {"seam": seam, "inside": inside, "ratio": seam / inside, "unchunked_seam_pairs": same_pairs,
+            "ratio_to_unchunked": seam / same_pairs}
+
+
+def unchunked_errors(job: chunks.VideoJob, count: int) -> list[float]:
+    """The pair errors of the same frames stylized in one chunk (the sequential run)."""
+    single = chunks.VideoJob(job.source, job.style_images, job.style_settings, job.video, job.size, job.work_dir / "unchunked")
+    planned = chunks.plan_chunks(count, [], count + 1, 0)
+    chunks.stylize_chunk(single, chunks.job_stylizer(single), planned[0])
+    return pair_errors(single, planned, count, 0)
 
 
 def main() -> None:
@@ -75,7 +92,8 @@ def main() -> None:
     job = chunks.VideoJob(source, (STYLE,), seam_style(args.first, SIZE), VideoSettings(max_frames=count, **json.loads(args.video)),
                           even_size(info.width, info.height, SIZE), args.work)
     planned = run_chunks(job, count, args.chunk, args.overlap)
-    print(json.dumps({"overlap": overlap_differences(job, *planned[:2]), **seam_errors(job, planned, count, args.overlap)}, indent=1))
+    unchunked = unchunked_errors(job, count)
+    print(json.dumps({"overlap": overlap_differences(job, *planned[:2]), **seam_errors(job, planned, count, args.overlap, unchunked)}, indent=1))
 
 
 if __name__ == "__main__":
