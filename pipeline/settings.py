@@ -304,7 +304,7 @@ class ClusterSettings:
     workers: int | None = None  # default: one per `cpus_per_worker` CPUs of the cluster
     cpus_per_worker: int = 1
     chunk_frames: int = 150  # video: frames per chunk
-    overlap_frames: int = 36  # video: frames two neighbouring chunks share, ramped across (long: see docs/scale-out.md)
+    overlap_frames: int = 15  # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 (36 until issue 19's seams; docs/scale-out.md)
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address.strip():

@@ -77,7 +77,7 @@ VIDEO_CASES = [
     (["--max-frames", "0"], "--max-frames"),
     (["--ray-workers", "0"], "--ray-workers"),
     (["--ray-cpus-per-worker", "0"], "--ray-cpus-per-worker"),
-    (["--chunk-frames", "72"], "--chunk-frames"),  # not above twice the default overlap (36)
+    (["--chunk-frames", "30"], "--chunk-frames"),  # not above twice the default overlap (15)
     (["--overlap-frames", "-1"], "--overlap-frames"),
     (["--keep-frames", "--no-such-option"], "--no-such-option"),
 ]
