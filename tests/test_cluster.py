@@ -84,24 +84,33 @@ def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
 
 
 @pytest.mark.slow
-def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
-    """Two chunks of 60 frames sharing 6 (10 % extra work): the second chunk starts from the
-    shot's first result, not cold, so a short ramp across the overlap keeps the seam as steady as
-    the frames inside the chunks (with cold starts this overlap measured 2.4x the inside error)."""
-    source = data_file("videos/car-detection.mp4")
-    output = tmp_path / "out.mp4"
-    seconds = 114 / 12.5  # 2 x 60 - 6 frames
-    style = StyleSettings(size=96, iterations=40, tolerance=0.0, device="cpu")
-    video = VideoSettings(duration=seconds, iterations_next=10)
-    cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=60, overlap_frames=6)
-    result = stylize_video(source, [starry_night], output, style, video, cluster=cluster)
-    info, out = probe(source), probe(output)
-    assert out.frames == result.frames == 114 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
-    assert any("2 chunks" in line for line in result.log)
-    error = WarpingError()
+def pair_errors(source, output, seconds: float) -> list[float]:
+    """The warping error of each pair of an encoded output's frames."""
+    info, out, error = probe(source), probe(output), WarpingError()
     with Reader(info, (out.width, out.height), 0.0, seconds) as frames_in, Reader(out, (out.width, out.height)) as frames_out:
         for frame_in, frame_out in zip(frames_in.frames(), frames_out.frames()):
             error.add(frame_in, frame_out)
-    seam = error.errors[53:60]  # pairs (53,54) .. (59,60): into, across and out of the overlap [54, 60)
-    inside = error.errors[:53] + error.errors[60:]
-    assert statistics.mean(seam) <= 1.5 * statistics.mean(inside), (statistics.mean(seam), statistics.mean(inside))
+    return error.errors
+
+
+def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
+    """Two chunks of 40 frames sharing 4 (10 % extra work): the second chunk starts from the
+    shot's first result carried along the flows, not cold, so the ramp across the overlap costs
+    those frames no more than one unchunked run does (cold starts: 2.4x the inside error, 6 of 60).
+    Against the same frame pairs, not the clip's mean: where a seam falls as a car drives in
+    (car-detection, 6 of 60), those pairs cost 3x the mean in one run too."""
+    source = data_file("videos/car-detection.mp4")
+    seconds = 76 / 12.5  # 2 x 40 - 4 frames
+    style = StyleSettings(size=96, device="cpu")  # the first frame's full budget: a cut one goes on converging in each chunk its own way
+    video = VideoSettings(duration=seconds, iterations_next=10)
+    cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=40, overlap_frames=4)
+    result = stylize_video(source, [starry_night], tmp_path / "chunks.mp4", style, video, cluster=cluster)
+    info, out = probe(source), probe(tmp_path / "chunks.mp4")
+    assert out.frames == result.frames == 76 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
+    assert any("2 chunks" in line for line in result.log)
+    stylize_video(source, [starry_night], tmp_path / "one.mp4", style, video)
+    chunked, one_run = pair_errors(source, tmp_path / "chunks.mp4", seconds), pair_errors(source, tmp_path / "one.mp4", seconds)
+    seam = slice(35, 40)  # pairs (35,36) .. (39,40): into, across and out of the overlap [36, 40)
+    # plus a twentieth of the clip's mean: x264 codes a still frame as the same picture, and near 1e-7 the encoder decides
+    allowed = 1.5 * statistics.mean(one_run[seam]) + 0.05 * statistics.mean(one_run)
+    assert statistics.mean(chunked[seam]) <= allowed, (chunked[seam], one_run[seam], statistics.mean(one_run))

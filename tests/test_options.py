@@ -260,7 +260,7 @@ LIBRARY_CASES = [
     (FolderSettings, {"quality": 101}, "--quality"),
     (ClusterSettings, {"workers": 0}, "--ray-workers"),
     (ClusterSettings, {"cpus_per_worker": 0}, "--ray-cpus-per-worker"),
-    (ClusterSettings, {"chunk_frames": 72}, "--chunk-frames"),
+    (ClusterSettings, {"chunk_frames": 30}, "--chunk-frames"),  # not above twice the default overlap (15)
     (ClusterSettings, {"overlap_frames": -1}, "--overlap-frames"),
 ]
 
@@ -280,7 +280,7 @@ def test_settings_accept_the_edges():
     VideoSettings(warm_start="content", fill="blend", scene_threshold=1.0, crf=51, temporal_weight=0, iterations_next=0, max_frames=1)
     VideoSettings(codec="libvpx-vp9", crf=63)
     FolderSettings(quality=1), FolderSettings(quality=100)
-    ClusterSettings(chunk_frames=73, workers=1), ClusterSettings(chunk_frames=1, overlap_frames=0)
+    ClusterSettings(chunk_frames=31, workers=1), ClusterSettings(chunk_frames=1, overlap_frames=0)
 
 
 def test_settings_are_frozen_and_replace_checks_again():
