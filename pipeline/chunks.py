@@ -221,7 +221,8 @@ def stylize_chunks(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, wei
     # shots over several chunks: their first frame first, so that each chunk inside starts from it
     split_shots = {chunk.shot_start for chunk in chunks if not chunk.opens_shot}
     openers = [chunk for chunk in chunks if chunk.opens_shot and chunk.shot_start in split_shots]
+    heads: list[ChunkResult] = []
     if openers and SHOT_HEADS:
-        make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers)
+        heads = make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers)
     make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record)
-    return FramesDone(scanned.count, sum(r.computed for r in finished), scanned.cuts), chunks
+    return FramesDone(scanned.count, sum(r.computed for r in [*heads, *finished]), scanned.cuts), chunks

@@ -108,6 +108,7 @@ def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
     info, out = probe(source), probe(tmp_path / "chunks.mp4")
     assert out.frames == result.frames == 76 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
     assert any("2 chunks" in line for line in result.log)
+    assert result.computed == 76 + 4  # the shot's first frame, the second chunk's head and every frame of the overlap twice
     stylize_video(source, [starry_night], tmp_path / "one.mp4", style, video)
     chunked, one_run = pair_errors(source, tmp_path / "chunks.mp4", seconds), pair_errors(source, tmp_path / "one.mp4", seconds)
     seam = slice(35, 40)  # pairs (35,36) .. (39,40): into, across and out of the overlap [36, 40)
