@@ -83,7 +83,6 @@ def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
     assert len(list((tmp_path / "out").glob("p*.png"))) == 6
 
 
-@pytest.mark.slow
 def pair_errors(source, output, seconds: float) -> list[float]:
     """The warping error of each pair of an encoded output's frames."""
     info, out, error = probe(source), probe(output), WarpingError()
@@ -93,6 +92,7 @@ def pair_errors(source, output, seconds: float) -> list[float]:
     return error.errors
 
 
+@pytest.mark.slow
 def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
     """Two chunks of 40 frames sharing 4 (10 % extra work): the second chunk starts from the
     shot's first result carried along the flows, not cold, so the ramp across the overlap costs
