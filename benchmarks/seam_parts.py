@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks.bench_cluster import SEAM_CLIPS, STYLE, seam_and_inside, seam_style
 from pipeline import chunks
+from pipeline.engine import Stylizer
 from pipeline.settings import VideoSettings
 from pipeline.temporal import WarpingError, to_float
 from pipeline.video_io import Reader, even_size, probe
@@ -27,10 +28,9 @@ from pipeline.work_folder import frame_path, read_frame
 SIZE = 96
 
 
-def run_chunks(job: chunks.VideoJob, count: int, chunk_frames: int, overlap: int) -> list[chunks.Chunk]:
+def run_chunks(job: chunks.VideoJob, stylizer: Stylizer, count: int, chunk_frames: int, overlap: int) -> list[chunks.Chunk]:
     """The shot's first frame, then each chunk, as the Ray workers would make them."""
     planned = chunks.plan_chunks(count, [], chunk_frames, overlap)
-    stylizer = chunks.job_stylizer(job)
     chunks.stylize_shot_start(job, stylizer, planned[0])
     for chunk in planned:
         chunks.stylize_chunk(job, stylizer, chunk)
@@ -69,11 +69,11 @@ def seam_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, o
             "ratio_to_unchunked": seam / same_pairs}
 
 
-def unchunked_errors(job: chunks.VideoJob, count: int) -> list[float]:
+def unchunked_errors(job: chunks.VideoJob, stylizer: Stylizer, count: int) -> list[float]:
     """The pair errors of the same frames stylized in one chunk (the sequential run)."""
     single = chunks.VideoJob(job.source, job.style_images, job.style_settings, job.video, job.size, job.work_dir / "unchunked")
     planned = chunks.plan_chunks(count, [], count + 1, 0)
-    chunks.stylize_chunk(single, chunks.job_stylizer(single), planned[0])
+    chunks.stylize_chunk(single, stylizer, planned[0])
     return pair_errors(single, planned, count, 0)
 
 
@@ -91,8 +91,9 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     job = chunks.VideoJob(source, (STYLE,), seam_style(args.first, SIZE), VideoSettings(max_frames=count, **json.loads(args.video)),
                           even_size(info.width, info.height, SIZE), args.work)
-    planned = run_chunks(job, count, args.chunk, args.overlap)
-    unchunked = unchunked_errors(job, count)
+    stylizer = chunks.job_stylizer(job)  # VGG and the style targets, once for both runs
+    planned = run_chunks(job, stylizer, count, args.chunk, args.overlap)
+    unchunked = unchunked_errors(job, stylizer, count)
     print(json.dumps({"overlap": overlap_differences(job, *planned[:2]), **seam_errors(job, planned, count, args.overlap, unchunked)}, indent=1))
 
 
