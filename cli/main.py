@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
-from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_offsets, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
+from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_fps, parse_offsets, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
 from pipeline.settings import Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName
 
 
@@ -310,23 +310,25 @@ def _video_options(
     start: Annotated[float, typer.Option(min=0, help="Seconds into the input to start at.")] = VIDEO.start,
     duration: Annotated[Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")] = None,
     max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many frames (for quick tries).")] = None,
-    codec: Annotated[str, typer.Option(help="ffmpeg video encoder.")] = VIDEO.codec,
+    fps: Annotated[Optional[str], typer.Option(help="Frame rate of a folder or pattern of frames, e.g. 24, 29.97 or 30000/1001 (default: 24). A video keeps its own timing.")] = None,
+    codec: Annotated[Optional[str], typer.Option(help="ffmpeg video encoder (default: libx264; libvpx-vp9 for .webm).")] = None,
     crf: Annotated[int, typer.Option(min=0, max=63, help="Constant rate factor of the encoder (lower: better; 0-51 for x264/x265).")] = VIDEO.crf,
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
 ) -> None:
     """The VideoSettings options of the `video` command."""
 
 
-def build_video_settings(video_init: str, temporal_frames: str, **values) -> VideoSettings:
-    return VideoSettings(warm_start=video_init, temporal_frames=parse_offsets(temporal_frames, "--temporal-frames"), **values)
+def build_video_settings(video_init: str, temporal_frames: str, fps: str | None, **values) -> VideoSettings:
+    return VideoSettings(warm_start=video_init, temporal_frames=parse_offsets(temporal_frames, "--temporal-frames"),
+                         fps=None if fps is None else parse_fps(fps), **values)
 
 
 @app.command()
 @with_style_options
 @with_settings(_video_options, "video_settings", build_video_settings)
 def video(
-    source: Annotated[Path, typer.Argument(help="The video to stylize.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the video (container from the extension).")],
+    source: Annotated[Path, typer.Argument(help="The video to stylize, or its frames: a folder, a pattern (shot/%04d.png) or a glob ('shot/*.png').", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="A video file (container from the extension), or frames: a folder (out/) or a pattern (out/%04d.png).")],
     style: Style,
     settings: StyleSettings,
     video_settings: VideoSettings,
@@ -338,14 +340,18 @@ def video(
     chunk_frames: Annotated[int, typer.Option(min=1, help="With --ray: frames per chunk (chunks run in parallel, frames inside one in order).")] = CLUSTER.chunk_frames,
     overlap_frames: Annotated[int, typer.Option(min=0, help="With --ray: frames neighbouring chunks share; blended across so seams do not pop.")] = CLUSTER.overlap_frames,
 ) -> None:
-    """Stylize a video: same frame count, frame rate, duration and audio; resumable after a crash."""
+    """Stylize a video or a sequence of frames: every frame shown when its input was, colour, audio, subtitles and
+    tags kept; resumable after a crash."""
     with user_errors():  # every option is checked before any work (the --ray ones even without --ray)
         cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
                                   chunk_frames=chunk_frames, overlap_frames=overlap_frames)
         check_style_count(settings, len(style))
-        from pipeline.video_io import check_encoder
+        from pipeline.settings import check_crf
+        from pipeline.video_io import check_encoder, default_codec
 
-        check_encoder(video_settings.codec)
+        codec = video_settings.codec or default_codec(output)
+        check_encoder(codec)
+        check_crf(codec, video_settings.crf)
     cluster = cluster if ray else None
     from pipeline.video_job import stylize_video
 

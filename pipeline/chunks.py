@@ -24,7 +24,8 @@ from pipeline.frames import FramesDone, FrameStylizer, stylize_frames
 from pipeline.image_io import load_styles
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.temporal import Frame, chained_flows, is_cut
-from pipeline.video_io import Reader, VideoInfo, probe, seek_time
+from pipeline.sources import open_reader, probe
+from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 
@@ -67,7 +68,7 @@ def scan_cuts(info: VideoInfo, job: VideoJob) -> FramesDone:
     """One decoding pass over the range: the frame count and the scene cuts, as the sequential run finds them."""
     done = FramesDone(0, 0, [])
     previous = None
-    with Reader(info, job.size, job.video.start, job.video.duration) as reader:
+    with open_reader(info, job.size, job.video.start, job.video.duration) as reader:
         for index, rgb in enumerate(reader.frames(job.video.max_frames)):
             frame = Frame(rgb)
             if previous is not None and is_cut(previous, frame, job.video.scene_threshold):
@@ -104,9 +105,9 @@ def job_stylizer(job: VideoJob, weights=None) -> Stylizer:
     return Stylizer(job.style_settings, load_styles(job.style_images), weights)
 
 
-def reader_from(job: VideoJob, info: VideoInfo, index: int) -> Reader:
+def reader_from(job: VideoJob, info: VideoInfo, index: int):
     """A decoder of the range from frame `index` on (a seek)."""
-    return Reader(info, job.size, seek_time(info, job.video.start, index))
+    return open_reader(info, job.size, job.video.start, None, index)
 
 
 def input_frame(job: VideoJob, info: VideoInfo, index: int) -> Frame:
@@ -125,7 +126,7 @@ def stylize_shot_start(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> Chunk
     path = shot_path(job, chunk.shot_start)
     if path.is_file():
         return ChunkResult(chunk, 0)
-    result, _ = FrameStylizer(stylizer, job.video)(input_frame(job, probe(job.source), chunk.shot_start), None)
+    result, _ = FrameStylizer(stylizer, job.video)(input_frame(job, probe(job.source, job.video.fps), chunk.shot_start), None)
     write_frame(path, result)
     return ChunkResult(chunk, 1)
 
@@ -136,7 +137,7 @@ def head_from_shot(job: VideoJob, info: VideoInfo, chunk: Chunk, frame_stylizer:
     frames in between (decoded once more: milliseconds a frame against seconds of stylizing)."""
     count, decoded = chunk.start - chunk.shot_start + 1, 0
 
-    def frames(reader: Reader) -> Iterator[Frame]:
+    def frames(reader) -> Iterator[Frame]:
         nonlocal decoded
         for rgb in reader.frames(count):
             decoded += 1
@@ -155,7 +156,7 @@ def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResul
     """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order.
     Where the shot's first result was made first, the chunk's first frame is that result (the
     chunk opens the shot) or starts from it (the chunk lies inside the shot)."""
-    info = probe(job.source)
+    info = probe(job.source, job.video.fps)
     folder = chunk_folder(job, chunk)
     folder.mkdir(parents=True, exist_ok=True)
     frame_stylizer = FrameStylizer(stylizer, job.video, folder)
@@ -183,12 +184,12 @@ def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.nd
         for index in range(chunk.start, chunk.stop):
             if following is not None and index >= following.start:
                 continue  # emitted, blended, by the following chunk
-            frame = read_frame(frame_path(chunk_folder(job, chunk), index - chunk.start)).astype(np.float32)
+            frame = read_frame(frame_path(chunk_folder(job, chunk), index - chunk.start))
             if shared and index < previous.stop:
                 weight = (index - chunk.start + 1) / (shared + 1)
-                before = read_frame(frame_path(chunk_folder(job, previous), index - previous.start)).astype(np.float32)
-                frame = (1 - weight) * before + weight * frame
-            yield np.round(frame).astype(np.uint8)
+                before = read_frame(frame_path(chunk_folder(job, previous), index - previous.start))
+                frame = np.round((1 - weight) * before.astype(np.float32) + weight * frame).astype(frame.dtype)
+            yield frame
 
 
 def chunk_layout(cluster: ClusterSettings) -> dict:

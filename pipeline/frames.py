@@ -21,7 +21,7 @@ from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrevious, camera_still, carry_over, fill_disocclusions,
-                               is_cut, long_term, looks_alike, to_float, warp_along)
+                               from_float, is_cut, long_term, looks_alike, to_float, warp_along)
 from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, key_path, read_flows, read_frame,
                                   write_atomically, write_flows, write_frame)
 
@@ -141,7 +141,7 @@ class FrameStylizer:
     def finish(self, index: int, frame: Frame, result: Result, key: Key | None, still: Stillness | None,
                held: np.ndarray | None, **stats) -> tuple[np.ndarray, dict]:
         """The frame as uint8 and its stats; with --hold-still, the key for the next frame kept first."""
-        image, stats = frame_and_stats(result, **stats)
+        image, stats = frame_and_stats(result, frame.rgb.dtype, **stats)
         if self.video.hold_still > 0:
             self.keep_key(index, Key.settled(image, frame.rgb) if key is None else key.after(image, frame.rgb, still, held))
             if held is not None:
@@ -200,7 +200,7 @@ class FrameStylizer:
         init = share * carried.image + (1 - share) * to_float(own)
         plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
                     evaluations=self.video.evaluations_next or None, extra_terms=(Term("temporal", temporal_loss(carried), self.video.temporal_weight),))
-        return frame_and_stats(self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan))
+        return frame_and_stats(self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan), frame.rgb.dtype)
 
     def flows_to(self, frame: Frame, index: int, item: Earlier) -> tuple[np.ndarray, np.ndarray]:
         """(backward, forward) flows between this frame and a long-term one; from the work folder when there."""
@@ -393,9 +393,9 @@ def held_pixels(key: Key | None, still: Stillness | None) -> tuple[np.ndarray | 
     return held, hold_of(key, held, still)
 
 
-def frame_and_stats(result: Result, **more) -> tuple[np.ndarray, dict]:
-    """A stylized frame as uint8 and what frames.jsonl records of it."""
-    return np.round(to_array(result.image) * 255).astype(np.uint8), {
+def frame_and_stats(result: Result, dtype: np.dtype = np.uint8, **more) -> tuple[np.ndarray, dict]:
+    """A stylized frame at its input's depth (uint8, or uint16 from deeper input) and what frames.jsonl records of it."""
+    return from_float(to_array(result.image), dtype), {
         "iterations": result.iterations, "evaluations": result.evaluations, "seconds": result.seconds, "losses": result.losses, **more}
 
 

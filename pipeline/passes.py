@@ -16,7 +16,8 @@ import numpy as np
 from pipeline.frames import FrameCallback, FrameReport, FramesDone, FrameStylizer
 from pipeline.settings import VideoSettings
 from pipeline.temporal import Frame
-from pipeline.video_io import Reader, VideoInfo, seek_time
+from pipeline.sources import open_reader
+from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 SEGMENT = 48  # frames decoded at a time when a pass runs backward
@@ -31,13 +32,13 @@ def frames_backward(info: VideoInfo, size: tuple[int, int], start: float, count:
     """(index, frame) from the last of `count` frames to the first, decoded a segment at a time from a seek."""
     for first in range(((count - 1) // SEGMENT) * SEGMENT, -1, -SEGMENT):
         length = min(SEGMENT, count - first)
-        with Reader(info, size, seek_time(info, start, first)) as reader:
+        with open_reader(info, size, start, None, first) as reader:
             segment = list(reader.frames(length))
         yield from reversed(list(enumerate(segment, start=first)))
 
 
 def frames_forward(info: VideoInfo, size: tuple[int, int], start: float, count: int) -> Iterator[tuple[int, np.ndarray]]:
-    with Reader(info, size, start) as reader:
+    with open_reader(info, size, start) as reader:
         yield from enumerate(reader.frames(count))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal, get_args
 
 from pipeline.errors import SettingsError
@@ -250,7 +251,8 @@ class VideoSettings:
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds to take (None: to the end)
     max_frames: int | None = None
-    codec: str = VIDEO_CODEC  # any video encoder of the ffmpeg in use: `video_io.check_encoder` asks it
+    fps: Fraction | None = None  # frame rate of an image sequence (None: sequence_io.DEFAULT_FPS); a video keeps its own
+    codec: str | None = None  # any video encoder of the ffmpeg in use (None: the container's default, `video_io.default_codec`)
     crf: int = VIDEO_CRF
     keep_frames: bool = False
 
@@ -275,12 +277,33 @@ class VideoSettings:
             _above("--duration", self.duration, 0)
         if self.max_frames is not None:
             _at_least("--max-frames", self.max_frames, 1, integer=True)
-        if not isinstance(self.codec, str) or not self.codec.strip():
+        if self.fps is not None and not (isinstance(self.fps, Fraction) and self.fps > 0):
+            raise _fail("--fps", self.fps, "give a positive rate, e.g. 24, 29.97 or 30000/1001")
+        if self.codec is not None and (not isinstance(self.codec, str) or not self.codec.strip()):
             raise _fail("--codec", self.codec, "name an ffmpeg video encoder, e.g. libx264, libx265 or libvpx-vp9")
-        if self.codec in CRF_51:
-            _between("--crf", self.crf, 0, 51, integer=True, note=f" with {self.codec}")
-        else:
-            _between("--crf", self.crf, 0, 63, integer=True)
+        check_crf(self.codec, self.crf)
+
+
+def check_crf(codec: str | None, crf: int) -> None:
+    """x264 and x265 take 0-51, VP9 and AV1 0-63 (an unresolved codec: the wider range)."""
+    if codec in CRF_51:
+        _between("--crf", crf, 0, 51, integer=True, note=f" with {codec}")
+    else:
+        _between("--crf", crf, 0, 63, integer=True)
+
+
+def parse_fps(text: str) -> Fraction:
+    """`24`, `29.97` (read as 30000/1001, as NTSC rates are meant) or `30000/1001`."""
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise _fail("--fps", text, "give a rate such as 24, 29.97 or 30000/1001") from None
+    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+    if "/" not in text and rate.denominator != 1 and abs(rate - ntsc) < Fraction(1, 200):
+        rate = ntsc
+    if rate <= 0:
+        raise _fail("--fps", text, "give a positive rate")
+    return rate
 
 
 @dataclass(frozen=True)

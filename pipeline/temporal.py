@@ -17,7 +17,8 @@ import numpy as np
 
 
 def gray(frame: np.ndarray) -> np.ndarray:
-    frame = frame if frame.dtype == np.uint8 else np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+    """8-bit grey, what the flow and the cut check look at (also of 16-bit frames)."""
+    frame = frame if frame.dtype == np.uint8 else from_float(to_float(frame), np.uint8)
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
@@ -264,4 +265,13 @@ class WarpingError:
 
 
 def to_float(frame: np.ndarray) -> np.ndarray:
-    return frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame.astype(np.float32)
+    """uint8 or uint16 values (or floats) as float32 in [0, 1]."""
+    if frame.dtype in (np.uint8, np.uint16):
+        return frame.astype(np.float32) / np.iinfo(frame.dtype).max
+    return frame.astype(np.float32)
+
+
+def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float values in [0, 1] as the nearest uint8 or uint16 ones: a frame kept at its source's depth."""
+    top = np.iinfo(dtype).max
+    return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from pipeline.temporal import FlowEstimator, Frame, consistency_mask, to_float, warp
-from pipeline.video_io import Reader, probe
+from pipeline.sources import open_reader, probe
 
 STATIC_RANGE = 16 / 255  # a static pixel's blurred grey input stays within this range over the clip (57 % of bottle-detection's 300 first frames at 256 px; 8/255: 6 %)
 FIRST_FRAMES = 5  # drift is measured against the mean of these
@@ -102,7 +102,7 @@ def static_background(source: Path, size: tuple[int, int], max_frames: int | Non
     """Pixels of `source` (decoded at `size`) whose blurred grey stays within STATIC_RANGE over the
     frames; None when no frame decodes."""
     low = high = None
-    with Reader(probe(Path(source)), size) as frames_in:
+    with open_reader(probe(Path(source)), size) as frames_in:
         for frame_in in frames_in.frames(max_frames):
             grey = _blurred_grey(frame_in)
             low = grey if low is None else np.minimum(low, grey)
@@ -119,7 +119,7 @@ def temporal_figures(source: Path, output: Path, max_frames: int | None = None, 
     if static is None:
         return TemporalFigures(0)
     pairs = _Pairs(tuple(sorted(set(offsets))), static)
-    with Reader(source_info, size) as frames_in, Reader(output_info, size) as frames_out:
+    with open_reader(source_info, size) as frames_in, open_reader(output_info, size) as frames_out:
         for frame_in, frame_out in zip(frames_in.frames(max_frames), frames_out.frames(max_frames)):
             pairs.add(frame_in, frame_out)
     return pairs.figures()

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import shutil
 import subprocess
 import tempfile
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -103,42 +104,119 @@ def kill_children() -> None:
             process.kill()
 
 
+# PyAV's colour tags (FFmpeg's AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) in zscale's names.
+_MATRICES = {0: "gbr", 1: "709", 4: "fcc", 5: "470bg", 6: "170m", 7: "240m", 9: "2020_ncl", 10: "2020_cl"}
+_PRIMARIES = {1: "709", 4: "470m", 5: "470bg", 6: "170m", 7: "240m", 9: "2020", 11: "smpte431", 12: "smpte432"}
+_TRANSFERS = {1: "709", 4: "470m", 5: "470bg", 6: "601", 7: "240m", 8: "linear", 13: "iec61966-2-1",
+              14: "2020_10", 15: "2020_12", 16: "smpte2084", 18: "arib-std-b67"}
+HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How a video's pixel values mean colour, in zscale's names; untagged values get what players assume."""
+
+    matrix: str = "709"
+    range: str = "limited"
+    primaries: str = "709"
+    transfer: str = "709"
+    bits: int = 8  # per component as coded: 10-bit video decodes to 16-bit frames
+
+    @property
+    def hdr(self) -> str | None:
+        """"PQ" or "HLG" for HDR video (tone-mapped to SDR for the network), else None."""
+        return HDR_TRANSFERS.get(self.transfer)
+
+
+def _colour(stream) -> Colour:
+    context = stream.codec_context
+    pixels = av.VideoFormat(context.pix_fmt or "yuv420p")
+    rgb = pixels.name.startswith(("gbr", "rgb", "bgr"))
+    height = context.height or 0
+    matrix = "gbr" if rgb else _MATRICES.get(context.colorspace, "709" if height >= 720 else "170m")  # HD: bt709, SD: bt601
+    full = rgb or context.color_range == 2 or pixels.name.startswith("yuvj")
+    transfer = _TRANSFERS.get(context.color_trc, "709")
+    primaries = _PRIMARIES.get(context.color_primaries, "2020" if transfer in HDR_TRANSFERS else "709")
+    return Colour(matrix, "full" if full else "limited", primaries, transfer, max(c.bits for c in pixels.components))
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
     width: int  # as displayed (after rotation)
     height: int
-    fps: Fraction
+    fps: Fraction  # average rate
     frames: int
     duration: float  # seconds, of the video stream
     rotation: int  # degrees the player rotates by; decoding applies it
     audio: tuple[str, ...]  # codec names of the audio streams
+    subtitles: tuple[str, ...] = ()  # codec names of the subtitle streams
+    colour: Colour = Colour()
+    times: tuple[float, ...] = ()  # each frame's presentation time in seconds from the file's start, as ffmpeg's -ss counts
+    files: tuple[Path, ...] = ()  # an image sequence's frames, in order (empty for a video file)
+
+    @property
+    def variable_rate(self) -> bool:
+        """Frames shown at uneven intervals (a phone's video), beyond a millisecond."""
+        gaps = np.diff(self.times)
+        return bool(gaps.size) and float(np.ptp(gaps)) > 2e-3  # Matroska rounds times to the millisecond
+
+    def frame_time(self, index: int) -> float:
+        """Presentation time of frame `index` (past the known times: at the average rate)."""
+        if index < len(self.times):
+            return self.times[index]
+        last = self.times[-1] if self.times else -1 / float(self.fps)
+        return last + (index - len(self.times) + 1) / float(self.fps)
+
+    def first_index(self, start: float) -> int:
+        """The first frame shown at or after `start` seconds."""
+        return int(np.searchsorted(self.times, start - 1e-6)) if self.times else math.ceil(start * self.fps - 1e-6)
+
+    def frames_between(self, start: float, duration: float | None) -> int:
+        """Frames whose presentation time lies in [start, start + duration)."""
+        first = self.first_index(start)
+        stop = self.frames if duration is None else self.first_index(start + duration)
+        return max(0, min(stop, self.frames) - first)
+
+    def range_times(self, start: float, count: int) -> list[float]:
+        """Times of the `count` frames from `start` on, counted from `start`: when each output frame is shown."""
+        first = self.first_index(start)
+        return [self.frame_time(first + k) - start for k in range(count)]
+
+    def end_time(self, start: float, count: int) -> float:
+        """When the last of `count` frames from `start` stops being shown, counted from `start`."""
+        return self.frame_time(self.first_index(start) + count) - start
 
 
 def probe(path: Path) -> VideoInfo:
-    """Exact rational rate, frame count, rotation and audio streams, read with PyAV."""
+    """Exact rational rate, frame count and times, rotation, colour and the other streams, read with PyAV."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
+                kind = "an audio-only file" if container.streams.audio else "no video stream"
+                raise InputError(f"{path}: {kind}; give a video or a folder of frames")
             stream = container.streams.video[0]
             fps = Fraction(stream.average_rate or stream.guessed_rate or 0)
-            frames = stream.frames or _announced_frames(container, stream) or count_packets(container, stream)
+            announced = stream.frames or _announced_frames(container, stream)
+            colour = _colour(stream)
             rotation = _rotation(container, stream)
             width, height = stream.codec_context.width, stream.codec_context.height
             audio = tuple(a.codec_context.name for a in container.streams.audio)
+            subtitles = tuple(s.codec_context.name for s in container.streams.subtitles)
+            times = _frame_times(container, stream)
     except InputError:
         raise
     except Exception as err:
         raise InputError(f"{path}: not a readable video ({first_line(err)})") from None
+    frames = announced or len(times)
     if frames <= 0 or fps <= 0 or width <= 0:
         raise InputError(f"{path}: video stream has no decodable frames")
     if rotation % 180:
         width, height = height, width
-    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio)
+    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio, subtitles, colour, times)
 
 
 def _announced_frames(container, stream) -> int:
@@ -148,23 +226,24 @@ def _announced_frames(container, stream) -> int:
     return round(container.duration / av.time_base * stream.average_rate)
 
 
-def count_packets(container, stream) -> int:
-    """Video packets actually in the file, read without decoding: up to the damage in a broken file."""
-    count = 0
+def _frame_times(container, stream) -> tuple[float, ...]:
+    """Every video packet's presentation time, read without decoding, in display order: up to the
+    damage in a broken file. Counted from the file's start, as ffmpeg's output timestamps are."""
+    stamps = []
     try:
         for packet in container.demux(stream):
-            count += bool(packet.size)
+            if packet.size and packet.pts is not None and not packet.is_discard:
+                stamps.append(packet.pts)
     except av.FFmpegError:
         pass
-    container.seek(0)
-    return count
+    origin = (container.start_time or 0) / av.time_base
+    return tuple(float(pts * stream.time_base) - origin for pts in sorted(stamps))
 
 
 def check_complete(info: VideoInfo) -> None:
     """Refuse a truncated file (a copy cut short, a download that stopped) before any work, rather
     than writing a short video without a word."""
-    with av.open(str(info.path)) as container:
-        found = count_packets(container, container.streams.video[0])
+    found = len(info.times)
     if info.frames - found > max(2, info.frames // 50):
         raise InputError(f"{info.path}: truncated or damaged: only {found} of the {info.frames} frames its container "
                          f"announces are in the file")
@@ -177,6 +256,8 @@ def _rotation(container, stream) -> int:
             return int(round(getattr(frame, "rotation", 0) or 0)) % 360
     except Exception:
         return 0
+    finally:
+        container.seek(0)
     return 0
 
 
@@ -187,9 +268,12 @@ def even_size(width: int, height: int, long_side: int | None) -> tuple[int, int]
 
 
 def seek_time(info: VideoInfo, start: float, index: int) -> float:
-    """Where to seek for frame `index` of a range that starts `start` seconds into the video: half a
-    frame early, since -ss keeps frames whose time is at or after it, and float times round."""
-    return start + max(0.0, (index - 0.5) / float(info.fps))
+    """Where to seek for frame `index` of a range that starts `start` seconds into the video: halfway
+    from the frame before, since -ss keeps frames whose time is at or after it, and float times round."""
+    if index == 0:
+        return start
+    first = info.first_index(start)
+    return (info.frame_time(first + index - 1) + info.frame_time(first + index)) / 2
 
 
 def is_crop(info: VideoInfo, size: tuple[int, int]) -> bool:
@@ -197,32 +281,50 @@ def is_crop(info: VideoInfo, size: tuple[int, int]) -> bool:
     return 0 <= info.width - size[0] <= 1 and 0 <= info.height - size[1] <= 1
 
 
-class Reader:
-    """Decoded frames as H x W x 3 uint8 RGB at `size`, one at a time: `read() -> frame or None`."""
+def _to_rgb(stream, colour: Colour):
+    """Video to linear-precision RGB as the tags say: zscale (zimg) reads the matrix and range exactly
+    (swscale's default path is biased by about 1/255); HDR is tone-mapped to SDR bt709."""
+    tags = {"primaries": colour.primaries, "transfer": "linear" if colour.hdr else colour.transfer}
+    stream = stream.filter("zscale", matrixin=colour.matrix, rangein=colour.range, primariesin=colour.primaries,
+                           transferin=colour.transfer, filter="bicubic", dither="none", npl=100, **tags)
+    if colour.hdr:
+        stream = (stream.filter("format", "gbrpf32le")
+                  .filter("zscale", primaries="709").filter("tonemap", tonemap="hable", desat=0)
+                  .filter("zscale", transfer="709", dither="none"))
+    return stream.filter("format", "gbrpf32le")
 
-    def __init__(self, info: VideoInfo, size: tuple[int, int], start: float = 0.0, duration: float | None = None):
+
+class Reader:
+    """Decoded frames as H x W x 3 RGB at `size`, one at a time: `read() -> frame or None`; uint8 for
+    8-bit video, uint16 for deeper video. `index`: start at that frame of the range (a seek)."""
+
+    def __init__(self, info: VideoInfo, size: tuple[int, int], start: float = 0.0, duration: float | None = None,
+                 index: int = 0):
         self.width, self.height = size
-        input_args = {"ss": start} if start else {}
+        self.deep = info.colour.bits > 8
+        seek = seek_time(info, start, index)
+        input_args = {"ss": seek} if seek else {}
         if duration:
-            input_args["t"] = duration
-        stream = ffmpeg.input(str(info.path), **input_args).video
+            input_args["t"] = max(0.0, start + duration - seek)
+        stream = _to_rgb(ffmpeg.input(str(info.path), **input_args).video, info.colour)
         if is_crop(info, size):
             stream = stream.filter("crop", self.width, self.height, 0, 0)
         else:
             stream = stream.filter("scale", self.width, self.height, flags="area")
-        stream = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        stream = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb48le", fps_mode="passthrough")
         self.process, self.log = start_ffmpeg(stream, stdout=True)
         self.path = info.path
 
     def read(self) -> np.ndarray | None:
         """The next frame, or None at the end. A decoder that fails outright raises InputError."""
-        size = self.width * self.height * 3
+        size = self.width * self.height * 6
         data = self.process.stdout.read(size)
         if len(data) < size:
             if self.process.wait() != 0:
                 raise InputError(f"{self.path}: ffmpeg failed to decode ({last_words(self.log)})")
             return None
-        return np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)
+        frame = np.frombuffer(data, "<u2").reshape(self.height, self.width, 3)
+        return frame.astype(np.uint16) if self.deep else to_8_bits(frame)
 
     def frames(self, limit: int | None = None) -> Iterator[np.ndarray]:
         """Frames in order, at most `limit`."""
@@ -247,6 +349,11 @@ class Reader:
         self.close()
 
 
+def to_8_bits(frame: np.ndarray) -> np.ndarray:
+    """16-bit values to the nearest 8-bit ones (x 257 maps 8 bits onto 16 exactly)."""
+    return ((frame.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     codec: str = VIDEO_CODEC
@@ -254,36 +361,65 @@ class EncodeSettings:
     preset: str = "medium"
     pix_fmt: str = "yuv420p"
 
+    def encoder_args(self) -> dict:
+        """Constant quality for each encoder family (VP9 needs a zero bitrate for it)."""
+        if "vpx" in self.codec:
+            return {"crf": self.crf, "b:v": 0, "row-mt": 1, "deadline": "good", "cpu-used": 4}
+        if "aom" in self.codec or "svtav1" in self.codec:
+            return {"crf": self.crf, "cpu-used" if "aom" in self.codec else "preset": 6}
+        return {"crf": self.crf, "preset": self.preset}
+
+
+# What each container takes besides video: subtitle codecs to convert to (None: none at all).
+_SUBTITLES = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".mkv": "copy", ".webm": "webvtt", ".avi": None}
+# Tags of what the encoder is handed: bt709 SDR, as every result of the network is.
+_BT709_TAGS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "color_range": "tv"}
+
+
+def default_codec(output: Path) -> str:
+    """The video encoder a container is written with unless --codec says otherwise."""
+    return "libvpx-vp9" if Path(output).suffix.lower() == ".webm" else VIDEO_CODEC
+
+
+@dataclass(frozen=True)
+class Streams:
+    """What the output takes from the source besides the stylized video, settled before any work."""
+
+    audio: str | None = None  # "copy", an encoder, or None (no audio)
+    subtitles: str | None = None  # "copy", an encoder, or None
+    metadata: bool = True  # global tags (creation_time, location) and chapters
+    notes: tuple[str, ...] = ()  # what the user should know: audio re-encoded, subtitles dropped
+
 
 class Writer:
-    """Raw RGB frames in (`write(frame)`), an encoded file out, with the source's audio taken from
-    the source file itself. `close()` checks ffmpeg's exit status."""
+    """Frames in (`write(frame)`, uint8 or uint16 RGB), an encoded file out, each frame shown at its
+    time. The source's audio, subtitles, chapters and tags come from the source file itself.
+    `close()` checks ffmpeg's exit status."""
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, source: VideoInfo | None = None,
-                 start: float = 0.0, duration: float | None = None, settings: EncodeSettings = EncodeSettings(),
-                 copy_audio: bool = True, name: Path | None = None):
+    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, timing: Callable[[int], tuple[float, float]],
+                 source: VideoInfo | None = None, start: float = 0.0, end: float | None = None,
+                 settings: EncodeSettings = EncodeSettings(), streams: Streams = Streams(), name: Path | None = None):
+        """`timing(k)`: when frame k is shown and until when, in seconds from `start`; `end`: how much
+        of the source's other streams to take (None: to their end)."""
         self.path = Path(path)
         self.name = name or self.path  # what messages call the file (the final path, not its temporary)
-        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size[0]}x{size[1]}", framerate=str(fps))
-        streams, audio_args = [video.video], {}
-        if source is not None and source.audio:
-            input_args = {"ss": start} if start else {}
-            if duration:
-                input_args["t"] = duration
-            streams.append(ffmpeg.input(str(source.path), **input_args).audio)
-            audio_args = {"acodec": "copy" if copy_audio else _audio_codec_for(self.path)}
-        out = ffmpeg.output(*streams, str(self.path), vcodec=settings.codec, crf=settings.crf, preset=settings.preset,
-                            pix_fmt=settings.pix_fmt, r=str(fps), **audio_args).overwrite_output()
-        self.process, self.log = start_ffmpeg(out, stdin=True)
+        self.size, self.fps, self.timing, self.written, self.muxer = size, fps, timing, 0, None
+        self.process, self.log = start_ffmpeg(_encode_graph(self.path, start, end, source, settings, streams), stdin=True)
 
     def write(self, frame: np.ndarray) -> None:
         try:
-            self.process.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
-        except BrokenPipeError:
+            if self.muxer is None:  # the first frame says whether 8 or 16 bits go down the pipe
+                self.muxer = _TimedFrames(self.process.stdin, self.size, frame.dtype == np.uint16, self.fps)
+            self.muxer.write(frame, *self.timing(self.written))
+        except (OSError, av.FFmpegError):
             self._fail()
+        self.written += 1
 
     def close(self) -> None:
-        with contextlib.suppress(BrokenPipeError):  # ffmpeg died: its exit status says why
+        with contextlib.suppress(OSError, av.FFmpegError):  # ffmpeg died: its exit status says why
+            if self.muxer is not None:
+                self.muxer.close()
+        with contextlib.suppress(BrokenPipeError):
             self.process.stdin.close()
         if self.process.wait() != 0:
             self._fail()
@@ -302,31 +438,127 @@ class Writer:
         raise OutputError(f"{self.name}: ffmpeg failed to encode ({words})")
 
 
+_TIME_BASE = Fraction(1, 90000)  # of the timestamped frames handed to ffmpeg: MPEG's clock, exact to 11 us
+
+
+class _TimedFrames:
+    """Raw frames with their presentation times, muxed as NUT into ffmpeg's stdin: a variable frame
+    rate passes as it is, with no guess of a constant rate."""
+
+    def __init__(self, pipe, size: tuple[int, int], deep: bool, fps: Fraction):
+        self.container = av.open(pipe, "w", format="nut")
+        self.stream = self.container.add_stream("rawvideo", rate=fps)  # the nominal rate, for the encoder's rate control
+        self.stream.codec_context.time_base = _TIME_BASE
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = self.format = "rgb48le" if deep else "rgb24"
+        self.stream.time_base = _TIME_BASE
+
+    def write(self, frame: np.ndarray, time: float, until: float) -> None:
+        image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=self.format)
+        image.pts, image.time_base = round(time / _TIME_BASE), _TIME_BASE
+        image.duration = max(1, round(until / _TIME_BASE) - image.pts)
+        for packet in self.stream.encode(image):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+def _encode_graph(path: Path, start: float, end: float, source: VideoInfo | None, settings: EncodeSettings,
+                  streams: Streams):
+    """ffmpeg-python's graph: the timed frames converted to the tagged bt709 the output says it holds,
+    and the source's other streams beside them."""
+    video = ffmpeg.input("pipe:", format="nut").video.filter(
+        "scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int")
+    inputs, args = [video], {"fps_mode": "passthrough", "enc_time_base": f"{_TIME_BASE.numerator}:{_TIME_BASE.denominator}", **_BT709_TAGS}
+    if source is not None and not source.files:
+        other = ffmpeg.input(str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {}))
+        inputs.append(other["a?"])  # also what keeps the source an input for its tags, where it has no audio
+        args["acodec"] = streams.audio or "copy"
+        if streams.subtitles:
+            inputs.append(other["s?"])
+            args["scodec"] = streams.subtitles
+        if streams.metadata:
+            args.update({"map_metadata": 1, "map_chapters": 1})
+    out = ffmpeg.output(*inputs, str(path), vcodec=settings.codec, pix_fmt=settings.pix_fmt,
+                        **settings.encoder_args(), **args)
+    return out.overwrite_output()
+
+
 def _audio_codec_for(output: Path) -> str:
     return "libopus" if output.suffix.lower() == ".webm" else "aac"
 
 
+def plan_streams(source: VideoInfo | None, output: Path, settings: EncodeSettings) -> Streams:
+    """Settle, before any work, what the output container takes: a trial encode of a fraction of a
+    second with the source's streams. Audio is copied where the container takes it, else re-encoded
+    (AAC; Opus for WebM); subtitles are converted to the container's kind or, where it takes none,
+    left out. A container that refuses the video codec itself is refused in one line."""
+    output = Path(output)
+    if source is None or source.files:
+        choices = [Streams(metadata=False)]
+    else:
+        audio = ("copy", _audio_codec_for(output)) if source.audio else (None,)
+        subtitles = _SUBTITLES.get(output.suffix.lower()) if source.subtitles else None
+        if subtitles == "copy" and "mov_text" in source.subtitles:
+            subtitles = "srt"  # Matroska takes no mov_text
+        choices = [Streams(a, s) for s in dict.fromkeys((subtitles, None)) for a in audio]
+    failure = ""
+    for streams in choices:
+        failure = _trial_encode(source, output, settings, streams)
+        if not failure:
+            return replace(streams, notes=_notes(source, streams))
+    raise OutputError(f"{output}: ffmpeg failed to encode a trial before any work ({failure})")
+
+
+def _notes(source: VideoInfo | None, streams: Streams) -> tuple[str, ...]:
+    notes = []
+    if source is not None and source.audio and streams.audio != "copy":
+        notes.append(f"audio re-encoded with {streams.audio} (the container does not take {', '.join(source.audio)})")
+    if source is not None and source.subtitles and not streams.subtitles:
+        notes.append(f"{len(source.subtitles)} subtitle track(s) left out: the container takes none of them")
+    return tuple(notes)
+
+
+def _trial_encode(source: VideoInfo | None, output: Path, settings: EncodeSettings, streams: Streams) -> str:
+    """'' when a short encode with these streams succeeds, else ffmpeg's words."""
+    with tempfile.TemporaryDirectory() as folder:
+        trial = Path(folder) / f"trial{output.suffix}"
+        try:
+            writer = Writer(trial, (64, 64), Fraction(10), lambda k: (k / 10, (k + 1) / 10), source, 0.0, 0.2, settings, streams, output)
+            for _ in range(2):
+                writer.write(np.zeros((64, 64, 3), np.uint8))
+            writer.close()
+        except OutputError as err:
+            return str(err).split(" (", 1)[-1].removesuffix(")")
+    return ""
+
+
 def encode(frames: Callable[[], Iterable[np.ndarray]], output: Path, size: tuple[int, int], fps: Fraction,
-           source: VideoInfo | None = None, start: float = 0.0, duration: float | None = None,
-           settings: EncodeSettings = EncodeSettings()) -> None:
+           source: VideoInfo | None = None, start: float = 0.0, count: int | None = None,
+           settings: EncodeSettings = EncodeSettings(), streams: Streams | None = None) -> None:
     """Encode the frames `frames()` yields into `output`, atomically (temporary file, then rename).
 
-    Audio is copied when the container takes it, else re-encoded (AAC; Opus for WebM): the
-    second try calls `frames()` again.
+    With a `source` and the `count` of its frames from `start` on, each frame is shown when the
+    source showed it (a variable frame rate kept) and the source's other streams go along for as
+    long; else frames are shown at `fps`.
     """
-    attempts = (True, False) if source is not None and source.audio else (True,)
-    for copy_audio in attempts:
+    if streams is None:
+        streams = plan_streams(source, output, settings)
+    end = None
+    if source is not None and count is not None:
+        times, end = source.range_times(start, count), source.end_time(start, count)
+        timing = lambda k: (times[k], times[k + 1] if k + 1 < count else end)  # noqa: E731
+    else:
+        timing = lambda k: (k / fps, (k + 1) / fps)  # noqa: E731
+    with atomic_path(output) as tmp:
+        writer = Writer(tmp, size, fps, timing, source, start, end, settings, streams, name=output)
         try:
-            with atomic_path(output) as tmp:
-                writer = Writer(tmp, size, fps, source, start, duration, settings, copy_audio, name=output)
-                try:
-                    for frame in frames():
-                        writer.write(frame)
-                    writer.close()
-                except BaseException:
-                    writer.abort()
-                    raise
-            return
-        except OutputError:
-            if copy_audio is attempts[-1]:
-                raise
+            for frame in frames():
+                writer.write(frame)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise

@@ -6,7 +6,6 @@ With `--ray`, chunks of frames run on Ray workers instead (`pipeline.chunks`).
 
 from __future__ import annotations
 
-import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +17,12 @@ from pipeline.errors import OutputError, SettingsError
 from pipeline.frames import FrameCallback, FrameStylizer, stylize_frames
 from pipeline.image_io import check_output_file, load_styles
 from pipeline.passes import pass_folder, run_passes
-from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
+from pipeline.sequence_io import check_sequence_output, is_sequence_output, numbering_gaps, output_names, write_sequence
+from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings, check_crf
+from pipeline.sources import open_reader, probe
 from pipeline.temporal_eval import temporal_errors
-from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Reader, VideoInfo, check_complete, check_encoder, encode,
-                                even_size, is_crop, probe)
+from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Streams, VideoInfo, check_complete, check_encoder,
+                                default_codec, encode, even_size, is_crop, plan_streams)
 from pipeline.work_folder import FrameLog, frame_path, read_frame, work_folder
 
 __all__ = ["VideoResult", "check_range", "check_video_output", "stylize_video", "temporal_errors"]  # temporal_errors: for the CLI
@@ -39,13 +40,45 @@ class VideoResult:
 
 def check_video_output(source: Path, output: Path, style_images: list[Path], overwrite: bool) -> None:
     if output.suffix.lower() not in VIDEO_SUFFIXES:
-        raise OutputError(f"{output}: unknown video container {output.suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}")
+        raise OutputError(f"{output}: unknown video container {output.suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}, "
+                          f"or a folder or pattern (out/%04d.png) for frames")
     check_output_file(output, [source, *style_images], overwrite)
 
 
 def check_range(info: VideoInfo, video: VideoSettings) -> None:
     if video.start >= info.duration:
         raise SettingsError(f"--start {video.start:g}: past the end of {info.path} ({info.duration:.2f} s long)")
+
+
+@dataclass(frozen=True)
+class _Output:
+    """Where the result goes, settled before any work: a video file (its encoder and streams) or frames."""
+
+    path: Path
+    encode: EncodeSettings | None = None
+    streams: Streams | None = None
+    targets: tuple[Path, ...] = ()  # frame files, for an output of frames
+
+    def write(self, frames: Callable[[], object], info: VideoInfo, size: tuple[int, int], video: VideoSettings,
+              count: int, overwrite: bool) -> None:
+        if self.encode is None:
+            write_sequence(frames(), list(self.targets[:count]), overwrite)
+        else:
+            encode(frames, self.path, size, info.fps, info, video.start, count, self.encode, self.streams)
+
+
+def _plan_output(info: VideoInfo, output: Path, style_images: list[Path], video: VideoSettings, overwrite: bool,
+                 work_dir: Path) -> _Output:
+    if is_sequence_output(output):
+        targets = output_names(output, info, info.first_index(video.start), _frames_in_range(info, video))
+        check_sequence_output(targets, [*info.files, info.path, *style_images], overwrite, resuming=work_dir.is_dir())
+        return _Output(output, targets=tuple(targets))
+    check_video_output(info.path, output, style_images, overwrite)
+    codec = video.codec or default_codec(output)
+    check_encoder(codec)
+    check_crf(codec, video.crf)
+    settings = EncodeSettings(codec=codec, crf=video.crf)
+    return _Output(output, settings, plan_streams(info, output, settings))
 
 
 def stylize_video(
@@ -60,24 +93,25 @@ def stylize_video(
     cluster: ClusterSettings | None = None,
     on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> VideoResult:
-    """Decode, stylize frame by frame, encode. `cluster`: run chunks of frames on Ray workers."""
+    """Decode (a video or a sequence of frames), stylize frame by frame, encode (or write frames).
+    `cluster`: run chunks of frames on Ray workers."""
     source, output, style_images = Path(source), Path(output), [Path(p) for p in style_images]
-    check_video_output(source, output, style_images, overwrite)
-    check_encoder(video.codec)
-    info = probe(source)
+    info = probe(source, video.fps)
     check_range(info, video)
-    check_complete(info)
+    if not info.files:
+        check_complete(info)
     styles = load_styles(style_images)  # also the check, before any work, that each style decodes
     size = even_size(info.width, info.height, style_settings.size)
     check_size(size[1], size[0], style_settings, source)
-    log = _size_notes(info, size)
     if cluster and video.passes > 1:
         raise SettingsError(f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in one process)")
     layout = chunk_layout(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
-    work_dir = work_folder(output, source, style_images, style_settings, video, layout)
+    work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
+    target = _plan_output(info, output, style_images, video, overwrite, work_dir)
+    log = _input_notes(info, size) + list(target.streams.notes if target.streams else ())
     if cluster is None:
         frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
-        with Reader(info, size, video.start, video.duration) as reader:
+        with open_reader(info, size, video.start, video.duration) as reader:
             done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video,
                                   _frames_in_range(info, video) * video.passes, on_frame)
         done.computed += run_passes(info, size, video, frame_stylizer, work_dir, done, on_frame)
@@ -92,8 +126,7 @@ def stylize_video(
         raise OutputError(f"{source}: no frames decoded in the chosen range")
     log += _short_decode_warning(info, video, done.count, work_dir)
     log += [f"scene cut before frame {i}" for i in done.cuts]
-    encode(frames, output, size, info.fps, info, video.start, float(done.count / info.fps),
-           EncodeSettings(codec=video.codec, crf=video.crf))
+    target.write(frames, info, size, video, done.count, overwrite)
     if not video.keep_frames:
         shutil.rmtree(work_dir, ignore_errors=True)
     return VideoResult(output, done.count, done.computed, done.cuts, work_dir, log)
@@ -112,17 +145,28 @@ def _short_decode_warning(info: VideoInfo, video: VideoSettings, decoded: int, w
 
 def _frames_in_range(info: VideoInfo, video: VideoSettings) -> int:
     """Expected frame count, for the progress bar (decoding decides the exact number)."""
-    seconds = max(0.0, info.duration - video.start)
-    if video.duration:
-        seconds = min(seconds, video.duration)
-    count = min(info.frames, math.ceil(seconds * info.fps - 1e-6))  # frames whose start time lies in the range
+    count = info.frames_between(video.start, video.duration)  # frames whose time lies in the range
     return min(count, video.max_frames) if video.max_frames else count
 
 
-def _size_notes(info: VideoInfo, size: tuple[int, int]) -> list[str]:
-    notes = []
+def _input_notes(info: VideoInfo, size: tuple[int, int]) -> list[str]:
+    """What the user should know about how the input is read."""
+    notes = numbering_gaps(list(info.files))
+    if info.files:
+        notes.append(f"{len(info.files)} frames read as a sequence at {_rate(info.fps)} fps")
+    if info.variable_rate:
+        notes.append(f"variable frame rate (average {_rate(info.fps)} fps): each frame is written at its own time")
+    if info.colour.hdr:
+        notes.append(f"HDR ({info.colour.hdr}, bt{info.colour.primaries} primaries) tone-mapped to SDR bt709 for "
+                     f"the network; the output is SDR bt709")
+    elif info.colour.bits > 8:
+        notes.append(f"{info.colour.bits}-bit input kept at 16 bits up to the network")
     if info.rotation:
         notes.append(f"input rotated by {info.rotation} degrees for display: frames are stylized upright and written upright")
     if is_crop(info, size) and size != (info.width, info.height):
         notes.append(f"odd frame size {info.width}x{info.height} cropped to {size[0]}x{size[1]} for yuv420p")
     return notes
+
+
+def _rate(fps) -> str:
+    return f"{float(fps):.3f}".rstrip("0").rstrip(".")

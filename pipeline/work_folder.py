@@ -24,15 +24,28 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
+    """A video file's digest, or an image sequence's: over its frames' names and contents, in order."""
+    if not files:
+        return file_digest(source)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{file_digest(path)}\0".encode())
+    return digest.hexdigest()
+
+
 BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0,
                    "hold_still": 0.0, "still_flow": False, "restore_still": False, "photo_check": False}
 
 
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
-                layout: dict | None = None) -> Path:
-    """Keyed by the input's and styles' content and every setting that changes the frames."""
+                layout: dict | None = None, files: tuple[Path, ...] = ()) -> Path:
+    """Keyed by the input's and styles' content and every setting that changes the frames. `files`:
+    an image sequence's frames. Beside the output file, or inside an output folder of frames."""
     # passes: each pass has its own subfolder and depends only on the passes before it, so adding one reuses them
     frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames", "passes")}
+    if video.fps is None or (video.start == 0 and video.duration is None):
+        del frames_only["fps"]  # a rate changes when frames are shown, and which ones only where a range is timed
     frames_only["init"] = frames_only.pop("warm_start")  # its name before issue 17: finished runs keep their folder
     for name, before in BEFORE_ISSUE_19.items():  # settings added later: their old behaviour keeps the old key
         if frames_only[name] == before:
@@ -50,9 +63,13 @@ def work_folder(output: Path, source: Path, style_images: list[Path], style_sett
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
     if style_settings.size is None or style_settings.size > style_settings.coarse_threshold:
         style_only["large_scales"] = "curvature carried, newest pair"  # their frames changed with issue 18, and with the scale's fix
-    key = json.dumps([file_digest(source), [file_digest(p) for p in style_images], style_only, frames_only, layout],
+    key = json.dumps([source_digest(source, files), [file_digest(p) for p in style_images], style_only, frames_only, layout],
                      sort_keys=True, default=str)
-    return output.parent / f".{output.name}.frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    name = f"frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if output.suffix and "%" not in output.name:
+        return output.parent / f".{output.name}.{name}"
+    folder = output.parent if "%" in output.name else output  # a folder or a pattern of frames: its folder holds the work
+    return folder / f".{name}"
 
 
 def frame_path(work_dir: Path, index: int) -> Path:
@@ -60,7 +77,8 @@ def frame_path(work_dir: Path, index: int) -> Path:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    """A frame as written: 8 or 16 bits (a deep source's frames keep their depth)."""
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def write_frame(path: Path, frame: np.ndarray) -> None:

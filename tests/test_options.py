@@ -253,7 +253,7 @@ LIBRARY_CASES = [
     (VideoSettings, {"codec": ""}, "--codec"),
     (VideoSettings, {"crf": 99}, "--crf"),
     (VideoSettings, {"crf": -1}, "--crf"),
-    (VideoSettings, {"crf": 55}, "--crf"),
+    (VideoSettings, {"crf": 55, "codec": "libx264"}, "--crf"),
     (VideoSettings, {"codec": "libx265", "crf": 52}, "--crf"),
     (VideoSettings, {"codec": "libvpx-vp9", "crf": 64}, "--crf"),
     (FolderSettings, {"quality": 0}, "--quality"),
