@@ -18,7 +18,7 @@ from PIL import Image
 
 from pipeline.errors import InputError, OutputError
 from pipeline.temporal import from_float, to_float
-from pipeline.video_io import Colour, VideoInfo, is_crop
+from pipeline.video_io import VIDEO_SUFFIXES, Colour, VideoInfo, is_crop
 from pipeline.work_folder import write_atomically
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".exr")
@@ -184,9 +184,10 @@ class SequenceReader:
 
 def is_sequence_output(output: Path) -> bool:
     """`-o out/` (a folder, existing or named with a trailing slash or no extension) or `-o out/%04d.png`."""
-    text = str(output)
-    return text.endswith(("/", "\\")) or Path(output).is_dir() or not Path(output).suffix or bool(
-        _PRINTF.search(Path(output).name))
+    text, name = str(output), Path(output).name
+    if Path(name).suffix.lower() in VIDEO_SUFFIXES and not _PRINTF.search(name):
+        return False  # `out.mp4` is a video even where a folder of that name is in the way
+    return text.endswith(("/", "\\")) or Path(output).is_dir() or not Path(name).suffix or bool(_PRINTF.search(name))
 
 
 def output_names(output: Path, source: VideoInfo, first: int, count: int) -> list[Path]:
@@ -196,8 +197,8 @@ def output_names(output: Path, source: VideoInfo, first: int, count: int) -> lis
     match = _PRINTF.search(output.name)
     files = source.files[first:first + count]
     if match is None:
-        if files:
-            return [output / path.name for path in files]
+        if files:  # EXR frames come out as 16-bit PNG: the network's output is display-referred
+            return [output / (path.stem + ".png" if path.suffix.lower() == ".exr" else path.name) for path in files]
         return [output / f"{k + 1:06d}.png" for k in range(count)]
     numbers = [frame_number(p) for p in files] if files else []
     if len(numbers) != count or None in numbers or len(set(numbers)) != count:

@@ -154,6 +154,7 @@ class VideoInfo:
     colour: Colour = Colour()
     times: tuple[float, ...] = ()  # each frame's presentation time in seconds from the file's start, as ffmpeg's -ss counts
     files: tuple[Path, ...] = ()  # an image sequence's frames, in order (empty for a video file)
+    time_base: Fraction | None = None  # of the video stream's timestamps (None: a sequence's, 1/fps)
 
     @property
     def variable_rate(self) -> bool:
@@ -207,6 +208,7 @@ def probe(path: Path) -> VideoInfo:
             audio = tuple(a.codec_context.name for a in container.streams.audio)
             subtitles = tuple(s.codec_context.name for s in container.streams.subtitles)
             times = _frame_times(container, stream)
+            time_base = Fraction(stream.time_base) if stream.time_base else None
     except InputError:
         raise
     except Exception as err:
@@ -216,7 +218,8 @@ def probe(path: Path) -> VideoInfo:
         raise InputError(f"{path}: video stream has no decodable frames")
     if rotation % 180:
         width, height = height, width
-    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio, subtitles, colour, times)
+    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio, subtitles, colour, times,
+                     time_base=time_base)
 
 
 def _announced_frames(container, stream) -> int:
@@ -398,18 +401,22 @@ class Writer:
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, timing: Callable[[int], tuple[float, float]],
                  source: VideoInfo | None = None, start: float = 0.0, end: float | None = None,
-                 settings: EncodeSettings = EncodeSettings(), streams: Streams = Streams(), name: Path | None = None):
+                 settings: EncodeSettings = EncodeSettings(), streams: Streams = Streams(), name: Path | None = None,
+                 time_base: Fraction | None = None):
         """`timing(k)`: when frame k is shown and until when, in seconds from `start`; `end`: how much
-        of the source's other streams to take (None: to their end)."""
+        of the source's other streams to take (None: to their end); `time_base`: of the written
+        timestamps (None: 1/fps, a constant rate kept exact)."""
         self.path = Path(path)
         self.name = name or self.path  # what messages call the file (the final path, not its temporary)
         self.size, self.fps, self.timing, self.written, self.muxer = size, fps, timing, 0, None
-        self.process, self.log = start_ffmpeg(_encode_graph(self.path, start, end, source, settings, streams), stdin=True)
+        self.time_base = time_base or 1 / Fraction(fps)
+        graph = _encode_graph(self.path, start, end, source, settings, streams, self.time_base)
+        self.process, self.log = start_ffmpeg(graph, stdin=True)
 
     def write(self, frame: np.ndarray) -> None:
         try:
             if self.muxer is None:  # the first frame says whether 8 or 16 bits go down the pipe
-                self.muxer = _TimedFrames(self.process.stdin, self.size, frame.dtype == np.uint16, self.fps)
+                self.muxer = _TimedFrames(self.process.stdin, self.size, frame.dtype == np.uint16, self.fps, self.time_base)
             self.muxer.write(frame, *self.timing(self.written))
         except (OSError, av.FFmpegError):
             self._fail()
@@ -438,25 +445,22 @@ class Writer:
         raise OutputError(f"{self.name}: ffmpeg failed to encode ({words})")
 
 
-_TIME_BASE = Fraction(1, 90000)  # of the timestamped frames handed to ffmpeg: MPEG's clock, exact to 11 us
-
-
 class _TimedFrames:
     """Raw frames with their presentation times, muxed as NUT into ffmpeg's stdin: a variable frame
     rate passes as it is, with no guess of a constant rate."""
 
-    def __init__(self, pipe, size: tuple[int, int], deep: bool, fps: Fraction):
+    def __init__(self, pipe, size: tuple[int, int], deep: bool, fps: Fraction, time_base: Fraction):
         self.container = av.open(pipe, "w", format="nut")
         self.stream = self.container.add_stream("rawvideo", rate=fps)  # the nominal rate, for the encoder's rate control
-        self.stream.codec_context.time_base = _TIME_BASE
+        self.stream.codec_context.time_base = self.time_base = time_base
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = self.format = "rgb48le" if deep else "rgb24"
-        self.stream.time_base = _TIME_BASE
+        self.stream.time_base = time_base
 
     def write(self, frame: np.ndarray, time: float, until: float) -> None:
         image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=self.format)
-        image.pts, image.time_base = round(time / _TIME_BASE), _TIME_BASE
-        image.duration = max(1, round(until / _TIME_BASE) - image.pts)
+        image.pts, image.time_base = round(time / self.time_base), self.time_base
+        image.duration = max(1, round(until / self.time_base) - image.pts)
         for packet in self.stream.encode(image):
             self.container.mux(packet)
 
@@ -467,12 +471,13 @@ class _TimedFrames:
 
 
 def _encode_graph(path: Path, start: float, end: float, source: VideoInfo | None, settings: EncodeSettings,
-                  streams: Streams):
+                  streams: Streams, time_base: Fraction):
     """ffmpeg-python's graph: the timed frames converted to the tagged bt709 the output says it holds,
     and the source's other streams beside them."""
-    video = ffmpeg.input("pipe:", format="nut").video.filter(
-        "scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int")
-    inputs, args = [video], {"fps_mode": "passthrough", "enc_time_base": f"{_TIME_BASE.numerator}:{_TIME_BASE.denominator}", **_BT709_TAGS}
+    video = (ffmpeg.input("pipe:", format="nut").video
+             .filter("scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int")
+             .filter("setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv"))  # frames' own tags win over -color_*
+    inputs, args = [video], {"fps_mode": "passthrough", "enc_time_base": f"{time_base.numerator}:{time_base.denominator}", **_BT709_TAGS}
     if source is not None and not source.files:
         other = ffmpeg.input(str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {}))
         inputs.append(other["a?"])  # also what keeps the source an input for its tags, where it has no audio
@@ -547,14 +552,16 @@ def encode(frames: Callable[[], Iterable[np.ndarray]], output: Path, size: tuple
     """
     if streams is None:
         streams = plan_streams(source, output, settings)
-    end = None
+    end, time_base = None, None
     if source is not None and count is not None:
         times, end = source.range_times(start, count), source.end_time(start, count)
         timing = lambda k: (times[k], times[k + 1] if k + 1 < count else end)  # noqa: E731
+        if source.variable_rate:
+            time_base = source.time_base  # the source's own clock: its timestamps exactly
     else:
         timing = lambda k: (k / fps, (k + 1) / fps)  # noqa: E731
     with atomic_path(output) as tmp:
-        writer = Writer(tmp, size, fps, timing, source, start, end, settings, streams, name=output)
+        writer = Writer(tmp, size, fps, timing, source, start, end, settings, streams, name=output, time_base=time_base)
         try:
             for frame in frames():
                 writer.write(frame)

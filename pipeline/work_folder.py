@@ -34,6 +34,7 @@ def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
     return digest.hexdigest()
 
 
+DECODE = "zimg, as tagged"  # how video frames are decoded: frames of an older decode are not resumed into
 BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0,
                    "hold_still": 0.0, "still_flow": False, "restore_still": False, "photo_check": False}
 
@@ -63,6 +64,7 @@ def work_folder(output: Path, source: Path, style_images: list[Path], style_sett
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
     if style_settings.size is None or style_settings.size > style_settings.coarse_threshold:
         style_only["large_scales"] = "curvature carried, newest pair"  # their frames changed with issue 18, and with the scale's fix
+    frames_only["decode"] = DECODE
     key = json.dumps([source_digest(source, files), [file_digest(p) for p in style_images], style_only, frames_only, layout],
                      sort_keys=True, default=str)
     name = f"frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"

@@ -55,7 +55,7 @@ def test_probe_rejects_non_videos(tmp_path):
         probe(truncated)
     sound = tmp_path / "sound.m4a"
     subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "aac", str(sound)], check=True)
-    with pytest.raises(InputError, match="sound.m4a: no video stream"):
+    with pytest.raises(InputError, match="sound.m4a: an audio-only file"):
         probe(sound)
 
 
