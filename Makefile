@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := ../shared/data
 OUTDIR  ?= out
 
-.PHONY: install test demo tubingen bench bench-video bench-cluster bench-long bench-print bench-temporal video folder clean help
+.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-temporal video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,7 +14,10 @@ install:  ## create .venv and install the project with its dev extras (pinned to
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 
-test:  ## run the test suite
+test:  ## the test suite without the end-to-end runs marked slow (minutes on 2 cores, CI's command)
+	$(BIN)/pytest -q -m "not slow"
+
+test-all:  ## every test, the slow end-to-end runs included (about half an hour on 2 AVX2 cores)
 	$(BIN)/pytest -q
 
 demo:  ## stylize the generated sample photo with the generated sample painting

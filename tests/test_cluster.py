@@ -62,6 +62,7 @@ def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_clust
         assert np.array_equal(np.asarray(Image.open(tmp_path / "local" / name)), np.asarray(Image.open(tmp_path / "ray" / name)))
 
 
+@pytest.mark.slow
 def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
     source = photo_tree(tmp_path / "in", 6)
     killed = []

@@ -13,6 +13,7 @@ from pipeline.errors import SettingsError
 from pipeline.settings import StyleSettings
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
 def test_evaluations_reuse_freed_memory_instead_of_faulting_in_fresh_pages(random_weights):
     """At 512 px the largest activations exceed glibc's 32 MB mmap limit: without

@@ -195,6 +195,7 @@ def test_kill_mid_batch_leaves_no_partial_output(tmp_path, starry_night):
     assert report["counts"]["skipped"] == len(done) and report["counts"]["done"] == 6 - len(done)
 
 
+@pytest.mark.slow
 def test_dry_run_estimate_counts_the_big_scales_of_a_full_size_photo(tmp_path, starry_night):
     """A 12 MP photo at --size full costs several times its 512 px run: four scales, the top ones tiled."""
     from pipeline.batch import estimate_seconds, plan

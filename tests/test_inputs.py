@@ -51,7 +51,8 @@ def rgb(path: Path) -> np.ndarray:
 
 def smaller(picture: Path, folder: Path) -> Path:
     path = folder / "picture-360.png"
-    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(picture)), (640, 360), interpolation=cv2.INTER_AREA))
+    small = cv2.resize(cv2.imread(str(picture)), (640, 360), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.GaussianBlur(small, (0, 0), 1))  # as soft per pixel as the 720p picture
     return path
 
 

@@ -119,6 +119,7 @@ def test_carried_curvature_never_crosses_a_scene_cut(tmp_path, clip, embedded_we
         assert carried[index] is not None and carried[index].scale == calls[index - 1][1].curvature.scale
 
 
+@pytest.mark.slow
 def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, starry_night):
     """--passes 3: a backward then a forward pass, each frame re-optimized toward its new neighbour:
     the result flickers less than the sequential pass alone; a pass killed half-way resumes to the

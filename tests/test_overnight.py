@@ -85,6 +85,7 @@ def frames_in(disk: Path) -> list[Path]:
     return sorted(disk.glob(".out.mp4.frames-*/0*.png"))
 
 
+@pytest.mark.slow
 def test_full_disk_during_frames_and_during_the_encode(tmp_path, starry_night):
     clip = lavfi_clip(tmp_path / "clip.mp4", frames=30)
     with small_disk(tmp_path / "disk", 4096) as disk:

@@ -38,6 +38,7 @@ def fp32_stylizer(embedded_weights):
     return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
 
 
+@pytest.mark.slow
 def test_tiled_loss_and_gradient_equal_the_whole_images(fp32_stylizer, tubingen):
     """Odd sizes (203 x 270: neither side on the 16 px grid), cores of 64 px whose halos cross
     pooling windows and reach the image's borders; conv1_1 to conv5_1 and TV."""
@@ -142,6 +143,7 @@ def test_an_image_too_big_for_max_memory_runs_tiled_within_it(starry_night):
     assert tiled["tiles"] > 1 and tiled["growth"] <= budget
 
 
+@pytest.mark.slow
 def test_a_large_scale_starts_from_the_curvature_of_the_scale_below(embedded_weights, tubingen, starry_night, monkeypatch):
     """With a budget of a few evaluations, a cold L-BFGS start spends them finding its step length;
     the scale below's curvature gives it a step of the right size at once: lower loss, same evaluations."""

@@ -228,16 +228,17 @@ def test_first_frame_scales_only_keys_the_work_folder_when_it_has_an_effect(tmp_
 
 
 def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
-    """A sequential run's key is pinned: a change would make every unfinished run start over."""
+    """A sequential run's key is pinned: a change makes every unfinished run start over, so it changes
+    only when frames written earlier would not match new ones (as when the decode changed)."""
     from pipeline.work_folder import work_folder
 
     source, style = tmp_path / "in.mp4", tmp_path / "style.jpg"
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
-    before_issue_19 = VideoSettings(temporal_frames=(1,), carry_curvature=False, evaluations_next=0, temporal_weight=1e3, still_flow=False,
+    older_defaults = VideoSettings(temporal_frames=(1,), carry_curvature=False, evaluations_next=0, temporal_weight=1e3, still_flow=False,
                                     restore_still=False, photo_check=False, first_frame_scales=2)
-    folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), before_issue_19)
-    assert folder == tmp_path / ".out.mp4.frames-57bb3f838d95fbc8"  # the old defaults keep their runs' folder
+    folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), older_defaults)
+    assert folder == tmp_path / ".out.mp4.frames-88a2cc6ef395fd4f"  # the old defaults keep their runs' folder
     assert work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings()) != folder  # new frames, new folder
 
 
