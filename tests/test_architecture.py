@@ -74,7 +74,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 # each child starts with no `pipeline` module loaded, so none has done the imports another forgot.
 # A library in sys.modules puts no name into a module that forgot to import it.
 IMPORT_EACH_ALONE = """
-import json, os, sys
+import json, os, sys, traceback
 import cv2, numpy, PIL.Image, torch, torchvision
 results = {}
 for module in sys.argv[1:]:
@@ -85,8 +85,7 @@ for module in sys.argv[1:]:
         try:
             __import__("pipeline." + module)
             message = "imported ray" if "ray" in sys.modules else ""
-        except BaseException as error:
-            import traceback
+        except BaseException:
             message = traceback.format_exc()[-2000:]
         os.write(write, message.encode() or b"ok")
         os._exit(0)
