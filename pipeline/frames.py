@@ -442,11 +442,13 @@ def stylize_frames(frames: Iterable[np.ndarray], frame_stylizer: FrameStylizer, 
                     previous_out = read_frame(frame_path(work_dir, index - 1))
                 previous_out, stats = frame_stylizer(frame, None if warm_from is None else (warm_from, previous_out),
                                                      index, shot.earlier(index))
+                report = FrameReport(index, total, frame_stylizer.is_cold(warm_from), cut, False, **stats)
+                # logged before the frame lands, so that every frame on disk has its line (a kill between the two
+                # leaves a line for a frame the rerun makes again; readers take a frame's last line)
+                frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
                 write_frame(path, previous_out)
                 drop_flows(work_dir, index - 1)
                 done.computed += 1
-                report = FrameReport(index, total, frame_stylizer.is_cold(warm_from), cut, False, **stats)
-                frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
             shot.add(index, frame, previous_out)
             if on_frame:
                 on_frame(report)
