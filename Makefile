@@ -27,7 +27,7 @@ demo:  ## stylize the generated sample photo with the generated sample painting
 tubingen:  ## the README's real-world run: tubingen x starry_night at 512 px
 	$(BIN)/stylize image $(DATA)/contents/tubingen.jpg -s $(DATA)/styles/starry_night.jpg -o $(OUTDIR)/tubingen_starry.jpg --overwrite
 
-bench:  ## engine benchmarks (issue 7); results go to docs/benchmarks.md by hand
+bench:  ## engine benchmarks; results go to docs/benchmarks.md by hand
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:  ## remove outputs and caches (keeps .venv)

@@ -1,4 +1,4 @@
-"""Ray scale-out (issue 11): items per minute for a folder run locally and over Ray with 1 and
+"""Ray scale-out: items per minute for a folder run locally and over Ray with 1 and
 2 single-CPU workers on this machine, Ray's per-item overhead, and a projection for N machines.
 Run: make bench-cluster
 """
@@ -45,8 +45,7 @@ def timed(source: Path, output: Path, cluster: ClusterSettings | None) -> tuple[
 
 
 # (clip, overlap, chunk frames, chunks inside a shot start from its first result, --hold-still,
-# first frame's iterations: None the tool's default, 300 with its early stop; 40 as measured before
-# the sixth session, which leaves the first frame unconverged, so each chunk's chain goes on
+# first frame's iterations: None the tool's default, 300 with its early stop; 40, which leaves the first frame unconverged, so each chunk's chain goes on
 # converging it and the chunks part ways): car-detection's first two seconds are still,
 # bottle-detection's camera never moves; overlaps of 6 in 60 and 15 in 150 are 10 % extra work, 36 in 150
 # (the default) 24 %

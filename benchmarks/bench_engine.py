@@ -1,4 +1,4 @@
-"""Engine benchmarks (issue 7): per-evaluation cost vs a bare VGG pass, peak RSS, 300-iteration
+"""Engine benchmarks: per-evaluation cost vs a bare VGG pass, peak RSS, 300-iteration
 runs with and without coarse-to-fine, and pastiche's command line as a peer.
 
 Each measurement runs in its own process so that its peak RSS is its own. Prints a markdown
@@ -36,7 +36,7 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
     - network: forward to the deepest layer in use, backward to the pixels with a gradient
       entering at every layer the losses read (what any loss on those layers must pay);
     - deepest: the same with a gradient entering at the deepest layer only;
-    - autocast (bf16 only): the deepest-only pass as issue 10 measured its bare pass, fp32
+    - autocast (bf16 only): the deepest-only pass, with a bare pass in fp32
       weights under bf16 autocast (the engine stores its weights in bf16 instead).
     """
     from pipeline.engine import Plan

@@ -1,4 +1,4 @@
-"""Soak benchmark (issue 16): real runs that last longer than 15 minutes, as a user's overnight run.
+"""Soak benchmark: real runs that last longer than 15 minutes, as a user's overnight run.
 
 Each case runs the `stylize` command line in a child process, its output to a log file (never an
 unread pipe), samples the resident memory of the process and its ffmpeg children every minute,
@@ -7,6 +7,8 @@ every photo of a folder done and linked from a valid gallery.
 
   car      the whole car-detection.mp4 (377 frames, AAC audio)
   bottle   the whole bottle-detection.mp4 (1189 frames, a fixed camera) with --hold-still 0.03
+  phone    car-detection.mp4 made into a phone's clip: HEVC 10-bit HLG (bt2020), variable frame rate,
+           rotated 90 degrees, two audio tracks and a creation time
   lavfi    a ten-minute clip made with ffmpeg's lavfi sources (moving testsrc2, sine audio)
   folder   500 generated photos of assorted sizes in a tree
 
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -110,6 +113,44 @@ def lavfi_clip(path: Path, seconds: int, fps: int, size: str) -> Path:
     return path
 
 
+def phone_clip(source: Path, path: Path) -> Path:
+    """`source` as a phone writes it: HEVC 10-bit HLG, every 8th frame held twice as long, rotated, two audio tracks."""
+    frame = f"1/{float(probe(source).fps)}"
+    hlg = ("zscale=transferin=709:primariesin=709:matrixin=709:rangein=limited:"
+           "transfer=arib-std-b67:primaries=2020:matrix=2020_ncl:range=limited:npl=100,format=yuv420p10le,"
+           f"setpts='(N+floor(N/8))*{frame}/TB'")
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", "-noautorotate", "-display_rotation", "90", "-i", str(source),
+                    "-f", "lavfi", "-i", "sine=frequency=660",
+                    "-map", "0:v", "-map", "0:a", "-map", "1:a", "-vf", hlg, "-fps_mode", "passthrough",
+                    "-c:v", "libx265", "-crf", "20", "-x265-params", "log-level=error", "-colorspace", "bt2020nc",
+                    "-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-color_range", "tv",
+                    "-c:a", "aac", "-shortest", "-metadata", "creation_time=2026-07-14T18:30:00Z",
+                    str(path)],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return path
+
+
+def phone_checks(source: Path, output: Path) -> dict[str, object]:
+    """A phone clip's output: every frame at its input time, both audio tracks, upright, the creation time kept."""
+    if not output.is_file():
+        return {"output": "missing"}
+    into, out = probe(source), probe(output)
+    offset = out.times[0] - into.times[0]
+    drift = max((abs(a - b - offset) for a, b in zip(out.times, into.times)), default=float("inf"))
+    created = [container_tag(path, "creation_time") for path in (source, output)]
+    return {"frames": f"{out.frames} / {into.frames}", "variable rate": f"{out.variable_rate} / {into.variable_rate}",
+            "largest time error ms": round(drift * 1000, 3), "audio": f"{out.audio} / {into.audio}",
+            "size": f"{out.width}x{out.height} (input {into.width}x{into.height}, rotation {into.rotation})",
+            "creation time": " / ".join(created),
+            "equal": out.frames == into.frames and drift <= 1e-3 and len(out.audio) == len(into.audio) == 2
+            and (out.width < out.height) == (into.width < into.height) and created[0] == created[1]}
+
+
+def container_tag(path: Path, tag: str) -> str:
+    with av.open(str(path)) as container:
+        return str(container.metadata.get(tag, ""))
+
+
 def make_photos(folder: Path, count: int) -> Path:
     """`count` photos in a tree of ten folders: sizes 160-800 px, JPEG and PNG, smooth shapes and noise."""
     rng = np.random.default_rng(0)
@@ -164,8 +205,9 @@ def markdown(run: Soak) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", help="car, bottle, lavfi, folder (default: car, lavfi, folder)")
+    parser.add_argument("cases", nargs="*", help="car, bottle, phone, lavfi, folder (default: car, lavfi, folder)")
     parser.add_argument("--car-size", type=int, default=320)
+    parser.add_argument("--phone-size", type=int, default=256)
     parser.add_argument("--bottle-size", type=int, default=192)
     parser.add_argument("--lavfi-fps", type=int, default=2)
     parser.add_argument("--lavfi-size", type=int, default=160)
@@ -174,9 +216,9 @@ def main() -> None:
     parser.add_argument("--photo-iterations", type=int, default=15)
     parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
     args = parser.parse_args()
-    unknown = set(args.cases) - {"car", "bottle", "lavfi", "folder"}
+    unknown = set(args.cases) - {"car", "bottle", "phone", "lavfi", "folder"}
     if unknown:
-        parser.error(f"unknown case {', '.join(sorted(unknown))}: use car, bottle, lavfi or folder")
+        parser.error(f"unknown case {', '.join(sorted(unknown))}: use car, bottle, phone, lavfi or folder")
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-long-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"## make bench-long — {time.strftime('%Y-%m-%d')}, {cpu_description()}\n", flush=True)
@@ -194,6 +236,12 @@ def main() -> None:
                 "video", str(source), "-s", str(STYLE), "-o", str(output), "--size", str(args.bottle_size), "--hold-still", "0.03",
                 "--overwrite"], work)
             run.checks.update(video_checks(source, output))
+        elif case == "phone":
+            source = phone_clip(DATA / "videos" / "car-detection.mp4", work / "phone.mov")
+            output = work / "phone-styled.mp4"
+            run = soak("car-detection as a phone's clip (HEVC 10-bit HLG, VFR, rotated, two audio tracks)", [
+                "video", str(source), "-s", str(STYLE), "-o", str(output), "--size", str(args.phone_size), "--overwrite"], work)
+            run.checks.update(phone_checks(source, output))
         elif case == "lavfi":
             source = lavfi_clip(work / "lavfi-10min.mp4", 600, args.lavfi_fps, "320x180")
             output = work / "lavfi-styled.mp4"

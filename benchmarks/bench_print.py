@@ -1,4 +1,4 @@
-"""Print-size benchmark (issue 18): a 4032x3024 photo stylized at its full size.
+"""Print-size benchmark: a 4032x3024 photo stylized at its full size.
 
 A camera-size photo (golden_gate.jpg upscaled to 4032x3024, as a phone takes them) runs through
 `--size full`: coarse-to-fine from about 512 px up, each scale within the memory budget (tiled
@@ -145,7 +145,7 @@ def crop_pair(full: Path, small: Path, width: int) -> str:
 
 
 def report(args: argparse.Namespace, photo: Path, full: dict, small: dict, judged: dict, crop: str, outputs: dict) -> str:
-    lines = [f"## Print size (issue 18) — `make bench-print`, {date.today()}", "",
+    lines = [f"## Print size — `make bench-print`, {date.today()}", "",
              f"Machine: {cpu_description()}. Photo: {photo.name}; style starry_night.jpg; --max-memory {args.max_memory}.", "",
              "| scale | size | iterations / budget | evaluations | tiles | wall | peak RSS at its end |",
              "|---|---|---|---|---|---|---|"]

@@ -1,10 +1,10 @@
 """Video benchmarks on car-detection.mp4 with starry_night at 384 px. Prints markdown; plots and
 frame strips go to docs/images/. Run: make bench-video [ARGS=...]
 
-Default (issue 10): 24 frames with the default settings, and a reference configuration (every
+Default: 24 frames with the default settings, and a reference configuration (every
 frame cold, 300 L-BFGS iterations, fp32, no coarse-to-fine) on the first 6 of them, in the same
 run: per frame wall seconds, evaluations, style and content loss; warping errors.
---warm-starts (issue 8): the first frame stylized once and shared; each warm-start mode and
+--warm-starts: the first frame stylized once and shared; each warm-start mode and
 disocclusion fill then runs the following frames from it.
 --memory: peak RSS of a 30-frame and a 300-frame run.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.bench_engine import evaluation_overhead, overhead_header, overhead_row
 from pipeline.device import cpu_description
-from pipeline.engine import Stylizer, halving_ladder, smallest_side
+from pipeline.engine import Plan, Stylizer, halving_ladder, smallest_side
 from pipeline.frames import FrameStylizer
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
@@ -78,7 +78,7 @@ def peak_rss_for(frames: int) -> float:
 
 
 def memory_section() -> None:
-    """Issue 8: memory stays flat however long the video."""
+    """Memory stays flat however long the video."""
     print("\nMemory over the length of a video (bottle-detection.mp4, 128 px, 5/2 iterations; whole run in a fresh process):\n")
     print("| frames | peak RSS MiB |\n| --- | --- |")
     for frames in (30, 300):
@@ -128,7 +128,7 @@ def timed_sequence(frame_stylizer: FrameStylizer, frames: list[np.ndarray], cold
 
 
 def speed_section(frames: list[np.ndarray], size: int, reference_frames: int) -> None:
-    """Issue 10: the default configuration against the cold fp32 reference, in one run."""
+    """The default configuration against the cold fp32 reference, in one run."""
     style_image = load_rgb(STYLE)
     default = timed_sequence(FrameStylizer(Stylizer(StyleSettings(size=size), [style_image]), VideoSettings()), frames, cold=False)
     reference_settings = StyleSettings(size=size, iterations=300, precision="fp32", coarse_to_fine=False, tolerance=0.0)
@@ -179,10 +179,12 @@ def first_frame_table(frame: np.ndarray, reference: dict, size: int) -> None:
     reference_total = reference["losses"]["style"] + reference["losses"]["content"]
     for scales in (1, 2, 3):
         start = time.perf_counter()
-        _, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=scales))(Frame(frame), None)
-        wall, losses = time.perf_counter() - start, info["losses"]
+        plan = Plan() if scales == 1 else Plan(scales=scales, iterations=stylizer.settings.iterations // scales)
+        result = stylizer.stylize(to_tensor(to_float(frame)), plan)
+        wall, losses = time.perf_counter() - start, result.losses
+        info = {"evaluations": result.evaluations}
         sizes = " > ".join(str(max(s)) for s in halving_ladder(*frame.shape[:2], scales, smallest_side(stylizer.settings)))
-        print(f"| {scales}{' (default)' if scales == VideoSettings.first_frame_scales else ''} | {sizes} | {wall:.1f} | {info['evaluations']} | "
+        print(f"| {scales}{' (default)' if scales == 1 else ''} | {sizes} | {wall:.1f} | {info['evaluations']} | "
               f"{losses['style'] / reference['losses']['style']:.3f} | {losses['content'] / reference['losses']['content']:.3f} | "
               f"{(losses['style'] + losses['content']) / reference_total:.3f} |")
 
@@ -248,7 +250,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--reference-frames", type=int, default=6)
     parser.add_argument("--size", type=int, default=384)
-    parser.add_argument("--warm-starts", action="store_true", help="issue 8's comparison of warm starts and fills (8 frames)")
+    parser.add_argument("--warm-starts", action="store_true", help="compare the warm starts and fills (8 frames)")
     parser.add_argument("--cold-frames", type=int, default=4, help="with --warm-starts: frames of the every-frame-cold baseline")
     parser.add_argument("--memory", action="store_true", help="only the peak-RSS-over-length check")
     parser.add_argument("--overhead", action="store_true", help="only the per-evaluation overhead table")

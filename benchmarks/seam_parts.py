@@ -1,11 +1,11 @@
-"""Where a Ray seam comes from (issue 19): the two chunks of `bench_cluster`'s seam case run one
+"""Where a Ray seam comes from the two chunks of `bench_cluster`'s seam case run one
 after the other in this process (no Ray), every frame kept lossless, and for each frame of the
 overlap the mean squared difference between the two chunks and of each from the shot's first
 result; then the seam and inside warping errors of the assembled, unencoded frames, and the seam
 pairs' error against the same pairs of one unchunked run (the clip's own motion there).
 
 Run: python -m benchmarks.seam_parts [--clip bottle] [--chunk 60] [--overlap 6] [--first 40]
-[--video '{"anchor_weight": 0.3}']. Prints JSON (differences in units of 1e-4, pixels in [0, 1]).
+[--video '{"hold_still": 0.03}']. Prints JSON (differences in units of 1e-4, pixels in [0, 1]).
 """
 
 from __future__ import annotations

@@ -37,6 +37,24 @@ def _click_errors() -> tuple[type[Exception], ...]:
     return tuple(kind for kind in kinds if kind is not None)
 
 
+REMOVED = {  # options that measurements rejected, with what to do instead (docs/benchmarks.md, make bench-temporal)
+    "--anchor-weight": "it held a still background at the price of flicker; for a fixed camera use --hold-still 0.03",
+    "--flow-snap": "it flickered more than it saved; the flow is already taken as zero where the camera is still",
+    "--still-flow": "the still-aware flow is always on",
+    "--no-still-flow": "the still-aware flow is always on",
+    "--first-frame-scales": "a shot's first frame runs as a photo does; use --coarse-to-fine on|off",
+}
+
+
+def usage_message(error: Exception) -> str:
+    """click's message in one line; for an option that was removed, what to do instead."""
+    name = getattr(error, "option_name", None)
+    if type(error).__name__ == "NoSuchOption" and name in REMOVED:
+        return f"{name} was removed: {REMOVED[name]}"
+    message = " ".join(line.strip() for line in error.format_message().splitlines() if line.strip())
+    return message.replace("Value error, ", "")
+
+
 class OneLineErrors(TyperGroup):
     """Usage errors (unknown option, bad choice, number out of range) as one line `error: ...` on
     stderr and exit code 2, as the library's errors, instead of click's usage box."""
@@ -54,8 +72,7 @@ class OneLineErrors(TyperGroup):
                 if error.format_message():  # empty where rich printed the help already
                     typer.echo(error.format_message(), err=True)
             else:
-                message = " ".join(line.strip() for line in error.format_message().splitlines() if line.strip())
-                err.print(f"[bold red]error:[/] {escape(message.replace('Value error, ', ''))}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(usage_message(error))}", highlight=False, soft_wrap=True)
             code = error.exit_code
         except typer.Abort as abort:
             if isinstance(abort.__cause__, KeyboardInterrupt):  # a signal outside a command's own handling
@@ -163,7 +180,7 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
 Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (each input's own; big photos run coarse-to-fine from 512 px up, in tiles that fit --max-memory).")]
 MaxMemory = Annotated[str, typer.Option("--max-memory", help="Working memory one image may use besides the network, e.g. 4G or 500M; larger images are evaluated in tiles. auto: a fifth of the RAM, at most half of what is free (GPU: 70 % of its free memory).")]
-Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px, with at most 1.25x as many loss evaluations (a line search can take several an iteration). A larger scale gets iterations x (512/side)^2 loss evaluations, at least 10, starting from the curvature of the scale below (video: see --first-frame-scales).")]
+Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px, with at most 1.25x as many loss evaluations (a line search can take several an iteration). A larger scale gets iterations x (512/side)^2 loss evaluations, at least 10, starting from the curvature of the scale below.")]
 ContentWeight = Annotated[float, typer.Option(min=0, help="Weight a of the content loss (losses are normalized; see README).")]
 StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]
@@ -291,16 +308,12 @@ CLUSTER = ClusterSettings()
 
 def _video_options(
     video_init: Annotated[WarmStart, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.warm_start,
-    first_frame_scales: Annotated[int, typer.Option(min=1, help="Frames with no warm start (the first of each shot) run coarse-to-fine over at least this many sizes, each half the next; where --coarse-to-fine gives fewer, --iterations is split evenly among them. 1: as a photo; --coarse-to-fine off: one size.")] = VIDEO.first_frame_scales,
     iterations_next: Annotated[int, typer.Option(min=0, help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
     patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
     temporal_weight: Annotated[float, typer.Option(min=0, help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
     temporal_frames: Annotated[str, typer.Option(help="Earlier results the temporal loss warps onto each frame, in frames back, comma-separated (1: the previous frame only; 1,2,4 adds long-term ones; the closest counts where several agree).")] = ",".join(map(str, VIDEO.temporal_frames)),
-    anchor_weight: Annotated[float, typer.Option(min=0, help="Weight (x --temporal-weight) of a term that holds each frame to the shot's first result warped onto it, which closer frames do not override: a still background drifts less over a long shot (0: off).")] = VIDEO.anchor_weight,
-    evaluations_next: Annotated[int, typer.Option(min=0, help="Loss evaluations a frame after the first of a shot may take (0: 1.25x --iterations-next).")] = VIDEO.evaluations_next,
+    evaluations_next: Annotated[int, typer.Option(min=1, help="Loss evaluations a frame after the first of a shot may take, line searches included.")] = VIDEO.evaluations_next,
     carry_curvature: Annotated[bool, typer.Option("--carry-curvature/--no-carry-curvature", help="Start each later frame's L-BFGS from the curvature frame t-1 ended with (never across a scene cut): a well-scaled first step.")] = VIDEO.carry_curvature,
-    flow_snap: Annotated[float, typer.Option(min=0, help="Pixels: flow displacements shorter than this move nothing when a result is warped onto the next frame (noise on a still background would resample it, and the blur adds up over a long shot; 0: off).")] = VIDEO.flow_snap,
-    still_flow: Annotated[bool, typer.Option(help="Where two frames match in place as well as along the optical flow, take the flow as zero: on a still background DIS reports noise of a few tenths of a pixel, now and then a few pixels, and results warped by it blur and wander over a long shot.")] = VIDEO.still_flow,
     restore_still: Annotated[bool, typer.Option(help="For a still camera: where something just left (pixels the flow cannot vouch for) and the input looks as in the shot's first frame, start from that frame's result in today's light instead of the raw content; started from the content, those pixels keep a half-painted trail.")] = VIDEO.restore_still,
     photo_check: Annotated[bool, typer.Option(help="Vouch for a pixel of the warped previous result only where the input warped along the same flow looks alike too: DIS smooths a moving object's motion over the flat ground behind it, and its strokes are dragged along.")] = VIDEO.photo_check,
     hold_still: Annotated[float, typer.Option(min=0, max=1, help="For a fixed camera: pixels whose input (slightly blurred, a change of light set aside) differs by less than this (mean RGB, 0-1; try 0.03) from the frame their result was made on keep that result, in the new light, instead of being re-optimized; where something passed, a pixel is re-optimized for 20 more frames first. Frames where the camera moves hold nothing (0: off).")] = VIDEO.hold_still,

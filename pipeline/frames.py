@@ -25,7 +25,6 @@ from pipeline.temporal import (MASK_BLUR_SIGMA, FlowEstimator, Frame, WarpedPrev
 from pipeline.work_folder import (FrameLog, curvature_path, drop_flows, flow_path, frame_path, key_path, read_flows, read_frame,
                                   write_atomically, write_flows, write_frame)
 
-ANCHOR_CHANGE = 0.06  # mean RGB difference (0-1) above which a pixel no longer looks as in the shot's first frame
 RESTORE_CHANGE = 0.03  # mean RGB (0-1): a pixel's input looks as in the shot's first frame (--restore-still)
 RESTORE_LIGHT_LIMIT = 0.3  # mean RGB (0-1): the camera's exposure (the frame's median change of light; car-detection's moves by 0.12 as bright cars pass) is followed up to this
 PASS_BLEND = 0.5  # later passes: share of the neighbour's warped result in a frame's starting image
@@ -68,7 +67,7 @@ class Earlier:
     index: int
     frame: Frame
     result: np.ndarray  # its stylized frame, uint8
-    anchor: bool = False  # the shot's first frame: a term of its own, which closer frames do not override
+    anchor: bool = False  # the shot's first frame, kept for --restore-still beyond the long-term offsets
 
 
 @dataclass
@@ -109,7 +108,7 @@ class FrameStylizer:
 
     def __init__(self, stylizer: Stylizer, video: VideoSettings, work_dir: Path | None = None):
         self.stylizer, self.video, self.work_dir = stylizer, video, work_dir
-        self.flows = FlowEstimator(still=video.still_flow)
+        self.flows = FlowEstimator()
         self.curvature: tuple[int, Curvature] | None = None  # (frame index, what its L-BFGS ended with)
         self.key: tuple[int, Key] | None = None  # (frame index, the key after it): --hold-still
 
@@ -132,7 +131,7 @@ class FrameStylizer:
             held, hold = held_pixels(key, still)
             flow_seconds = time.perf_counter() - start
             plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
-                        evaluations=self.video.evaluations_next or None, extra_terms=tuple(extra), curvature=self.carried(index),
+                        evaluations=self.video.evaluations_next, extra_terms=tuple(extra), curvature=self.carried(index),
                         hold=hold)
             result = self.stylizer.stylize(to_tensor(content), plan)
         self.keep_curvature(index, result)
@@ -169,12 +168,7 @@ class FrameStylizer:
         if self.video.temporal_weight <= 0:
             return init, [], still
         target = long_term([carried, *(self.carry_earlier(frame, index, item) for item in earlier if not item.anchor)])
-        terms = [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
-        # The closest frame wins in the term above, so on a still background only t-1 counts and
-        # small changes add up over a long shot; the shot's first result holds it where the flow agrees.
-        terms += [Term("anchor", temporal_loss(self.carry_anchor(frame, index, item)), self.video.temporal_weight * self.video.anchor_weight)
-                  for item in earlier if item.anchor and self.video.anchor_weight > 0]
-        return init, terms, still
+        return init, [Term("temporal", temporal_loss(target), self.video.temporal_weight)], still
 
     def shot_head(self, frame: Frame, shot_first: tuple[Frame, np.ndarray], flows: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict]:
         """The first frame of a chunk inside a shot (--ray): the shot's first result carried onto it
@@ -195,11 +189,11 @@ class FrameStylizer:
     def refine(self, frame: Frame, own: np.ndarray, neighbour: tuple[Frame, np.ndarray]) -> tuple[np.ndarray, dict]:
         """A later pass (--passes): this frame's result blended with its neighbour's new result warped
         onto it where the flow agrees, then re-optimized briefly with the temporal loss toward it."""
-        carried = carry_over(to_float(neighbour[1]), neighbour[0], frame, self.flows, self.video.flow_snap)
+        carried = carry_over(to_float(neighbour[1]), neighbour[0], frame, self.flows)
         share = carried.mask[..., None] * PASS_BLEND
         init = share * carried.image + (1 - share) * to_float(own)
         plan = Plan(init=to_tensor(init), iterations=self.video.iterations_next, patience=self.video.patience_next,
-                    evaluations=self.video.evaluations_next or None, extra_terms=(Term("temporal", temporal_loss(carried), self.video.temporal_weight),))
+                    evaluations=self.video.evaluations_next, extra_terms=(Term("temporal", temporal_loss(carried), self.video.temporal_weight),))
         return frame_and_stats(self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan), frame.rgb.dtype)
 
     def flows_to(self, frame: Frame, index: int, item: Earlier) -> tuple[np.ndarray, np.ndarray]:
@@ -221,18 +215,10 @@ class FrameStylizer:
     def warped(self, result: np.ndarray, frame: Frame, earlier: Frame, backward: np.ndarray, forward: np.ndarray) -> WarpedPrevious:
         """An earlier result carried onto `frame`, vouched for where the flows agree (and, with
         --photo-check, where the earlier input carried along them looks like this one)."""
-        carried = warp_along(result, backward, forward, snap=self.video.flow_snap)
+        carried = warp_along(result, backward, forward)
         if not self.video.photo_check:
             return carried
         return WarpedPrevious(carried.image, carried.mask * looks_alike(frame, earlier, backward))
-
-    def carry_anchor(self, frame: Frame, index: int, item: Earlier) -> WarpedPrevious:
-        """The shot's first result warped onto this frame, only where the input itself still looks as it
-        did then: over a long span the flows can agree on what has changed (someone passed and left),
-        and a term holding such pixels to the old picture flickers as they come and go."""
-        backward, forward = self.flows_to(frame, index, item)
-        held = warp_along(to_float(item.result), backward, forward, snap=self.video.flow_snap)
-        return WarpedPrevious(held.image, held.mask * looks_alike(frame, item.frame, backward, ANCHOR_CHANGE, blur=0))
 
     def carried(self, index: int) -> Curvature | None:
         """Frame t-1's curvature when carrying is on: in memory, or saved in the work folder by the run that made t-1."""
@@ -278,28 +264,16 @@ class FrameStylizer:
             key_path(self.work_dir, index - 2).unlink(missing_ok=True)
 
     def cold_start(self, content: np.ndarray) -> Result:
-        """A frame with no warm start: the first of a shot (every frame with --video-init content).
-
-        Coarse-to-fine over at least `first_frame_scales` sizes: where the photo ladder
-        (--coarse-to-fine) is shorter, that many sizes, each half the next, share the iteration
-        budget evenly. On car-detection.mp4 at 384 px, 192 then 384 px at 150 iterations each took
-        2/3 of the time of 300 at 384 px for about the same total loss (less style, more content).
-        --coarse-to-fine off keeps one scale.
-        """
-        settings, image = self.stylizer.settings, to_tensor(content)
-        ladder = Plan(scales=self.video.first_frame_scales)
-        scales, photo_scales = len(self.stylizer.ladder(image, ladder)), len(self.stylizer.ladder(image))
-        if settings.coarse_to_fine is False or scales <= photo_scales or settings.iterations < scales:
-            return self.stylizer.stylize(image)
-        return self.stylizer.stylize(image, Plan(scales=scales, iterations=settings.iterations // scales))
+        """A frame with no warm start, the first of a shot (every frame with --video-init content): as a photo."""
+        return self.stylizer.stylize(to_tensor(content))
 
 
 class Shot:
     """The frames of the current shot that a later frame looks back at: the last max(temporal_frames)
-    and, with an anchor weight, the first. Results this run did not make are read back from the work folder."""
+    and, with --restore-still, the first. Results this run did not make are read back from the work folder."""
 
     def __init__(self, video: VideoSettings, work_dir: Path):
-        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.anchor_weight > 0 or video.restore_still, work_dir
+        self.offsets, self.anchor, self.work_dir = sorted(video.temporal_frames), video.restore_still, work_dir
         self.recent: deque[list] = deque(maxlen=max(self.offsets))
         self.first: list | None = None
 

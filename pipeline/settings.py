@@ -232,19 +232,15 @@ class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
     warm_start: WarmStart = "flow"  # of frame t: flow-warped / unwarped result of t-1, or cold
-    first_frame_scales: int = 1  # cold frames: at least this many coarse-to-fine sizes, sharing the budget where the photo ladder has fewer (2 before issue 19: the chain kept its 12 % more content loss)
     iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
     patience_next: int = 5  # early-stop window (iterations) of those frames
     temporal_weight: float = 1e4  # lambda of the temporal loss (0: off); only with warm_start "flow"
     temporal_frames: tuple[int, ...] = (1, 2, 4)  # earlier results the temporal loss warps onto a frame, in frames back
-    anchor_weight: float = 0.0  # x temporal_weight: the shot's first result, a term of its own (0: off; still backgrounds drift less)
-    evaluations_next: int = 8  # loss evaluations a later frame may take (0: 1.25x iterations_next, as before issue 19)
+    evaluations_next: int = 8  # loss evaluations a later frame may take: its budget, line searches included
     carry_curvature: bool = True  # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
     hold_still: float = 0.0  # a fixed camera: pixels whose content differs by less than this (mean RGB, 0-1) from when their result was made keep it, in the new light (0: off)
     restore_still: bool = True  # a still camera: pixels the flow cannot vouch for start from the shot's first result where the input looks as then (not the raw content)
     photo_check: bool = True  # a pixel is vouched for only where the input warped along the flow looks alike too
-    still_flow: bool = True  # a still camera (`temporal.camera_still`): the flow is zero where its frames match in place (DIS reports noise there)
-    flow_snap: float = 0.0  # px: shorter displacements warp nothing (0: off); on bottle-detection 0.5 cut drift a little (5.7 -> 5.4 %) and flickered more (k=1 2.5 -> 7.7x)
     passes: int = 1  # more: refinement passes over the video after the sequential one, alternating direction
     fill: Fill = "content"  # what disoccluded pixels of the warm start take
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
@@ -258,17 +254,14 @@ class VideoSettings:
 
     def __post_init__(self) -> None:
         _choice("--video-init", self.warm_start, WarmStart)
-        _at_least("--first-frame-scales", self.first_frame_scales, 1, integer=True)
         _at_least("--iterations-next", self.iterations_next, 0, integer=True)
         _at_least("--patience-next", self.patience_next, 1, integer=True)
         _at_least("--temporal-weight", self.temporal_weight, 0)
         if not self.temporal_frames or 1 not in self.temporal_frames or any(
                 not isinstance(k, int) or k < 1 for k in self.temporal_frames):
             raise _fail("--temporal-frames", ",".join(map(str, self.temporal_frames)), "give frame distances that include 1, e.g. 1,2,4")
-        _at_least("--evaluations-next", self.evaluations_next, 0, integer=True)
+        _at_least("--evaluations-next", self.evaluations_next, 1, integer=True)
         _at_least("--passes", self.passes, 1, integer=True)
-        _at_least("--anchor-weight", self.anchor_weight, 0)
-        _at_least("--flow-snap", self.flow_snap, 0)
         _between("--hold-still", self.hold_still, 0, 1)
         _choice("--fill", self.fill, Fill)
         _between("--scene-threshold", self.scene_threshold, 0, 1)

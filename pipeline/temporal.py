@@ -132,20 +132,9 @@ class WarpedPrevious:
     mask: np.ndarray  # consistency mask, H x W
 
 
-def snapped(flow: np.ndarray, snap: float) -> np.ndarray:
-    """`flow` with displacements shorter than `snap` pixels set to zero. A still background gets a
-    flow of a few tenths of a pixel from noise; warping by it resamples the result bilinearly, and
-    frame after frame that blur adds up until the strokes fade (a long shot washes out)."""
-    if snap <= 0:
-        return flow
-    return np.where(((flow**2).sum(axis=2) < snap**2)[..., None], 0.0, flow).astype(flow.dtype)
-
-
-def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame, flows: FlowEstimator,
-               snap: float = 0.0) -> WarpedPrevious:
-    """The previous frame's result warped along the flow onto `frame` (displacements under `snap` px
-    kept still), with its consistency mask."""
-    return warp_along(previous_result, flows.flow(frame, previous_frame, True), flows.flow(previous_frame, frame, True), snap)
+def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame, flows: FlowEstimator) -> WarpedPrevious:
+    """The previous frame's result warped along the flow onto `frame`, with its consistency mask."""
+    return warp_along(previous_result, flows.flow(frame, previous_frame, True), flows.flow(previous_frame, frame, True))
 
 
 def chained_flows(first: Frame, later: Iterable[Frame], flows: FlowEstimator) -> tuple[Frame, np.ndarray, np.ndarray]:
@@ -208,9 +197,9 @@ def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
     return WarpedPrevious(image.astype(np.float32), np.clip(total, 0.0, 1.0).astype(np.float32))
 
 
-def warp_along(result: np.ndarray, backward: np.ndarray, forward: np.ndarray, snap: float = 0.0) -> WarpedPrevious:
+def warp_along(result: np.ndarray, backward: np.ndarray, forward: np.ndarray) -> WarpedPrevious:
     """An earlier result carried onto this frame with flows already computed (t->s and s->t)."""
-    return WarpedPrevious(warp(result, snapped(backward, snap)), consistency_mask(backward, forward))
+    return WarpedPrevious(warp(result, backward), consistency_mask(backward, forward))
 
 
 def fill_disocclusions(warped: WarpedPrevious, content: np.ndarray, fill: str) -> np.ndarray:

@@ -23,7 +23,7 @@ from pipeline.sources import open_reader, probe
 from pipeline.temporal_eval import temporal_errors
 from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Streams, VideoInfo, check_complete, check_encoder,
                                 default_codec, encode, even_size, is_crop, plan_streams)
-from pipeline.work_folder import FrameLog, frame_path, read_frame, work_folder
+from pipeline.work_folder import FrameLog, frame_path, other_work_folders, read_frame, work_folder
 
 __all__ = ["VideoResult", "check_range", "check_video_output", "stylize_video", "temporal_errors"]  # temporal_errors: for the CLI
 
@@ -109,6 +109,9 @@ def stylize_video(
     work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
     target = _plan_output(info, output, style_images, video, overwrite, work_dir)
     log = _input_notes(info, size) + list(target.streams.notes if target.streams else ())
+    if not work_dir.is_dir():
+        log += [f"{other}: frames of a run with other settings or an older version, not resumed; this run starts over "
+                "(delete that folder to free its space)" for other in other_work_folders(work_dir)]
     if cluster is None:
         frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
         with open_reader(info, size, video.start, video.duration) as reader:

@@ -34,9 +34,9 @@ def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
     return digest.hexdigest()
 
 
-DECODE = "zimg, as tagged"  # how video frames are decoded: frames of an older decode are not resumed into
-BEFORE_ISSUE_19 = {"temporal_frames": (1,), "anchor_weight": 0.0, "evaluations_next": 0, "carry_curvature": False, "flow_snap": 0.0,
-                   "hold_still": 0.0, "still_flow": False, "restore_still": False, "photo_check": False}
+# Bumped whenever frames made by the same settings would come out different (a new decode, a new
+# temporal term): a run from an older version then starts over in a new folder instead of mixing frames.
+SCHEMA = 3
 
 
 def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
@@ -47,31 +47,20 @@ def work_folder(output: Path, source: Path, style_images: list[Path], style_sett
     frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames", "passes")}
     if video.fps is None or (video.start == 0 and video.duration is None):
         del frames_only["fps"]  # a rate changes when frames are shown, and which ones only where a range is timed
-    frames_only["init"] = frames_only.pop("warm_start")  # its name before issue 17: finished runs keep their folder
-    for name, before in BEFORE_ISSUE_19.items():  # settings added later: their old behaviour keeps the old key
-        if frames_only[name] == before:
-            del frames_only[name]
-    if video.hold_still > 0:
-        frames_only["hold_light"] = "followed"  # held pixels follow the light since the fourth session of issue 19
-    if video.evaluations_next > 0:
-        frames_only["evaluation_cap"] = "hard"  # a later frame's budget holds inside a line search since then too
-    if video.still_flow or video.hold_still > 0 or video.restore_still:
-        frames_only["camera_test"] = "shift"  # a still camera is told from a pan by a whole-frame shift since the fifth session
-    if video.carry_curvature:
-        frames_only["curvature_scale"] = "newest pair"  # the carried scale is the last step's since then
-    if style_settings.coarse_to_fine is False:
-        frames_only["first_frame_scales"] = 1  # no effect then: changing it must not discard finished frames
     style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
-    if style_settings.size is None or style_settings.size > style_settings.coarse_threshold:
-        style_only["large_scales"] = "curvature carried, newest pair"  # their frames changed with issue 18, and with the scale's fix
-    frames_only["decode"] = DECODE
-    key = json.dumps([source_digest(source, files), [file_digest(p) for p in style_images], style_only, frames_only, layout],
+    key = json.dumps([SCHEMA, source_digest(source, files), [file_digest(p) for p in style_images], style_only, frames_only, layout],
                      sort_keys=True, default=str)
     name = f"frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if output.suffix and "%" not in output.name:
         return output.parent / f".{output.name}.{name}"
     folder = output.parent if "%" in output.name else output  # a folder or a pattern of frames: its folder holds the work
     return folder / f".{name}"
+
+
+def other_work_folders(work_dir: Path) -> list[Path]:
+    """Work folders beside this one for the same output, left by a run with other settings or an older version."""
+    pattern = work_dir.name.rsplit("frames-", 1)[0] + "frames-*"
+    return sorted(p for p in work_dir.parent.glob(pattern) if p.is_dir() and p != work_dir)
 
 
 def frame_path(work_dir: Path, index: int) -> Path:

@@ -49,7 +49,7 @@ def test_early_stop_ends_before_the_iteration_budget(random_weights):
 
 @pytest.mark.parametrize("cap", [1, 2, 5])
 def test_a_plans_evaluation_budget_holds_inside_a_line_search(random_weights, cap):
-    """A later frame's budget (issue 19: at most 8) is a cap: torch's L-BFGS checks max_eval only
+    """A later frame's budget (at most 8 evaluations) is a cap: torch's L-BFGS checks max_eval only
     between iterations, so a strong-Wolfe line search could run past it."""
     content, style = tiny_images()
     stylizer = Stylizer(StyleSettings(**TINY, init="noise"), [style], random_weights)

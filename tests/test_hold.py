@@ -1,4 +1,4 @@
-"""--hold-still (issue 19): pixels of a still background keep the result they were made with, instead
+"""--hold-still: pixels of a still background keep the result they were made with, instead
 of being re-optimized every frame (where small changes add up over a long shot)."""
 
 from __future__ import annotations

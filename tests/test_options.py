@@ -1,4 +1,4 @@
-"""Every option is checked before any work starts (issue 16): a bad value gives one line naming the
+"""Every option is checked before any work starts: a bad value gives one line naming the
 option and what is allowed, exit code 2, no traceback, and neither the network nor any input is loaded.
 The library's settings refuse the same values when called from Python."""
 
@@ -68,7 +68,7 @@ VIDEO_CASES = [
     (["--codec", "libx265", "--crf", "52"], "--crf"),
     (["--scene-threshold", "2"], "--scene-threshold"),
     (["--scene-threshold", "-0.1"], "--scene-threshold"),
-    (["--first-frame-scales", "0"], "--first-frame-scales"),
+    (["--evaluations-next", "0"], "--evaluations-next"),
     (["--iterations-next", "-1"], "--iterations-next"),
     (["--patience-next", "0"], "--patience-next"),
     (["--temporal-weight", "-1"], "--temporal-weight"),
@@ -241,7 +241,7 @@ LIBRARY_CASES = [
     (StyleSettings, {"save_every": -1}, "--save-every"),
     (VideoSettings, {"fill": "contnet"}, "--fill"),
     (VideoSettings, {"warm_start": "flwo"}, "--video-init"),
-    (VideoSettings, {"first_frame_scales": 0}, "--first-frame-scales"),
+    (VideoSettings, {"evaluations_next": 0}, "--evaluations-next"),
     (VideoSettings, {"iterations_next": -1}, "--iterations-next"),
     (VideoSettings, {"patience_next": 0}, "--patience-next"),
     (VideoSettings, {"temporal_weight": -1.0}, "--temporal-weight"),

@@ -1,4 +1,4 @@
-"""Overnight-proof (issue 16): a truncated input, a full disk, a bad output path, Ctrl-C and SIGTERM
+"""Overnight-proof: a truncated input, a full disk, a bad output path, Ctrl-C and SIGTERM
 each end with one clear line and the right exit code; nothing half-written; a rerun resumes."""
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""Issue 17's redesign changes no output: image and folder runs give the same bytes as main before
-it (commit REFERENCE, run from `git archive` in the same venv, on the same machine). Video frames
-differ since the decode reads each video's colour tags exactly (zimg), and their work folder's key
-says so (`work_folder.DECODE`)."""
+"""The image and folder paths give the same bytes as a reference commit of main (REFERENCE, run
+from `git archive` in the same venv, on the same machine). Video frames are not compared: the
+decode has changed since (colour tags read exactly), and the work folder's `SCHEMA` says so."""
 
 from __future__ import annotations
 
@@ -15,12 +14,8 @@ import pytest
 from tests.conftest import data_file
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"  # main before the redesign (issue 17)
+REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"  # main before the image and folder paths were restructured
 TINY = ["--precision", "fp32", "--device", "cpu"]
-# issue 19 changed the video defaults; these options give the frames of before, in the folder of before
-VIDEO_BEFORE_ISSUE_19 = ("--temporal-frames", "1", "--anchor-weight", "0", "--no-carry-curvature", "--temporal-weight", "1000",
-                         "--evaluations-next", "0", "--flow-snap", "0", "--no-still-flow", "--no-restore-still", "--no-photo-check",
-                         "--first-frame-scales", "2")
 
 
 @pytest.fixture(scope="module")

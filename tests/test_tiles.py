@@ -1,4 +1,4 @@
-"""Tiled evaluation (issue 18): equal to the whole image's, and within a memory bound."""
+"""Tiled evaluation: equal to the whole image's, and within a memory bound."""
 
 from __future__ import annotations
 

@@ -173,73 +173,45 @@ def test_flow_warm_start_flickers_least(tmp_path, starry_night):
     assert errors["flow"] <= 0.5 * errors["content"], errors
 
 
-def test_first_frame_of_a_shot_runs_coarse_to_fine_on_a_shared_budget(embedded_weights, tubingen, starry_night):
-    """Cold frames: two scales at half the iterations each; --coarse-to-fine off keeps one scale."""
-    from pipeline.engine import Plan, Stylizer
+def test_first_frame_of_a_shot_is_stylized_as_a_photo(embedded_weights, tubingen, starry_night):
+    """A shot's first frame has no warm start: the same pixels as `stylize image` at the same settings."""
+    from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb, to_array, to_tensor
     from pipeline.temporal import Frame, to_float
     from pipeline.frames import FrameStylizer
 
     frame = np.round(to_array(load_rgb(tubingen, 64)) * 255).astype(np.uint8)
-    content = to_tensor(to_float(frame))
-    settings = StyleSettings(**{**FAST, "iterations": 6}, precision="fp32")
-    stylizer = Stylizer(settings, [load_rgb(starry_night)], embedded_weights)
-
-    def pixels(result):
-        return np.round(to_array(result.image) * 255).astype(np.uint8)
-
-    out, _ = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(Frame(frame), None)
-    assert np.array_equal(out, pixels(stylizer.stylize(content, Plan(scales=2, iterations=3))))
-    assert not np.array_equal(out, pixels(stylizer.stylize(content, Plan(scales=2, iterations=6))))
-
-    single = Stylizer(replace(settings, coarse_to_fine=False), [load_rgb(starry_night)], embedded_weights)
-    out_off, _ = FrameStylizer(single, VideoSettings(first_frame_scales=2))(Frame(frame), None)
-    assert np.array_equal(out_off, pixels(single.stylize(content)))
-    assert not np.array_equal(out, out_off)
-
-
-def test_cold_start_keeps_the_whole_budget_where_no_coarser_size_fits(embedded_weights, starry_night):
-    """A 30 px tall frame has no 15 px half for conv5_1: one scale with all 6 iterations, as a photo."""
-    from pipeline.engine import Stylizer
-    from pipeline.image_io import load_rgb, to_tensor
-    from pipeline.temporal import Frame, to_float
-    from pipeline.frames import FrameStylizer
-
-    frame = (np.random.default_rng(0).random((30, 100, 3)) * 255).astype(np.uint8)
-    stylizer = Stylizer(StyleSettings(**{**FAST, "size": 100, "iterations": 6}, precision="fp32"), [load_rgb(starry_night)], embedded_weights)
-    out, info = FrameStylizer(stylizer, VideoSettings(first_frame_scales=2))(Frame(frame), None)
+    stylizer = Stylizer(StyleSettings(**{**FAST, "iterations": 6}, precision="fp32"), [load_rgb(starry_night)], embedded_weights)
+    out, info = FrameStylizer(stylizer, VideoSettings())(Frame(frame), None)
     photo = stylizer.stylize(to_tensor(to_float(frame)))
     assert info["evaluations"] == photo.evaluations
-    assert np.array_equal(out, np.round(photo.image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
-
-
-def test_first_frame_scales_only_keys_the_work_folder_when_it_has_an_effect(tmp_path, starry_night):
-    from pipeline.work_folder import work_folder
-
-    source = tmp_path / "in.mp4"
-    source.write_bytes(b"not decoded here")
-    out = tmp_path / "out.mp4"
-
-    def key(coarse, scales):
-        return work_folder(out, source, [starry_night], StyleSettings(coarse_to_fine=coarse), VideoSettings(first_frame_scales=scales))
-
-    assert key(False, 1) == key(False, 3)
-    assert key(None, 1) != key(None, 3)
+    assert np.array_equal(out, np.round(to_array(photo.image) * 255).astype(np.uint8))
 
 
 def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
     """A sequential run's key is pinned: a change makes every unfinished run start over, so it changes
-    only when frames written earlier would not match new ones (as when the decode changed)."""
+    only with `work_folder.SCHEMA`, when frames written earlier would not match new ones."""
     from pipeline.work_folder import work_folder
 
     source, style = tmp_path / "in.mp4", tmp_path / "style.jpg"
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
-    older_defaults = VideoSettings(temporal_frames=(1,), carry_curvature=False, evaluations_next=0, temporal_weight=1e3, still_flow=False,
-                                    restore_still=False, photo_check=False, first_frame_scales=2)
-    folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), older_defaults)
-    assert folder == tmp_path / ".out.mp4.frames-88a2cc6ef395fd4f"  # the old defaults keep their runs' folder
-    assert work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings()) != folder  # new frames, new folder
+    folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
+    assert folder == tmp_path / ".out.mp4.frames-b1ba7157ff10b2a7"
+    assert work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings(temporal_frames=(1,))) != folder
+
+
+def test_a_run_with_other_settings_starts_over_and_says_which_folder_it_leaves(tmp_path):
+    from pipeline.work_folder import other_work_folders, work_folder
+
+    source, style = tmp_path / "in.mp4", tmp_path / "style.jpg"
+    source.write_bytes(b"source-bytes")
+    style.write_bytes(b"style-bytes")
+    older = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings(temporal_frames=(1,)))
+    older.mkdir()
+    (tmp_path / ".other.mp4.frames-0123456789abcdef").mkdir()  # another output's: not this run's business
+    current = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
+    assert other_work_folders(current) == [older]
 
 
 def test_a_chunked_run_is_keyed_by_its_chunks_not_by_where_it_runs(tmp_path, starry_night):
