@@ -10,6 +10,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -22,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
 from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_fps, parse_offsets, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
-from pipeline.settings import Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName
+from pipeline.settings import PRESETS, Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName, Preset as PresetName
 
 
 def _click_errors() -> tuple[type[Exception], ...]:
@@ -142,10 +143,67 @@ def on_off_auto(value: str, what: str) -> bool | None:
     return choices[value]
 
 
+class PlainProgress:
+    """Progress for a log file (stderr not a terminal): one plain line at the first update, at each
+    tenth of the work, at the end, and at least every `every` seconds while work goes on."""
+
+    def __init__(self, label: str, every: float = 30.0):
+        self.label, self.every = label, every
+        self.state: tuple[int, int | None, str] | None = None
+        self.started = self.printed = 0.0
+        self.first_done = 0  # units already done at the first update (resumed): not counted in the rate
+        self.tenth = -1
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+
+    def show(self, completed: int, total: int | None, info: str = "") -> None:
+        with self.lock:
+            now = time.monotonic()
+            if self.state is None:
+                self.started, self.first_done = now, completed
+                self.ticker.start()
+            self.state = (completed, total, info)
+            tenth = completed * 10 // total if total else -1
+            if tenth != self.tenth or now - self.printed >= self.every or completed == total:
+                self.tenth = tenth
+                self._print(now)
+
+    def _tick(self) -> None:
+        while not self.stop.wait(self.every / 6):
+            with self.lock:
+                if time.monotonic() - self.printed >= self.every:
+                    self._print(time.monotonic())
+
+    def _print(self, now: float) -> None:
+        completed, total, info = self.state
+        elapsed, fresh = now - self.started, completed - self.first_done
+        parts = [f"{self.label}: {completed}/{total} ({completed / total:.0%})" if total else f"{self.label}: {completed}"]
+        if info:
+            parts.append(info)
+        if fresh > 0:
+            parts.append(f"{elapsed / fresh:.1f} s each")
+        parts.append(f"elapsed {_duration(elapsed)}")
+        if total and fresh > 0:
+            parts.append(f"eta {_duration(elapsed / fresh * (total - completed))}")
+        err.print("  ".join(parts), highlight=False, soft_wrap=True, markup=False)
+        self.printed = now
+
+    def close(self) -> None:
+        self.stop.set()
+
+
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[..., None]]:
     """A rich bar with a count, a text field, elapsed time and ETA, drawn from its first update on
-    (so that an early error prints alone). Yields `show(completed, total, info)`."""
+    (so that an early error prints alone); plain lines instead where stderr is a log file. Yields
+    `show(completed, total, info)`."""
+    if not err.is_terminal:
+        plain = PlainProgress(label)
+        try:
+            yield plain.show
+        finally:
+            plain.close()
+        return
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
     bar = Progress(*columns, console=err)
@@ -178,35 +236,35 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 
 
 Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
-Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (each input's own; big photos run coarse-to-fine from 512 px up, in tiles that fit --max-memory).")]
-MaxMemory = Annotated[str, typer.Option("--max-memory", help="Working memory one image may use besides the network, e.g. 4G or 500M; larger images are evaluated in tiles. auto: a fifth of the RAM, at most half of what is free (GPU: 70 % of its free memory).")]
-Iterations = Annotated[int, typer.Option(min=0, help="L-BFGS iterations (Adam steps) per scale, up to 512 px, with at most 1.25x as many loss evaluations (a line search can take several an iteration). A larger scale gets iterations x (512/side)^2 loss evaluations, at least 10, starting from the curvature of the scale below.")]
-ContentWeight = Annotated[float, typer.Option(min=0, help="Weight a of the content loss (losses are normalized; see README).")]
+Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (the input's own).")]
+MaxMemory = Annotated[str, typer.Option("--max-memory", help="Memory bound for one image, e.g. 4G; bigger images run in tiles.")]
+Iterations = Annotated[int, typer.Option(min=0, help="Optimizer iterations per scale (a shot's first frame, a photo).")]
+ContentWeight = Annotated[float, typer.Option(min=0, help="Weight of the content loss.")]
 StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]
 ContentLayer = Annotated[str, typer.Option(help="VGG-19 layer of the content loss.")]
 StyleLayers = Annotated[str, typer.Option(help="Comma-separated VGG-19 layers of the style loss.")]
-LayerWeights = Annotated[Optional[str], typer.Option(help="Comma-separated weight per style layer (default: equal).")]
-Blend = Annotated[Optional[str], typer.Option(help="Comma-separated weight per style image, e.g. 0.7,0.3 (default: equal).")]
+LayerWeights = Annotated[Optional[str], typer.Option(help="Weight per style layer, comma-separated (default: equal).")]
+Blend = Annotated[Optional[str], typer.Option(help="Weight per style image, e.g. 0.7,0.3 (default: equal).")]
 StyleScale = Annotated[float, typer.Option(help="Style image size relative to the output.")]
-PreserveColors = Annotated[bool, typer.Option("--preserve-colors", help="Transfer in luminance only; keep the content's colours.")]
+PreserveColors = Annotated[bool, typer.Option("--preserve-colors", help="Keep the content's colours; transfer the style in luminance.")]
 Pooling = Annotated[PoolingName, typer.Option(help="VGG pooling: max, or avg (as Gatys et al.).")]
 OptimizerOpt = Annotated[OptimizerName, typer.Option("--optimizer", help="lbfgs or adam.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate (pixels in [0, 1]).")]
 Init = Annotated[str, typer.Option(help="Start from: content, noise, or an image path.")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same pixels.")]
-Tolerance = Annotated[float, typer.Option(min=0, help="Stop early when the loss improves by less than this (relative) over --patience iterations; 0: never.")]
+Tolerance = Annotated[float, typer.Option(min=0, help="Stop when the loss improves less than this over --patience iterations.")]
 Patience = Annotated[int, typer.Option(min=1, help="Iterations over which --tolerance is judged.")]
-CoarseToFine = Annotated[Literal["auto", "on", "off"], typer.Option(help="Optimize at half size first: auto (on above 512 px), on or off.")]
+CoarseToFine = Annotated[Literal["auto", "on", "off"], typer.Option(help="Optimize at half size first: auto (above 512 px), on, off.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where it is native and measured faster: CUDA, CPUs with AMX or AVX-512 BF16; else fp32), fp32 or bf16.")]
+Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where the hardware has it and it is faster), fp32, bf16.")]
 SaveEvery = Annotated[int, typer.Option(min=0, help="Write an intermediate image every N iterations (0: never).")]
-Weights = Annotated[Optional[str], typer.Option(help="VGG-19 weights: embedded (default), torchvision (downloads once), or a file path. Env: STYLIZE_VGG19_WEIGHTS.")]
+Weights = Annotated[Optional[str], typer.Option(help="VGG-19 weights: embedded, torchvision (downloads once) or a file.")]
 Quality = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the output.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
-Ray = Annotated[Optional[str], typer.Option(help="Run on a Ray cluster: auto ($RAY_ADDRESS or the running local one), local (start one here), or an address. Needs the [cluster] extra.")]
-RayWorkers = Annotated[Optional[int], typer.Option(min=1, help="With --ray: number of workers (default: cluster CPUs / --ray-cpus-per-worker).")]
-RayCpus = Annotated[int, typer.Option(min=1, help="With --ray: CPUs (and torch threads) per worker.")]
+Ray = Annotated[Optional[str], typer.Option(help="Ray cluster: auto, local, or an address (needs the [cluster] extra).")]
+RayWorkers = Annotated[Optional[int], typer.Option(min=1, help="Ray workers (default: cluster CPUs / --ray-cpus-per-worker).")]
+RayCpus = Annotated[int, typer.Option(min=1, help="CPUs (and torch threads) per Ray worker.")]
 
 
 def build_settings(**values) -> StyleSettings:
@@ -272,12 +330,65 @@ def with_settings(options: Callable, name: str, build: Callable[..., Any]) -> Ca
 
 with_style_options = with_settings(_style_options, "settings", build_settings)
 
+PresetOpt = Annotated[PresetName, typer.Option(help="draft (quick look), standard, or best (slower); options given win.")]
+
+
+def with_preset(command: Callable) -> Callable:
+    """Give `command` the --preset option: each setting of the preset that the command line leaves at
+    its default takes the preset's value."""
+    own = inspect.signature(command)
+    extra = [inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=PresetOpt, default="standard"),
+             inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
+
+    @functools.wraps(command)
+    def wrapper(preset: str, ctx: typer.Context, **kwargs):
+        for name, value in PRESETS[preset].items():
+            if name in kwargs and ctx.get_parameter_source(name).name == "DEFAULT":
+                kwargs[name] = ",".join(map(str, value)) if isinstance(value, tuple) else type(kwargs[name])(value)
+        return command(**kwargs)
+
+    wrapper.__signature__ = own.replace(parameters=[*own.parameters.values(), *extra])
+    return wrapper
+
+
+PANELS = {  # --help groups, common options first; anything not named here goes under "Advanced"
+    "Input and output": ("output", "style", "overwrite", "fps", "keep_frames", "quality", "keep_size", "style_folders", "dry_run"),
+    "Style": ("style_weight", "content_weight", "preserve_colors", "style_blend", "style_scale"),
+    "Quality and speed": ("preset", "size", "iterations", "iterations_next", "max_memory", "device", "precision"),
+    "Video consistency": ("temporal_weight", "temporal_frames", "hold_still", "passes", "scene_threshold", "video_init"),
+    "Range and encoding": ("start", "duration", "max_frames", "codec", "crf"),
+    "Cluster": ("ray", "ray_workers", "ray_cpus_per_worker", "chunk_frames", "overlap_frames"),
+}
+PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+PANEL_ORDER = [*PANELS, "Advanced"]
+
+
+def in_panels(command: Callable) -> Callable:
+    """Put each option of `command` in its --help panel, and order them panel by panel (typer shows
+    panels in the order of their first option); arguments stay first."""
+    signature = inspect.signature(command)
+
+    def rank(parameter: inspect.Parameter) -> tuple[int, int]:
+        info = next((m for m in getattr(parameter.annotation, "__metadata__", ()) if isinstance(m, typer.models.OptionInfo)), None)
+        if info is None:
+            return -1, 0
+        panel = PANEL_OF.get(parameter.name, "Advanced")
+        info.rich_help_panel = panel
+        names = PANELS.get(panel, ())
+        return PANEL_ORDER.index(panel), names.index(parameter.name) if parameter.name in names else 0
+
+    ordered = sorted(signature.parameters.values(), key=rank)
+    command.__signature__ = signature.replace(parameters=ordered)
+    return command
+
 
 @app.command()
+@in_panels
+@with_preset
 @with_style_options
 def image(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the result (format from the extension).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output image (format from the extension).")],
     style: Style,
     settings: StyleSettings,
     save_every: SaveEvery = DEFAULTS.save_every,
@@ -307,25 +418,25 @@ CLUSTER = ClusterSettings()
 
 
 def _video_options(
-    video_init: Annotated[WarmStart, typer.Option("--video-init", help="Warm start of each frame: flow (previous result warped along the optical flow), prev (previous result as is), content (every frame cold: flickers).")] = VIDEO.warm_start,
-    iterations_next: Annotated[int, typer.Option(min=0, help="Iteration budget of frames after the first of a shot (early stop usually ends sooner).")] = VIDEO.iterations_next,
-    patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window (L-BFGS iterations) of those frames.")] = VIDEO.patience_next,
-    temporal_weight: Annotated[float, typer.Option(min=0, help="Weight of the temporal loss (0: off; --video-init flow only).")] = VIDEO.temporal_weight,
-    temporal_frames: Annotated[str, typer.Option(help="Earlier results the temporal loss warps onto each frame, in frames back, comma-separated (1: the previous frame only; 1,2,4 adds long-term ones; the closest counts where several agree).")] = ",".join(map(str, VIDEO.temporal_frames)),
-    evaluations_next: Annotated[int, typer.Option(min=1, help="Loss evaluations a frame after the first of a shot may take, line searches included.")] = VIDEO.evaluations_next,
-    carry_curvature: Annotated[bool, typer.Option("--carry-curvature/--no-carry-curvature", help="Start each later frame's L-BFGS from the curvature frame t-1 ended with (never across a scene cut): a well-scaled first step.")] = VIDEO.carry_curvature,
-    restore_still: Annotated[bool, typer.Option(help="For a still camera: where something just left (pixels the flow cannot vouch for) and the input looks as in the shot's first frame, start from that frame's result in today's light instead of the raw content; started from the content, those pixels keep a half-painted trail.")] = VIDEO.restore_still,
-    photo_check: Annotated[bool, typer.Option(help="Vouch for a pixel of the warped previous result only where the input warped along the same flow looks alike too: DIS smooths a moving object's motion over the flat ground behind it, and its strokes are dragged along.")] = VIDEO.photo_check,
-    hold_still: Annotated[float, typer.Option(min=0, max=1, help="For a fixed camera: pixels whose input (slightly blurred, a change of light set aside) differs by less than this (mean RGB, 0-1; try 0.03) from the frame their result was made on keep that result, in the new light, instead of being re-optimized; where something passed, a pixel is re-optimized for 20 more frames first. Frames where the camera moves hold nothing (0: off).")] = VIDEO.hold_still,
-    passes: Annotated[int, typer.Option(min=1, help="Refinement passes over the video after the sequential one, alternating direction, each frame re-optimized briefly toward its new neighbour (each pass costs about what the first does; not with --ray).")] = VIDEO.passes,
-    fill: Annotated[Fill, typer.Option(help="Disoccluded pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
+    video_init: Annotated[WarmStart, typer.Option("--video-init", help="Start of each later frame: flow (warped), prev (as is), content (cold).")] = VIDEO.warm_start,
+    iterations_next: Annotated[int, typer.Option(min=0, help="Iterations of each later frame of a shot.")] = VIDEO.iterations_next,
+    patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window of each later frame, in iterations.")] = VIDEO.patience_next,
+    temporal_weight: Annotated[float, typer.Option(min=0, help="Weight of the temporal loss (0: off).")] = VIDEO.temporal_weight,
+    temporal_frames: Annotated[str, typer.Option(help="Earlier frames the temporal loss looks back at, e.g. 1,2,4.")] = ",".join(map(str, VIDEO.temporal_frames)),
+    evaluations_next: Annotated[int, typer.Option(min=1, help="Loss evaluations each later frame may take.")] = VIDEO.evaluations_next,
+    carry_curvature: Annotated[bool, typer.Option("--carry-curvature/--no-carry-curvature", help="Start each later frame's L-BFGS from the previous frame's curvature.")] = VIDEO.carry_curvature,
+    restore_still: Annotated[bool, typer.Option(help="Still camera: refill uncovered pixels from the shot's first result.")] = VIDEO.restore_still,
+    photo_check: Annotated[bool, typer.Option(help="Trust the warp only where the warped input matches too.")] = VIDEO.photo_check,
+    hold_still: Annotated[float, typer.Option(min=0, max=1, help="Fixed camera: keep results where the input changed less (try 0.03).")] = VIDEO.hold_still,
+    passes: Annotated[int, typer.Option(min=1, help="Passes over the video; more refine each frame toward its neighbours.")] = VIDEO.passes,
+    fill: Annotated[Fill, typer.Option(help="Uncovered pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
     scene_threshold: Annotated[float, typer.Option(min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
     start: Annotated[float, typer.Option(min=0, help="Seconds into the input to start at.")] = VIDEO.start,
     duration: Annotated[Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")] = None,
-    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many frames (for quick tries).")] = None,
-    fps: Annotated[Optional[str], typer.Option(help="Frame rate of a folder or pattern of frames, e.g. 24, 29.97 or 30000/1001 (default: 24). A video keeps its own timing.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many frames.")] = None,
+    fps: Annotated[Optional[str], typer.Option(help="Frame rate of a sequence of frames (default: 24); a video keeps its own.")] = None,
     codec: Annotated[Optional[str], typer.Option(help="ffmpeg video encoder (default: libx264; libvpx-vp9 for .webm).")] = None,
-    crf: Annotated[int, typer.Option(min=0, max=63, help="Constant rate factor of the encoder (lower: better; 0-51 for x264/x265).")] = VIDEO.crf,
+    crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality, lower is better (x264/x265: 0-51).")] = VIDEO.crf,
     keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
 ) -> None:
     """The VideoSettings options of the `video` command."""
@@ -337,11 +448,13 @@ def build_video_settings(video_init: str, temporal_frames: str, fps: str | None,
 
 
 @app.command()
+@in_panels
+@with_preset
 @with_style_options
 @with_settings(_video_options, "video_settings", build_video_settings)
 def video(
-    source: Annotated[Path, typer.Argument(help="The video to stylize, or its frames: a folder, a pattern (shot/%04d.png) or a glob ('shot/*.png').", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="A video file (container from the extension), or frames: a folder (out/) or a pattern (out/%04d.png).")],
+    source: Annotated[Path, typer.Argument(help="A video, or its frames: a folder, shot/%04d.png or 'shot/*.png'.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="A video file, or frames: a folder (out/) or a pattern (out/%04d.png).")],
     style: Style,
     settings: StyleSettings,
     video_settings: VideoSettings,
@@ -350,8 +463,8 @@ def video(
     ray: Ray = None,
     ray_workers: RayWorkers = None,
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
-    chunk_frames: Annotated[int, typer.Option(min=1, help="With --ray: frames per chunk (chunks run in parallel, frames inside one in order).")] = CLUSTER.chunk_frames,
-    overlap_frames: Annotated[int, typer.Option(min=0, help="With --ray: frames neighbouring chunks share; blended across so seams do not pop.")] = CLUSTER.overlap_frames,
+    chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per Ray chunk.")] = CLUSTER.chunk_frames,
+    overlap_frames: Annotated[int, typer.Option(min=0, help="Frames neighbouring chunks share, blended across the seam.")] = CLUSTER.overlap_frames,
 ) -> None:
     """Stylize a video or a sequence of frames: every frame shown when its input was, colour, audio, subtitles and
     tags kept; resumable after a crash."""
@@ -377,12 +490,14 @@ def video(
         def on_chunk(done: int, total: int, workers: int) -> None:
             show_chunks(done, total, f"{workers} workers")
 
+        started = time.monotonic()
         result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame, cluster, on_chunk)
     for line in result.log:
         err.print(line, highlight=False)
     kept = f"; frames and per-frame log kept in {result.work_dir}" if video_settings.keep_frames else ""
-    out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run, "
-              f"{len(result.cuts)} scene cuts{kept})", highlight=False)
+    out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run in "
+              f"{_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})", highlight=False,
+              soft_wrap=True)
 
 
 @app.command("eval-temporal")
@@ -408,6 +523,8 @@ def eval_temporal(
 
 
 @app.command()
+@in_panels
+@with_preset
 @with_style_options
 def folder(
     source: Annotated[Path, typer.Argument(help="Folder of photos (walked recursively).", show_default=False)],
@@ -416,7 +533,7 @@ def folder(
     settings: StyleSettings,
     keep_size: Annotated[bool, typer.Option("--keep-size", help="Upscale each result back to its photo's size.")] = FOLDER.keep_size,
     style_folders: Annotated[bool, typer.Option("--style-folders", help="Several styles: OUT/<style>/... instead of name.<style>.ext.")] = FOLDER.style_folders,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be done and estimate the time; stylize nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the work and estimate the time; stylize nothing.")] = False,
     weights: Weights = None,
     quality: Quality = FOLDER.quality,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output exists.")] = FOLDER.overwrite,

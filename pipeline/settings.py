@@ -277,6 +277,16 @@ class VideoSettings:
         check_crf(self.codec, self.crf)
 
 
+Preset = Literal["draft", "standard", "best"]
+# What each --preset changes from the defaults, by StyleSettings and VideoSettings field; an option
+# given on the command line wins. Seconds per frame and losses of each: docs/benchmarks.md, "Presets".
+PRESETS: dict[str, dict[str, object]] = {
+    "draft": {"size": 256, "iterations": 100, "iterations_next": 6, "evaluations_next": 6},
+    "standard": {},
+    "best": {"iterations": 500, "iterations_next": 24, "evaluations_next": 24, "passes": 2},
+}
+
+
 def check_crf(codec: str | None, crf: int) -> None:
     """x264 and x265 take 0-51, VP9 and AV1 0-63 (an unresolved codec: the wider range)."""
     if codec in CRF_51:

@@ -1,0 +1,123 @@
+"""What a person meets first: --help in panels with the common options on the first screen, presets
+that an explicit option beats, removed options refused with what to use instead, and progress as
+plain lines with an ETA when the output goes to a log file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import REMOVED, app
+from pipeline.settings import PRESETS
+from tests.conftest import data_file
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ("--output", "--style", "--style-weight", "--size", "--preset")
+
+
+def help_text(command: str) -> str:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80", "TERM": "dumb"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def panels(text: str) -> list[str]:
+    return re.findall(r"╭─ (.+?) ─", text)
+
+
+@pytest.mark.parametrize("command", ["image", "video", "folder"])
+def test_help_is_grouped_and_the_common_options_come_first(command):
+    text = help_text(command)
+    names = panels(text)
+    assert names[names.index("Input and output"):names.index("Input and output") + 3] == ["Input and output", "Style", "Quality and speed"]
+    assert names[-1] == "Advanced"
+    first_screen = "\n".join(text.splitlines()[:70])
+    assert all(option in first_screen for option in COMMON), first_screen
+    advanced = text[text.index("╭─ Advanced"):]
+    assert "--style-layers" in advanced and "--style-weight" not in advanced
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_video_help_has_its_own_panels():
+    names = panels(help_text("video"))
+    assert {"Video consistency", "Cluster"} <= set(names)
+    consistency = help_text("video").split("╭─ Video consistency")[1].split("╰")[0]
+    assert "--temporal-weight" in consistency and "--hold-still" in consistency
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The settings the library receives from `stylize image`, without running it."""
+    import pipeline.image_job
+
+    seen = {}
+
+    def record(content, style, output, settings, *rest):
+        seen["settings"] = settings
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline.image_job, "stylize_file", record)
+    return seen
+
+
+def test_a_preset_sets_its_values_and_an_explicit_option_beats_it(captured, tubingen, starry_night, tmp_path):
+    base = ["image", str(tubingen), "-s", str(starry_night), "-o", str(tmp_path / "out.jpg")]
+    runner.invoke(app, [*base, "--preset", "draft"])
+    draft = captured["settings"]
+    assert (draft.size, draft.iterations) == (PRESETS["draft"]["size"], PRESETS["draft"]["iterations"])
+    runner.invoke(app, [*base, "--preset", "draft", "--size", "300"])
+    assert (captured["settings"].size, captured["settings"].iterations) == (300, PRESETS["draft"]["iterations"])
+    runner.invoke(app, [*base, "--preset", "draft", "--size", "512"])  # the default's value, given: still wins
+    assert captured["settings"].size == 512
+    runner.invoke(app, base)
+    assert (captured["settings"].size, captured["settings"].iterations) == (512, 300)
+
+
+def test_the_video_preset_reaches_the_later_frames(monkeypatch, tmp_path, starry_night):
+    import pipeline.video_job
+
+    seen = {}
+
+    def record(source, style, output, settings, video, *rest):
+        seen["video"] = video
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline.video_job, "stylize_video", record)
+    args = ["video", str(data_file("videos/car-detection.mp4")), "-s", str(starry_night), "-o", str(tmp_path / "o.mp4")]
+    runner.invoke(app, [*args, "--preset", "best", "--passes", "1"])
+    assert seen["video"].iterations_next == PRESETS["best"]["iterations_next"] and seen["video"].passes == 1
+
+
+@pytest.mark.parametrize("option", sorted(REMOVED))
+def test_removed_options_are_refused_with_a_hint(option, tmp_path, starry_night):
+    args = ["video", str(tmp_path / "in.mp4"), "-s", str(starry_night), "-o", str(tmp_path / "o.mp4"), option]
+    result = runner.invoke(app, args if option.startswith("--no-") or option == "--still-flow" else [*args, "1"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"error: {option} was removed: ") and len(lines[0]) > len(option) + 30
+
+
+def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_night):
+    clip = tmp_path / "clip.mp4"
+    from pipeline.video_io import ffmpeg_binary
+
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "5",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    log = tmp_path / "run.log"
+    with open(log, "w") as sink:
+        done = subprocess.run([sys.executable, "-m", "cli.main", "video", str(clip), "-s", str(starry_night), "-o", str(tmp_path / "o.mp4"),
+                               "--size", "48", "--iterations", "3", "--iterations-next", "1", "--evaluations-next", "1"],
+                              cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    lines = [line for line in text.splitlines() if line.startswith("clip.mp4: ")]
+    assert [line.split()[1] for line in lines] == [f"{n}/5" for n in range(1, 6)]  # each fifth is a tenth or more
+    assert all("eta " in line and "elapsed " in line for line in lines[1:])
+    assert not re.search(r"[\x1b\r]", text)  # no terminal control codes in a log
+    assert re.search(r"wrote .*o\.mp4 +\(5 frames, 5 stylized by this run in \d+ s, 0 scene cuts\)", text)
