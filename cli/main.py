@@ -352,8 +352,8 @@ def with_preset(command: Callable) -> Callable:
 
 
 PANELS = {  # --help groups, common options first; anything not named here goes under "Advanced"
-    "Input and output": ("output", "style", "overwrite", "fps", "keep_frames", "quality", "keep_size", "style_folders", "dry_run"),
-    "Style": ("style_weight", "content_weight", "preserve_colors", "style_blend", "style_scale"),
+    "Input and output": ("output", "style", "samples", "overwrite", "fps", "keep_frames", "quality", "keep_size", "style_folders", "dry_run"),
+    "Style": ("style_weight", "style_weights", "content_weight", "preserve_colors", "style_blend", "style_scale"),
     "Quality and speed": ("preset", "size", "iterations", "iterations_next", "max_memory", "device", "precision"),
     "Video consistency": ("temporal_weight", "temporal_frames", "hold_still", "passes", "scene_threshold", "video_init"),
     "Range and encoding": ("start", "duration", "max_frames", "codec", "crf"),
@@ -465,6 +465,7 @@ def video(
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
     chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per Ray chunk.")] = CLUSTER.chunk_frames,
     overlap_frames: Annotated[int, typer.Option(min=0, help="Frames neighbouring chunks share, blended across the seam.")] = CLUSTER.overlap_frames,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count frames and shots, estimate time and disk; write nothing.")] = False,
 ) -> None:
     """Stylize a video or a sequence of frames: every frame shown when its input was, colour, audio, subtitles and
     tags kept; resumable after a crash."""
@@ -479,6 +480,9 @@ def video(
         check_encoder(codec)
         check_crf(codec, video_settings.crf)
     cluster = cluster if ray else None
+    if dry_run:
+        print_video_estimate(source, style, output, settings, video_settings, weights)
+        return
     from pipeline.video_job import stylize_video
 
     with user_errors(), progress_bar(source.name) as show_frames, progress_bar(f"{source.name} chunks") as show_chunks:
@@ -498,6 +502,53 @@ def video(
     out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run in "
               f"{_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})", highlight=False,
               soft_wrap=True)
+
+
+def print_video_estimate(source: Path, style: list[Path], output: Path, settings: StyleSettings, video_settings: VideoSettings,
+                         weights: str | None) -> None:
+    from pipeline.video_estimate import estimate_video
+
+    with user_errors():
+        guess = estimate_video(source, style, output, settings, video_settings, weights)
+    cuts = f" (cuts before frames {', '.join(map(str, guess.cuts[:12]))}{', ...' if len(guess.cuts) > 12 else ''})" if guess.cuts else ""
+    resumed = f"; {guess.resumed} frames are done and would be resumed" if guess.resumed else ""
+    passes = f" per pass, {video_settings.passes} passes" if video_settings.passes > 1 else ""
+    out.print(f"{source}: {guess.frames} frames at {guess.size[0]}x{guess.size[1]}, {guess.shots} shot{'s' * (guess.shots > 1)}{cuts}",
+              highlight=False, soft_wrap=True)
+    out.print(f"estimated {_duration(guess.seconds)} on this machine: a shot's first frame {guess.first_frame_seconds:.0f} s, "
+              f"each later frame {guess.later_frame_seconds:.1f} s{passes}{resumed}", highlight=False, soft_wrap=True)
+    out.print(f"work folder: about {_size(guess.work_bytes)} in {guess.work_dir}; nothing was written",
+              highlight=False, soft_wrap=True)
+
+
+@app.command()
+@in_panels
+@with_preset
+@with_style_options
+def preview(
+    source: Annotated[Path, typer.Argument(help="A video (or a pattern of frames), or a folder of photos.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The contact sheet to write, e.g. sheet.jpg.")],
+    style: Style,
+    settings: StyleSettings,
+    style_weights: Annotated[Optional[str], typer.Option(help="Style weights to compare, e.g. 30,100,300 (default: --style-weight).")] = None,
+    samples: Annotated[int, typer.Option(min=1, max=12, help="Frames (or photos) spread over the input.")] = 3,
+    weights: Weights = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Before the overnight run: a few frames spread over the input, stylized small for each style weight,
+    in one contact sheet with the whole run's estimated time."""
+    with user_errors():
+        check_style_count(settings, len(style))
+        tries = floats(style_weights, "--style-weights") or ()
+        if any(w < 0 for w in tries):
+            raise SettingsError(f"--style-weights {style_weights}: give weights of 0 or more")
+    from pipeline.preview import make_preview
+
+    with user_errors(), progress_bar(f"{source.name} preview") as show:
+        sheet = make_preview(source, style, output, settings, VideoSettings(), tries, samples, weights, overwrite,
+                             lambda done, total: show(done, total))
+    out.print(f"wrote {sheet.path}  ({sheet.samples} inputs x {len(sheet.style_weights)} style weights; "
+              f"the whole run: about {_duration(sheet.run_seconds)})", highlight=False, soft_wrap=True)
 
 
 @app.command("eval-temporal")
@@ -572,6 +623,13 @@ def folder(
     print_summary(report)
     if report.new_failures:
         raise typer.Exit(1)
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
 
 
 def _duration(seconds: float) -> str:

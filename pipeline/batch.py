@@ -191,31 +191,40 @@ def estimate_seconds(items: list[WorkItem], style_settings: StyleSettings, weigh
     its coarse-to-fine scales and their budgets (photo sizes read from the file headers)."""
     if not items:
         return 0.0
-    side = min(style_settings.size or 512, 512)
+    stylizer = Stylizer(replace(style_settings, coarse_to_fine=False, tolerance=0.0), load_styles([items[0].style_image]), weights)
+    per_pixel_evaluation = seconds_per_pixel_evaluation(stylizer, style_settings.size, probe_iterations)
+    work = sum(pixel_evaluations(*_header_size(item.source, style_settings), style_settings, stylizer) for item in items)
+    return per_pixel_evaluation * work
+
+
+def seconds_per_pixel_evaluation(stylizer: Stylizer, size: int | None, probe_iterations: int = 8) -> float:
+    """One loss evaluation's seconds per pixel, timed on a random image of up to 512 px (4:3)."""
+    side = min(size or 512, 512)
     height, width = round(side * 3 / 4), side
-    probe_settings = replace(style_settings, coarse_to_fine=False, tolerance=0.0)
-    stylizer = Stylizer(probe_settings, load_styles([items[0].style_image]), weights)
     content = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
     stylizer.stylize(content, Plan(iterations=2))  # warm-up: oneDNN picks its kernels on first use
     result = stylizer.stylize(content, Plan(iterations=probe_iterations))
-    per_pixel_evaluation = result.seconds / max(1, result.evaluations) / (height * width)
-    work = sum(_pixel_iterations(item.source, style_settings, stylizer) for item in items)
-    return per_pixel_evaluation * work * 1.1
+    return result.seconds / max(1, result.evaluations) / (height * width)
 
 
-def _pixel_iterations(photo: Path, settings: StyleSettings, stylizer: Stylizer) -> float:
-    """Pixels times iterations over the photo's ladder, at its output size (4:3 if the header cannot be
-    read); a tiled scale counts its tiles' windows, halos included, and the first pass (a third more)."""
+def _header_size(photo: Path, settings: StyleSettings) -> tuple[int, int]:
+    """(height, width) of the photo's output, from its header (4:3 where the header cannot be read)."""
     try:
         with Image.open(photo) as image:
             width, height = image.size
     except (OSError, ValueError):
         width, height = 4, 3
     scale = (settings.size / max(width, height)) if settings.size else 1.0
-    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def pixel_evaluations(height: int, width: int, settings: StyleSettings, stylizer: Stylizer) -> float:
+    """Pixels times loss evaluations of a cold stylization at this output size, over its ladder: a
+    tiled scale counts its tiles' windows, halos included, and the first pass (a third more); 1.1
+    evaluations an iteration, as line searches take."""
     ladder = scale_ladder(height, width, settings)
-    return sum(_evaluated_pixels(stylizer, h, w) * min(rung_budget((h, w), settings.iterations, settings, ladder))
-               for h, w in ladder)
+    return 1.1 * sum(_evaluated_pixels(stylizer, h, w) * min(rung_budget((h, w), settings.iterations, settings, ladder))
+                     for h, w in ladder)
 
 
 def _evaluated_pixels(stylizer: Stylizer, height: int, width: int) -> float:

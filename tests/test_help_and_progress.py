@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -121,3 +122,48 @@ def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_nigh
     assert all("eta " in line and "elapsed " in line for line in lines[1:])
     assert not re.search(r"[\x1b\r]", text)  # no terminal control codes in a log
     assert re.search(r"wrote .*o\.mp4 +\(5 frames, 5 stylized by this run in \d+ s, 0 scene cuts\)", text)
+
+
+@pytest.fixture
+def short_clip(tmp_path):
+    from pipeline.video_io import ffmpeg_binary
+
+    clip = tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir()
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "8",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True)
+    return clip
+
+
+def test_a_video_dry_run_counts_and_estimates_and_writes_nothing(tmp_path, short_clip, starry_night):
+    before = sorted(tmp_path.rglob("*"))
+    done = subprocess.run([sys.executable, "-m", "cli.main", "video", str(short_clip), "-s", str(starry_night),
+                           "-o", str(tmp_path / "out" / "o.mp4"), "--size", "48", "--iterations", "4", "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "8 frames at 48x36, 1 shot" in said
+    estimate = re.search(r"estimated (\d+) (s|min)", said)
+    assert estimate and int(estimate.group(1)) > 0
+    assert re.search(r"work folder: about [\d.]+ (bytes|KiB)", said) and "nothing was written" in said
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_preview_writes_one_sheet_with_a_tile_per_input_and_weight(tmp_path, short_clip, starry_night):
+    import cv2
+    from pipeline.preview import LABEL
+
+    sheet = tmp_path / "sheet.png"
+    done = subprocess.run([sys.executable, "-m", "cli.main", "preview", str(short_clip), "-s", str(starry_night), "-o", str(sheet),
+                           "--size", "48", "--iterations", "15", "--style-weights", "30,3000", "--samples", "2"],
+                          cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "sheet.png"]
+    image = cv2.imread(str(sheet))
+    tile_w, tile_h = 48, 36
+    assert image.shape[:2] == (LABEL + 3 * (LABEL + tile_h), 2 * tile_w + 3 * 4)  # header; input row, two weight rows
+    rows = [image[LABEL + r * (LABEL + tile_h) + LABEL:][:tile_h] for r in range(3)]
+    tiles = [row[:, 4 + c * (tile_w + 4):][:, :tile_w].astype(int) for row in rows for c in range(2)]
+    assert all(tile.std() > 5 for tile in tiles)  # every tile holds a picture, not the sheet's white
+    assert np.abs(tiles[2] - tiles[0]).mean() > 5  # a stylized tile differs from its input
+    assert "2 inputs x 2 style weights" in " ".join(done.stdout.split())
