@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := ../shared/data
 OUTDIR  ?= out
 
-.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-temporal video folder clean help
+.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-presets bench-temporal video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +52,9 @@ bench-print:  ## a 4032x3024 photo at full size: wall time and peak RSS per scal
 
 bench-long:  ## soak runs over 15 minutes each: whole car-detection, a 10-minute lavfi clip, 500 photos (RSS each minute)
 	$(BIN)/python -m benchmarks.bench_long $(ARGS)
+
+bench-presets:  ## each --preset: seconds per first and later frame, losses against a cold frame; car-detection at 256 px
+	$(BIN)/python -m benchmarks.bench_presets $(ARGS)
 
 bench-temporal:  ## long-term consistency: drift, warping error at k=1 and 30, evaluations per frame; bottle- and car-detection at 256 px
 	$(BIN)/python -m benchmarks.bench_temporal $(ARGS)

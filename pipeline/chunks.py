@@ -29,7 +29,7 @@ from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 
-SHOT_HEADS = True  # chunks inside a shot start from its first result (False: cold, as before; for benchmarks)
+SHOT_HEADS = True  # chunks inside a shot start from its first result (False: every chunk starts cold; make bench-cluster compares the two)
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,8 @@ def bf16_is_native(device: torch.device | str = "cpu") -> bool:
 def cpu_bf16_speedup() -> float:
     """fp32 time over bf16 time of one small convolution, forward and backward, on this CPU (above 1: bf16 is faster).
 
-    Measured, not read off a flag: AMX, AVX-512 BF16 (AMD Zen 4) and whatever oneDNN makes of
-    a CPU all count, and a flag that torch's build cannot use does not. Cached on disk per CPU,
+    Measured, not read off a flag: AMX, AVX-512 BF16 and whatever oneDNN makes of a CPU all
+    count, and a flag that torch's build cannot use does not. Cached on disk per CPU,
     torch build and ISA override; the first measurement takes under a second.
     """
     key = _cpu_key()
@@ -194,8 +194,8 @@ def release_freed_memory() -> None:
 
     Within one image the same activations come back every evaluation, so `keep_freed_memory`
     keeps them; between photos of other shapes those kept blocks fragment the heap, and a folder
-    run's resident memory crept up by a few MiB a minute for as long as it ran. A trim between
-    photos costs a few milliseconds and the next photo's first evaluation its page faults.
+    run's resident memory would creep up by a few MiB a minute for as long as it runs. A trim
+    between photos costs a few milliseconds and the next photo's first evaluation its page faults.
     """
     with contextlib.suppress(OSError, AttributeError):
         _libc().malloc_trim(0)

@@ -166,11 +166,11 @@ def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[t
     return ladder
 
 
-MIN_RUNG_EVALUATIONS = 10  # a carried start makes 10 count (docs/benchmarks.md: 1024 px, total loss 51.5 -> 21.2)
+MIN_RUNG_EVALUATIONS = 10  # a carried start makes 10 count (make bench-print: 1024 px, total loss 51.5 -> 21.2)
 GRAM_CACHE_SIZES = 8  # style targets kept for this many output sizes (the last used)
 # A scale above coarse_threshold starts L-BFGS from the curvature the scale below ended with: with a
-# budget of a few evaluations, a cold start spends them finding its step length (issue 18's table).
-# Scales up to the threshold keep their cold start, so that those outputs stay as they were.
+# budget of a few evaluations, a cold start spends them finding its step length (make bench-print).
+# Scales up to the threshold start cold: with a full iteration budget, finding it costs them little.
 CARRY_CURVATURE_ACROSS_SCALES = True
 
 
@@ -240,8 +240,8 @@ class Stylizer:
         announce_precision(self.precision)  # after the weights: a bad weights file stays a one-line error
         self.dtype = self.precision.dtype
         if self.device.type == "cuda" and self.dtype == torch.float32:
-            # fp32 means fp32: cuDNN's default TF32 convolutions (a 10-bit mantissa) made the tiled and
-            # the whole image's gradients differ by 2.5 % on an H200; without them, by 3e-7
+            # fp32 means fp32: cuDNN's default TF32 convolutions (a 10-bit mantissa) make the tiled and
+            # the whole image's gradients differ by 2.5 %; without them, by 3e-7 (docs/benchmarks.md, "CUDA")
             torch.backends.cudnn.allow_tf32 = False
         self.layers = [settings.content_layer, *settings.style_layers]
         self.vgg = shared_features(weights, self.layers, settings.pooling, self.dtype, self.device)

@@ -309,9 +309,9 @@ class Stillness:
 
 def compare_to_key(frame: Frame, source: np.ndarray, change: float, light_limit: float = HOLD_LIGHT_LIMIT) -> Stillness:
     """Content and light apart: a slow shadow or the camera's exposure is a change of light, carried
-    onto held pixels as it is, so that they follow it without being repainted (on bottle-detection at
-    256 px, a shadow crossing the wall let a fifth of the still pixels go, which then wandered); what
-    the blurred input changed beyond that is content. The light is taken from unchanged content
+    onto held pixels as it is, so that they follow it without being repainted (counted as content, a
+    shadow crossing a wall would let a fifth of the still pixels go, to wander); what the blurred
+    input changed beyond that is content. The light is taken from unchanged content
     only, so that something passing does not light up the still pixels around it. A pixel is
     unchanged while its content differs by less than `change` (mean RGB) and its light by less than
     `light_limit`. `source`: the input frame the result was made from (a key's, the shot's first)."""
@@ -344,10 +344,10 @@ def hold_of(key: Key, held: np.ndarray, still: Stillness) -> Hold | None:
 def restored(carried: WarpedPrevious, frame: Frame, first: Earlier) -> WarpedPrevious:
     """Frame t-1's result carried onto this frame (a still camera), with the shot's first result, in
     the camera's current exposure, where the flow cannot vouch for a pixel and the input looks as it
-    did then; the temporal loss then holds it there. Where something passed, the pixels it left
-    started from the content and took only a later frame's few evaluations, and the temporal loss
-    kept that half-painted look for hundreds of frames (a trail). Restoring every such-looking
-    pixel, vouched or not, flickered (bottle-detection at 128 px: k=1 8.95x the input's)."""
+    did then; the temporal loss then holds it there. Otherwise the pixels something passing leaves
+    start from the content with a later frame's few evaluations, and the temporal loss keeps that
+    half-painted look for hundreds of frames (a trail). Only pixels the flow cannot vouch for are
+    restored: restoring every such-looking pixel flickers (warping error at k=1 about 9x the input's)."""
     if carried.mask.min() >= 1.0:  # every pixel vouched for: nothing to restore, and no comparison to make
         return carried
     still = compare_to_key(frame, first.frame.rgb, RESTORE_CHANGE, light_limit=np.inf)

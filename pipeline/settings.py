@@ -279,7 +279,7 @@ class VideoSettings:
 
 Preset = Literal["draft", "standard", "best"]
 # What each --preset changes from the defaults, by StyleSettings and VideoSettings field; an option
-# given on the command line wins. Seconds per frame and losses of each: docs/benchmarks.md, "Presets".
+# given on the command line wins. Seconds per frame and losses of each: make bench-presets.
 PRESETS: dict[str, dict[str, object]] = {
     "draft": {"size": 256, "iterations": 100, "iterations_next": 6, "evaluations_next": 6},
     "standard": {},
@@ -330,7 +330,7 @@ class ClusterSettings:
     workers: int | None = None  # default: one per `cpus_per_worker` CPUs of the cluster
     cpus_per_worker: int = 1
     chunk_frames: int = 150  # video: frames per chunk
-    overlap_frames: int = 15  # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 (36 until issue 19's seams; docs/scale-out.md)
+    overlap_frames: int = 15  # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 frames (make bench-cluster)
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address.strip():

@@ -80,16 +80,14 @@ def _mismatch(difference: np.ndarray) -> np.ndarray:
 def camera_still(flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False) -> bool:
     """The camera did not move between two grey frames: the flow's median displacement is under
     STILL_CAMERA, or shifting the whole frame by it explains less than STILL_SHIFT_GAIN of how the
-    frames differ. DIS spreads a large moving object's motion over the flat ground around it (on
-    car-detection at 256 px, a median of 0.3-0.8 px while cars cross a still frame), which the
-    median alone took for a pan; a pan's shift explains most of the difference (0.1-0.7 of it left).
+    frames differ. DIS spreads a large moving object's motion over the flat ground around it (a
+    median of 0.3-0.8 px while cars cross car-detection's still frame), which the median alone
+    would take for a pan; a pan's shift explains most of the difference (0.1-0.7 of it left).
 
     `neighbours` (consecutive frames): also still where the shift makes STILL_WORSE of the pixels it
-    changes match worse. A white car filling a tenth of a darkening car park (car-detection, frames
-    62-81) explains a third of the difference and worsens the textured ground behind it (14-48 % of
-    the pixels changed at 96 px, 26-52 % at 256 px), where a pan's shift worsens next to none (a pan
-    over tubingen.jpg: at most 5 % at 96 px, none at 256 px). Further apart, DIS's median of a pan
-    is off by a pixel or more and worsens up to 36 % (4 frames apart at 96 px)."""
+    changes match worse. A large object's shift worsens the textured ground behind it (14-52 % of
+    the pixels on car-detection), a pan's next to none (at most 5 % over tubingen.jpg). Only for
+    neighbours: further apart, DIS's median of a pan is off by a pixel or more and worsens up to 36 %."""
     median = np.median(flow.reshape(-1, 2), axis=0)
     if np.hypot(*median) <= STILL_CAMERA:
         return True
@@ -142,8 +140,8 @@ def chained_flows(first: Frame, later: Iterable[Frame], flows: FlowEstimator) ->
     result carried frame by frame takes: zero where the camera stood still between every pair of
     neighbours (the still-aware flows keep a still background in place, and what moved across it is
     restored from the shot's first result), else the flows between neighbours composed. The flow
-    between two frames far apart follows a hovering camera's slow drift (car-detection, frames 0
-    and 135: 0.9 px), which the frames in between never did."""
+    between two frames far apart follows a hovering camera's slow drift (0.9 px over 135 frames of
+    car-detection), which the path from neighbour to neighbour does not."""
     previous, still = first, True
     backward, forward = (np.zeros((*first.grey.shape, 2), np.float32) for _ in range(2))
     for frame in later:

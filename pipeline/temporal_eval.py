@@ -134,7 +134,7 @@ def still_pixels(frames: Sequence[np.ndarray]) -> np.ndarray:
 def figures_of_frames(inputs: list[np.ndarray], outputs: list[np.ndarray], offsets: tuple[int, ...] = (1, 10, 30),
                       still_flow: bool = True) -> TemporalFigures:
     """The same figures for frames in memory (input frames and their stylized versions, in order);
-    `still_flow` False: DIS's own flow, as the figures before the still-aware flow were measured."""
+    `still_flow` False: DIS's raw flow, without `FlowEstimator`'s still-camera correction."""
     if not inputs:
         return TemporalFigures(0)
     pairs = _Pairs(tuple(sorted(set(offsets))), still_pixels(inputs), still_flow)

@@ -34,8 +34,8 @@ def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
     return digest.hexdigest()
 
 
-# Bumped whenever frames made by the same settings would come out different (a new decode, a new
-# temporal term): a run from an older version then starts over in a new folder instead of mixing frames.
+# Part of the key, raised whenever the same settings would make different frames (a new decode, a new
+# temporal term): a run of another version then works in its own folder instead of mixing frames.
 SCHEMA = 3
 
 

@@ -1,0 +1,99 @@
+"""What each --preset costs and gives: the first FRAMES frames of car-detection.mp4 at one size
+(default 256 px, draft's own; the other presets' 512 px costs about 4x a frame, by pixels),
+stylized with the preset's settings in this process. Columns: wall seconds of the shot's first
+frame and of each later frame (flow, optimization and any later passes included), and the last
+frame's style and content losses as ratios to a cold stylization of that frame (300 iterations,
+the standard budget), all judged with the same weights.
+
+Run: make bench-presets [ARGS="--frames 6 --size 256"]. Prints markdown for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import fields, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.device import cpu_description
+from pipeline.engine import Stylizer
+from pipeline.frames import FrameStylizer, stylize_frames
+from pipeline.image_io import load_rgb, to_tensor
+from pipeline.passes import pass_folder, refine_pass
+from pipeline.settings import PRESETS, StyleSettings, VideoSettings
+from pipeline.temporal import to_float
+from pipeline.video_io import Reader, even_size, probe
+from pipeline.weights import load_weights
+from pipeline.work_folder import frame_path, read_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+CLIP = DATA / "videos" / "car-detection.mp4"
+STYLE = DATA / "styles" / "starry_night.jpg"
+
+
+def preset_settings(name: str, size: int) -> tuple[StyleSettings, VideoSettings]:
+    """The preset's StyleSettings and VideoSettings, at `size` instead of its own."""
+    values = {**PRESETS[name], "size": size}
+    style_fields = {f.name for f in fields(StyleSettings)}
+    return (replace(StyleSettings(), **{k: v for k, v in values.items() if k in style_fields}),
+            replace(VideoSettings(), **{k: v for k, v in values.items() if k not in style_fields}))
+
+
+def decode(count: int, size: int) -> list[np.ndarray]:
+    info = probe(CLIP)
+    with Reader(info, even_size(info.width, info.height, size)) as reader:
+        return list(reader.frames(count))
+
+
+def run_preset(name: str, frames: list[np.ndarray], size: int, network, reference: Stylizer) -> dict:
+    style, video = preset_settings(name, size)
+    stylizer = Stylizer(style, [load_rgb(STYLE)], network)
+    stamps = [time.perf_counter()]
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work)
+        frame_stylizer = FrameStylizer(stylizer, video, folder)
+        done = stylize_frames(frames, frame_stylizer, folder, video, len(frames), lambda report: stamps.append(time.perf_counter()))
+        passes_start = time.perf_counter()
+        for number in range(2, video.passes + 1):  # as video_job.run_passes, from the frames in memory
+            order = list(enumerate(frames))
+            refine_pass(order[::-1] if number % 2 == 0 else order, frame_stylizer, folder, number, done.cuts)
+        passes = time.perf_counter() - passes_start
+        last = read_frame(frame_path(pass_folder(folder, video.passes), len(frames) - 1))
+    later = [b - a for a, b in zip(stamps[1:-1], stamps[2:])]
+    losses = reference.evaluate(to_tensor(to_float(last)), to_tensor(to_float(frames[-1])))
+    return {"first": stamps[1] - stamps[0], "later": (sum(later) + passes) / len(later), "losses": losses,
+            "iterations": style.iterations, "later_budget": f"{video.iterations_next} / {video.evaluations_next}", "passes": video.passes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--size", type=int, default=256)
+    args = parser.parse_args()
+    frames = decode(args.frames, args.size)
+    network = load_weights(None)
+    reference = Stylizer(StyleSettings(size=args.size), [load_rgb(STYLE)], network)
+    start = time.perf_counter()
+    cold = reference.evaluate(reference.stylize(to_tensor(to_float(frames[-1]))).image, to_tensor(to_float(frames[-1])))
+    cold_seconds = time.perf_counter() - start
+    print(f"## Presets — `make bench-presets`, {date.today()}, {cpu_description()}\n")
+    print(f"car-detection.mp4, frames 0-{args.frames - 1} at {args.size} px; the cold reference of frame {args.frames - 1} "
+          f"took {cold_seconds:.0f} s.\n")
+    print("| preset | size (own) | first-frame iterations | later frame iterations / evaluations | passes | s first frame "
+          "| s per later frame | style / cold | content / cold |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in PRESETS:
+        row = run_preset(name, frames, args.size, network, reference)
+        own = PRESETS[name].get("size", StyleSettings().size)
+        print(f"| {name} | {args.size} ({own}) | {row['iterations']} | {row['later_budget']} | {row['passes']} | {row['first']:.0f} "
+              f"| {row['later']:.1f} | {row['losses']['style'] / cold['style']:.2f} | {row['losses']['content'] / cold['content']:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
