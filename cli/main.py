@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
+from pipeline.report import format_duration
 from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_fps, parse_offsets, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
 from pipeline.settings import PRESETS, Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName, Preset as PresetName
 
@@ -182,9 +183,9 @@ class PlainProgress:
             parts.append(info)
         if fresh > 0:
             parts.append(f"{elapsed / fresh:.1f} s each")
-        parts.append(f"elapsed {_duration(elapsed)}")
+        parts.append(f"elapsed {format_duration(elapsed)}")
         if total and fresh > 0:
-            parts.append(f"eta {_duration(elapsed / fresh * (total - completed))}")
+            parts.append(f"eta {format_duration(elapsed / fresh * (total - completed))}")
         err.print("  ".join(parts), highlight=False, soft_wrap=True, markup=False)
         self.printed = now
 
@@ -500,7 +501,7 @@ def video(
         err.print(line, highlight=False)
     kept = f"; frames and per-frame log kept in {result.work_dir}" if video_settings.keep_frames else ""
     out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run in "
-              f"{_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})", highlight=False,
+              f"{format_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})", highlight=False,
               soft_wrap=True)
 
 
@@ -515,7 +516,7 @@ def print_video_estimate(source: Path, style: list[Path], output: Path, settings
     passes = f" per pass, {video_settings.passes} passes" if video_settings.passes > 1 else ""
     out.print(f"{source}: {guess.frames} frames at {guess.size[0]}x{guess.size[1]}, {guess.shots} shot{'s' * (guess.shots > 1)}{cuts}",
               highlight=False, soft_wrap=True)
-    out.print(f"estimated {_duration(guess.seconds)} on this machine: a shot's first frame {guess.first_frame_seconds:.0f} s, "
+    out.print(f"estimated {format_duration(guess.seconds)} on this machine: a shot's first frame {guess.first_frame_seconds:.0f} s, "
               f"each later frame {guess.later_frame_seconds:.1f} s{passes}{resumed}", highlight=False, soft_wrap=True)
     out.print(f"work folder: about {_size(guess.work_bytes)} in {guess.work_dir}; nothing was written",
               highlight=False, soft_wrap=True)
@@ -548,7 +549,7 @@ def preview(
         sheet = make_preview(source, style, output, settings, VideoSettings(), tries, samples, weights, overwrite,
                              lambda done, total: show(done, total))
     out.print(f"wrote {sheet.path}  ({sheet.samples} inputs x {len(sheet.style_weights)} style weights; "
-              f"the whole run: about {_duration(sheet.run_seconds)})", highlight=False, soft_wrap=True)
+              f"the whole run: about {format_duration(sheet.run_seconds)})", highlight=False, soft_wrap=True)
 
 
 @app.command("eval-temporal")
@@ -608,7 +609,7 @@ def folder(
             seconds = estimate_seconds(todo, settings, weights)
         failed = sum(r.status == "failed" for r in settled)
         out.print(f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not retried); "
-                  f"estimated {_duration(seconds)} at {f'{settings.size} px' if settings.size else 'full size'}, {settings.iterations} iterations", highlight=False)
+                  f"estimated {format_duration(seconds)} at {f'{settings.size} px' if settings.size else 'full size'}, {settings.iterations} iterations", highlight=False)
         return
     with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
 
@@ -630,13 +631,6 @@ def _size(count: float) -> str:
         if count < 1024 or unit == "GiB":
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
         count /= 1024
-
-
-def _duration(seconds: float) -> str:
-    hours, rest = divmod(round(seconds), 3600)
-    if hours:
-        return f"{hours} h {rest // 60:02d} min"
-    return f"{rest // 60} min {rest % 60:02d} s" if rest >= 60 else f"{rest} s"
 
 
 def print_summary(report) -> None:

@@ -15,6 +15,7 @@ from pipeline.batch import estimate_seconds, find_photos, plan
 from pipeline.engine import Stylizer
 from pipeline.errors import InputError
 from pipeline.image_io import Photo, check_output_file, load_styles, read_photo, resize_long_side, to_array, to_tensor, write_photo
+from pipeline.report import format_duration
 from pipeline.settings import FolderSettings, StyleSettings, VideoSettings
 from pipeline.sources import open_reader, probe
 from pipeline.video_io import even_size
@@ -58,7 +59,7 @@ def make_preview(source: Path, style_images: list[Path], output: Path, settings:
         rows.append(row)
     labels = ["input: " + ", ".join(name for name, _ in inputs)] + [f"style weight {w:g}" for w in style_weights]
     header = (f"{source.name} x {', '.join(p.name for p in style_images)}: whole run at {settings.size or 'full'} px "
-              f"estimated {_duration(run_seconds)} on this machine")
+              f"estimated {format_duration(run_seconds)} on this machine")
     write_photo(Photo(contact_sheet(rows, labels, header)), output)
     return Preview(output, len(inputs), tuple(style_weights), run_seconds)
 
@@ -113,8 +114,3 @@ def _band(text: str, width: int) -> np.ndarray:
     band = np.full((LABEL, width, 3), 255, np.uint8)
     cv2.putText(band, text, (4, LABEL - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return band.astype(np.float32) / 255
-
-
-def _duration(seconds: float) -> str:
-    hours, rest = divmod(round(seconds), 3600)
-    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"

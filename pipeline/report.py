@@ -64,3 +64,11 @@ def fingerprint(path: Path) -> str | None:
     except OSError:
         return None
     return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def format_duration(seconds: float) -> str:
+    """A time span as a person reads it in a progress line or an estimate: 45 s, 3 min 05 s, 2 h 10 min."""
+    hours, rest = divmod(round(seconds), 3600)
+    if hours:
+        return f"{hours} h {rest // 60:02d} min"
+    return f"{rest // 60} min {rest % 60:02d} s" if rest >= 60 else f"{rest} s"

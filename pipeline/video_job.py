@@ -109,9 +109,7 @@ def stylize_video(
     work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
     target = _plan_output(info, output, style_images, video, overwrite, work_dir)
     log = _input_notes(info, size) + list(target.streams.notes if target.streams else ())
-    if not work_dir.is_dir():
-        log += [f"{other}: frames of a run with other settings or an older version, not resumed; this run starts over "
-                "(delete that folder to free its space)" for other in other_work_folders(work_dir)]
+    log += _start_over_notes(work_dir)
     if cluster is None:
         frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
         with open_reader(info, size, video.start, video.duration) as reader:
@@ -133,6 +131,14 @@ def stylize_video(
     if not video.keep_frames:
         shutil.rmtree(work_dir, ignore_errors=True)
     return VideoResult(output, done.count, done.computed, done.cuts, work_dir, log)
+
+
+def _start_over_notes(work_dir: Path) -> list[str]:
+    """A new run beside folders an earlier run left: they are not resumed, and take disk."""
+    if work_dir.is_dir():
+        return []
+    return [f"{other}: frames of a run with other settings or an older version, not resumed; this run starts over "
+            "(delete that folder to free its space)" for other in other_work_folders(work_dir)]
 
 
 def _short_decode_warning(info: VideoInfo, video: VideoSettings, decoded: int, work_dir: Path) -> list[str]:
