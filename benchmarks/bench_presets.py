@@ -1,11 +1,10 @@
-"""What each --preset costs and gives: the first FRAMES frames of car-detection.mp4 at one size
-(default 256 px, draft's own; the other presets' 512 px costs about 4x a frame, by pixels),
-stylized with the preset's settings in this process. Columns: wall seconds of the shot's first
+"""What each --preset costs and gives: the first FRAMES frames of car-detection.mp4, each preset at
+its own size (or all at --size), stylized with the preset's settings in this process. Columns: wall seconds of the shot's first
 frame and of each later frame (flow, optimization and any later passes included), and the last
 frame's style and content losses as ratios to a cold stylization of that frame (300 iterations,
-the standard budget), all judged with the same weights.
+the standard budget, at the same size), all judged with the same weights.
 
-Run: make bench-presets [ARGS="--frames 6 --size 256"]. Prints markdown for docs/benchmarks.md.
+Run: make bench-presets [ARGS="--frames 6 [--size 256]"]. Prints markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -70,29 +69,40 @@ def run_preset(name: str, frames: list[np.ndarray], size: int, network, referenc
             "iterations": style.iterations, "later_budget": f"{video.iterations_next} / {video.evaluations_next}", "passes": video.passes}
 
 
+def cold_reference(frame: np.ndarray, size: int, network) -> tuple[Stylizer, dict, float]:
+    """The judge at `size` and the losses of a cold stylization of `frame` (the standard budget)."""
+    reference = Stylizer(StyleSettings(size=size), [load_rgb(STYLE)], network)
+    start = time.perf_counter()
+    content = to_tensor(to_float(frame))
+    cold = reference.evaluate(reference.stylize(content).image, content)
+    return reference, cold, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=6)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=None, help="one size for every preset (default: each its own)")
     args = parser.parse_args()
-    frames = decode(args.frames, args.size)
     network = load_weights(None)
-    reference = Stylizer(StyleSettings(size=args.size), [load_rgb(STYLE)], network)
-    start = time.perf_counter()
-    cold = reference.evaluate(reference.stylize(to_tensor(to_float(frames[-1]))).image, to_tensor(to_float(frames[-1])))
-    cold_seconds = time.perf_counter() - start
+    sizes = {name: args.size or int(PRESETS[name].get("size", StyleSettings().size)) for name in PRESETS}
     print(f"## Presets — `make bench-presets`, {date.today()}, {cpu_description()}\n")
-    print(f"car-detection.mp4, frames 0-{args.frames - 1} at {args.size} px; the cold reference of frame {args.frames - 1} "
-          f"took {cold_seconds:.0f} s.\n")
-    print("| preset | size (own) | first-frame iterations | later frame iterations / evaluations | passes | s first frame "
+    rows, colds = [], {}
+    for name, size in sizes.items():
+        frames = decode(args.frames, size)
+        if size not in colds:
+            colds[size] = cold_reference(frames[-1], size, network)
+        reference, cold, _ = colds[size]
+        row = run_preset(name, frames, size, network, reference)
+        rows.append(f"| {name} | {size} | {row['iterations']} | {row['later_budget']} | {row['passes']} | {row['first']:.0f} "
+                    f"| {row['later']:.2f} | {row['losses']['style'] / cold['style']:.2f} "
+                    f"| {row['losses']['content'] / cold['content']:.2f} |")
+    cold_times = ", ".join(f"{size} px {seconds:.0f} s" for size, (_, _, seconds) in colds.items())
+    print(f"car-detection.mp4, frames 0-{args.frames - 1}; the cold reference of frame {args.frames - 1} "
+          f"(300 iterations) took {cold_times}.\n")
+    print("| preset | size | first-frame iterations | later frame iterations / evaluations | passes | s first frame "
           "| s per later frame | style / cold | content / cold |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in PRESETS:
-        row = run_preset(name, frames, args.size, network, reference)
-        own = PRESETS[name].get("size", StyleSettings().size)
-        print(f"| {name} | {args.size} ({own}) | {row['iterations']} | {row['later_budget']} | {row['passes']} | {row['first']:.0f} "
-              f"| {row['later']:.1f} | {row['losses']['style'] / cold['style']:.2f} | {row['losses']['content'] / cold['content']:.2f} |",
-              flush=True)
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ class PlainProgress:
     def __init__(self, label: str, every: float = 30.0):
         self.label, self.every = label, every
         self.state: tuple[int, int | None, str] | None = None
+        self.created = time.monotonic()  # elapsed counts from here, as the bar's does; the rate from the first update
         self.started = self.printed = 0.0
         self.first_done = 0  # units already done at the first update (resumed): not counted in the rate
         self.tenth = -1
@@ -158,6 +159,7 @@ class PlainProgress:
         self.ticker = threading.Thread(target=self._tick, daemon=True)
 
     def show(self, completed: int, total: int | None, info: str = "") -> None:
+        completed = min(completed, total) if total else completed  # an engine's budget can run one over
         with self.lock:
             now = time.monotonic()
             if self.state is None:
@@ -165,7 +167,7 @@ class PlainProgress:
                 self.ticker.start()
             self.state = (completed, total, info)
             tenth = completed * 10 // total if total else -1
-            if tenth != self.tenth or now - self.printed >= self.every or completed == total:
+            if tenth != self.tenth or now - self.printed >= self.every:  # the end is the last tenth: one line
                 self.tenth = tenth
                 self._print(now)
 
@@ -177,15 +179,15 @@ class PlainProgress:
 
     def _print(self, now: float) -> None:
         completed, total, info = self.state
-        elapsed, fresh = now - self.started, completed - self.first_done
+        measured, fresh = now - self.started, completed - self.first_done
         parts = [f"{self.label}: {completed}/{total} ({completed / total:.0%})" if total else f"{self.label}: {completed}"]
         if info:
             parts.append(info)
         if fresh > 0:
-            parts.append(f"{elapsed / fresh:.1f} s each")
-        parts.append(f"elapsed {format_duration(elapsed)}")
+            parts.append(f"{measured / fresh:.1f} s each")
+        parts.append(f"elapsed {format_duration(now - self.created)}")
         if total and fresh > 0:
-            parts.append(f"eta {format_duration(elapsed / fresh * (total - completed))}")
+            parts.append(f"eta {format_duration(measured / fresh * (total - completed))}")
         err.print("  ".join(parts), highlight=False, soft_wrap=True, markup=False)
         self.printed = now
 
@@ -611,6 +613,7 @@ def folder(
         out.print(f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not retried); "
                   f"estimated {format_duration(seconds)} at {f'{settings.size} px' if settings.size else 'full size'}, {settings.iterations} iterations", highlight=False)
         return
+    started = time.monotonic()
     with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
 
         workers = []
@@ -621,7 +624,7 @@ def folder(
             show(index + (result is not None), total, f"{pool}{item.source.name}{status}")
 
         report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item, cluster, workers.append)
-    print_summary(report)
+    print_summary(report, time.monotonic() - started)
     if report.new_failures:
         raise typer.Exit(1)
 
@@ -633,7 +636,7 @@ def _size(count: float) -> str:
         count /= 1024
 
 
-def print_summary(report) -> None:
+def print_summary(report, seconds: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.input} -> {report.output}")
@@ -647,7 +650,8 @@ def print_summary(report) -> None:
     for result in report.of("failed"):
         note = " (before)" if result.before else ""
         out.print(f"failed{note}: {result.item.source}: {result.reason}", highlight=False, soft_wrap=True)
-    out.print(f"report: {report.output / 'report.json'}   gallery: {report.output / 'index.html'}", highlight=False)
+    out.print(f"took {format_duration(seconds)}   report: {report.output / 'report.json'}   "
+              f"gallery: {report.output / 'index.html'}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -167,3 +167,17 @@ def test_the_preview_writes_one_sheet_with_a_tile_per_input_and_weight(tmp_path,
     assert all(tile.std() > 5 for tile in tiles)  # every tile holds a picture, not the sheet's white
     assert np.abs(tiles[2] - tiles[0]).mean() > 5  # a stylized tile differs from its input
     assert "2 inputs x 2 style weights" in " ".join(done.stdout.split())
+
+
+def test_plain_progress_prints_each_tenth_once_and_never_past_the_end(capsys):
+    from cli.main import PlainProgress
+
+    progress = PlainProgress("photo.jpg", every=3600)
+    try:
+        for done in (0, 1, 2, 3, 3, 3, 3, 4):  # tiles of the last iteration report at the end; a budget can run one over
+            progress.show(done, 3, "tile")
+    finally:
+        progress.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split()[1] for line in lines] == ["0/3", "1/3", "2/3", "3/3"]
+    assert "eta 0 s" in lines[-1] and "-" not in lines[-1].split("eta")[1]

@@ -63,3 +63,28 @@ def test_image_and_folder_give_the_same_bytes(reference_tree, tmp_path, tubingen
     before, after = run_both(reference_tree, tmp_path / "folder", "folder", str(photos), "-s", str(starry_night),
                              "-o", "{out}/styled", "--size", "48", "--iterations", "6")
     assert same_files(before, after, "styled/**/*.jpg") == 6  # two photos, and each one's two gallery thumbnails
+
+
+FRAMES_REFERENCE = "4b9c6189d7ded4bfbc216387be4baeec39d8170b"  # main before the frame path was restructured
+
+
+@pytest.fixture(scope="module")
+def frames_reference_tree(tmp_path_factory) -> Path:
+    tree = tmp_path_factory.mktemp("frames-reference")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", FRAMES_REFERENCE], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {FRAMES_REFERENCE[:10]} is not in this clone ({archive.stderr.decode().strip()[:100]})")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+@pytest.mark.parametrize("extra", [(), ("--hold-still", "0.03")], ids=["defaults", "hold-still"])
+def test_video_frames_are_the_same_bits_as_the_reference(frames_reference_tree, tmp_path, starry_night, extra):
+    """car-detection where a car enters the still car park: warm starts along the still-aware flow,
+    the photo check, restores, disocclusions and the long-term frames (t-1, t-2, t-4), at the default
+    settings but a short first frame; each frame as lossless PNG."""
+    clip = data_file("videos/car-detection.mp4")
+    before, after = run_both(frames_reference_tree, tmp_path, "video", str(clip), "-s", str(starry_night),
+                             "-o", "{out}/frames/", "--size", "96", "--iterations", "20", "--start", "4.8",
+                             "--max-frames", "7", *extra)
+    assert same_files(before, after, "frames/*.png") == 7
