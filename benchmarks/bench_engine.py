@@ -53,7 +53,9 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
         torch.autograd.backward(list(stylizer.features(image).values()), gradients)
 
     def deepest() -> None:
-        list(stylizer.features(image).values())[-1].backward(gradients[-1])  # dicts keep the network's order
+        list(stylizer.features(image).values())[-1].backward(
+            gradients[-1]
+        )  # dicts keep the network's order
 
     def autocast() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -68,8 +70,14 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
     samples: dict[str, list[float]] = {"engine": []} | {name: [] for name in bare_passes}
     for _ in range(rounds):
         stamps: list[float] = []
-        stylizer.stylize(content, Plan(iterations=evaluations, patience=evaluations), callback=lambda p: stamps.append(time.perf_counter()))
-        samples["engine"] += [b - a for a, b in zip(stamps[2:], stamps[3:])]  # the first ones warm up oneDNN
+        stylizer.stylize(
+            content,
+            Plan(iterations=evaluations, patience=evaluations),
+            callback=lambda p: stamps.append(time.perf_counter()),
+        )
+        samples["engine"] += [
+            b - a for a, b in zip(stamps[2:], stamps[3:])
+        ]  # the first ones warm up oneDNN
         for name, bare in bare_passes.items():
             for repeat in range(8):
                 start = time.perf_counter()
@@ -79,7 +87,8 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
                     samples[name].append(time.perf_counter() - start)
     seconds = {name: statistics.median(values) for name, values in samples.items()}
     return {f"{name}_s": value for name, value in seconds.items()} | {
-        f"overhead_{name}": seconds["engine"] / seconds[name] - 1 for name in bare_passes}
+        f"overhead_{name}": seconds["engine"] / seconds[name] - 1 for name in bare_passes
+    }
 
 
 def per_evaluation(size: int, precision: str) -> dict:
@@ -87,23 +96,46 @@ def per_evaluation(size: int, precision: str) -> dict:
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings
 
-    settings = StyleSettings(size=size, precision=precision, tolerance=0, coarse_to_fine=False, device="cpu")
+    settings = StyleSettings(
+        size=size, precision=precision, tolerance=0, coarse_to_fine=False, device="cpu"
+    )
     stylizer = Stylizer(settings, [load_rgb(STYLE)])
-    return {"size": size, "precision": precision, **evaluation_overhead(stylizer, load_rgb(CONTENT, size)),
-            "peak_rss_mib": peak_rss_mib()}
+    return {
+        "size": size,
+        "precision": precision,
+        **evaluation_overhead(stylizer, load_rgb(CONTENT, size)),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def overhead_header(first: tuple[str, ...], last: tuple[str, ...] = ()) -> str:
-    """Markdown header of the overhead table: `first` columns, the overhead_row columns, then `last`."""
-    columns = (*first, "s / evaluation (engine)", "s / bare network pass", "overhead", "s / bare deepest-only pass", "overhead",
-               "s / bare pass, autocast", "overhead", *last)
+    """Markdown header of the overhead table: `first` columns, the overhead_row columns, then
+    `last`."""
+    columns = (
+        *first,
+        "s / evaluation (engine)",
+        "s / bare network pass",
+        "overhead",
+        "s / bare deepest-only pass",
+        "overhead",
+        "s / bare pass, autocast",
+        "overhead",
+        *last,
+    )
     return "| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns)
 
 
 def overhead_row(first_cells: str, r: dict) -> str:
-    autocast = f"{r['autocast_s']:.3f} | {100 * r['overhead_autocast']:+.1f} %" if "autocast_s" in r else "— | —"
-    return (f"| {first_cells} | {r['engine_s']:.3f} | {r['network_s']:.3f} | {100 * r['overhead_network']:+.1f} % | "
-            f"{r['deepest_s']:.3f} | {100 * r['overhead_deepest']:+.1f} % | {autocast} |")
+    autocast = (
+        f"{r['autocast_s']:.3f} | {100 * r['overhead_autocast']:+.1f} %"
+        if "autocast_s" in r
+        else "— | —"
+    )
+    return (
+        f"| {first_cells} | {r['engine_s']:.3f} | {r['network_s']:.3f} | "
+        f"{100 * r['overhead_network']:+.1f} % | "
+        f"{r['deepest_s']:.3f} | {100 * r['overhead_deepest']:+.1f} % | {autocast} |"
+    )
 
 
 def full_run(size: int, coarse: bool, iterations: int = 300) -> dict:
@@ -119,9 +151,18 @@ def full_run(size: int, coarse: bool, iterations: int = 300) -> dict:
     wall = time.perf_counter() - start
     name = f"tubingen_starry_{size}{'_c2f' if coarse else ''}.jpg"
     write_photo(Photo(to_array(result.image)), IMAGES / name)
-    return {"size": size, "coarse_to_fine": coarse, "wall_s": wall, "evaluations": result.evaluations,
-            "content": result.losses["content"], "style": result.losses["style"], "total": result.losses["total"],
-            "image": f"images/{name}", "precision": str(stylizer.dtype), "peak_rss_mib": peak_rss_mib()}
+    return {
+        "size": size,
+        "coarse_to_fine": coarse,
+        "wall_s": wall,
+        "evaluations": result.evaluations,
+        "content": result.losses["content"],
+        "style": result.losses["style"],
+        "total": result.losses["total"],
+        "image": f"images/{name}",
+        "precision": str(stylizer.dtype),
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def losses_of(path: Path, size: int) -> dict:
@@ -137,29 +178,92 @@ def losses_of(path: Path, size: int) -> dict:
 
 
 def peer(size: int, iterations: int) -> dict:
-    """pastiche's CLI and `stylize image`, same image, size and iteration count, timed as commands."""
+    """pastiche's CLI and `stylize image`, same image, size and iteration count, timed as
+    commands."""
     bin_dir = Path(sys.executable).parent
     ours, theirs = IMAGES / f"peer_stylize_{size}.jpg", IMAGES / f"peer_pastiche_{size}.jpg"
     runs = {
-        "stylize (default, auto precision)": ([str(bin_dir / "stylize"), "image", str(CONTENT), "-s", str(STYLE), "-o", str(ours),
-                                               "--size", str(size), "--iterations", str(iterations), "--tolerance", "0", "--overwrite"], ours),
-        "stylize --precision fp32": ([str(bin_dir / "stylize"), "image", str(CONTENT), "-s", str(STYLE), "-o", str(ours.with_suffix(".fp32.jpg")),
-                                      "--size", str(size), "--iterations", str(iterations), "--tolerance", "0", "--precision", "fp32", "--overwrite"],
-                                     ours.with_suffix(".fp32.jpg")),
-        "pastiche": ([sys.executable, "-m", "pastiche", "--device", "cpu", "--content", str(CONTENT), "--styles", str(STYLE),
-                      "--output", str(theirs), "--size", str(size), "--num-steps", str(iterations), "--no-verbose"], theirs),
+        "stylize (default, auto precision)": (
+            [
+                str(bin_dir / "stylize"),
+                "image",
+                str(CONTENT),
+                "-s",
+                str(STYLE),
+                "-o",
+                str(ours),
+                "--size",
+                str(size),
+                "--iterations",
+                str(iterations),
+                "--tolerance",
+                "0",
+                "--overwrite",
+            ],
+            ours,
+        ),
+        "stylize --precision fp32": (
+            [
+                str(bin_dir / "stylize"),
+                "image",
+                str(CONTENT),
+                "-s",
+                str(STYLE),
+                "-o",
+                str(ours.with_suffix(".fp32.jpg")),
+                "--size",
+                str(size),
+                "--iterations",
+                str(iterations),
+                "--tolerance",
+                "0",
+                "--precision",
+                "fp32",
+                "--overwrite",
+            ],
+            ours.with_suffix(".fp32.jpg"),
+        ),
+        "pastiche": (
+            [
+                sys.executable,
+                "-m",
+                "pastiche",
+                "--device",
+                "cpu",
+                "--content",
+                str(CONTENT),
+                "--styles",
+                str(STYLE),
+                "--output",
+                str(theirs),
+                "--size",
+                str(size),
+                "--num-steps",
+                str(iterations),
+                "--no-verbose",
+            ],
+            theirs,
+        ),
     }
     out = {}
     for name, (command, image) in runs.items():
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
-        out[name] = {"wall_s": time.perf_counter() - start, **{k: v for k, v in losses_of(image, size).items() if ":" not in k},
-                     "image": f"images/{image.name}"}
+        out[name] = {
+            "wall_s": time.perf_counter() - start,
+            **{k: v for k, v in losses_of(image, size).items() if ":" not in k},
+            "image": f"images/{image.name}",
+        }
     return out
 
 
 def run_child(kind: str, *args: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", kind, *args], check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", kind, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -169,31 +273,51 @@ def report() -> None:
     from pipeline.device import cpu_description
 
     IMAGES.mkdir(parents=True, exist_ok=True)
-    print(f"## make bench — {date.today()}, {cpu_description()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    print(
+        f"## make bench — {date.today()}, {cpu_description()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}\n"
+    )
     print(overhead_header(("size", "precision"), ("peak RSS MiB",)))
     for size in (256, 512):
         for precision in ("fp32", "bf16"):
             r = run_child("eval", str(size), precision)
             print(overhead_row(f"{size} | {precision}", r) + f" {r['peak_rss_mib']:.0f} |")
-    print("\n300 iterations at 512 px, tubingen x starry_night, default settings otherwise (tolerance 0):\n")
-    print("| coarse-to-fine | precision | wall s | evaluations | content | style | total | peak RSS MiB | image |")
+    print(
+        "\n300 iterations at 512 px, tubingen x starry_night, default settings otherwise "
+        "(tolerance 0):\n"
+    )
+    print(
+        "| coarse-to-fine | precision | wall s | evaluations | content | style | total | peak RSS "
+        "MiB | image |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for coarse in (False, True):
         r = run_child("full", "512", str(int(coarse)))
-        print(f"| {'on (256 then 512)' if coarse else 'off'} | {r['precision']} | {r['wall_s']:.1f} | {r['evaluations']} | {r['content']:.3f} | "
-              f"{r['style']:.3f} | {r['total']:.3f} | {r['peak_rss_mib']:.0f} | ![]({r['image']}) |")
+        print(
+            f"| {'on (256 then 512)' if coarse else 'off'} | {r['precision']} | {r['wall_s']:.1f} "
+            f"| {r['evaluations']} | {r['content']:.3f} | "
+            f"{r['style']:.3f} | {r['total']:.3f} | {r['peak_rss_mib']:.0f} | ![]({r['image']}) |"
+        )
     size, iterations = 256, 100
-    print(f"\nPeer: pastiche's command line vs `stylize image`, {size} px, {iterations} iterations, same weights; "
-          "losses of each output measured with our fp32 losses:\n")
+    print(
+        f"\nPeer: pastiche's command line vs `stylize image`, {size} px, {iterations} iterations, "
+        "same weights; "
+        "losses of each output measured with our fp32 losses:\n"
+    )
     print("| command | wall s | content | style | total | image |")
     print("| --- | --- | --- | --- | --- | --- |")
     results = run_child("peer", str(size), str(iterations))
     for name, r in results.items():
-        print(f"| {name} | {r['wall_s']:.1f} | {r['content']:.3f} | {r['style']:.3f} | {r['total']:.3f} | ![]({r['image']}) |")
+        print(
+            f"| {name} | {r['wall_s']:.1f} | {r['content']:.3f} | {r['style']:.3f} | "
+            f"{r['total']:.3f} | ![]({r['image']}) |"
+        )
     base = results["pastiche"]["wall_s"]
-    print(f"\nWall-time ratio pastiche / stylize: {base / results['stylize (default, auto precision)']['wall_s']:.2f}x (default), "
-          f"{base / results['stylize --precision fp32']['wall_s']:.2f}x (both fp32).")
+    print(
+        "\nWall-time ratio pastiche / stylize: "
+        f"{base / results['stylize (default, auto precision)']['wall_s']:.2f}x (default), "
+        f"{base / results['stylize --precision fp32']['wall_s']:.2f}x (both fp32)."
+    )
 
 
 def main() -> None:

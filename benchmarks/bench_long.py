@@ -7,12 +7,14 @@ every photo of a folder done and linked from a valid gallery.
 
   car      the whole car-detection.mp4 (377 frames, AAC audio)
   bottle   the whole bottle-detection.mp4 (1189 frames, a fixed camera) with --hold-still 0.03
-  phone    car-detection.mp4 made into a phone's clip: HEVC 10-bit HLG (bt2020), variable frame rate,
+  phone    car-detection.mp4 made into a phone's clip: HEVC 10-bit HLG (bt2020), variable frame
+  rate,
            rotated 90 degrees, two audio tracks and a creation time
   lavfi    a ten-minute clip made with ffmpeg's lavfi sources (moving testsrc2, sine audio)
   folder   500 generated photos of assorted sizes in a tree
 
-Run: make bench-long [ARGS="car lavfi folder --car-size 320"]. Prints markdown for docs/benchmarks.md.
+Run: make bench-long [ARGS="car lavfi folder --car-size 320"]. Prints markdown for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ class Soak:
     command: list[str]
     wall: float = 0.0
     returncode: int | None = None
-    rss_mib: list[tuple[float, float]] = field(default_factory=list)  # (minute, MiB of the process tree)
-    work_mib: list[float] = field(default_factory=list)  # the video work folders' size at each sample
+    rss_mib: list[tuple[float, float]] = field(
+        default_factory=list
+    )  # (minute, MiB of the process tree)
+    work_mib: list[float] = field(
+        default_factory=list
+    )  # the video work folders' size at each sample
     checks: dict[str, object] = field(default_factory=dict)
 
 
@@ -80,18 +86,34 @@ def soak(name: str, args: list[str], log_dir: Path) -> Soak:
     log = log_dir / f"{name}.log"
     start = time.monotonic()
     with open(log, "wb") as sink:
-        process = subprocess.Popen(run.command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            run.command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
+        )
         next_sample = start + 10.0  # the first sample once the network is loaded, then every minute
         while process.poll() is None:
             time.sleep(1.0)
             now = time.monotonic()
             if now >= next_sample:
                 run.rss_mib.append(((now - start) / 60, tree_rss_mib(process.pid)))
-                run.work_mib.append(sum(f.stat().st_size for d in log_dir.glob(".*.frames-*") for f in d.rglob("*") if f.is_file()) / 2**20)
+                run.work_mib.append(
+                    sum(
+                        f.stat().st_size
+                        for d in log_dir.glob(".*.frames-*")
+                        for f in d.rglob("*")
+                        if f.is_file()
+                    )
+                    / 2**20
+                )
                 next_sample = now + SAMPLE_EVERY
-                print(f"  {name}: {run.rss_mib[-1][0]:.1f} min, {run.rss_mib[-1][1]:.0f} MiB", file=sys.stderr, flush=True)
+                print(
+                    f"  {name}: {run.rss_mib[-1][0]:.1f} min, {run.rss_mib[-1][1]:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
     run.wall, run.returncode = time.monotonic() - start, process.returncode
-    run.checks["log tail"] = " / ".join(log.read_text(errors="replace").strip().splitlines()[-2:])[-300:]
+    run.checks["log tail"] = " / ".join(log.read_text(errors="replace").strip().splitlines()[-2:])[
+        -300:
+    ]
     return run
 
 
@@ -99,51 +121,137 @@ def video_checks(source: Path, output: Path) -> dict[str, object]:
     if not output.is_file():
         return {"output": "missing"}
     into, out = probe(source), probe(output)
-    return {"frames": f"{out.frames} / {into.frames}", "fps": f"{out.fps} / {into.fps}",
-            "duration s": f"{out.duration:.3f} / {into.duration:.3f}", "audio": f"{out.audio} / {into.audio}",
-            "equal": (out.frames, out.fps, out.audio) == (into.frames, into.fps, into.audio)
-            and abs(out.duration - into.duration) < 1 / float(into.fps)}
+    return {
+        "frames": f"{out.frames} / {into.frames}",
+        "fps": f"{out.fps} / {into.fps}",
+        "duration s": f"{out.duration:.3f} / {into.duration:.3f}",
+        "audio": f"{out.audio} / {into.audio}",
+        "equal": (out.frames, out.fps, out.audio) == (into.frames, into.fps, into.audio)
+        and abs(out.duration - into.duration) < 1 / float(into.fps),
+    }
 
 
 def lavfi_clip(path: Path, seconds: int, fps: int, size: str) -> Path:
-    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds),
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate={fps}",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(path),
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return path
 
 
 def phone_clip(source: Path, path: Path) -> Path:
-    """`source` as a phone writes it: HEVC 10-bit HLG, every 8th frame held twice as long, rotated, two audio tracks."""
+    """`source` as a phone writes it: HEVC 10-bit HLG, every 8th frame held twice as long,
+    rotated, two audio tracks."""
     frame = f"1/{float(probe(source).fps)}"
-    hlg = ("zscale=transferin=709:primariesin=709:matrixin=709:rangein=limited:"
-           "transfer=arib-std-b67:primaries=2020:matrix=2020_ncl:range=limited:npl=100,format=yuv420p10le,"
-           f"setpts='(N+floor(N/8))*{frame}/TB'")
-    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", "-noautorotate", "-display_rotation", "90", "-i", str(source),
-                    "-f", "lavfi", "-i", "sine=frequency=660",
-                    "-map", "0:v", "-map", "0:a", "-map", "1:a", "-vf", hlg, "-fps_mode", "passthrough",
-                    "-c:v", "libx265", "-crf", "20", "-x265-params", "log-level=error", "-colorspace", "bt2020nc",
-                    "-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-color_range", "tv",
-                    "-c:a", "aac", "-shortest", "-metadata", "creation_time=2026-07-14T18:30:00Z",
-                    str(path)],
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hlg = (
+        "zscale=transferin=709:primariesin=709:matrixin=709:rangein=limited:"
+        "transfer=arib-std-b67:primaries=2020:matrix=2020_ncl:range=limited:npl=100,"
+        "format=yuv420p10le,"
+        f"setpts='(N+floor(N/8))*{frame}/TB'"
+    )
+    subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-v",
+            "error",
+            "-y",
+            "-noautorotate",
+            "-display_rotation",
+            "90",
+            "-i",
+            str(source),
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=660",
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-map",
+            "1:a",
+            "-vf",
+            hlg,
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "libx265",
+            "-crf",
+            "20",
+            "-x265-params",
+            "log-level=error",
+            "-colorspace",
+            "bt2020nc",
+            "-color_primaries",
+            "bt2020",
+            "-color_trc",
+            "arib-std-b67",
+            "-color_range",
+            "tv",
+            "-c:a",
+            "aac",
+            "-shortest",
+            "-metadata",
+            "creation_time=2026-07-14T18:30:00Z",
+            str(path),
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return path
 
 
 def phone_checks(source: Path, output: Path) -> dict[str, object]:
-    """A phone clip's output: every frame at its input time, both audio tracks, upright, the creation time kept."""
+    """A phone clip's output: every frame at its input time, both audio tracks, upright, the
+    creation time kept."""
     if not output.is_file():
         return {"output": "missing"}
     into, out = probe(source), probe(output)
     offset = out.times[0] - into.times[0]
     drift = max((abs(a - b - offset) for a, b in zip(out.times, into.times)), default=float("inf"))
     created = [container_tag(path, "creation_time") for path in (source, output)]
-    return {"frames": f"{out.frames} / {into.frames}", "variable rate": f"{out.variable_rate} / {into.variable_rate}",
-            "largest time error ms": round(drift * 1000, 3), "audio": f"{out.audio} / {into.audio}",
-            "size": f"{out.width}x{out.height} (input {into.width}x{into.height}, rotation {into.rotation})",
-            "creation time": " / ".join(created),
-            "equal": out.frames == into.frames and drift <= 1e-3 and len(out.audio) == len(into.audio) == 2
-            and (out.width < out.height) == (into.width < into.height) and created[0] == created[1]}
+    return {
+        "frames": f"{out.frames} / {into.frames}",
+        "variable rate": f"{out.variable_rate} / {into.variable_rate}",
+        "largest time error ms": round(drift * 1000, 3),
+        "audio": f"{out.audio} / {into.audio}",
+        "size": f"{out.width}x{out.height} (input {into.width}x{into.height}, rotation "
+        f"{into.rotation})",
+        "creation time": " / ".join(created),
+        "equal": out.frames == into.frames
+        and drift <= 1e-3
+        and len(out.audio) == len(into.audio) == 2
+        and (out.width < out.height) == (into.width < into.height)
+        and created[0] == created[1],
+    }
 
 
 def container_tag(path: Path, tag: str) -> str:
@@ -152,16 +260,32 @@ def container_tag(path: Path, tag: str) -> str:
 
 
 def make_photos(folder: Path, count: int) -> Path:
-    """`count` photos in a tree of ten folders: sizes 160-800 px, JPEG and PNG, smooth shapes and noise."""
+    """`count` photos in a tree of ten folders: sizes 160-800 px, JPEG and PNG, smooth shapes and
+    noise."""
     rng = np.random.default_rng(0)
     for index in range(count):
         width, height = (int(v) for v in rng.integers(160, 800, 2))
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        base = np.stack([np.sin(xx / rng.uniform(10, 80) + c) * np.cos(yy / rng.uniform(10, 80) - c) for c in range(3)], -1)
-        image = np.clip((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
-        cv2.circle(image, (int(rng.integers(0, width)), int(rng.integers(0, height))), int(rng.integers(10, 80)),
-                   tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
-        path = folder / f"set{index % 10}" / f"photo{index:03d}.{'png' if index % 5 == 0 else 'jpg'}"
+        base = np.stack(
+            [
+                np.sin(xx / rng.uniform(10, 80) + c) * np.cos(yy / rng.uniform(10, 80) - c)
+                for c in range(3)
+            ],
+            -1,
+        )
+        image = np.clip((base * 0.4 + 0.5) * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(
+            np.uint8
+        )
+        cv2.circle(
+            image,
+            (int(rng.integers(0, width)), int(rng.integers(0, height))),
+            int(rng.integers(10, 80)),
+            tuple(int(v) for v in rng.integers(0, 255, 3)),
+            -1,
+        )
+        path = (
+            folder / f"set{index % 10}" / f"photo{index:03d}.{'png' if index % 5 == 0 else 'jpg'}"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), image)
     return folder
@@ -184,28 +308,48 @@ def folder_checks(output: Path, count: int) -> dict[str, object]:
     parser = _Links()
     parser.feed((output / "index.html").read_text())
     broken = [link for link in parser.links if not (output / link).resolve().is_file()]
-    return {"report counts": report["counts"], "gallery figures": parser.figures, "broken gallery links": len(broken),
-            "equal": report["counts"].get("done", 0) + report["counts"].get("skipped", 0) == count
-            and parser.figures == count and not broken}
+    return {
+        "report counts": report["counts"],
+        "gallery figures": parser.figures,
+        "broken gallery links": len(broken),
+        "equal": report["counts"].get("done", 0) + report["counts"].get("skipped", 0) == count
+        and parser.figures == count
+        and not broken,
+    }
 
 
 def markdown(run: Soak) -> str:
     first, last = run.rss_mib[0][1] if run.rss_mib else 0, run.rss_mib[-1][1] if run.rss_mib else 0
     peak = max((mib for _, mib in run.rss_mib), default=0)
     samples = ", ".join(f"{mib:.0f}" for _, mib in run.rss_mib)
-    lines = [f"### {run.name}", "", f"`stylize {' '.join(run.command[3:])}`", "",
-             "| wall | exit | RSS at start | RSS at end | peak sampled | growth start to end |", "|---|---|---|---|---|---|",
-             f"| {run.wall / 60:.1f} min | {run.returncode} | {first:.0f} MiB | {last:.0f} MiB | {peak:.0f} MiB | "
-             f"{(last - first) / first * 100 if first else 0:+.1f} % |", "", f"RSS each minute (MiB): {samples}", ""]
+    lines = [
+        f"### {run.name}",
+        "",
+        f"`stylize {' '.join(run.command[3:])}`",
+        "",
+        "| wall | exit | RSS at start | RSS at end | peak sampled | growth start to end |",
+        "|---|---|---|---|---|---|",
+        f"| {run.wall / 60:.1f} min | {run.returncode} | {first:.0f} MiB | {last:.0f} MiB | "
+        f"{peak:.0f} MiB | "
+        f"{(last - first) / first * 100 if first else 0:+.1f} % |",
+        "",
+        f"RSS each minute (MiB): {samples}",
+        "",
+    ]
     if any(run.work_mib):
-        lines += [f"Work folder each minute (MiB): {', '.join(f'{mib:.1f}' for mib in run.work_mib)}", ""]
+        lines += [
+            f"Work folder each minute (MiB): {', '.join(f'{mib:.1f}' for mib in run.work_mib)}",
+            "",
+        ]
     lines += [f"- {key}: {value}" for key, value in run.checks.items()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", help="car, bottle, phone, lavfi, folder (default: car, lavfi, folder)")
+    parser.add_argument(
+        "cases", nargs="*", help="car, bottle, phone, lavfi, folder (default: car, lavfi, folder)"
+    )
     parser.add_argument("--car-size", type=int, default=320)
     parser.add_argument("--phone-size", type=int, default=256)
     parser.add_argument("--bottle-size", type=int, default=192)
@@ -214,11 +358,18 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=500)
     parser.add_argument("--photo-size", type=int, default=128)
     parser.add_argument("--photo-iterations", type=int, default=15)
-    parser.add_argument("--work", type=Path, default=None, help="where inputs and outputs go (default: a temporary folder)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="where inputs and outputs go (default: a temporary folder)",
+    )
     args = parser.parse_args()
     unknown = set(args.cases) - {"car", "bottle", "phone", "lavfi", "folder"}
     if unknown:
-        parser.error(f"unknown case {', '.join(sorted(unknown))}: use car, bottle, phone, lavfi or folder")
+        parser.error(
+            f"unknown case {', '.join(sorted(unknown))}: use car, bottle, phone, lavfi or folder"
+        )
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-long-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"## make bench-long — {time.strftime('%Y-%m-%d')}, {cpu_description()}\n", flush=True)
@@ -226,33 +377,100 @@ def main() -> None:
         if case == "car":
             source = DATA / "videos" / "car-detection.mp4"
             output = work / "car-styled.mp4"
-            run = soak("car-detection, whole clip", ["video", str(source), "-s", str(STYLE), "-o", str(output),
-                                                     "--size", str(args.car_size), "--overwrite"], work)
+            run = soak(
+                "car-detection, whole clip",
+                [
+                    "video",
+                    str(source),
+                    "-s",
+                    str(STYLE),
+                    "-o",
+                    str(output),
+                    "--size",
+                    str(args.car_size),
+                    "--overwrite",
+                ],
+                work,
+            )
             run.checks.update(video_checks(source, output))
         elif case == "bottle":
             source = DATA / "videos" / "bottle-detection.mp4"
             output = work / "bottle-styled.mp4"
-            run = soak("bottle-detection, whole clip, --hold-still 0.03", [
-                "video", str(source), "-s", str(STYLE), "-o", str(output), "--size", str(args.bottle_size), "--hold-still", "0.03",
-                "--overwrite"], work)
+            run = soak(
+                "bottle-detection, whole clip, --hold-still 0.03",
+                [
+                    "video",
+                    str(source),
+                    "-s",
+                    str(STYLE),
+                    "-o",
+                    str(output),
+                    "--size",
+                    str(args.bottle_size),
+                    "--hold-still",
+                    "0.03",
+                    "--overwrite",
+                ],
+                work,
+            )
             run.checks.update(video_checks(source, output))
         elif case == "phone":
             source = phone_clip(DATA / "videos" / "car-detection.mp4", work / "phone.mov")
             output = work / "phone-styled.mp4"
-            run = soak("car-detection as a phone's clip (HEVC 10-bit HLG, VFR, rotated, two audio tracks)", [
-                "video", str(source), "-s", str(STYLE), "-o", str(output), "--size", str(args.phone_size), "--overwrite"], work)
+            run = soak(
+                "car-detection as a phone's clip (HEVC 10-bit HLG, VFR, rotated, two audio tracks)",
+                [
+                    "video",
+                    str(source),
+                    "-s",
+                    str(STYLE),
+                    "-o",
+                    str(output),
+                    "--size",
+                    str(args.phone_size),
+                    "--overwrite",
+                ],
+                work,
+            )
             run.checks.update(phone_checks(source, output))
         elif case == "lavfi":
             source = lavfi_clip(work / "lavfi-10min.mp4", 600, args.lavfi_fps, "320x180")
             output = work / "lavfi-styled.mp4"
-            run = soak(f"ten-minute lavfi clip ({600 * args.lavfi_fps} frames)", [
-                "video", str(source), "-s", str(STYLE), "-o", str(output), "--size", str(args.lavfi_size), "--overwrite"], work)
+            run = soak(
+                f"ten-minute lavfi clip ({600 * args.lavfi_fps} frames)",
+                [
+                    "video",
+                    str(source),
+                    "-s",
+                    str(STYLE),
+                    "-o",
+                    str(output),
+                    "--size",
+                    str(args.lavfi_size),
+                    "--overwrite",
+                ],
+                work,
+            )
             run.checks.update(video_checks(source, output))
         else:
             source = make_photos(work / "photos", args.photos)
             output = work / "photos-styled"
-            run = soak(f"folder of {args.photos} photos", ["folder", str(source), "-s", str(STYLE), "-o", str(output),
-                                                         "--size", str(args.photo_size), "--iterations", str(args.photo_iterations)], work)
+            run = soak(
+                f"folder of {args.photos} photos",
+                [
+                    "folder",
+                    str(source),
+                    "-s",
+                    str(STYLE),
+                    "-o",
+                    str(output),
+                    "--size",
+                    str(args.photo_size),
+                    "--iterations",
+                    str(args.photo_iterations),
+                ],
+                work,
+            )
             run.checks.update(folder_checks(output, args.photos))
         print(markdown(run), flush=True)
 

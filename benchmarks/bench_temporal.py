@@ -1,8 +1,8 @@
 """Long-term temporal consistency: each video setting on two real clips at 256 px.
 
 For every (clip, setting): the drift of the static background over the clip, the warping error at
-k = 1 and k = 30 as ratios to the input's own (judged with the still-aware flow, and with DIS's own),
-the static background's difference between frames t
+k = 1 and k = 30 as ratios to the input's own (judged with the still-aware flow, and with DIS's
+own), the static background's difference between frames t
 and t-1 and t-30 against the input's (pixels compared in place: no flow, whose noise on a still
 area the warping error counts against an output that holds still), evaluations and seconds per
 later frame, and the later frames' content and style losses (of the whole frame as written, as a
@@ -30,7 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 STYLE = DATA / "styles" / "starry_night.jpg"
-CLIPS = {"bottle": DATA / "videos" / "bottle-detection.mp4", "car": DATA / "videos" / "car-detection.mp4"}
+CLIPS = {
+    "bottle": DATA / "videos" / "bottle-detection.mp4",
+    "car": DATA / "videos" / "car-detection.mp4",
+}
 IMAGES = ROOT / "docs" / "images"
 SETTINGS = {  # VideoSettings fields that each setting changes from today's defaults
     "default": {},
@@ -48,7 +51,9 @@ SETTINGS = {  # VideoSettings fields that each setting changes from today's defa
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
 
 
-PAN = DATA / "contents" / "tubingen.jpg"  # "pan": a camera panning over this photo, for what holds still where nothing is
+PAN = (
+    DATA / "contents" / "tubingen.jpg"
+)  # "pan": a camera panning over this photo, for what holds still where nothing is
 
 
 def panned(count: int, size: int, speed: float = 1.5) -> list[np.ndarray]:
@@ -64,13 +69,16 @@ def panned(count: int, size: int, speed: float = 1.5) -> list[np.ndarray]:
     rng, frames = np.random.default_rng(0), []
     for t in range(count):
         shift = np.float32([[1, 0, -speed * t], [0, 1, -0.1 * photo.shape[0]]])
-        frame = cv2.warpAffine(photo, shift, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frame = cv2.warpAffine(
+            photo, shift, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
         frames.append(np.clip(frame + rng.normal(0, 1.5, frame.shape), 0, 255).astype(np.uint8))
     return frames
 
 
 def decode(clip: str, count: int, size: int) -> list[np.ndarray]:
-    """The first `count` frames at `size` (long side), RGB uint8: with ffmpeg, or PyAV where no ffmpeg is found."""
+    """The first `count` frames at `size` (long side), RGB uint8: with ffmpeg, or PyAV where no
+    ffmpeg is found."""
     from pipeline.video_io import Reader, even_size, ffmpeg_binary, probe
 
     if clip == "pan":
@@ -82,16 +90,20 @@ def decode(clip: str, count: int, size: int) -> list[np.ndarray]:
     except Exception:  # noqa: BLE001 - a machine with only PyAV (the GPU machine here)
         import av
         import cv2
+
         with av.open(str(CLIPS[clip])) as container:
             frames = (f.to_ndarray(format="rgb24") for f in container.decode(video=0))
-            return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for _, f in zip(range(count), frames)]
+            return [
+                cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA)
+                for _, f in zip(range(count), frames)
+            ]
     with Reader(info, (width, height)) as reader:
         return list(reader.frames(count))
 
 
 def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: Path) -> dict:
-    """Stylize `frames` frames of `clip` with `setting` (as `stylize video` does, into a work folder)
-    and measure the stylized frames themselves (lossless, before any encoder)."""
+    """Stylize `frames` frames of `clip` with `setting` (as `stylize video` does, into a work
+    folder) and measure the stylized frames themselves (lossless, before any encoder)."""
     import shutil
 
     from pipeline.device import cpu_description
@@ -113,21 +125,41 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
     done = stylize_frames(inputs, frame_stylizer, folder, video, len(inputs), reports.append)
     for number in range(2, video.passes + 1):  # as video_job.run_passes, from the frames in memory
         order = list(enumerate(inputs))
-        refine_pass(order[::-1] if number % 2 == 0 else order, frame_stylizer, folder, number, done.cuts,
-                    lambda position, index, skipped, stats: refined.append(stats))
+        refine_pass(
+            order[::-1] if number % 2 == 0 else order,
+            frame_stylizer,
+            folder,
+            number,
+            done.cuts,
+            lambda position, index, skipped, stats: refined.append(stats),
+        )
     final = pass_folder(folder, video.passes)
     later = [r for r in reports if not r.cold]
     passes_evals = sum(s.get("evaluations", 0) for s in refined) / max(1, len(later))
     passes_seconds = sum(s.get("seconds", 0.0) for s in refined) / max(1, len(later))
     outputs = [read_frame(frame_path(final, i)) for i in range(len(inputs))]
-    figures, dis_figures = (figures_of_frames(inputs, outputs, (1, 30), still_flow) for still_flow in (True, False))
-    return {"clip": clip, "setting": setting, "frames": len(inputs), "work_dir": str(final),
-            "evaluations": float(np.mean([r.evaluations for r in later])) + passes_evals,
-            "seconds": float(np.mean([r.seconds for r in later])) + passes_seconds,
-            "losses": {i: whole_frame_losses(stylizer, inputs[i], read_frame(frame_path(final, i))) for i in REFERENCE_FRAMES if i < len(inputs)},
-            "warping": {k: list(v) for k, v in figures.warping.items()}, "warping_dis": {k: list(v) for k, v in dis_figures.warping.items()},
-            "static": {k: list(v) for k, v in figures.static_difference.items()},
-            "static_share": figures.static_share, "drift": list(figures.drift), "machine": machine(device, cpu_description())}
+    figures, dis_figures = (
+        figures_of_frames(inputs, outputs, (1, 30), still_flow) for still_flow in (True, False)
+    )
+    return {
+        "clip": clip,
+        "setting": setting,
+        "frames": len(inputs),
+        "work_dir": str(final),
+        "evaluations": float(np.mean([r.evaluations for r in later])) + passes_evals,
+        "seconds": float(np.mean([r.seconds for r in later])) + passes_seconds,
+        "losses": {
+            i: whole_frame_losses(stylizer, inputs[i], read_frame(frame_path(final, i)))
+            for i in REFERENCE_FRAMES
+            if i < len(inputs)
+        },
+        "warping": {k: list(v) for k, v in figures.warping.items()},
+        "warping_dis": {k: list(v) for k, v in dis_figures.warping.items()},
+        "static": {k: list(v) for k, v in figures.static_difference.items()},
+        "static_share": figures.static_share,
+        "drift": list(figures.drift),
+        "machine": machine(device, cpu_description()),
+    }
 
 
 def whole_frame_losses(stylizer, content: np.ndarray, frame: np.ndarray) -> dict[str, float]:
@@ -152,72 +184,125 @@ def run_cold(clip: str, frames: int, size: int, device: str) -> dict:
 
     stylizer = Stylizer(StyleSettings(size=size, device=device, tolerance=0.0), [load_rgb(STYLE)])
     inputs = decode(clip, max(frames, max(REFERENCE_FRAMES) + 1), size)
-    losses = {i: stylizer.stylize(to_tensor(to_float(inputs[i]))).losses for i in REFERENCE_FRAMES if i < len(inputs)}
+    losses = {
+        i: stylizer.stylize(to_tensor(to_float(inputs[i]))).losses
+        for i in REFERENCE_FRAMES
+        if i < len(inputs)
+    }
     still = still_pixels(inputs[:frames])
     if not still.any():
         return {"clip": clip, "setting": "cold-300", "losses": losses}
     means = np.array([to_float(frame)[still].mean(axis=0) for frame in inputs[:frames]])
     furthest = int(np.abs(means - means[:FIRST_FRAMES].mean(axis=0)).max(axis=1).argmax())
-    first, last = (to_array(stylizer.stylize(to_tensor(to_float(inputs[i]))).image)[still].mean(axis=0) for i in (2, furthest))
-    drift = [float(np.abs(last - first).max() * 100), float(np.abs(means[furthest] - means[2]).max() * 100)]
-    return {"clip": clip, "setting": "cold-300", "losses": losses, "cold_drift": {"frame": furthest, "drift": drift}}
+    first, last = (
+        to_array(stylizer.stylize(to_tensor(to_float(inputs[i]))).image)[still].mean(axis=0)
+        for i in (2, furthest)
+    )
+    drift = [
+        float(np.abs(last - first).max() * 100),
+        float(np.abs(means[furthest] - means[2]).max() * 100),
+    ]
+    return {
+        "clip": clip,
+        "setting": "cold-300",
+        "losses": losses,
+        "cold_drift": {"frame": furthest, "drift": drift},
+    }
 
 
 def machine(device: str, cpu: str) -> str:
     if device.startswith("cuda"):
         import torch
+
         return torch.cuda.get_device_name(0)
     return cpu
 
 
 def child(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_temporal", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_temporal", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     if done.returncode != 0:
         return {"error": f"{args}: exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def loss_ratio(run: dict, cold: dict, part: str) -> float:
-    pairs = [(run["losses"][str(i)][part], cold["losses"][str(i)][part]) for i in REFERENCE_FRAMES
-             if str(i) in run["losses"] and str(i) in cold["losses"]]
+    pairs = [
+        (run["losses"][str(i)][part], cold["losses"][str(i)][part])
+        for i in REFERENCE_FRAMES
+        if str(i) in run["losses"] and str(i) in cold["losses"]
+    ]
     return float(np.mean([mine / theirs for mine, theirs in pairs])) if pairs else float("nan")
 
 
 def table(runs: list[dict], colds: dict[str, dict]) -> str:
-    lines = ["| clip | setting | frames | drift (input) | k=1 ratio | k=30 ratio | k=1, k=30 (DIS flow) | static t vs t-1 (x input) | "
-             "static t vs t-30 (x input) | evals / later frame | s / later frame | content vs cold 300 | style vs cold 300 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clip | setting | frames | drift (input) | k=1 ratio | k=30 ratio | k=1, k=30 (DIS "
+        "flow) | static t vs t-1 (x input) | "
+        "static t vs t-30 (x input) | evals / later frame | s / later frame | content vs cold 300 "
+        "| style vs cold 300 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
         if "error" in run:
             lines.append(f"| {run['error']} |")
             continue
-        ratio, dis = ({k: v[0] / v[1] if v[1] > 0 else float("nan") for k, v in run.get(which, {}).items()} for which in ("warping", "warping_dis"))
+        ratio, dis = (
+            {k: v[0] / v[1] if v[1] > 0 else float("nan") for k, v in run.get(which, {}).items()}
+            for which in ("warping", "warping_dis")
+        )
         static, static_1 = run["static"]["30"], run["static"]["1"]
         cold = colds.get(run["clip"], {"losses": {}})
-        lines.append(f"| {run['clip']} | {run['setting']} | {run['frames']} | {run['drift'][0]:.2f} % ({run['drift'][1]:.2f} %) | "
-                     f"{ratio['1']:.2f} | {ratio['30']:.2f} | {dis.get('1', float('nan')):.2f}, {dis.get('30', float('nan')):.2f} | {static_1[0] / max(static_1[1], 1e-12):.1f} | {static[0] / max(static[1], 1e-12):.1f} | {run['evaluations']:.1f} | "
-                     f"{run['seconds']:.2f} | {loss_ratio(run, cold, 'content'):.2f} | {loss_ratio(run, cold, 'style'):.2f} |")
+        lines.append(
+            f"| {run['clip']} | {run['setting']} | {run['frames']} | {run['drift'][0]:.2f} % "
+            f"({run['drift'][1]:.2f} %) | "
+            f"{ratio['1']:.2f} | {ratio['30']:.2f} | {dis.get('1', float('nan')):.2f}, "
+            f"{dis.get('30', float('nan')):.2f} | {static_1[0] / max(static_1[1], 1e-12):.1f} "
+            f"| {static[0] / max(static[1], 1e-12):.1f} | {run['evaluations']:.1f} | "
+            f"{run['seconds']:.2f} | {loss_ratio(run, cold, 'content'):.2f} | "
+            f"{loss_ratio(run, cold, 'style'):.2f} |"
+        )
     return "\n".join(lines)
 
 
-def picture(runs: list[dict], settings: tuple[str, str], clip: str = "bottle", frames: tuple[int, ...] = (0, 100, 200, 299)) -> str | None:
+def picture(
+    runs: list[dict],
+    settings: tuple[str, str],
+    clip: str = "bottle",
+    frames: tuple[int, ...] = (0, 100, 200, 299),
+) -> str | None:
     """The same static crop at frames 0, 100, 200 and 299 for two settings (rows)."""
     import cv2
     from pipeline.temporal_eval import still_pixels
     from pipeline.work_folder import frame_path
 
-    chosen = {run["setting"]: run for run in runs if run.get("clip") == clip and run.get("setting") in settings}
+    chosen = {
+        run["setting"]: run
+        for run in runs
+        if run.get("clip") == clip and run.get("setting") in settings
+    }
     if len(chosen) < 2:
         return None
     first = cv2.imread(str(frame_path(Path(chosen[settings[0]]["work_dir"]), 0)))
     mask = still_pixels(decode(clip, max(frames) + 1, max(first.shape))).astype(np.float32)
     side = min(96, first.shape[0] // 2, first.shape[1] // 2)
     share = cv2.boxFilter(mask, -1, (side, side), normalize=True)
-    y, x = np.unravel_index(np.argmax(share[side // 2:-side // 2, side // 2:-side // 2]), (share.shape[0] - side, share.shape[1] - side))
+    y, x = np.unravel_index(
+        np.argmax(share[side // 2 : -side // 2, side // 2 : -side // 2]),
+        (share.shape[0] - side, share.shape[1] - side),
+    )
     rows = []
     for setting in settings:
         folder = Path(chosen[setting]["work_dir"])
-        tiles = [cv2.imread(str(frame_path(folder, i)))[y:y + side, x:x + side] for i in frames if frame_path(folder, i).is_file()]
+        tiles = [
+            cv2.imread(str(frame_path(folder, i)))[y : y + side, x : x + side]
+            for i in frames
+            if frame_path(folder, i).is_file()
+        ]
         if not tiles:
             return None
         rows.append(cv2.resize(np.hstack(tiles), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
@@ -230,39 +315,78 @@ def picture(runs: list[dict], settings: tuple[str, str], clip: str = "bottle", f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", default="bottle,car")
-    parser.add_argument("--settings", default="before,default,default+hold-0.03,default+anchor-0.3,default+snap-0.5,default+passes-3")
+    parser.add_argument(
+        "--settings",
+        default="before,default,default+hold-0.03,default+passes-3",
+    )
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at once (a GPU machine has room for several)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once (a GPU machine has room for several)"
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-temporal"))
-    parser.add_argument("--picture", default="default,default+hold-0.03", help="two settings whose static crops docs/images gets")
-    parser.add_argument("--no-cold", action="store_true", help="skip the cold 300-iteration reference (its loss columns then read nan)")
+    parser.add_argument(
+        "--picture",
+        default="default,default+hold-0.03",
+        help="two settings whose static crops docs/images gets",
+    )
+    parser.add_argument(
+        "--no-cold",
+        action="store_true",
+        help="skip the cold 300-iteration reference (its loss columns then read nan)",
+    )
     parser.add_argument("--one", nargs=2, metavar=("CLIP", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.one:
         clip, setting = args.one
-        out = run_cold(clip, args.frames, args.size, args.device) if setting == "cold-300" else run_one(clip, setting, args.frames, args.size, args.device, args.work)
-        (args.work / f"result-{clip}-{setting}.json").write_text(json.dumps(out))  # kept should the whole run be stopped
+        out = (
+            run_cold(clip, args.frames, args.size, args.device)
+            if setting == "cold-300"
+            else run_one(clip, setting, args.frames, args.size, args.device, args.work)
+        )
+        (args.work / f"result-{clip}-{setting}.json").write_text(
+            json.dumps(out)
+        )  # kept should the whole run be stopped
         print(json.dumps(out))
         return
-    common = ["--frames", str(args.frames), "--size", str(args.size), "--device", args.device, "--work", str(args.work)]
+    common = [
+        "--frames",
+        str(args.frames),
+        "--size",
+        str(args.size),
+        "--device",
+        args.device,
+        "--work",
+        str(args.work),
+    ]
     reference = ["cold-300"] if not args.no_cold else []
-    jobs = [(clip, setting) for clip in args.clips.split(",") for setting in [*reference, *args.settings.split(",")]]
+    jobs = [
+        (clip, setting)
+        for clip in args.clips.split(",")
+        for setting in [*reference, *args.settings.split(",")]
+    ]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda job: child(*common, "--one", *job), jobs))
     colds = {r["clip"]: r for r in results if r.get("setting") == "cold-300"}
     runs = [r for r in results if r.get("setting") != "cold-300"]
     machines = sorted({r["machine"] for r in runs if "machine" in r})
     print(f"## Long-term temporal consistency — `make bench-temporal`, {date.today()}\n")
-    print(f"Machine: {'; '.join(machines)}. {args.frames} frames of each clip at {args.size} px, starry_night.jpg.\n")
+    print(
+        f"Machine: {'; '.join(machines)}. {args.frames} frames of each clip at {args.size} px, "
+        "starry_night.jpg.\n"
+    )
     print(table(runs, colds))
     for clip, cold in colds.items():
         if "cold_drift" in cold:
             drift = cold["cold_drift"]
-            print(f"\n{clip}: two cold stylizations, of frame 2 and of frame {drift['frame']} (where the input's still "
-                  f"background moves furthest), differ there by {drift['drift'][0]:.2f} % (the input: {drift['drift'][1]:.2f} %).")
+            print(
+                f"\n{clip}: two cold stylizations, of frame 2 and of frame {drift['frame']} "
+                "(where the input's still "
+                f"background moves furthest), differ there by {drift['drift'][0]:.2f} % (the "
+                f"input: {drift['drift'][1]:.2f} %)."
+            )
     crop = picture(runs, tuple(args.picture.split(",")))
     if crop:
         print(f"\n![static crop]({crop})  (frames 0, 100, 200, 299; rows: {args.picture})")

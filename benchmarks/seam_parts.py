@@ -28,7 +28,9 @@ from pipeline.work_folder import frame_path, read_frame
 SIZE = 96
 
 
-def run_chunks(job: chunks.VideoJob, stylizer: Stylizer, count: int, chunk_frames: int, overlap: int) -> list[chunks.Chunk]:
+def run_chunks(
+    job: chunks.VideoJob, stylizer: Stylizer, count: int, chunk_frames: int, overlap: int
+) -> list[chunks.Chunk]:
     """The shot's first frame, then each chunk, as the Ray workers would make them."""
     planned = chunks.plan_chunks(count, [], chunk_frames, overlap)
     chunks.stylize_shot_start(job, stylizer, planned[0])
@@ -41,37 +43,69 @@ def chunk_frame(job: chunks.VideoJob, chunk: chunks.Chunk, index: int) -> np.nda
     return to_float(read_frame(frame_path(chunks.chunk_folder(job, chunk), index - chunk.start)))
 
 
-def overlap_differences(job: chunks.VideoJob, before: chunks.Chunk, after: chunks.Chunk) -> list[dict]:
+def overlap_differences(
+    job: chunks.VideoJob, before: chunks.Chunk, after: chunks.Chunk
+) -> list[dict]:
     first = to_float(read_frame(chunks.shot_path(job, 0)))
     rows = []
     for index in range(after.start, before.stop):
         a, b = chunk_frame(job, before, index), chunk_frame(job, after, index)
-        rows.append({"frame": index, "chunks": 1e4 * float(((a - b) ** 2).mean()),
-                     "before_vs_first": 1e4 * float(((a - first) ** 2).mean()), "after_vs_first": 1e4 * float(((b - first) ** 2).mean())})
+        rows.append(
+            {
+                "frame": index,
+                "chunks": 1e4 * float(((a - b) ** 2).mean()),
+                "before_vs_first": 1e4 * float(((a - first) ** 2).mean()),
+                "after_vs_first": 1e4 * float(((b - first) ** 2).mean()),
+            }
+        )
     return rows
 
 
-def pair_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int) -> list[float]:
+def pair_errors(
+    job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int
+) -> list[float]:
     """The warping error of each pair of the assembled, lossless frames."""
     info, error = probe(job.source), WarpingError()
     with Reader(info, job.size, 0.0, count / float(info.fps)) as reader:
-        for frame_in, frame_out in zip(reader.frames(count), chunks.assemble(job, planned, overlap)):
+        for frame_in, frame_out in zip(
+            reader.frames(count), chunks.assemble(job, planned, overlap)
+        ):
             error.add(frame_in, frame_out)
     return error.errors
 
 
-def seam_errors(job: chunks.VideoJob, planned: list[chunks.Chunk], count: int, overlap: int, unchunked: list[float]) -> dict:
+def seam_errors(
+    job: chunks.VideoJob,
+    planned: list[chunks.Chunk],
+    count: int,
+    overlap: int,
+    unchunked: list[float],
+) -> dict:
     """Mean warping error of the pairs in and around the overlap against the others, and against the
     same pairs of one unchunked run (what the clip's motion there costs anyway)."""
-    seam, inside = seam_and_inside(pair_errors(job, planned, count, overlap), planned[0].stop, overlap)
+    seam, inside = seam_and_inside(
+        pair_errors(job, planned, count, overlap), planned[0].stop, overlap
+    )
     same_pairs, _ = seam_and_inside(unchunked, planned[0].stop, overlap)
-    return {"seam": seam, "inside": inside, "ratio": seam / inside, "unchunked_seam_pairs": same_pairs,
-            "ratio_to_unchunked": seam / same_pairs}
+    return {
+        "seam": seam,
+        "inside": inside,
+        "ratio": seam / inside,
+        "unchunked_seam_pairs": same_pairs,
+        "ratio_to_unchunked": seam / same_pairs,
+    }
 
 
 def unchunked_errors(job: chunks.VideoJob, stylizer: Stylizer, count: int) -> list[float]:
     """The pair errors of the same frames stylized in one chunk (the sequential run)."""
-    single = chunks.VideoJob(job.source, job.style_images, job.style_settings, job.video, job.size, job.work_dir / "unchunked")
+    single = chunks.VideoJob(
+        job.source,
+        job.style_images,
+        job.style_settings,
+        job.video,
+        job.size,
+        job.work_dir / "unchunked",
+    )
     planned = chunks.plan_chunks(count, [], count + 1, 0)
     chunks.stylize_chunk(single, stylizer, planned[0])
     return pair_errors(single, planned, count, 0)
@@ -82,19 +116,38 @@ def main() -> None:
     parser.add_argument("--clip", default="bottle", choices=sorted(SEAM_CLIPS))
     parser.add_argument("--chunk", type=int, default=60)
     parser.add_argument("--overlap", type=int, default=6)
-    parser.add_argument("--first", type=int, default=0, help="the first frame's iterations without early stop (0: the default budget)")
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="the first frame's iterations without early stop (0: the default budget)",
+    )
     parser.add_argument("--video", default="{}", help="VideoSettings fields, as JSON")
     parser.add_argument("--work", type=Path, default=Path("/tmp/seam-parts"))
     args = parser.parse_args()
     source = SEAM_CLIPS[args.clip]
     info, count = probe(source), 2 * args.chunk - args.overlap
     shutil.rmtree(args.work, ignore_errors=True)
-    job = chunks.VideoJob(source, (STYLE,), seam_style(args.first, SIZE), VideoSettings(max_frames=count, **json.loads(args.video)),
-                          even_size(info.width, info.height, SIZE), args.work)
+    job = chunks.VideoJob(
+        source,
+        (STYLE,),
+        seam_style(args.first, SIZE),
+        VideoSettings(max_frames=count, **json.loads(args.video)),
+        even_size(info.width, info.height, SIZE),
+        args.work,
+    )
     stylizer = chunks.job_stylizer(job)  # VGG and the style targets, once for both runs
     planned = run_chunks(job, stylizer, count, args.chunk, args.overlap)
     unchunked = unchunked_errors(job, stylizer, count)
-    print(json.dumps({"overlap": overlap_differences(job, *planned[:2]), **seam_errors(job, planned, count, args.overlap, unchunked)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "overlap": overlap_differences(job, *planned[:2]),
+                **seam_errors(job, planned, count, args.overlap, unchunked),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

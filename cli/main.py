@@ -18,17 +18,44 @@ import typer
 from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
 from pipeline.report import format_duration
-from pipeline.settings import JPEG_QUALITY, parse_bytes, parse_fps, parse_offsets, parse_size, ClusterSettings, Fill, FolderSettings, StyleSettings, WarmStart, VideoSettings, check_style_count
-from pipeline.settings import PRESETS, Optimizer as OptimizerName, Pooling as PoolingName, Precision as PrecisionName, Preset as PresetName
+from pipeline.settings import (
+    JPEG_QUALITY,
+    parse_bytes,
+    parse_fps,
+    parse_offsets,
+    parse_size,
+    ClusterSettings,
+    Fill,
+    FolderSettings,
+    StyleSettings,
+    WarmStart,
+    VideoSettings,
+    check_style_count,
+)
+from pipeline.settings import (
+    PRESETS,
+    Optimizer as OptimizerName,
+    Pooling as PoolingName,
+    Precision as PrecisionName,
+    Preset as PresetName,
+)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:
-    """typer 0.2x carries its own click, whose errors derive from typer.TyperException; older typer raised click's."""
+    """typer 0.2x carries its own click, whose errors derive from typer.TyperException; older
+    typer raised click's."""
     kinds = [getattr(typer, "TyperException", None)]
     try:
         import click
@@ -39,12 +66,17 @@ def _click_errors() -> tuple[type[Exception], ...]:
     return tuple(kind for kind in kinds if kind is not None)
 
 
-REMOVED = {  # options that measurements rejected, with what to do instead (docs/benchmarks.md, make bench-temporal)
-    "--anchor-weight": "it held a still background at the price of flicker; for a fixed camera use --hold-still 0.03",
-    "--flow-snap": "it flickered more than it saved; the flow is already taken as zero where the camera is still",
+# options that measurements rejected, with what to do instead
+# (docs/benchmarks.md, make bench-temporal)
+REMOVED = {
+    "--anchor-weight": "it held a still background at the price of flicker; for a fixed camera "
+    "use --hold-still 0.03",
+    "--flow-snap": "it flickered more than it saved; the flow is already taken as zero where the "
+    "camera is still",
     "--still-flow": "the still-aware flow is always on",
     "--no-still-flow": "the still-aware flow is always on",
-    "--first-frame-scales": "a shot's first frame runs as a photo does; use --coarse-to-fine on|off",
+    "--first-frame-scales": "a shot's first frame runs as a photo does; use --coarse-to-fine "
+    "on|off",
 }
 
 
@@ -65,19 +97,28 @@ class OneLineErrors(TyperGroup):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            # not standalone: click raises its errors instead of printing them, and returns exit codes
+            # not standalone: click raises its errors instead of printing them, and returns exit
+            # codes
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Exit as stop:
             code = stop.exit_code
         except _click_errors() as error:
-            if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no arguments, the help is the message
+            if (
+                type(error).__name__ == "NoArgsIsHelpError"
+            ):  # click >= 8.2: no arguments, the help is the message
                 if error.format_message():  # empty where rich printed the help already
                     typer.echo(error.format_message(), err=True)
             else:
-                err.print(f"[bold red]error:[/] {escape(usage_message(error))}", highlight=False, soft_wrap=True)
+                err.print(
+                    f"[bold red]error:[/] {escape(usage_message(error))}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             code = error.exit_code
         except typer.Abort as abort:
-            if isinstance(abort.__cause__, KeyboardInterrupt):  # a signal outside a command's own handling
+            if isinstance(
+                abort.__cause__, KeyboardInterrupt
+            ):  # a signal outside a command's own handling
                 err.print(signals.exit_line(abort.__cause__), highlight=False)
                 code = signals.exit_code(abort.__cause__)
             else:
@@ -109,7 +150,9 @@ class ConsoleLog(logging.Handler):
 
 @app.callback()
 def setup() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[ConsoleLog()], force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(message)s", handlers=[ConsoleLog()], force=True
+    )
     if threading.current_thread() is threading.main_thread():
         signals.install()
 
@@ -128,7 +171,7 @@ def user_errors() -> Iterator[None]:
 
 
 def floats(text: str | None, what: str) -> tuple[float, ...] | None:
-    """"0.7,0.3" as numbers; raises SettingsError (one line via `user_errors`) if it is not."""
+    """ "0.7,0.3" as numbers; raises SettingsError (one line via `user_errors`) if it is not."""
     if not text:
         return None
     try:
@@ -151,15 +194,20 @@ class PlainProgress:
     def __init__(self, label: str, every: float = 30.0):
         self.label, self.every = label, every
         self.state: tuple[int, int | None, str] | None = None
-        self.created = time.monotonic()  # elapsed counts from here, as the bar's does; the rate from the first update
+        self.created = (
+            time.monotonic()
+        )  # elapsed counts from here, as the bar's does; the rate from the first update
         self.started = self.printed = 0.0
-        self.first_done = 0  # units already done at the first update (resumed): not counted in the rate
+        # units already done at the first update (resumed): not counted in the rate
+        self.first_done = 0
         self.tenth = -1
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.ticker = threading.Thread(target=self._tick, daemon=True)
 
     def show(self, completed: int, total: int | None, info: str = "") -> None:
-        completed = min(completed, total) if total else completed  # an engine's budget can run one over
+        completed = (
+            min(completed, total) if total else completed
+        )  # an engine's budget can run one over
         with self.lock:
             now = time.monotonic()
             if self.state is None:
@@ -167,7 +215,9 @@ class PlainProgress:
                 self.ticker.start()
             self.state = (completed, total, info)
             tenth = completed * 10 // total if total else -1
-            if tenth != self.tenth or now - self.printed >= self.every:  # the end is the last tenth: one line
+            if (
+                tenth != self.tenth or now - self.printed >= self.every
+            ):  # the end is the last tenth: one line
                 self.tenth = tenth
                 self._print(now)
 
@@ -180,7 +230,11 @@ class PlainProgress:
     def _print(self, now: float) -> None:
         completed, total, info = self.state
         measured, fresh = now - self.started, completed - self.first_done
-        parts = [f"{self.label}: {completed}/{total} ({completed / total:.0%})" if total else f"{self.label}: {completed}"]
+        parts = [
+            f"{self.label}: {completed}/{total} ({completed / total:.0%})"
+            if total
+            else f"{self.label}: {completed}"
+        ]
         if info:
             parts.append(info)
         if fresh > 0:
@@ -207,14 +261,23 @@ def progress_bar(label: str) -> Iterator[Callable[..., None]]:
         finally:
             plain.close()
         return
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
     bar = Progress(*columns, console=err)
     task = bar.add_task(label, total=None, info="")
 
     def show(completed: int, total: int | None, info: str = "") -> None:
         bar.start()
-        bar.update(task, total=total, completed=min(completed, total) if total else completed, info=info)
+        bar.update(
+            task, total=total, completed=min(completed, total) if total else completed, info=info
+        )
 
     try:
         yield show
@@ -228,9 +291,13 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
 
     def update(progress) -> None:
         parts = progress.losses
-        info = f"loss {parts['total']:.4g} (content {parts['content']:.3g}, style {parts['style']:.3g})"
+        info = (
+            f"loss {parts['total']:.4g} "
+            f"(content {parts['content']:.3g}, style {parts['style']:.3g})"
+        )
         if progress.scales > 1:
-            info = f"scale {progress.scale}/{progress.scales} {progress.image.shape[-1]}x{progress.image.shape[-2]}  {info}"
+            height, width = progress.image.shape[-2:]
+            info = f"scale {progress.scale}/{progress.scales} {width}x{height}  {info}"
         if progress.tile is not None:
             info += f"  tile {progress.tile[0]}/{progress.tile[1]}"
         show(progress.done, progress.budget, info)
@@ -238,42 +305,87 @@ def iteration_progress(show: Callable[..., None]) -> Callable:
     return update
 
 
-Style = Annotated[list[Path], typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend).")]
-Size = Annotated[str, typer.Option(help="Long side of the output in pixels, or full (the input's own).")]
-MaxMemory = Annotated[str, typer.Option("--max-memory", help="Memory bound for one image, e.g. 4G; bigger images run in tiles.")]
-Iterations = Annotated[int, typer.Option(min=0, help="Optimizer iterations per scale (a shot's first frame, a photo).")]
+Style = Annotated[
+    list[Path],
+    typer.Option("--style", "-s", help="Style image; repeat for several (see --style-blend)."),
+]
+Size = Annotated[
+    str, typer.Option(help="Long side of the output in pixels, or full (the input's own).")
+]
+MaxMemory = Annotated[
+    str,
+    typer.Option(
+        "--max-memory", help="Memory bound for one image, e.g. 4G; bigger images run in tiles."
+    ),
+]
+Iterations = Annotated[
+    int, typer.Option(min=0, help="Optimizer iterations per scale (a shot's first frame, a photo).")
+]
 ContentWeight = Annotated[float, typer.Option(min=0, help="Weight of the content loss.")]
 StyleWeight = Annotated[float, typer.Option(min=0, help="Weight b of the style loss.")]
 TVWeight = Annotated[float, typer.Option(min=0, help="Total-variation weight (0: off).")]
 ContentLayer = Annotated[str, typer.Option(help="VGG-19 layer of the content loss.")]
 StyleLayers = Annotated[str, typer.Option(help="Comma-separated VGG-19 layers of the style loss.")]
-LayerWeights = Annotated[Optional[str], typer.Option(help="Weight per style layer, comma-separated (default: equal).")]
-Blend = Annotated[Optional[str], typer.Option(help="Weight per style image, e.g. 0.7,0.3 (default: equal).")]
+LayerWeights = Annotated[
+    Optional[str], typer.Option(help="Weight per style layer, comma-separated (default: equal).")
+]
+Blend = Annotated[
+    Optional[str], typer.Option(help="Weight per style image, e.g. 0.7,0.3 (default: equal).")
+]
 StyleScale = Annotated[float, typer.Option(help="Style image size relative to the output.")]
-PreserveColors = Annotated[bool, typer.Option("--preserve-colors", help="Keep the content's colours; transfer the style in luminance.")]
+PreserveColors = Annotated[
+    bool,
+    typer.Option(
+        "--preserve-colors", help="Keep the content's colours; transfer the style in luminance."
+    ),
+]
 Pooling = Annotated[PoolingName, typer.Option(help="VGG pooling: max, or avg (as Gatys et al.).")]
 OptimizerOpt = Annotated[OptimizerName, typer.Option("--optimizer", help="lbfgs or adam.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate (pixels in [0, 1]).")]
 Init = Annotated[str, typer.Option(help="Start from: content, noise, or an image path.")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same pixels.")]
-Tolerance = Annotated[float, typer.Option(min=0, help="Stop when the loss improves less than this over --patience iterations.")]
+Tolerance = Annotated[
+    float,
+    typer.Option(
+        min=0, help="Stop when the loss improves less than this over --patience iterations."
+    ),
+]
 Patience = Annotated[int, typer.Option(min=1, help="Iterations over which --tolerance is judged.")]
-CoarseToFine = Annotated[Literal["auto", "on", "off"], typer.Option(help="Optimize at half size first: auto (above 512 px), on, off.")]
+CoarseToFine = Annotated[
+    Literal["auto", "on", "off"],
+    typer.Option(help="Optimize at half size first: auto (above 512 px), on, off."),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Precision = Annotated[PrecisionName, typer.Option(help="auto (bf16 where the hardware has it and it is faster), fp32, bf16.")]
-SaveEvery = Annotated[int, typer.Option(min=0, help="Write an intermediate image every N iterations (0: never).")]
-Weights = Annotated[Optional[str], typer.Option(help="VGG-19 weights: embedded, torchvision (downloads once) or a file.")]
+Precision = Annotated[
+    PrecisionName,
+    typer.Option(help="auto (bf16 where the hardware has it and it is faster), fp32, bf16."),
+]
+SaveEvery = Annotated[
+    int, typer.Option(min=0, help="Write an intermediate image every N iterations (0: never).")
+]
+Weights = Annotated[
+    Optional[str],
+    typer.Option(help="VGG-19 weights: embedded, torchvision (downloads once) or a file."),
+]
 Quality = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality of the output.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
-Ray = Annotated[Optional[str], typer.Option(help="Ray cluster: auto, local, or an address (needs the [cluster] extra).")]
-RayWorkers = Annotated[Optional[int], typer.Option(min=1, help="Ray workers (default: cluster CPUs / --ray-cpus-per-worker).")]
+Ray = Annotated[
+    Optional[str],
+    typer.Option(help="Ray cluster: auto, local, or an address (needs the [cluster] extra)."),
+]
+RayWorkers = Annotated[
+    Optional[int],
+    typer.Option(min=1, help="Ray workers (default: cluster CPUs / --ray-cpus-per-worker)."),
+]
 RayCpus = Annotated[int, typer.Option(min=1, help="CPUs (and torch threads) per Ray worker.")]
 
 
 def build_settings(**values) -> StyleSettings:
     values["size"] = parse_size(values["size"])
     values["max_memory"] = parse_bytes(values["max_memory"])
-    values["style_layers"] = tuple(part.strip() for part in values["style_layers"].split(",") if part.strip())
+    values["style_layers"] = tuple(
+        part.strip() for part in values["style_layers"].split(",") if part.strip()
+    )
     values["style_layer_weights"] = floats(values["style_layer_weights"], "--style-layer-weights")
     values["style_blend"] = floats(values["style_blend"], "--style-blend")
     values["coarse_to_fine"] = on_off_auto(values["coarse_to_fine"], "--coarse-to-fine")
@@ -307,15 +419,24 @@ def _style_options(
     """The StyleSettings options every command shares; `with_style_options` adds them."""
 
 
-def with_settings(options: Callable, name: str, build: Callable[..., Any]) -> Callable[[Callable], Callable]:
+def with_settings(
+    options: Callable, name: str, build: Callable[..., Any]
+) -> Callable[[Callable], Callable]:
     """Give a command the options of the template function `options`; it receives them built into
-    one settings object, as its argument `name` (checked, one line and exit 2 when a value is bad)."""
+    one settings object, as its argument `name` (checked, one line and exit 2 when a value is
+    bad)."""
 
     def decorate(command: Callable) -> Callable:
         own = inspect.signature(command, eval_str=True)
         shared = inspect.signature(options, eval_str=True)
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.parameters.values() if p.name != name]
-        params += [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared.parameters.values()]
+        params = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in own.parameters.values()
+            if p.name != name
+        ]
+        params += [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in shared.parameters.values()
+        ]
 
         @functools.wraps(command)
         def wrapper(**kwargs):
@@ -333,21 +454,32 @@ def with_settings(options: Callable, name: str, build: Callable[..., Any]) -> Ca
 
 with_style_options = with_settings(_style_options, "settings", build_settings)
 
-PresetOpt = Annotated[PresetName, typer.Option(help="draft (quick look), standard, or best (slower); options given win.")]
+PresetOpt = Annotated[
+    PresetName,
+    typer.Option(help="draft (quick look), standard, or best (slower); options given win."),
+]
 
 
 def with_preset(command: Callable) -> Callable:
-    """Give `command` the --preset option: each setting of the preset that the command line leaves at
-    its default takes the preset's value."""
+    """Give `command` the --preset option: each setting of the preset that the command line leaves
+    at its default takes the preset's value."""
     own = inspect.signature(command)
-    extra = [inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, annotation=PresetOpt, default="standard"),
-             inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
+    extra = [
+        inspect.Parameter(
+            "preset", inspect.Parameter.KEYWORD_ONLY, annotation=PresetOpt, default="standard"
+        ),
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+    ]
 
     @functools.wraps(command)
     def wrapper(preset: str, ctx: typer.Context, **kwargs):
         for name, value in PRESETS[preset].items():
             if name in kwargs and ctx.get_parameter_source(name).name == "DEFAULT":
-                kwargs[name] = ",".join(map(str, value)) if isinstance(value, tuple) else type(kwargs[name])(value)
+                kwargs[name] = (
+                    ",".join(map(str, value))
+                    if isinstance(value, tuple)
+                    else type(kwargs[name])(value)
+                )
         return command(**kwargs)
 
     wrapper.__signature__ = own.replace(parameters=[*own.parameters.values(), *extra])
@@ -355,10 +487,43 @@ def with_preset(command: Callable) -> Callable:
 
 
 PANELS = {  # --help groups, common options first; anything not named here goes under "Advanced"
-    "Input and output": ("output", "style", "samples", "overwrite", "fps", "keep_frames", "quality", "keep_size", "style_folders", "dry_run"),
-    "Style": ("style_weight", "style_weights", "content_weight", "preserve_colors", "style_blend", "style_scale"),
-    "Quality and speed": ("preset", "size", "iterations", "iterations_next", "max_memory", "device", "precision"),
-    "Video consistency": ("temporal_weight", "temporal_frames", "hold_still", "passes", "scene_threshold", "video_init"),
+    "Input and output": (
+        "output",
+        "style",
+        "samples",
+        "overwrite",
+        "fps",
+        "keep_frames",
+        "quality",
+        "keep_size",
+        "style_folders",
+        "dry_run",
+    ),
+    "Style": (
+        "style_weight",
+        "style_weights",
+        "content_weight",
+        "preserve_colors",
+        "style_blend",
+        "style_scale",
+    ),
+    "Quality and speed": (
+        "preset",
+        "size",
+        "iterations",
+        "iterations_next",
+        "max_memory",
+        "device",
+        "precision",
+    ),
+    "Video consistency": (
+        "temporal_weight",
+        "temporal_frames",
+        "hold_still",
+        "passes",
+        "scene_threshold",
+        "video_init",
+    ),
     "Range and encoding": ("start", "duration", "max_frames", "codec", "crf"),
     "Cluster": ("ray", "ray_workers", "ray_cpus_per_worker", "chunk_frames", "overlap_frames"),
 }
@@ -372,13 +537,22 @@ def in_panels(command: Callable) -> Callable:
     signature = inspect.signature(command)
 
     def rank(parameter: inspect.Parameter) -> tuple[int, int]:
-        info = next((m for m in getattr(parameter.annotation, "__metadata__", ()) if isinstance(m, typer.models.OptionInfo)), None)
+        info = next(
+            (
+                m
+                for m in getattr(parameter.annotation, "__metadata__", ())
+                if isinstance(m, typer.models.OptionInfo)
+            ),
+            None,
+        )
         if info is None:
             return -1, 0
         panel = PANEL_OF.get(parameter.name, "Advanced")
         info.rich_help_panel = panel
         names = PANELS.get(panel, ())
-        return PANEL_ORDER.index(panel), names.index(parameter.name) if parameter.name in names else 0
+        return PANEL_ORDER.index(panel), names.index(
+            parameter.name
+        ) if parameter.name in names else 0
 
     ordered = sorted(signature.parameters.values(), key=rank)
     command.__signature__ = signature.replace(parameters=ordered)
@@ -391,7 +565,9 @@ def in_panels(command: Callable) -> Callable:
 @with_style_options
 def image(
     content: Annotated[Path, typer.Argument(help="The photo to stylize.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output image (format from the extension).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output image (format from the extension).")
+    ],
     style: Style,
     settings: StyleSettings,
     save_every: SaveEvery = DEFAULTS.save_every,
@@ -406,10 +582,13 @@ def image(
     from pipeline.image_job import stylize_file
 
     with user_errors(), progress_bar(content.name) as show:
-        result = stylize_file(content, style, output, settings, weights, iteration_progress(show), quality, overwrite)
+        result = stylize_file(
+            content, style, output, settings, weights, iteration_progress(show), quality, overwrite
+        )
     losses = result.losses
     out.print(
-        f"wrote {output}  ({result.iterations} iterations, {result.evaluations} evaluations, {result.seconds:.1f} s; "
+        f"wrote {output}  ({result.iterations} iterations, {result.evaluations} evaluations, "
+        f"{result.seconds:.1f} s; "
         f"content {losses['content']:.4g}, style {losses['style']:.4g})",
         highlight=False,
     )
@@ -421,33 +600,104 @@ CLUSTER = ClusterSettings()
 
 
 def _video_options(
-    video_init: Annotated[WarmStart, typer.Option("--video-init", help="Start of each later frame: flow (warped), prev (as is), content (cold).")] = VIDEO.warm_start,
-    iterations_next: Annotated[int, typer.Option(min=0, help="Iterations of each later frame of a shot.")] = VIDEO.iterations_next,
-    patience_next: Annotated[int, typer.Option(min=1, help="Early-stop window of each later frame, in iterations.")] = VIDEO.patience_next,
-    temporal_weight: Annotated[float, typer.Option(min=0, help="Weight of the temporal loss (0: off).")] = VIDEO.temporal_weight,
-    temporal_frames: Annotated[str, typer.Option(help="Earlier frames the temporal loss looks back at, e.g. 1,2,4.")] = ",".join(map(str, VIDEO.temporal_frames)),
-    evaluations_next: Annotated[int, typer.Option(min=1, help="Loss evaluations each later frame may take.")] = VIDEO.evaluations_next,
-    carry_curvature: Annotated[bool, typer.Option("--carry-curvature/--no-carry-curvature", help="Start each later frame's L-BFGS from the previous frame's curvature.")] = VIDEO.carry_curvature,
-    restore_still: Annotated[bool, typer.Option(help="Still camera: refill uncovered pixels from the shot's first result.")] = VIDEO.restore_still,
-    photo_check: Annotated[bool, typer.Option(help="Trust the warp only where the warped input matches too.")] = VIDEO.photo_check,
-    hold_still: Annotated[float, typer.Option(min=0, max=1, help="Fixed camera: keep results where the input changed less (try 0.03).")] = VIDEO.hold_still,
-    passes: Annotated[int, typer.Option(min=1, help="Passes over the video; more refine each frame toward its neighbours.")] = VIDEO.passes,
-    fill: Annotated[Fill, typer.Option(help="Uncovered pixels of the warm start: content, warp or blend.")] = VIDEO.fill,
-    scene_threshold: Annotated[float, typer.Option(min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot.")] = VIDEO.scene_threshold,
-    start: Annotated[float, typer.Option(min=0, help="Seconds into the input to start at.")] = VIDEO.start,
-    duration: Annotated[Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")] = None,
-    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many frames.")] = None,
-    fps: Annotated[Optional[str], typer.Option(help="Frame rate of a sequence of frames (default: 24); a video keeps its own.")] = None,
-    codec: Annotated[Optional[str], typer.Option(help="ffmpeg video encoder (default: libx264; libvpx-vp9 for .webm).")] = None,
-    crf: Annotated[int, typer.Option(min=0, max=63, help="Encoder quality, lower is better (x264/x265: 0-51).")] = VIDEO.crf,
-    keep_frames: Annotated[bool, typer.Option("--keep-frames", help="Keep the work folder of stylized frames after encoding.")] = False,
+    video_init: Annotated[
+        WarmStart,
+        typer.Option(
+            "--video-init",
+            help="Start of each later frame: flow (warped), prev (as is), content (cold).",
+        ),
+    ] = VIDEO.warm_start,
+    iterations_next: Annotated[
+        int, typer.Option(min=0, help="Iterations of each later frame of a shot.")
+    ] = VIDEO.iterations_next,
+    patience_next: Annotated[
+        int, typer.Option(min=1, help="Early-stop window of each later frame, in iterations.")
+    ] = VIDEO.patience_next,
+    temporal_weight: Annotated[
+        float, typer.Option(min=0, help="Weight of the temporal loss (0: off).")
+    ] = VIDEO.temporal_weight,
+    temporal_frames: Annotated[
+        str, typer.Option(help="Earlier frames the temporal loss looks back at, e.g. 1,2,4.")
+    ] = ",".join(map(str, VIDEO.temporal_frames)),
+    evaluations_next: Annotated[
+        int, typer.Option(min=1, help="Loss evaluations each later frame may take.")
+    ] = VIDEO.evaluations_next,
+    carry_curvature: Annotated[
+        bool,
+        typer.Option(
+            "--carry-curvature/--no-carry-curvature",
+            help="Start each later frame's L-BFGS from the previous frame's curvature.",
+        ),
+    ] = VIDEO.carry_curvature,
+    restore_still: Annotated[
+        bool,
+        typer.Option(help="Still camera: refill uncovered pixels from the shot's first result."),
+    ] = VIDEO.restore_still,
+    photo_check: Annotated[
+        bool, typer.Option(help="Trust the warp only where the warped input matches too.")
+    ] = VIDEO.photo_check,
+    hold_still: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="Fixed camera: keep results where the input changed less (try 0.03)."
+        ),
+    ] = VIDEO.hold_still,
+    passes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Passes over the video; more refine each frame toward its neighbours."
+        ),
+    ] = VIDEO.passes,
+    fill: Annotated[
+        Fill, typer.Option(help="Uncovered pixels of the warm start: content, warp or blend.")
+    ] = VIDEO.fill,
+    scene_threshold: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot."
+        ),
+    ] = VIDEO.scene_threshold,
+    start: Annotated[
+        float, typer.Option(min=0, help="Seconds into the input to start at.")
+    ] = VIDEO.start,
+    duration: Annotated[
+        Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")
+    ] = None,
+    max_frames: Annotated[
+        Optional[int], typer.Option(min=1, help="Stop after this many frames.")
+    ] = None,
+    fps: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Frame rate of a sequence of frames (default: 24); a video keeps its own."
+        ),
+    ] = None,
+    codec: Annotated[
+        Optional[str],
+        typer.Option(help="ffmpeg video encoder (default: libx264; libvpx-vp9 for .webm)."),
+    ] = None,
+    crf: Annotated[
+        int, typer.Option(min=0, max=63, help="Encoder quality, lower is better (x264/x265: 0-51).")
+    ] = VIDEO.crf,
+    keep_frames: Annotated[
+        bool,
+        typer.Option(
+            "--keep-frames", help="Keep the work folder of stylized frames after encoding."
+        ),
+    ] = False,
 ) -> None:
     """The VideoSettings options of the `video` command."""
 
 
-def build_video_settings(video_init: str, temporal_frames: str, fps: str | None, **values) -> VideoSettings:
-    return VideoSettings(warm_start=video_init, temporal_frames=parse_offsets(temporal_frames, "--temporal-frames"),
-                         fps=None if fps is None else parse_fps(fps), **values)
+def build_video_settings(
+    video_init: str, temporal_frames: str, fps: str | None, **values
+) -> VideoSettings:
+    return VideoSettings(
+        warm_start=video_init,
+        temporal_frames=parse_offsets(temporal_frames, "--temporal-frames"),
+        fps=None if fps is None else parse_fps(fps),
+        **values,
+    )
 
 
 @app.command()
@@ -456,8 +706,21 @@ def build_video_settings(video_init: str, temporal_frames: str, fps: str | None,
 @with_style_options
 @with_settings(_video_options, "video_settings", build_video_settings)
 def video(
-    source: Annotated[Path, typer.Argument(help="A video, or its frames: a folder, shot/%04d.png or 'shot/*.png'.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="A video file, or frames: a folder (out/) or a pattern (out/%04d.png).")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A video, or its frames: a folder, shot/%04d.png or 'shot/*.png'.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="A video file, or frames: a folder (out/) or a pattern (out/%04d.png).",
+        ),
+    ],
     style: Style,
     settings: StyleSettings,
     video_settings: VideoSettings,
@@ -466,15 +729,31 @@ def video(
     ray: Ray = None,
     ray_workers: RayWorkers = None,
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
-    chunk_frames: Annotated[int, typer.Option(min=1, help="Frames per Ray chunk.")] = CLUSTER.chunk_frames,
-    overlap_frames: Annotated[int, typer.Option(min=0, help="Frames neighbouring chunks share, blended across the seam.")] = CLUSTER.overlap_frames,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count frames and shots, estimate time and disk; write nothing.")] = False,
+    chunk_frames: Annotated[
+        int, typer.Option(min=1, help="Frames per Ray chunk.")
+    ] = CLUSTER.chunk_frames,
+    overlap_frames: Annotated[
+        int, typer.Option(min=0, help="Frames neighbouring chunks share, blended across the seam.")
+    ] = CLUSTER.overlap_frames,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Count frames and shots, estimate time and disk; write nothing."
+        ),
+    ] = False,
 ) -> None:
-    """Stylize a video or a sequence of frames: every frame shown when its input was, colour, audio, subtitles and
-    tags kept; resumable after a crash."""
-    with user_errors():  # every option is checked before any work (the --ray ones even without --ray)
-        cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker,
-                                  chunk_frames=chunk_frames, overlap_frames=overlap_frames)
+    """Stylize a video or a sequence of frames: every frame shown when its input was, colour, audio,
+    subtitles and tags kept; resumable after a crash."""
+    with (
+        user_errors()
+    ):  # every option is checked before any work (the --ray ones even without --ray)
+        cluster = ClusterSettings(
+            address=ray or CLUSTER.address,
+            workers=ray_workers,
+            cpus_per_worker=ray_cpus_per_worker,
+            chunk_frames=chunk_frames,
+            overlap_frames=overlap_frames,
+        )
         check_style_count(settings, len(style))
         from pipeline.settings import check_crf
         from pipeline.video_io import check_encoder, default_codec
@@ -488,40 +767,91 @@ def video(
         return
     from pipeline.video_job import stylize_video
 
-    with user_errors(), progress_bar(source.name) as show_frames, progress_bar(f"{source.name} chunks") as show_chunks:
+    with (
+        user_errors(),
+        progress_bar(source.name) as show_frames,
+        progress_bar(f"{source.name} chunks") as show_chunks,
+    ):
 
         def on_frame(report) -> None:
-            info = "resumed" if report.skipped else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals {report.seconds:.1f} s"
+            info = (
+                "resumed"
+                if report.skipped
+                else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals "
+                f"{report.seconds:.1f} s"
+            )
             show_frames(report.index + 1, report.total, info)
 
         def on_chunk(done: int, total: int, workers: int) -> None:
             show_chunks(done, total, f"{workers} workers")
 
         started = time.monotonic()
-        result = stylize_video(source, style, output, settings, video_settings, weights, overwrite, on_frame, cluster, on_chunk)
+        result = stylize_video(
+            source,
+            style,
+            output,
+            settings,
+            video_settings,
+            weights,
+            overwrite,
+            on_frame,
+            cluster,
+            on_chunk,
+        )
     for line in result.log:
         err.print(line, highlight=False)
-    kept = f"; frames and per-frame log kept in {result.work_dir}" if video_settings.keep_frames else ""
-    out.print(f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run in "
-              f"{format_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})", highlight=False,
-              soft_wrap=True)
+    kept = (
+        f"; frames and per-frame log kept in {result.work_dir}"
+        if video_settings.keep_frames
+        else ""
+    )
+    out.print(
+        f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run "
+        "in "
+        f"{format_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
-def print_video_estimate(source: Path, style: list[Path], output: Path, settings: StyleSettings, video_settings: VideoSettings,
-                         weights: str | None) -> None:
+def print_video_estimate(
+    source: Path,
+    style: list[Path],
+    output: Path,
+    settings: StyleSettings,
+    video_settings: VideoSettings,
+    weights: str | None,
+) -> None:
     from pipeline.video_estimate import estimate_video
 
     with user_errors():
         guess = estimate_video(source, style, output, settings, video_settings, weights)
-    cuts = f" (cuts before frames {', '.join(map(str, guess.cuts[:12]))}{', ...' if len(guess.cuts) > 12 else ''})" if guess.cuts else ""
+    cuts = (
+        " (cuts before frames "
+        f"{', '.join(map(str, guess.cuts[:12]))}{', ...' if len(guess.cuts) > 12 else ''})"
+        if guess.cuts
+        else ""
+    )
     resumed = f"; {guess.resumed} frames are done and would be resumed" if guess.resumed else ""
     passes = f" per pass, {video_settings.passes} passes" if video_settings.passes > 1 else ""
-    out.print(f"{source}: {guess.frames} frames at {guess.size[0]}x{guess.size[1]}, {guess.shots} shot{'s' * (guess.shots > 1)}{cuts}",
-              highlight=False, soft_wrap=True)
-    out.print(f"estimated {format_duration(guess.seconds)} on this machine: a shot's first frame {guess.first_frame_seconds:.0f} s, "
-              f"each later frame {guess.later_frame_seconds:.1f} s{passes}{resumed}", highlight=False, soft_wrap=True)
-    out.print(f"work folder: about {_size(guess.work_bytes)} in {guess.work_dir}; nothing was written",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"{source}: {guess.frames} frames at {guess.size[0]}x{guess.size[1]}, {guess.shots} "
+        f"shot{'s' * (guess.shots > 1)}{cuts}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"estimated {format_duration(guess.seconds)} on this machine: a shot's first frame "
+        f"{guess.first_frame_seconds:.0f} s, "
+        f"each later frame {guess.later_frame_seconds:.1f} s{passes}{resumed}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"work folder: about {_size(guess.work_bytes)} in {guess.work_dir}; nothing was written",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -529,17 +859,29 @@ def print_video_estimate(source: Path, style: list[Path], output: Path, settings
 @with_preset
 @with_style_options
 def preview(
-    source: Annotated[Path, typer.Argument(help="A video (or a pattern of frames), or a folder of photos.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The contact sheet to write, e.g. sheet.jpg.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A video (or a pattern of frames), or a folder of photos.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The contact sheet to write, e.g. sheet.jpg.")
+    ],
     style: Style,
     settings: StyleSettings,
-    style_weights: Annotated[Optional[str], typer.Option(help="Style weights to compare, e.g. 30,100,300 (default: --style-weight).")] = None,
-    samples: Annotated[int, typer.Option(min=1, max=12, help="Frames (or photos) spread over the input.")] = 3,
+    style_weights: Annotated[
+        Optional[str],
+        typer.Option(help="Style weights to compare, e.g. 30,100,300 (default: --style-weight)."),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(min=1, max=12, help="Frames (or photos) spread over the input.")
+    ] = 3,
     weights: Weights = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Before the overnight run: a few frames spread over the input, stylized small for each style weight,
-    in one contact sheet with the whole run's estimated time."""
+    """Before the overnight run: a few frames spread over the input, stylized small for each style
+    weight, in one contact sheet with the whole run's estimated time."""
     with user_errors():
         check_style_count(settings, len(style))
         tries = floats(style_weights, "--style-weights") or ()
@@ -548,32 +890,60 @@ def preview(
     from pipeline.preview import make_preview
 
     with user_errors(), progress_bar(f"{source.name} preview") as show:
-        sheet = make_preview(source, style, output, settings, VideoSettings(), tries, samples, weights, overwrite,
-                             lambda done, total: show(done, total))
-    out.print(f"wrote {sheet.path}  ({sheet.samples} inputs x {len(sheet.style_weights)} style weights; "
-              f"the whole run: about {format_duration(sheet.run_seconds)})", highlight=False, soft_wrap=True)
+        sheet = make_preview(
+            source,
+            style,
+            output,
+            settings,
+            VideoSettings(),
+            tries,
+            samples,
+            weights,
+            overwrite,
+            lambda done, total: show(done, total),
+        )
+    out.print(
+        f"wrote {sheet.path}  ({sheet.samples} inputs x {len(sheet.style_weights)} style weights; "
+        f"the whole run: about {format_duration(sheet.run_seconds)})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("eval-temporal")
 def eval_temporal(
     source: Annotated[Path, typer.Argument(help="The input video.", show_default=False)],
     output: Annotated[Path, typer.Argument(help="Its stylized version.", show_default=False)],
-    max_frames: Annotated[Optional[int], typer.Option(min=1, help="Only the first N frames.")] = None,
-    offsets: Annotated[str, typer.Option("--k", help="Frame distances k of the long-term figures, comma-separated.")] = "1,10,30",
+    max_frames: Annotated[
+        Optional[int], typer.Option(min=1, help="Only the first N frames.")
+    ] = None,
+    offsets: Annotated[
+        str,
+        typer.Option("--k", help="Frame distances k of the long-term figures, comma-separated."),
+    ] = "1,10,30",
 ) -> None:
-    """Warping error of OUTPUT against frames t-k (flow and occlusions from SOURCE), beside SOURCE's own
-    (a ratio near 1 flickers no more than the input); the static background's drift and its change over k frames."""
+    """Warping error of OUTPUT against frames t-k (flow and occlusions from SOURCE), beside SOURCE's
+    own (a ratio near 1 flickers no more than the input); the static background's drift and its
+    change over k frames."""
     from pipeline.temporal_eval import temporal_figures
 
     with user_errors():
         distances = parse_offsets(offsets, "--k")
         figures = temporal_figures(source, output, max_frames, distances)
-    out.print(f"{figures.frames} frames; static background: {figures.static_share:.0%} of the pixels")
+    out.print(
+        f"{figures.frames} frames; static background: {figures.static_share:.0%} of the pixels"
+    )
     for k in distances:
         (error, own), (static, static_own) = figures.warping[k], figures.static_difference[k]
-        out.print(f"k={k:<3} warping error  output {error:.6f}   input {own:.6f}   ratio {figures.ratio(k):.2f}   "
-                  f"static t vs t-{k}: {static:.6f} vs {static_own:.6f}")
-    out.print(f"drift of the static background's mean colour: output {figures.drift[0]:.2f} %   input {figures.drift[1]:.2f} %")
+        out.print(
+            f"k={k:<3} warping error  output {error:.6f}   input {own:.6f}   ratio "
+            f"{figures.ratio(k):.2f}   "
+            f"static t vs t-{k}: {static:.6f} vs {static_own:.6f}"
+        )
+    out.print(
+        f"drift of the static background's mean colour: output {figures.drift[0]:.2f} %   input "
+        f"{figures.drift[1]:.2f} %"
+    )
 
 
 @app.command()
@@ -581,24 +951,45 @@ def eval_temporal(
 @with_preset
 @with_style_options
 def folder(
-    source: Annotated[Path, typer.Argument(help="Folder of photos (walked recursively).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder; mirrors the input's tree.")],
+    source: Annotated[
+        Path, typer.Argument(help="Folder of photos (walked recursively).", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output folder; mirrors the input's tree.")
+    ],
     style: Style,
     settings: StyleSettings,
-    keep_size: Annotated[bool, typer.Option("--keep-size", help="Upscale each result back to its photo's size.")] = FOLDER.keep_size,
-    style_folders: Annotated[bool, typer.Option("--style-folders", help="Several styles: OUT/<style>/... instead of name.<style>.ext.")] = FOLDER.style_folders,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the work and estimate the time; stylize nothing.")] = False,
+    keep_size: Annotated[
+        bool, typer.Option("--keep-size", help="Upscale each result back to its photo's size.")
+    ] = FOLDER.keep_size,
+    style_folders: Annotated[
+        bool,
+        typer.Option(
+            "--style-folders", help="Several styles: OUT/<style>/... instead of name.<style>.ext."
+        ),
+    ] = FOLDER.style_folders,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="List the work and estimate the time; stylize nothing."),
+    ] = False,
     weights: Weights = None,
     quality: Quality = FOLDER.quality,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo photos whose output exists.")] = FOLDER.overwrite,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo photos whose output exists.")
+    ] = FOLDER.overwrite,
     ray: Ray = None,
     ray_workers: RayWorkers = None,
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
 ) -> None:
-    """Stylize every photo in a folder: resumable, one bad file never stops the run, report and gallery at the end."""
-    with user_errors():  # every option is checked before any work (the --ray ones even without --ray)
+    """Stylize every photo in a folder: resumable, one bad file never stops the run, report and
+    gallery at the end."""
+    with (
+        user_errors()
+    ):  # every option is checked before any work (the --ray ones even without --ray)
         folder_settings = FolderSettings(keep_size, quality, style_folders, overwrite)
-        cluster = ClusterSettings(address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker)
+        cluster = ClusterSettings(
+            address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker
+        )
         check_style_count(settings, 1, "a folder run applies each --style on its own")
     cluster = cluster if ray else None
     from pipeline.batch import estimate_seconds, plan, stylize_folder, triage
@@ -610,12 +1001,17 @@ def folder(
                 out.print(f"{item.source} -> {item.output}", highlight=False)
             seconds = estimate_seconds(todo, settings, weights)
         failed = sum(r.status == "failed" for r in settled)
-        out.print(f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not retried); "
-                  f"estimated {format_duration(seconds)} at {f'{settings.size} px' if settings.size else 'full size'}, {settings.iterations} iterations", highlight=False)
+        out.print(
+            f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not "
+            "retried); "
+            f"estimated {format_duration(seconds)} at "
+            f"{f'{settings.size} px' if settings.size else 'full size'}, "
+            f"{settings.iterations} iterations",
+            highlight=False,
+        )
         return
     started = time.monotonic()
     with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
-
         workers = []
 
         def on_item(index, total, item, result) -> None:
@@ -623,7 +1019,17 @@ def folder(
             pool = f"{workers[0]} workers, " if workers else ""
             show(index + (result is not None), total, f"{pool}{item.source.name}{status}")
 
-        report = stylize_folder(source, output, style, settings, folder_settings, weights, on_item, cluster, workers.append)
+        report = stylize_folder(
+            source,
+            output,
+            style,
+            settings,
+            folder_settings,
+            weights,
+            on_item,
+            cluster,
+            workers.append,
+        )
     print_summary(report, time.monotonic() - started)
     if report.new_failures:
         raise typer.Exit(1)
@@ -640,7 +1046,12 @@ def print_summary(report, seconds: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.input} -> {report.output}")
-    for column in ("done", "skipped (done before)", "failed", "failed before (unchanged, not retried)"):
+    for column in (
+        "done",
+        "skipped (done before)",
+        "failed",
+        "failed before (unchanged, not retried)",
+    ):
         table.add_column(column, justify="right")
     counts = (report.of("done"), report.of("skipped"), report.new_failures, report.old_failures)
     table.add_row(*(str(len(results)) for results in counts))
@@ -649,9 +1060,15 @@ def print_summary(report, seconds: float) -> None:
         out.print("nothing to do: every photo was done or failed before (--overwrite redoes all)")
     for result in report.of("failed"):
         note = " (before)" if result.before else ""
-        out.print(f"failed{note}: {result.item.source}: {result.reason}", highlight=False, soft_wrap=True)
-    out.print(f"took {format_duration(seconds)}   report: {report.output / 'report.json'}   "
-              f"gallery: {report.output / 'index.html'}", highlight=False, soft_wrap=True)
+        out.print(
+            f"failed{note}: {result.item.source}: {result.reason}", highlight=False, soft_wrap=True
+        )
+    out.print(
+        f"took {format_duration(seconds)}   report: {report.output / 'report.json'}   "
+        f"gallery: {report.output / 'index.html'}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

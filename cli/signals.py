@@ -25,12 +25,16 @@ def exit_code(error: KeyboardInterrupt) -> int:
 
 
 def exit_line(error: KeyboardInterrupt) -> str:
-    return "terminated (SIGTERM): rerun the same command to resume" if isinstance(error, Terminated) \
+    return (
+        "terminated (SIGTERM): rerun the same command to resume"
+        if isinstance(error, Terminated)
         else "interrupted: rerun the same command to resume"
+    )
 
 
 def install() -> None:
-    """Turn SIGINT and SIGTERM into exceptions in the main thread; call once, from the main thread."""
+    """Turn SIGINT and SIGTERM into exceptions in the main thread; call once, from the main
+    thread."""
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
 

@@ -33,7 +33,8 @@ REPORT = "report.json"
 
 
 def find_photos(folder: Path, skip: Path | None = None) -> Iterator[Path]:
-    """Image files under `folder` by extension, sorted, leaving out hidden files and the `skip` tree."""
+    """Image files under `folder` by extension, sorted, leaving out hidden files and the `skip`
+    tree."""
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
@@ -44,7 +45,9 @@ def find_photos(folder: Path, skip: Path | None = None) -> Iterator[Path]:
             yield path
 
 
-def plan(source: Path, output: Path, style_images: list[Path], settings: FolderSettings) -> list[WorkItem]:
+def plan(
+    source: Path, output: Path, style_images: list[Path], settings: FolderSettings
+) -> list[WorkItem]:
     """Every (photo, style) pair with its mirrored output path."""
     source, output = Path(source), Path(output)
     if not source.is_dir():
@@ -58,12 +61,23 @@ def plan(source: Path, output: Path, style_images: list[Path], settings: FolderS
     for photo in find_photos(source, skip=output.resolve()):
         relative = photo.relative_to(source)
         for style in style_images:
-            items.append(WorkItem(photo, output_path(output, relative, Path(style), len(style_images), settings.style_folders), Path(style)))
+            items.append(
+                WorkItem(
+                    photo,
+                    output_path(
+                        output, relative, Path(style), len(style_images), settings.style_folders
+                    ),
+                    Path(style),
+                )
+            )
     return items
 
 
-def triage(items: list[WorkItem], output: Path, overwrite: bool) -> tuple[list[ItemResult], list[WorkItem]]:
-    """What an earlier run settled (output written; failed on the very same file) and what is left to run."""
+def triage(
+    items: list[WorkItem], output: Path, overwrite: bool
+) -> tuple[list[ItemResult], list[WorkItem]]:
+    """What an earlier run settled (output written; failed on the very same file) and what is
+    left to run."""
     failed_before = {} if overwrite else previous_failures(output)
     settled, pending = [], []
     for item in items:
@@ -82,7 +96,9 @@ def is_done(item: WorkItem, overwrite: bool) -> bool:
     return not overwrite and item.output.exists()
 
 
-def output_path(root: Path, relative: Path, style: Path, style_count: int, style_folders: bool) -> Path:
+def output_path(
+    root: Path, relative: Path, style: Path, style_count: int, style_folders: bool
+) -> Path:
     if style_count == 1:
         return root / relative
     if style_folders:
@@ -93,30 +109,49 @@ def output_path(root: Path, relative: Path, style: Path, style_count: int, style
 class Batch:
     """VGG loaded once; one Stylizer (and its cached Gram targets) per style."""
 
-    def __init__(self, style_images: list[Path], style_settings: StyleSettings, folder_settings: FolderSettings,
-                 weights: VGGWeights | str | None = None):
+    def __init__(
+        self,
+        style_images: list[Path],
+        style_settings: StyleSettings,
+        folder_settings: FolderSettings,
+        weights: VGGWeights | str | None = None,
+    ):
         self.folder_settings = folder_settings
         self.weights = weights if isinstance(weights, VGGWeights) else load_weights(weights)
         # a broken style image is a bad argument, found before any work
         images = load_styles(style_images)
-        self._stylizers = {Path(p): Stylizer(style_settings, [image], self.weights) for p, image in zip(style_images, images)}
+        self._stylizers = {
+            Path(p): Stylizer(style_settings, [image], self.weights)
+            for p, image in zip(style_images, images)
+        }
 
     def stylizer(self, style_image: Path) -> Stylizer:
         return self._stylizers[Path(style_image)]
 
     def run_item(self, item: WorkItem, callback=None) -> ItemResult:
         """Stylize one photo; any failure of this photo is caught and reported, never raised."""
-        if is_done(item, self.folder_settings.overwrite):  # a rerun of the item (another worker finished it)
+        if is_done(
+            item, self.folder_settings.overwrite
+        ):  # a rerun of the item (another worker finished it)
             return ItemResult(item, "skipped", "output exists")
         start = time.perf_counter()
         try:
             photo = read_photo(item.source)
-            stylized, _ = stylize_photo(photo, self.stylizer(item.style_image), self.folder_settings.keep_size, callback)
+            stylized, _ = stylize_photo(
+                photo, self.stylizer(item.style_image), self.folder_settings.keep_size, callback
+            )
             write_photo(stylized, item.output, self.folder_settings.quality)
         except StylizeError as error:
-            return ItemResult(item, "failed", str(error).removeprefix(f"{item.source}: "), time.perf_counter() - start)
+            return ItemResult(
+                item,
+                "failed",
+                str(error).removeprefix(f"{item.source}: "),
+                time.perf_counter() - start,
+            )
         except Exception as error:  # one odd photo must not stop a night's run
-            return ItemResult(item, "failed", f"{type(error).__name__}: {error}", time.perf_counter() - start)
+            return ItemResult(
+                item, "failed", f"{type(error).__name__}: {error}", time.perf_counter() - start
+            )
         finally:
             release_freed_memory()
         return ItemResult(item, "done", "", time.perf_counter() - start)
@@ -141,8 +176,8 @@ def stylize_folder(
     cluster: ClusterSettings | None = None,
     on_workers: Callable[[int], None] | None = None,
 ) -> BatchReport:
-    """`cluster`: run the photos on Ray workers instead of in this process (same items, same outputs);
-    `on_workers` is told how many workers started there."""
+    """`cluster`: run the photos on Ray workers instead of in this process (same items, same
+    outputs); `on_workers` is told how many workers started there."""
     source, output = Path(source), Path(output)
     items = plan(source, output, style_images, folder_settings)
     check_writable_folder(output)
@@ -155,13 +190,22 @@ def stylize_folder(
             write_thumbnail(output, result.item.source, result.item.output)
         report.results.append(result)
         if on_item:
-            on_item(len(report.results) - (len(items) - len(pending)) - 1, len(pending), result.item, result)
+            on_item(
+                len(report.results) - (len(items) - len(pending)) - 1,
+                len(pending),
+                result.item,
+                result,
+            )
         write_gallery(report)
 
     if pending:
         if cluster is not None and isinstance(weights, VGGWeights):
-            raise SettingsError("over Ray, pass weights as a name or path: each worker loads its own")
-        starting = (lambda index, item: on_item(index, len(pending), item, None)) if on_item else None
+            raise SettingsError(
+                "over Ray, pass weights as a name or path: each worker loads its own"
+            )
+        starting = (
+            (lambda index, item: on_item(index, len(pending), item, None)) if on_item else None
+        )
         setup = partial(Batch, style_images, style_settings, folder_settings, weights)
         make_executor(cluster, on_workers).run(setup, Batch.run_item, pending, record, starting)
     write_gallery(report)
@@ -175,7 +219,11 @@ def previous_failures(output: Path) -> dict[tuple[str, str], tuple[str | None, s
         items = json.loads((output / REPORT).read_text())["items"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {(i["source"], i["style"]): (i.get("fingerprint"), i["reason"]) for i in items if i.get("status") == "failed"}
+    return {
+        (i["source"], i["style"]): (i.get("fingerprint"), i["reason"])
+        for i in items
+        if i.get("status") == "failed"
+    }
 
 
 def write_report(report: BatchReport) -> Path:
@@ -185,19 +233,34 @@ def write_report(report: BatchReport) -> Path:
     return path
 
 
-def estimate_seconds(items: list[WorkItem], style_settings: StyleSettings, weights: VGGWeights | str | None = None,
-                     probe_iterations: int = 8) -> float:
+def estimate_seconds(
+    items: list[WorkItem],
+    style_settings: StyleSettings,
+    weights: VGGWeights | str | None = None,
+    probe_iterations: int = 8,
+) -> float:
     """A dry run's estimate: one short timed run at up to 512 px, scaled by each photo's pixels over
     its coarse-to-fine scales and their budgets (photo sizes read from the file headers)."""
     if not items:
         return 0.0
-    stylizer = Stylizer(replace(style_settings, coarse_to_fine=False, tolerance=0.0), load_styles([items[0].style_image]), weights)
-    per_pixel_evaluation = seconds_per_pixel_evaluation(stylizer, style_settings.size, probe_iterations)
-    work = sum(pixel_evaluations(*_header_size(item.source, style_settings), style_settings, stylizer) for item in items)
+    stylizer = Stylizer(
+        replace(style_settings, coarse_to_fine=False, tolerance=0.0),
+        load_styles([items[0].style_image]),
+        weights,
+    )
+    per_pixel_evaluation = seconds_per_pixel_evaluation(
+        stylizer, style_settings.size, probe_iterations
+    )
+    work = sum(
+        pixel_evaluations(*_header_size(item.source, style_settings), style_settings, stylizer)
+        for item in items
+    )
     return per_pixel_evaluation * work
 
 
-def seconds_per_pixel_evaluation(stylizer: Stylizer, size: int | None, probe_iterations: int = 8) -> float:
+def seconds_per_pixel_evaluation(
+    stylizer: Stylizer, size: int | None, probe_iterations: int = 8
+) -> float:
     """One loss evaluation's seconds per pixel, timed on a random image of up to 512 px (4:3)."""
     side = min(size or 512, 512)
     height, width = round(side * 3 / 4), side
@@ -208,7 +271,8 @@ def seconds_per_pixel_evaluation(stylizer: Stylizer, size: int | None, probe_ite
 
 
 def _header_size(photo: Path, settings: StyleSettings) -> tuple[int, int]:
-    """(height, width) of the photo's output, from its header (4:3 where the header cannot be read)."""
+    """(height, width) of the photo's output, from its header (4:3 where the header cannot be
+    read)."""
     try:
         with Image.open(photo) as image:
             width, height = image.size
@@ -218,18 +282,26 @@ def _header_size(photo: Path, settings: StyleSettings) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def pixel_evaluations(height: int, width: int, settings: StyleSettings, stylizer: Stylizer) -> float:
+def pixel_evaluations(
+    height: int, width: int, settings: StyleSettings, stylizer: Stylizer
+) -> float:
     """Pixels times loss evaluations of a cold stylization at this output size, over its ladder: a
     tiled scale counts its tiles' windows, halos included, and the first pass (a third more); 1.1
     evaluations an iteration, as line searches take."""
     ladder = scale_ladder(height, width, settings)
-    return 1.1 * sum(_evaluated_pixels(stylizer, h, w) * min(rung_budget((h, w), settings.iterations, settings, ladder))
-                     for h, w in ladder)
+    return 1.1 * sum(
+        _evaluated_pixels(stylizer, h, w)
+        * min(rung_budget((h, w), settings.iterations, settings, ladder))
+        for h, w in ladder
+    )
 
 
 def _evaluated_pixels(stylizer: Stylizer, height: int, width: int) -> float:
     tiles = stylizer.memory_plan(height, width).tiles
     if tiles is None:
         return height * width
-    windows = sum((t.window[0].stop - t.window[0].start) * (t.window[1].stop - t.window[1].start) for t in tiles)
+    windows = sum(
+        (t.window[0].stop - t.window[0].start) * (t.window[1].stop - t.window[1].start)
+        for t in tiles
+    )
     return windows * 4 / 3

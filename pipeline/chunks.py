@@ -29,7 +29,9 @@ from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 
-SHOT_HEADS = True  # chunks inside a shot start from its first result (False: every chunk starts cold; make bench-cluster compares the two)
+# chunks inside a shot start from its first result (False: every chunk starts cold; make
+# bench-cluster compares the two)
+SHOT_HEADS = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class ChunkResult:
 
 
 def scan_cuts(info: VideoInfo, job: VideoJob) -> FramesDone:
-    """One decoding pass over the range: the frame count and the scene cuts, as the sequential run finds them."""
+    """One decoding pass over the range: the frame count and the scene cuts, as the sequential
+    run finds them."""
     done = FramesDone(0, 0, [])
     previous = None
     with open_reader(info, job.size, job.video.start, job.video.duration) as reader:
@@ -78,9 +81,12 @@ def scan_cuts(info: VideoInfo, job: VideoJob) -> FramesDone:
 
 
 def plan_chunks(count: int, cuts: list[int], chunk_frames: int, overlap: int) -> list[Chunk]:
-    """Shots split at the cuts; a shot longer than `chunk_frames` into chunks overlapping by `overlap`."""
+    """Shots split at the cuts; a shot longer than `chunk_frames` into chunks overlapping by
+    `overlap`."""
     if chunk_frames <= 2 * overlap:  # else a frame could lie in three chunks
-        raise SettingsError(f"--chunk-frames {chunk_frames} must exceed twice --overlap-frames {overlap}")
+        raise SettingsError(
+            f"--chunk-frames {chunk_frames} must exceed twice --overlap-frames {overlap}"
+        )
     bounds = [0, *cuts, count]
     chunks: list[Chunk] = []
     for shot_start, shot_stop in zip(bounds, bounds[1:]):
@@ -122,17 +128,25 @@ def shot_path(job: VideoJob, shot_start: int) -> Path:
 
 
 def stylize_shot_start(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
-    """A worker's item before the chunks: the first frame of a shot that spans several chunks, cold."""
+    """A worker's item before the chunks: the first frame of a shot that spans several chunks,
+    cold."""
     path = shot_path(job, chunk.shot_start)
     if path.is_file():
         return ChunkResult(chunk, 0)
-    result, _ = FrameStylizer(stylizer, job.video)(input_frame(job, probe(job.source, job.video.fps), chunk.shot_start), None)
+    result, _ = FrameStylizer(stylizer, job.video)(
+        input_frame(job, probe(job.source, job.video.fps), chunk.shot_start), None
+    )
     write_frame(path, result)
     return ChunkResult(chunk, 1)
 
 
-def head_from_shot(job: VideoJob, info: VideoInfo, chunk: Chunk, frame_stylizer: FrameStylizer,
-                   shot_result: np.ndarray) -> tuple[np.ndarray, dict]:
+def head_from_shot(
+    job: VideoJob,
+    info: VideoInfo,
+    chunk: Chunk,
+    frame_stylizer: FrameStylizer,
+    shot_result: np.ndarray,
+) -> tuple[np.ndarray, dict]:
     """A chunk's first frame from its shot's first result, carried along the flows between the
     frames in between (decoded once more: milliseconds a frame against seconds of stylizing)."""
     count, decoded = chunk.start - chunk.shot_start + 1, 0
@@ -146,15 +160,21 @@ def head_from_shot(job: VideoJob, info: VideoInfo, chunk: Chunk, frame_stylizer:
     with reader_from(job, info, chunk.shot_start) as reader:
         decoding = frames(reader)
         first = next(decoding, None)
-        last, backward, forward = chained_flows(first, decoding, frame_stylizer.flows) if first is not None else (None, None, None)
+        last, backward, forward = (
+            chained_flows(first, decoding, frame_stylizer.flows)
+            if first is not None
+            else (None, None, None)
+        )
     if decoded != count or first is None or last is None:
-        raise OutputError(f"{job.source}: frames {chunk.shot_start}-{chunk.start} decoded {decoded}")
+        raise OutputError(
+            f"{job.source}: frames {chunk.shot_start}-{chunk.start} decoded {decoded}"
+        )
     return frame_stylizer.shot_head(last, (first, shot_result), (backward, forward))
 
 
 def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:
-    """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in order.
-    Where the shot's first result was made first, the chunk's first frame is that result (the
+    """A worker's item: the chunk's frames, decoded from a seek to its first frame, stylized in
+    order. Where the shot's first result was made first, the chunk's first frame is that result (the
     chunk opens the shot) or starts from it (the chunk lies inside the shot)."""
     info = probe(job.source, job.video.fps)
     folder = chunk_folder(job, chunk)
@@ -169,9 +189,17 @@ def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResul
             made_head = True
         write_frame(head, result)
     with reader_from(job, info, chunk.start) as reader:
-        done = stylize_frames(reader.frames(chunk.stop - chunk.start), frame_stylizer, folder, job.video, chunk.stop - chunk.start)
+        done = stylize_frames(
+            reader.frames(chunk.stop - chunk.start),
+            frame_stylizer,
+            folder,
+            job.video,
+            chunk.stop - chunk.start,
+        )
     if done.count != chunk.stop - chunk.start:
-        raise OutputError(f"{job.source}: chunk {chunk.start}-{chunk.stop} decoded {done.count} frames")
+        raise OutputError(
+            f"{job.source}: chunk {chunk.start}-{chunk.stop} decoded {done.count} frames"
+        )
     return ChunkResult(chunk, done.computed + made_head)
 
 
@@ -179,7 +207,11 @@ def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.nd
     """The final frames: each from its chunk, and across an overlap a linear ramp from one chunk's
     result to the next's, so that the seam does not pop."""
     for previous, chunk in zip([None, *chunks], chunks):
-        shared = previous.stop - chunk.start if previous is not None and previous.stop > chunk.start else 0
+        shared = (
+            previous.stop - chunk.start
+            if previous is not None and previous.stop > chunk.start
+            else 0
+        )
         following = chunks[chunk.index + 1] if chunk.index + 1 < len(chunks) else None
         for index in range(chunk.start, chunk.stop):
             if following is not None and index >= following.start:
@@ -188,7 +220,9 @@ def assemble(job: VideoJob, chunks: list[Chunk], overlap: int) -> Iterator[np.nd
             if shared and index < previous.stop:
                 weight = (index - chunk.start + 1) / (shared + 1)
                 before = read_frame(frame_path(chunk_folder(job, previous), index - previous.start))
-                frame = np.round((1 - weight) * before.astype(np.float32) + weight * frame).astype(frame.dtype)
+                frame = np.round((1 - weight) * before.astype(np.float32) + weight * frame).astype(
+                    frame.dtype
+                )
             yield frame
 
 
@@ -196,12 +230,20 @@ def chunk_layout(cluster: ClusterSettings) -> dict:
     """What keys a chunked run's work folder besides the job: the settings that change its frames
     (near the seams). Where it runs (address, worker count, CPUs) changes none, so a job moved to
     another cluster keeps its finished chunks."""
-    return {"chunk_frames": cluster.chunk_frames, "overlap_frames": cluster.overlap_frames, "heads": "from the shot's first frame"}
+    return {
+        "chunk_frames": cluster.chunk_frames,
+        "overlap_frames": cluster.overlap_frames,
+        "heads": "from the shot's first frame",
+    }
 
 
-
-def stylize_chunks(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, weights: str | None = None,
-                   on_chunk: Callable[[int, int, int], None] | None = None) -> tuple[FramesDone, list[Chunk]]:
+def stylize_chunks(
+    job: VideoJob,
+    info: VideoInfo,
+    cluster: ClusterSettings,
+    weights: str | None = None,
+    on_chunk: Callable[[int, int, int], None] | None = None,
+) -> tuple[FramesDone, list[Chunk]]:
     """Plan the chunks (one decoding pass for the count and the cuts), then stylize each on a worker
     of the executor `cluster` chooses; `on_chunk(done, total, workers)` after each."""
     scanned = scan_cuts(info, job)
@@ -224,6 +266,12 @@ def stylize_chunks(job: VideoJob, info: VideoInfo, cluster: ClusterSettings, wei
     openers = [chunk for chunk in chunks if chunk.opens_shot and chunk.shot_start in split_shots]
     heads: list[ChunkResult] = []
     if openers and SHOT_HEADS:
-        heads = make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers)
-    make_executor(cluster, started).run(partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record)
-    return FramesDone(scanned.count, sum(r.computed for r in [*heads, *finished]), scanned.cuts), chunks
+        heads = make_executor(cluster, started).run(
+            partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers
+        )
+    make_executor(cluster, started).run(
+        partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record
+    )
+    return FramesDone(
+        scanned.count, sum(r.computed for r in [*heads, *finished]), scanned.cuts
+    ), chunks

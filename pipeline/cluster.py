@@ -23,11 +23,14 @@ NAMESPACE = "stylize"
 
 
 def connect(address: str):
-    """Start or join a cluster. "local" starts one on this machine; "auto" joins $RAY_ADDRESS or the local one."""
+    """Start or join a cluster. "local" starts one on this machine; "auto" joins $RAY_ADDRESS or
+    the local one."""
     try:
         import ray
     except ImportError:
-        raise SettingsError("--ray needs the optional extra: pip install 'stylize[cluster]'") from None
+        raise SettingsError(
+            "--ray needs the optional extra: pip install 'stylize[cluster]'"
+        ) from None
     if ray.is_initialized():
         return ray
     try:
@@ -36,7 +39,9 @@ def connect(address: str):
         else:
             ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
-        raise SettingsError(f"--ray {address}: cannot reach a Ray cluster ({first_line(err)})") from None
+        raise SettingsError(
+            f"--ray {address}: cannot reach a Ray cluster ({first_line(err)})"
+        ) from None
     return ray
 
 
@@ -80,12 +85,17 @@ class RayExecutor:
         cpus = max(1, self.settings.cpus_per_worker)
         count = self.settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
         actor = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=-1)(Worker)
-        workers = [actor.options(name=WORKER_NAME.format(i), lifetime=None).remote(setup, work, cpus) for i in range(count)]
+        workers = [
+            actor.options(name=WORKER_NAME.format(i), lifetime=None).remote(setup, work, cpus)
+            for i in range(count)
+        ]
         results = []
         try:
             if self.on_workers:
                 self.on_workers(count)
-            for result in ActorPool(workers).map_unordered(lambda worker, item: worker.run.remote(item), list(items)):
+            for result in ActorPool(workers).map_unordered(
+                lambda worker, item: worker.run.remote(item), list(items)
+            ):
                 results.append(result)
                 if on_result:
                     on_result(result)

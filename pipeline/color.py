@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 # ITU-R BT.601 luma and chroma, as in OpenCV's YCrCb.
-_TO_YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_TO_YUV = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
 
 
 def rgb_to_yuv(image: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,11 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionChoice:
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
         if precision == "bf16" or native:
-            warning = None if native else "--precision bf16: this GPU has no native bf16; expect it to be slow"
+            warning = (
+                None
+                if native
+                else "--precision bf16: this GPU has no native bf16; expect it to be slow"
+            )
             return PrecisionChoice(torch.bfloat16, f"bf16 ({precision}, CUDA)", warning)
         return PrecisionChoice(torch.float32, "fp32 (auto: this GPU has no native bf16)")
     speedup = cpu_bf16_speedup()
@@ -65,11 +69,16 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionChoice:
     if precision == "bf16":
         warning = None
         if speedup < NATIVE_BF16_SPEEDUP:
-            warning = (f"--precision bf16: this CPU has no native bf16 (no AMX or AVX-512 BF16); {measured}, "
-                       f"so this run will be about {1 / speedup:.0f}x slower than with --precision fp32")
+            warning = (
+                "--precision bf16: this CPU has no native bf16 (no AMX or AVX-512 BF16); "
+                f"{measured}, "
+                f"so this run will be about {1 / speedup:.0f}x slower than with --precision fp32"
+            )
         return PrecisionChoice(torch.bfloat16, f"bf16 (asked; {measured})", warning)
     dtype = torch.bfloat16 if speedup >= AUTO_BF16_SPEEDUP else torch.float32
-    return PrecisionChoice(dtype, f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} (auto: {measured})")
+    return PrecisionChoice(
+        dtype, f"{'bf16' if dtype == torch.bfloat16 else 'fp32'} (auto: {measured})"
+    )
 
 
 _announced: set[str] = set()
@@ -77,7 +86,10 @@ _announced: set[str] = set()
 
 def announce_precision(choice: PrecisionChoice) -> None:
     """Log the choice (and any warning) once per process, however many Stylizers a run builds."""
-    for level, message in ((logging.INFO, f"precision: {choice.reason}"), (logging.WARNING, choice.warning)):
+    for level, message in (
+        (logging.INFO, f"precision: {choice.reason}"),
+        (logging.WARNING, choice.warning),
+    ):
         if message and message not in _announced:
             _announced.add(message)
             log.log(level, message)
@@ -93,7 +105,8 @@ def bf16_is_native(device: torch.device | str = "cpu") -> bool:
 
 @functools.cache
 def cpu_bf16_speedup() -> float:
-    """fp32 time over bf16 time of one small convolution, forward and backward, on this CPU (above 1: bf16 is faster).
+    """fp32 time over bf16 time of one small convolution, forward and backward, on this CPU (above
+    1: bf16 is faster).
 
     Measured, not read off a flag: AMX, AVX-512 BF16 and whatever oneDNN makes of a CPU all
     count, and a flag that torch's build cannot use does not. Cached on disk per CPU,
@@ -104,7 +117,9 @@ def cpu_bf16_speedup() -> float:
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         return float(json.loads(cache.read_text())[key])
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a busy core stalls a multi-threaded pass at every barrier: measure on one
+    torch.set_num_threads(
+        1
+    )  # a busy core stalls a multi-threaded pass at every barrier: measure on one
     try:
         speedup = _time_conv(torch.float32) / _time_conv(torch.bfloat16)
     finally:
@@ -126,8 +141,16 @@ def _time_conv(dtype: torch.dtype, budget: float = 0.3) -> float:
     The backward pass matters: where bf16 is emulated its forward measured 6x slower than fp32
     but its forward and backward 26x, as the whole network.
     """
-    conv = nn.Conv2d(64, 64, 3, padding=1).to(dtype=dtype, memory_format=torch.channels_last).requires_grad_(False)
-    image = torch.rand(1, 64, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    conv = (
+        nn.Conv2d(64, 64, 3, padding=1)
+        .to(dtype=dtype, memory_format=torch.channels_last)
+        .requires_grad_(False)
+    )
+    image = (
+        torch.rand(1, 64, 32, 32, dtype=dtype)
+        .contiguous(memory_format=torch.channels_last)
+        .requires_grad_(True)
+    )
     best, spent = math.inf, 0.0
     for attempt in range(6):  # the first builds oneDNN's kernels and is not counted
         start = time.perf_counter()
@@ -141,9 +164,13 @@ def _time_conv(dtype: torch.dtype, budget: float = 0.3) -> float:
 
 
 def cpu_description() -> str:
-    """The CPU model, the flags that decide bf16 speed, and bf16's measured speed: for every benchmark figure."""
+    """The CPU model, the flags that decide bf16 speed, and bf16's measured speed: for every
+    benchmark figure."""
     model, flags = _cpu_info()
-    present = ", ".join(f"{flag} {'yes' if flag in flags.split() else 'no'}" for flag in ("amx_bf16", "avx512_bf16", "avx2"))
+    present = ", ".join(
+        f"{flag} {'yes' if flag in flags.split() else 'no'}"
+        for flag in ("amx_bf16", "avx512_bf16", "avx2")
+    )
     return f"{model} ({present}; bf16 measured {cpu_bf16_speedup():.2f}x the speed of fp32)"
 
 
@@ -163,7 +190,11 @@ def _cpu_info() -> tuple[str, str]:
 
 def _cpu_key() -> str:
     model, flags = _cpu_info()
-    overrides = " ".join(f"{v}={os.environ[v]}" for v in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if v in os.environ)
+    overrides = " ".join(
+        f"{v}={os.environ[v]}"
+        for v in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+        if v in os.environ
+    )
     return f"{model} | {flags} | torch {torch.__version__} {overrides}".strip()
 
 
@@ -203,13 +234,16 @@ def release_freed_memory() -> None:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")  # find_library runs ldconfig: once
+    return ctypes.CDLL(
+        ctypes.util.find_library("c") or "libc.so.6"
+    )  # find_library runs ldconfig: once
 
 
 def memory_budget(max_memory: int | None, device: torch.device) -> int:
-    """Bytes one stylize call may use beyond the network (activations, optimizer state, image copies):
-    `max_memory`, or by default a fifth of the machine's RAM and at most half of what is free (a
-    12 MP photo then peaks near 6 GB on a 24 GB machine), or 70 % of the GPU's free memory."""
+    """Bytes one stylize call may use beyond the network (activations, optimizer state, image
+    copies): `max_memory`, or by default a fifth of the machine's RAM and at most half of what is
+    free (a 12 MP photo then peaks near 6 GB on a 24 GB machine), or 70 % of the GPU's free
+    memory."""
     if max_memory is not None:
         return int(max_memory)
     if device.type == "cuda":
@@ -234,7 +268,11 @@ def peak_rss_bytes() -> int:
     """This process's peak resident memory. VmHWM, not ru_maxrss: a child started by a big process
     inherits the parent's ru_maxrss across exec, while VmHWM starts afresh with the new program."""
     with contextlib.suppress(OSError, ValueError, StopIteration):
-        line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+        line = next(
+            line
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        )
         return int(line.split()[1]) * 1024
     import resource
 

@@ -1,4 +1,5 @@
-"""Typed errors: the library raises them with a clear message; only `cli/` turns them into an exit code."""
+"""Typed errors: the library raises them with a clear message; only `cli/` turns them into an
+exit code."""
 
 
 class StylizeError(Exception):
@@ -18,10 +19,12 @@ class WeightsError(StylizeError):
 
 
 class SettingsError(StylizeError):
-    """A combination of settings that cannot work (unknown layer, blend weights that do not match)."""
+    """A combination of settings that cannot work (unknown layer, blend weights that do not
+    match)."""
 
 
 def first_line(err: BaseException, limit: int = 160) -> str:
-    """The first line of an exception's message (or its type name), short enough for a one-line error."""
+    """The first line of an exception's message (or its type name), short enough for a one-line
+    error."""
     lines = str(err).strip().splitlines()
     return lines[0][:limit] if lines else type(err).__name__

@@ -22,11 +22,16 @@ Outcome = TypeVar("Outcome")
 
 
 class Executor(Protocol):
-    def run(self, setup: Callable[[], State], work: Callable[[State, Item], Outcome], items: Iterable[Item],
-            on_result: Callable[[Outcome], None] | None = None,
-            on_start: Callable[[int, Item], None] | None = None) -> list[Outcome]:
-        """Results in completion order (each also to `on_result` as it arrives). `on_start(index, item)`
-        where the executor sees an item start (in this process; Ray workers do not say)."""
+    def run(
+        self,
+        setup: Callable[[], State],
+        work: Callable[[State, Item], Outcome],
+        items: Iterable[Item],
+        on_result: Callable[[Outcome], None] | None = None,
+        on_start: Callable[[int, Item], None] | None = None,
+    ) -> list[Outcome]:
+        """Results in completion order (each also to `on_result` as it arrives). `on_start(index,
+        item)` where the executor sees an item start (in this process; Ray workers do not say)."""
         ...
 
 
@@ -47,7 +52,9 @@ class LocalExecutor:
         return results
 
 
-def make_executor(cluster: ClusterSettings | None, on_workers: Callable[[int], None] | None = None) -> Executor:
+def make_executor(
+    cluster: ClusterSettings | None, on_workers: Callable[[int], None] | None = None
+) -> Executor:
     """This process without `cluster`; else Ray workers, `on_workers` told how many started."""
     if cluster is None:
         return LocalExecutor()

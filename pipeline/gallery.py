@@ -24,7 +24,8 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px;border-radius:4px}
-figure img{height:120px;margin-right:4px}figcaption{font-size:.8em;max-width:500px;word-break:break-all}
+figure
+img{height:120px;margin-right:4px}figcaption{font-size:.8em;max-width:500px;word-break:break-all}
 .failed td{padding:2px 10px}.counts span{margin-right:1.5em}"""
 
 
@@ -34,7 +35,8 @@ def thumbnail_path(root: Path, output: Path, kind: str) -> Path:
 
 
 def write_thumbnail(root: Path, source: Path, output: Path) -> None:
-    """Thumbnails of the input and its result (best effort: the gallery shows a link without one)."""
+    """Thumbnails of the input and its result (best effort: the gallery shows a link without
+    one)."""
     for kind, path in (("input", source), ("result", output)):
         target = thumbnail_path(root, output, kind)
         try:
@@ -54,24 +56,36 @@ def render(report: BatchReport) -> str:
     root = report.output
     done = [r for r in report.results if r.status in ("done", "skipped") and r.item.output.exists()]
     failed = report.of("failed")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>stylize: {html.escape(root.name)}</title>",
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(str(report.input))} &rarr; {html.escape(str(root))}</h1>",
-             f"<p class='counts'><span>done {len(report.of('done'))}</span><span>skipped (done before) {len(report.of('skipped'))}</span>"
-             f"<span>failed {len(failed)}</span></p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>stylize: "
+        f"{html.escape(root.name)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(str(report.input))} &rarr; {html.escape(str(root))}</h1>",
+        f"<p class='counts'><span>done {len(report.of('done'))}</span><span>skipped (done before) "
+        f"{len(report.of('skipped'))}</span>"
+        f"<span>failed {len(failed)}</span></p>",
+    ]
     for style in sorted({r.item.style_image for r in done}):
         parts.append(f"<h2>style: {html.escape(style.name)}</h2><div class='grid'>")
         for r in (r for r in done if r.item.style_image == style):
             thumbs = "".join(
-                f"<a href='{_link(root, target)}'><img alt='{kind}' src='{_link(root, thumbnail_path(root, r.item.output, kind))}'></a>"
-                for kind, target in (("input", r.item.source), ("result", r.item.output)))
+                f"<a href='{_link(root, target)}'><img alt='{kind}' "
+                f"src='{_link(root, thumbnail_path(root, r.item.output, kind))}'></a>"
+                for kind, target in (("input", r.item.source), ("result", r.item.output))
+            )
             caption = html.escape(str(r.item.source.name))
-            parts.append(f"<figure class='done' data-output='{_link(root, r.item.output)}'>{thumbs}<figcaption>{caption}</figcaption></figure>")
+            parts.append(
+                f"<figure class='done' data-output='{_link(root, r.item.output)}'>"
+                f"{thumbs}<figcaption>{caption}</figcaption></figure>"
+            )
         parts.append("</div>")
     if failed:
         parts.append("<h2>failed</h2><table class='failed'>")
         for r in failed:
-            parts.append(f"<tr><td class='file'>{html.escape(str(r.item.source))}</td><td class='reason'>{html.escape(r.reason)}</td></tr>")
+            parts.append(
+                f"<tr><td class='file'>{html.escape(str(r.item.source))}</td><td "
+                f"class='reason'>{html.escape(r.reason)}</td></tr>"
+            )
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

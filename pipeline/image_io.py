@@ -21,14 +21,19 @@ from pipeline.settings import JPEG_QUALITY
 
 @dataclass
 class Photo:
-    """An image as the pipeline sees it: RGB float32 in [0, 1], plus what is needed to write it back alike."""
+    """An image as the pipeline sees it: RGB float32 in [0, 1], plus what is needed to write it
+    back alike."""
 
     rgb: np.ndarray  # H x W x 3, float32
     alpha: np.ndarray | None = None  # H x W, float32 in [0, 1]
     grayscale: bool = False
     bits: int = 8
-    exif: bytes | None = field(default=None, repr=False)  # the camera's EXIF (date, camera), orientation reset: pixels are upright
-    icc: bytes | None = field(default=None, repr=False)  # the colour profile the pixel values are in
+    exif: bytes | None = field(
+        default=None, repr=False
+    )  # the camera's EXIF (date, camera), orientation reset: pixels are upright
+    icc: bytes | None = field(
+        default=None, repr=False
+    )  # the colour profile the pixel values are in
 
     @property
     def size(self) -> tuple[int, int]:
@@ -64,13 +69,22 @@ def _metadata(path: Path) -> dict[str, bytes | None]:
 
 
 _ORIENTATION = 0x0112
-_METADATA_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")  # Pillow writes EXIF and ICC to these
+_METADATA_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".tif",
+    ".tiff",
+)  # Pillow writes EXIF and ICC to these
 
 
 def _photo_from_array(array: np.ndarray, path: Path) -> Photo:
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise InputError(f"{path}: unsupported image layout {array.shape}")
-    bits = 16 if array.dtype in (np.uint16, np.int32, np.uint32) or array.max(initial=0) > 255 else 8
+    bits = (
+        16 if array.dtype in (np.uint16, np.int32, np.uint32) or array.max(initial=0) > 255 else 8
+    )
     scale = 65535.0 if bits == 16 else 255.0
     values = array.astype(np.float32) / scale
     if values.ndim == 2:
@@ -84,7 +98,8 @@ def _photo_from_array(array: np.ndarray, path: Path) -> Photo:
 
 
 def write_photo(photo: Photo, path: Path, quality: int = JPEG_QUALITY) -> None:
-    """Write atomically, in the format the extension names, keeping grayscale, alpha and bit depth."""
+    """Write atomically, in the format the extension names, keeping grayscale, alpha and bit
+    depth."""
     path = Path(path)
     values = photo.rgb.mean(axis=2, keepdims=True) if photo.grayscale else photo.rgb
     if photo.alpha is not None and _supports_alpha(path):
@@ -96,7 +111,13 @@ def write_photo(photo: Photo, path: Path, quality: int = JPEG_QUALITY) -> None:
         array = array[..., 0]
     extra = {"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
     if path.suffix.lower() in _METADATA_SUFFIXES:
-        extra.update({key: value for key, value in (("exif", photo.exif), ("icc_profile", photo.icc)) if value})
+        extra.update(
+            {
+                key: value
+                for key, value in (("exif", photo.exif), ("icc_profile", photo.icc))
+                if value
+            }
+        )
     with atomic_path(path) as tmp:
         try:
             iio.imwrite(tmp, array, plugin="pillow", extension=path.suffix, **extra)
@@ -134,7 +155,9 @@ def check_writable_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
-        raise OutputError(f"{folder}: cannot write into this folder ({err.strerror or err})") from None
+        raise OutputError(
+            f"{folder}: cannot write into this folder ({err.strerror or err})"
+        ) from None
 
 
 @contextmanager
@@ -143,7 +166,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
     except OSError as err:
         raise OutputError(f"{path}: cannot write here ({err.strerror or err})") from None
     os.close(fd)
@@ -179,7 +204,12 @@ def resize_to(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """H x W x 3 float array to a 1 x 3 x H x W tensor."""
-    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return (
+        torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
+        .permute(2, 0, 1)
+        .unsqueeze(0)
+        .contiguous()
+    )
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:
@@ -193,5 +223,6 @@ def load_rgb(path: Path, long_side: int | None = None) -> torch.Tensor:
 
 
 def load_styles(paths: Sequence[Path]) -> list[torch.Tensor]:
-    """Style images at their own size (the engine resizes them to the content); a broken one names its file."""
+    """Style images at their own size (the engine resizes them to the content); a broken one
+    names its file."""
     return [load_rgb(Path(p)) for p in paths]

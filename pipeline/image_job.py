@@ -1,4 +1,5 @@
-"""One image in, one stylized image out: the work item behind `stylize image` and each photo of a folder."""
+"""One image in, one stylized image out: the work item behind `stylize image` and each photo of a
+folder."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 
 from pipeline.engine import ProgressCallback, Result, Stylizer, check_size
 from pipeline.errors import OutputError
-from pipeline.image_io import Photo, check_output_file, load_styles, read_photo, resize_long_side, resize_to, to_array, to_tensor, write_photo
+from pipeline.image_io import (
+    Photo,
+    check_output_file,
+    load_styles,
+    read_photo,
+    resize_long_side,
+    resize_to,
+    to_array,
+    to_tensor,
+    write_photo,
+)
 from pipeline.settings import JPEG_QUALITY, StyleSettings
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
@@ -18,11 +29,19 @@ def check_output(output: Path, inputs: Sequence[Path], overwrite: bool = False) 
     """Fail early, before any work, when `output` could not or should not be written."""
     output = Path(output)
     if output.suffix.lower() not in IMAGE_SUFFIXES:
-        raise OutputError(f"{output}: unknown image format {output.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+        raise OutputError(
+            f"{output}: unknown image format {output.suffix!r}; use one of "
+            f"{', '.join(IMAGE_SUFFIXES)}"
+        )
     check_output_file(output, inputs, overwrite)
 
 
-def stylize_photo(photo: Photo, stylizer: Stylizer, keep_size: bool = False, callback: ProgressCallback | None = None) -> tuple[Photo, Result]:
+def stylize_photo(
+    photo: Photo,
+    stylizer: Stylizer,
+    keep_size: bool = False,
+    callback: ProgressCallback | None = None,
+) -> tuple[Photo, Result]:
     """Stylize at the settings' size; alpha, grayscale and bit depth follow the input."""
     content = to_tensor(resize_long_side(photo.rgb, stylizer.settings.size))
     result = stylizer.stylize(content, callback=callback)
@@ -43,7 +62,9 @@ def save_intermediates(output: Path, every: int) -> ProgressCallback | None:
         key = (progress.scale, progress.iteration)
         if progress.iteration and progress.iteration % every == 0 and key not in written:
             written.add(key)
-            path = output.with_name(f"{output.stem}.s{progress.scale}.iter{progress.iteration:04d}{output.suffix}")
+            path = output.with_name(
+                f"{output.stem}.s{progress.scale}.iter{progress.iteration:04d}{output.suffix}"
+            )
             write_photo(Photo(to_array(progress.image)), path)
 
     return callback

@@ -29,7 +29,11 @@ def bf16_input_matmul(features: torch.Tensor) -> Iterator[None]:
     which lacks the switch.
     """
     backend = getattr(torch.backends.mkldnn, "matmul", None)
-    if features.dtype != torch.bfloat16 or features.device.type != "cpu" or not hasattr(backend, "fp32_precision"):
+    if (
+        features.dtype != torch.bfloat16
+        or features.device.type != "cpu"
+        or not hasattr(backend, "fp32_precision")
+    ):
         yield
         return
     with _PRECISION_SWITCH:
@@ -56,7 +60,9 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L_content = 1/2 sum (F - P)^2."""
     difference = features.float() - target.float()
-    return 0.5 * (difference * difference).sum()  # measured 4x faster than mse_loss (and than pow) here
+    return (
+        0.5 * (difference * difference).sum()
+    )  # measured 4x faster than mse_loss (and than pow) here
 
 
 def style_layer_loss(gram: torch.Tensor, target_gram: torch.Tensor) -> torch.Tensor:
@@ -83,7 +89,9 @@ class _GramStyleLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         features, difference = ctx.saved_tensors
-        return gram_loss_gradient(features, difference, features.shape[-2] * features.shape[-1], grad_output), None
+        return gram_loss_gradient(
+            features, difference, features.shape[-2] * features.shape[-1], grad_output
+        ), None
 
 
 class _StyleGradient(torch.autograd.Function):
@@ -107,11 +115,16 @@ class _StyleGradient(torch.autograd.Function):
         return gram_loss_gradient(features, difference, ctx.pixels, grad_output), None, None
 
 
-def gram_loss_gradient(features: torch.Tensor, difference: torch.Tensor, pixels: int, grad_output: torch.Tensor) -> torch.Tensor:
-    """d style_layer_loss / d features = F^T (D + D^T) / (2 N^2 M), M = `pixels` of the whole image."""
+def gram_loss_gradient(
+    features: torch.Tensor, difference: torch.Tensor, pixels: int, grad_output: torch.Tensor
+) -> torch.Tensor:
+    """d style_layer_loss / d features = F^T (D + D^T) / (2 N^2 M), M = `pixels` of the whole
+    image."""
     _, channels, height, width = features.shape
     scale = grad_output / (2 * channels**2 * pixels)
-    symmetric = difference + difference.T  # A is a Gram (or a blend of them), symmetric but for rounding
+    symmetric = (
+        difference + difference.T
+    )  # A is a Gram (or a blend of them), symmetric but for rounding
     # (M, N) = F^T (D + D^T): contiguous in channels-last order, which is how VGG's activations lie
     pixels_by_channel = features.permute(0, 2, 3, 1).reshape(height * width, channels)
     grad = pixels_by_channel @ (symmetric * scale).to(features.dtype)
@@ -125,13 +138,21 @@ def partial_gram(features: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 class Term(nn.Module):
-    """One weighted loss term: the one shape of every loss (content, each style layer, TV, temporal).
+    """One weighted loss term: the one shape of every loss (content, each style layer, TV,
+    temporal).
 
     `layer` names the VGG activation the loss reads, None the image's own pixels; `group` adds
     terms up in reports ("style" is the sum of the style layers). A new loss is one more Term.
     """
 
-    def __init__(self, name: str, loss: nn.Module, weight: float, layer: str | None = None, group: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        loss: nn.Module,
+        weight: float,
+        layer: str | None = None,
+        group: str | None = None,
+    ):
         super().__init__()
         self.name, self.loss, self.weight, self.layer, self.group = name, loss, weight, layer, group
 
@@ -139,14 +160,19 @@ class Term(nn.Module):
         return self.weight * self.loss(features[self.layer] if self.layer else image)
 
 
-def weighted_parts(terms: Sequence[Term], image: torch.Tensor, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def weighted_parts(
+    terms: Sequence[Term], image: torch.Tensor, features: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Each term's weighted loss, by name, in the terms' order (their sum is the total loss)."""
     return {term.name: term(image, features) for term in terms}
 
 
 def summarize(terms: Sequence[Term], parts: dict[str, torch.Tensor]) -> dict[str, float]:
     """The parts as numbers, each group's sum, and "total"."""
-    values = {name: value.item() if isinstance(value, torch.Tensor) else float(value) for name, value in parts.items()}
+    values = {
+        name: value.item() if isinstance(value, torch.Tensor) else float(value)
+        for name, value in parts.items()
+    }
     total = sum(values.values())
     for group in dict.fromkeys(term.group for term in terms if term.group):
         values[group] = sum(values[term.name] for term in terms if term.group == group)
@@ -158,7 +184,9 @@ class ContentLoss(nn.Module):
     def __init__(self, target: torch.Tensor):
         super().__init__()
         self.register_buffer("target", target.detach().float())
-        self.zero_loss = content_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
+        self.zero_loss = (
+            content_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return content_loss(features, self.target) / self.zero_loss
@@ -174,7 +202,9 @@ class StyleLoss(nn.Module):
     def __init__(self, target_gram: torch.Tensor):
         super().__init__()
         self.register_buffer("target", target_gram.detach().float())
-        self.zero_loss = style_layer_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
+        self.zero_loss = (
+            style_layer_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return _GramStyleLoss.apply(features, self.target) / self.zero_loss
@@ -183,13 +213,17 @@ class StyleLoss(nn.Module):
         """The loss of a whole image whose Gram (summed over tiles) is `gram`."""
         return style_layer_loss(gram, self.target) / self.zero_loss
 
-    def tile_gradient(self, features: torch.Tensor, gram: torch.Tensor, pixels: int) -> torch.Tensor:
-        """0, with the gradient of `of_gram(gram)` at this tile's features (see `_StyleGradient`)."""
+    def tile_gradient(
+        self, features: torch.Tensor, gram: torch.Tensor, pixels: int
+    ) -> torch.Tensor:
+        """0, with the gradient of `of_gram(gram)` at this tile's features (see
+        `_StyleGradient`)."""
         return _StyleGradient.apply(features, gram - self.target, pixels) / self.zero_loss
 
 
 class TVLoss(nn.Module):
-    """Total variation: mean squared difference of neighbouring pixels; smooths high-frequency noise."""
+    """Total variation: mean squared difference of neighbouring pixels; smooths high-frequency
+    noise."""
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         dx = image[..., :, 1:] - image[..., :, :-1]

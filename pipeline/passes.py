@@ -28,8 +28,11 @@ def pass_folder(work_dir: Path, number: int) -> Path:
     return work_dir if number == 1 else work_dir / f"pass-{number}"
 
 
-def frames_backward(info: VideoInfo, size: tuple[int, int], start: float, count: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, frame) from the last of `count` frames to the first, decoded a segment at a time from a seek."""
+def frames_backward(
+    info: VideoInfo, size: tuple[int, int], start: float, count: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) from the last of `count` frames to the first, decoded a segment at a time
+    from a seek."""
     for first in range(((count - 1) // SEGMENT) * SEGMENT, -1, -SEGMENT):
         length = min(SEGMENT, count - first)
         with open_reader(info, size, start, None, first) as reader:
@@ -37,42 +40,82 @@ def frames_backward(info: VideoInfo, size: tuple[int, int], start: float, count:
         yield from reversed(list(enumerate(segment, start=first)))
 
 
-def frames_forward(info: VideoInfo, size: tuple[int, int], start: float, count: int) -> Iterator[tuple[int, np.ndarray]]:
+def frames_forward(
+    info: VideoInfo, size: tuple[int, int], start: float, count: int
+) -> Iterator[tuple[int, np.ndarray]]:
     with open_reader(info, size, start) as reader:
         yield from enumerate(reader.frames(count))
 
 
-def run_passes(info: VideoInfo, size: tuple[int, int], video: VideoSettings, frame_stylizer: FrameStylizer, work_dir: Path,
-               done: FramesDone, on_frame: FrameCallback | None = None) -> int:
-    """Passes 2 to video.passes over the `done.count` frames the sequential pass made; the frames computed."""
+def run_passes(
+    info: VideoInfo,
+    size: tuple[int, int],
+    video: VideoSettings,
+    frame_stylizer: FrameStylizer,
+    work_dir: Path,
+    done: FramesDone,
+    on_frame: FrameCallback | None = None,
+) -> int:
+    """Passes 2 to video.passes over the `done.count` frames the sequential pass made; the frames
+    computed."""
     computed = 0
     for number in range(2, video.passes + 1):
         backward = number % 2 == 0
-        frames = frames_backward(info, size, video.start, done.count) if backward else frames_forward(info, size, video.start, done.count)
+        frames = (
+            frames_backward(info, size, video.start, done.count)
+            if backward
+            else frames_forward(info, size, video.start, done.count)
+        )
 
-        def report(position: int, index: int, skipped: bool, stats: dict, number: int = number) -> None:
+        def report(
+            position: int, index: int, skipped: bool, stats: dict, number: int = number
+        ) -> None:
             if on_frame:
-                on_frame(FrameReport((number - 1) * done.count + position, done.count * video.passes, False, False, skipped, **stats))
+                on_frame(
+                    FrameReport(
+                        (number - 1) * done.count + position,
+                        done.count * video.passes,
+                        False,
+                        False,
+                        skipped,
+                        **stats,
+                    )
+                )
+
         computed += refine_pass(frames, frame_stylizer, work_dir, number, done.cuts, report)
     return computed
 
 
-def refine_pass(frames: Iterable[tuple[int, np.ndarray]], frame_stylizer: FrameStylizer, work_dir: Path, number: int,
-                cuts: list[int], on_frame: Callable[[int, int, bool, dict], None] | None = None) -> int:
-    """Pass `number` over `frames` (index, input frame) in the order given; returns the frames it computed.
-    `on_frame(position, index, skipped, stats)` after each."""
+def refine_pass(
+    frames: Iterable[tuple[int, np.ndarray]],
+    frame_stylizer: FrameStylizer,
+    work_dir: Path,
+    number: int,
+    cuts: list[int],
+    on_frame: Callable[[int, int, bool, dict], None] | None = None,
+) -> int:
+    """Pass `number` over `frames` (index, input frame) in the order given; returns the frames it
+    computed. `on_frame(position, index, skipped, stats)` after each."""
     source, folder = pass_folder(work_dir, number - 1), pass_folder(work_dir, number)
     starts = {0, *cuts}  # first frames of the shots
     neighbour: tuple[int, Frame, np.ndarray | None] | None = None
     computed = 0
     for position, (index, rgb) in enumerate(frames):
         frame, path = Frame(rgb), frame_path(folder, index)
-        same_shot = neighbour is not None and max(index, neighbour[0]) not in starts and abs(index - neighbour[0]) == 1
+        same_shot = (
+            neighbour is not None
+            and max(index, neighbour[0]) not in starts
+            and abs(index - neighbour[0]) == 1
+        )
         result, stats = None, {}
         if not path.is_file():
             own = read_frame(frame_path(source, index))
             if same_shot:
-                near = neighbour[2] if neighbour[2] is not None else read_frame(frame_path(folder, neighbour[0]))
+                near = (
+                    neighbour[2]
+                    if neighbour[2] is not None
+                    else read_frame(frame_path(folder, neighbour[0]))
+                )
                 result, stats = frame_stylizer.refine(frame, own, (neighbour[1], near))
             else:
                 result = own  # a shot's first frame in this direction has no neighbour yet

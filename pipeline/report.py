@@ -23,7 +23,8 @@ class ItemResult:
     status: str  # "done", "skipped" or "failed"
     reason: str = ""
     seconds: float = 0.0
-    before: bool = False  # failed in an earlier run, and the file has not changed since: not retried
+    # failed in an earlier run, and the file has not changed since: not retried
+    before: bool = False
 
 
 @dataclass
@@ -46,15 +47,31 @@ class BatchReport:
 
     def to_json(self) -> dict:
         return {
-            "input": str(self.input), "output": str(self.output),
-            "counts": {**{s: len(self.of(s)) for s in ("done", "skipped", "failed")}, "failed_before": len(self.old_failures)},
-            "items": [{"source": str(r.item.source), "output": str(r.item.output), "style": str(r.item.style_image),
-                       "status": r.status, "reason": r.reason, "seconds": round(r.seconds, 2), "failed_before": r.before,
-                       "fingerprint": fingerprint(r.item.source) if r.status == "failed" else None} for r in self.results],
+            "input": str(self.input),
+            "output": str(self.output),
+            "counts": {
+                **{s: len(self.of(s)) for s in ("done", "skipped", "failed")},
+                "failed_before": len(self.old_failures),
+            },
+            "items": [
+                {
+                    "source": str(r.item.source),
+                    "output": str(r.item.output),
+                    "style": str(r.item.style_image),
+                    "status": r.status,
+                    "reason": r.reason,
+                    "seconds": round(r.seconds, 2),
+                    "failed_before": r.before,
+                    "fingerprint": fingerprint(r.item.source) if r.status == "failed" else None,
+                }
+                for r in self.results
+            ],
         }
 
 
-ItemCallback = Callable[[int, int, WorkItem, ItemResult | None], None]  # (index, total, item, result or None when starting)
+ItemCallback = Callable[
+    [int, int, WorkItem, ItemResult | None], None
+]  # (index, total, item, result or None when starting)
 
 
 def fingerprint(path: Path) -> str | None:
@@ -67,7 +84,8 @@ def fingerprint(path: Path) -> str | None:
 
 
 def format_duration(seconds: float) -> str:
-    """A time span as a person reads it in a progress line or an estimate: 45 s, 3 min 05 s, 2 h 10 min."""
+    """A time span as a person reads it in a progress line or an estimate: 45 s, 3 min 05 s, 2 h
+    10 min."""
     hours, rest = divmod(round(seconds), 3600)
     if hours:
         return f"{hours} h {rest // 60:02d} min"

@@ -23,14 +23,20 @@ from pipeline.work_folder import write_atomically
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".exr")
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # hold 16 bits; JPEG and WebP frames are written at 8
-DEFAULT_FPS = Fraction(24)  # of a sequence when --fps does not say: film's rate, what renders default to
+DEFAULT_FPS = Fraction(
+    24
+)  # of a sequence when --fps does not say: film's rate, what renders default to
 _PRINTF = re.compile(r"%(0?\d*)d")
 
 
 def is_sequence(path: Path) -> bool:
     """A folder, a printf pattern or a glob: frames rather than one video file."""
     text = str(path)
-    return Path(path).is_dir() or bool(_PRINTF.search(Path(text).name)) or any(c in Path(text).name for c in "*?[")
+    return (
+        Path(path).is_dir()
+        or bool(_PRINTF.search(Path(text).name))
+        or any(c in Path(text).name for c in "*?[")
+    )
 
 
 def natural_key(path: Path) -> list:
@@ -45,10 +51,15 @@ def frame_number(path: Path) -> int | None:
 
 
 def frame_files(spec: Path) -> list[Path]:
-    """The frames `spec` names, in natural order; none found is an InputError naming what was looked for."""
+    """The frames `spec` names, in natural order; none found is an InputError naming what was
+    looked for."""
     spec = Path(spec)
     if spec.is_dir():
-        found = [p for p in spec.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")]
+        found = [
+            p
+            for p in spec.iterdir()
+            if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
+        ]
         where = f"{spec}: no frames (PNG, JPEG, TIFF, WebP or EXR) in this folder"
     else:
         folder = spec.parent
@@ -56,7 +67,7 @@ def frame_files(spec: Path) -> list[Path]:
             raise InputError(f"{spec}: folder {folder} not found")
         match = _PRINTF.search(spec.name)
         if match:
-            head, tail = spec.name[:match.start()], spec.name[match.end():]
+            head, tail = spec.name[: match.start()], spec.name[match.end() :]
             width = match.group(1)
             digits = rf"\d{{{int(width)},}}" if width else r"\d+"
             pattern = re.compile(re.escape(head) + digits + re.escape(tail) + r"\Z")
@@ -81,7 +92,8 @@ def numbering_gaps(files: list[Path]) -> list[str]:
 
 
 def probe_sequence(spec: Path, fps: Fraction | None = None) -> VideoInfo:
-    """A sequence as a video: its frames' size (all alike, or the first odd one is named), depth and times."""
+    """A sequence as a video: its frames' size (all alike, or the first odd one is named), depth
+    and times."""
     files = frame_files(spec)
     fps = Fraction(fps or DEFAULT_FPS)
     first = read_frame_file(files[0])
@@ -89,12 +101,25 @@ def probe_sequence(spec: Path, fps: Fraction | None = None) -> VideoInfo:
     for path in files[1:]:
         size = _header_size(path)
         if size is not None and size != (width, height):
-            raise InputError(f"{path}: {size[0]}x{size[1]}, but the sequence's frames are {width}x{height} "
-                             f"(from {files[0].name})")
+            raise InputError(
+                f"{path}: {size[0]}x{size[1]}, but the sequence's frames are {width}x{height} "
+                f"(from {files[0].name})"
+            )
     bits = 16 if first.dtype == np.uint16 else 8
     times = tuple(float(k / fps) for k in range(len(files)))
-    return VideoInfo(Path(spec), width, height, fps, len(files), float(len(files) / fps), 0, (),
-                     colour=Colour(matrix="gbr", range="full", bits=bits), times=times, files=tuple(files))
+    return VideoInfo(
+        Path(spec),
+        width,
+        height,
+        fps,
+        len(files),
+        float(len(files) / fps),
+        0,
+        (),
+        colour=Colour(matrix="gbr", range="full", bits=bits),
+        times=times,
+        files=tuple(files),
+    )
 
 
 def _header_size(path: Path) -> tuple[int, int] | None:
@@ -121,11 +146,14 @@ def read_frame_file(path: Path) -> np.ndarray:
 
 
 def _read_exr(path: Path) -> np.ndarray:
-    """Scene-linear EXR to sRGB-encoded 16-bit (what the network was trained on), with the OpenEXR package."""
+    """Scene-linear EXR to sRGB-encoded 16-bit (what the network was trained on), with the
+    OpenEXR package."""
     try:
         import OpenEXR
     except ImportError:
-        raise InputError(f"{path}: reading EXR needs the OpenEXR package (pip install 'stylize[exr]')") from None
+        raise InputError(
+            f"{path}: reading EXR needs the OpenEXR package (pip install 'stylize[exr]')"
+        ) from None
     try:
         with OpenEXR.File(str(path)) as exr:
             channels = exr.channels()
@@ -133,15 +161,24 @@ def _read_exr(path: Path) -> np.ndarray:
     except Exception as err:
         raise InputError(f"{path}: not a readable EXR frame ({err})") from None
     linear = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
-    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+    encoded = np.where(
+        linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055
+    )
     return from_float(encoded, np.uint16)
 
 
 class SequenceReader:
-    """A sequence's frames as a `video_io.Reader` gives a video's: at `size`, from frame `index` of the range."""
+    """A sequence's frames as a `video_io.Reader` gives a video's: at `size`, from frame `index`
+    of the range."""
 
-    def __init__(self, info: VideoInfo, size: tuple[int, int], start: float = 0.0, duration: float | None = None,
-                 index: int = 0):
+    def __init__(
+        self,
+        info: VideoInfo,
+        size: tuple[int, int],
+        start: float = 0.0,
+        duration: float | None = None,
+        index: int = 0,
+    ):
         self.info, self.size = info, size
         self.next = info.first_index(start) + index
         self.stop = info.frames if duration is None else info.first_index(start + duration)
@@ -154,14 +191,18 @@ class SequenceReader:
         self.next += 1
         frame = read_frame_file(path)
         if (frame.shape[1], frame.shape[0]) != (self.info.width, self.info.height):
-            raise InputError(f"{path}: {frame.shape[1]}x{frame.shape[0]}, but the sequence's frames are "
-                             f"{self.info.width}x{self.info.height}")
+            raise InputError(
+                f"{path}: {frame.shape[1]}x{frame.shape[0]}, but the sequence's frames are "
+                f"{self.info.width}x{self.info.height}"
+            )
         if is_crop(self.info, self.size):
             frame = frame[: self.size[1], : self.size[0]]
         else:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         wanted = np.uint16 if self.deep else np.uint8
-        return np.ascontiguousarray(frame if frame.dtype == wanted else from_float(to_float(frame), wanted))
+        return np.ascontiguousarray(
+            frame if frame.dtype == wanted else from_float(to_float(frame), wanted)
+        )
 
     def frames(self, limit: int | None = None):
         count = 0
@@ -183,11 +224,17 @@ class SequenceReader:
 
 
 def is_sequence_output(output: Path) -> bool:
-    """`-o out/` (a folder, existing or named with a trailing slash or no extension) or `-o out/%04d.png`."""
+    """`-o out/` (a folder, existing or named with a trailing slash or no extension) or `-o
+    out/%04d.png`."""
     text, name = str(output), Path(output).name
     if Path(name).suffix.lower() in VIDEO_SUFFIXES and not _PRINTF.search(name):
         return False  # `out.mp4` is a video even where a folder of that name is in the way
-    return text.endswith(("/", "\\")) or Path(output).is_dir() or not Path(name).suffix or bool(_PRINTF.search(name))
+    return (
+        text.endswith(("/", "\\"))
+        or Path(output).is_dir()
+        or not Path(name).suffix
+        or bool(_PRINTF.search(name))
+    )
 
 
 def output_names(output: Path, source: VideoInfo, first: int, count: int) -> list[Path]:
@@ -195,27 +242,39 @@ def output_names(output: Path, source: VideoInfo, first: int, count: int) -> lis
     sequence into a folder), the input's numbers in the pattern, or 000001.png on (a video)."""
     output = Path(output)
     match = _PRINTF.search(output.name)
-    files = source.files[first:first + count]
+    files = source.files[first : first + count]
     if match is None:
         if files:  # EXR frames come out as 16-bit PNG: the network's output is display-referred
-            return [output / (path.stem + ".png" if path.suffix.lower() == ".exr" else path.name) for path in files]
+            return [
+                output / (path.stem + ".png" if path.suffix.lower() == ".exr" else path.name)
+                for path in files
+            ]
         return [output / f"{k + 1:06d}.png" for k in range(count)]
     numbers = [frame_number(p) for p in files] if files else []
     if len(numbers) != count or None in numbers or len(set(numbers)) != count:
-        numbers = list(range(1, count + 1))  # a video, or names without distinct numbers: counted from 1
-    return [output.parent / (output.name[:match.start()] + (match.group(0) % n) + output.name[match.end():])
-            for n in numbers]
+        numbers = list(
+            range(1, count + 1)
+        )  # a video, or names without distinct numbers: counted from 1
+    return [
+        output.parent
+        / (output.name[: match.start()] + (match.group(0) % n) + output.name[match.end() :])
+        for n in numbers
+    ]
 
 
-def check_sequence_output(targets: list[Path], inputs: list[Path], overwrite: bool, resuming: bool) -> None:
+def check_sequence_output(
+    targets: list[Path], inputs: list[Path], overwrite: bool, resuming: bool
+) -> None:
     """Before any work: no frame may overwrite an input, and frames already there are a finished or
     other run's (refused without --overwrite) unless this very job is being resumed."""
     if not targets:
         return
     suffix = targets[0].suffix.lower()
     if suffix not in FRAME_SUFFIXES or suffix == ".exr":
-        raise OutputError(f"{targets[0]}: cannot write frames as {suffix or 'files without an extension'}; "
-                          f"use .png, .tif, .jpg or .webp")
+        raise OutputError(
+            f"{targets[0]}: cannot write frames as {suffix or 'files without an extension'}; "
+            f"use .png, .tif, .jpg or .webp"
+        )
     sources = {Path(p).resolve() for p in inputs}
     clash = next((t for t in targets if t.resolve() in sources), None)
     if clash is not None:

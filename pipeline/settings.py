@@ -1,4 +1,5 @@
-"""The one source of truth for defaults: the library uses these, the CLI reads its defaults from them.
+"""The one source of truth for defaults: the library uses these, the CLI reads its defaults from
+them.
 
 Every settings class checks itself when built (`__post_init__`) and raises `SettingsError` naming
 the CLI option, the bad value and what is allowed, so a bad value fails before any work starts,
@@ -39,7 +40,8 @@ Precision = Literal["auto", "fp32", "bf16"]
 Pooling = Literal["max", "avg"]
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-# Encoders (and the codec names ffmpeg maps to them) whose CRF scale ends at 51; others (VP9, AV1) at 63.
+# Encoders (and the codec names ffmpeg maps to them) whose CRF scale ends at 51; others (VP9, AV1)
+# at 63.
 CRF_51 = frozenset({"libx264", "libx264rgb", "libx265", "h264", "hevc"})
 
 
@@ -66,19 +68,25 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _range(option: str, value: object, low: float, high: float | None, integer: bool, note: str = "") -> None:
+def _range(
+    option: str, value: object, low: float, high: float | None, integer: bool, note: str = ""
+) -> None:
     whole = not integer or (_number(value) and float(value).is_integer())
     if _number(value) and whole and low <= value and (high is None or value <= high):
         return
     span = f"{low:g} or more" if high is None else f"{low:g} to {high:g}"
-    raise _fail(option, value, f"use {'a whole number, ' if integer and not whole else ''}{span}{note}")
+    raise _fail(
+        option, value, f"use {'a whole number, ' if integer and not whole else ''}{span}{note}"
+    )
 
 
 def _at_least(option: str, value: object, low: float, integer: bool = False) -> None:
     _range(option, value, low, None, integer)
 
 
-def _between(option: str, value: object, low: float, high: float, integer: bool = False, note: str = "") -> None:
+def _between(
+    option: str, value: object, low: float, high: float, integer: bool = False, note: str = ""
+) -> None:
     _range(option, value, low, high, integer, note)
 
 
@@ -101,7 +109,9 @@ def _weights(option: str, values: tuple[float, ...]) -> None:
 def _layer(option: str, name: object) -> None:
     if name not in LAYER_NAMES:
         convs = [n for n in LAYER_NAMES if n.startswith("conv")]
-        raise _fail(option, name, f"not a VGG-19 layer; use {', '.join(convs)} (or a relu/pool name)")
+        raise _fail(
+            option, name, f"not a VGG-19 layer; use {', '.join(convs)} (or a relu/pool name)"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,8 +123,10 @@ class StyleSettings:
     the same weights work at any image size and with either weights' input scale.
     """
 
-    size: int | None = 512  # long side of the output, in pixels; None: the input's own ("--size full")
-    iterations: int = 300  # L-BFGS iterations (Adam steps) a scale; scales above coarse_threshold get fewer
+    # long side of the output, in pixels; None: the input's own ("--size full")
+    size: int | None = 512
+    # L-BFGS iterations (Adam steps) a scale; scales above coarse_threshold get fewer
+    iterations: int = 300
     content_weight: float = 1.0
     style_weight: float = 1e2
     tv_weight: float = 0.0
@@ -137,7 +149,8 @@ class StyleSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = "auto"
     save_every: int = 0  # write an intermediate image every N iterations (0: never)
-    max_memory: int | None = None  # bytes one stylize call may use beyond the network (None: device.memory_budget)
+    # bytes one stylize call may use beyond the network (None: device.memory_budget)
+    max_memory: int | None = None
 
     def __post_init__(self) -> None:
         if self.size is not None:
@@ -148,17 +161,29 @@ class StyleSettings:
         _at_least("--tv-weight", self.tv_weight, 0)
         _layer("--content-layer", self.content_layer)
         if isinstance(self.style_layers, str) or not self.style_layers:
-            raise _fail("--style-layers", self.style_layers, "give one or more comma-separated VGG-19 layers, e.g. conv1_1,conv2_1")
+            raise _fail(
+                "--style-layers",
+                self.style_layers,
+                "give one or more comma-separated VGG-19 layers, e.g. conv1_1,conv2_1",
+            )
         for name in self.style_layers:
             _layer("--style-layers", name)
         if self.style_layer_weights is not None:
             if len(self.style_layer_weights) != len(self.style_layers):
-                raise _fail("--style-layer-weights", self.style_layer_weights,
-                            f"{len(self.style_layer_weights)} weights for {len(self.style_layers)} style layers (one per --style-layers entry)")
+                raise _fail(
+                    "--style-layer-weights",
+                    self.style_layer_weights,
+                    f"{len(self.style_layer_weights)} weights for {len(self.style_layers)} style "
+                    "layers (one per --style-layers entry)",
+                )
             _weights("--style-layer-weights", self.style_layer_weights)
         if self.style_blend is not None:
             if not self.style_blend:
-                raise _fail("--style-blend", self.style_blend, "give one weight per style image, or None for equal weights")
+                raise _fail(
+                    "--style-blend",
+                    self.style_blend,
+                    "give one weight per style image, or None for equal weights",
+                )
             _weights("--style-blend", self.style_blend)
         _above("--style-scale", self.style_scale, 0)
         _choice("--pooling", self.pooling, Pooling)
@@ -169,7 +194,11 @@ class StyleSettings:
         _at_least("--tolerance", self.tolerance, 0)
         _at_least("--patience", self.patience, 1, integer=True)
         if self.coarse_to_fine not in (None, True, False):
-            raise _fail("--coarse-to-fine", self.coarse_to_fine, "use None (auto: on above coarse_threshold), True or False")
+            raise _fail(
+                "--coarse-to-fine",
+                self.coarse_to_fine,
+                "use None (auto: on above coarse_threshold), True or False",
+            )
         _at_least("coarse_threshold", self.coarse_threshold, 0, integer=True)
         _at_least("coarse_min_size", self.coarse_min_size, 1, integer=True)
         if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
@@ -197,12 +226,15 @@ def parse_offsets(text: str, option: str) -> tuple[int, ...]:
     except ValueError:
         raise _fail(option, text, "give frame distances, comma-separated, e.g. 1,10,30") from None
     if not values or values[0] < 1:
-        raise _fail(option, text, "give frame distances of at least 1, comma-separated, e.g. 1,10,30")
+        raise _fail(
+            option, text, "give frame distances of at least 1, comma-separated, e.g. 1,10,30"
+        )
     return values
 
 
 def parse_bytes(text: str) -> int | None:
-    """--max-memory: "auto" (None), or a number of bytes with an optional K, M, G or T suffix (powers of 1024)."""
+    """--max-memory: "auto" (None), or a number of bytes with an optional K, M, G or T suffix
+    (powers of 1024)."""
     text = text.strip().upper().removesuffix("B").removesuffix("I")
     if text == "AUTO":
         return None
@@ -214,13 +246,17 @@ def parse_bytes(text: str) -> int | None:
 
 
 def check_style_count(settings: StyleSettings, count: int, note: str = "one per --style") -> None:
-    """What StyleSettings cannot check alone: one --style-blend weight per style image. Loads nothing,
-    so a caller can run it before any work; `Stylizer` runs it too."""
+    """What StyleSettings cannot check alone: one --style-blend weight per style image. Loads
+    nothing, so a caller can run it before any work; `Stylizer` runs it too."""
     if count < 1:
         raise SettingsError("at least one style image is needed (--style)")
     if settings.style_blend is not None and len(settings.style_blend) != count:
-        raise _fail("--style-blend", settings.style_blend,
-                    f"{len(settings.style_blend)} weights for {count} style image{'s' if count != 1 else ''} ({note})")
+        raise _fail(
+            "--style-blend",
+            settings.style_blend,
+            f"{len(settings.style_blend)} weights for {count} style "
+            f"image{'s' if count != 1 else ''} ({note})",
+        )
 
 
 WarmStart = Literal["flow", "prev", "content"]
@@ -232,23 +268,44 @@ class VideoSettings:
     """How a video is stylized, on top of the per-frame StyleSettings."""
 
     warm_start: WarmStart = "flow"  # of frame t: flow-warped / unwarped result of t-1, or cold
-    iterations_next: int = 12  # L-BFGS budget of frames after the first of a shot: a warm start needs few
+    # L-BFGS budget of frames after the first of a shot: a warm start needs few
+    iterations_next: int = 12
     patience_next: int = 5  # early-stop window (iterations) of those frames
-    temporal_weight: float = 1e4  # lambda of the temporal loss (0: off); only with warm_start "flow"
-    temporal_frames: tuple[int, ...] = (1, 2, 4)  # earlier results the temporal loss warps onto a frame, in frames back
-    evaluations_next: int = 8  # loss evaluations a later frame may take: its budget, line searches included
-    carry_curvature: bool = True  # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
-    hold_still: float = 0.0  # a fixed camera: pixels whose content differs by less than this (mean RGB, 0-1) from when their result was made keep it, in the new light (0: off)
-    restore_still: bool = True  # a still camera: pixels the flow cannot vouch for start from the shot's first result where the input looks as then (not the raw content)
-    photo_check: bool = True  # a pixel is vouched for only where the input warped along the flow looks alike too
-    passes: int = 1  # more: refinement passes over the video after the sequential one, alternating direction
+    # lambda of the temporal loss (0: off); only with warm_start "flow"
+    temporal_weight: float = 1e4
+    temporal_frames: tuple[int, ...] = (
+        1,
+        2,
+        4,
+    )  # earlier results the temporal loss warps onto a frame, in frames back
+    # loss evaluations a later frame may take: its budget, line searches included
+    evaluations_next: int = 8
+    # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
+    carry_curvature: bool = True
+    # a fixed camera: pixels whose content differs by less than this (mean RGB, 0-1) from when their
+    # result was made keep it, in the new light (0: off)
+    hold_still: float = 0.0
+    # a still camera: pixels the flow cannot vouch for start from the shot's first result where the
+    # input looks as then (not the raw content)
+    restore_still: bool = True
+    # a pixel is vouched for only where the input warped along the flow looks alike too
+    photo_check: bool = True
+    # more: refinement passes over the video after the sequential one, alternating direction
+    passes: int = 1
     fill: Fill = "content"  # what disoccluded pixels of the warm start take
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds to take (None: to the end)
     max_frames: int | None = None
-    fps: Fraction | None = None  # frame rate of an image sequence (None: sequence_io.DEFAULT_FPS); a video keeps its own
-    codec: str | None = None  # any video encoder of the ffmpeg in use (None: the container's default, `video_io.default_codec`)
+    fps: Fraction | None = (
+        # frame rate of an image sequence (None: sequence_io.DEFAULT_FPS); a video keeps its own
+        None
+    )
+    codec: str | None = (
+        # any video encoder of the ffmpeg in use (None: the container's default,
+        # `video_io.default_codec`)
+        None
+    )
     crf: int = VIDEO_CRF
     keep_frames: bool = False
 
@@ -257,9 +314,16 @@ class VideoSettings:
         _at_least("--iterations-next", self.iterations_next, 0, integer=True)
         _at_least("--patience-next", self.patience_next, 1, integer=True)
         _at_least("--temporal-weight", self.temporal_weight, 0)
-        if not self.temporal_frames or 1 not in self.temporal_frames or any(
-                not isinstance(k, int) or k < 1 for k in self.temporal_frames):
-            raise _fail("--temporal-frames", ",".join(map(str, self.temporal_frames)), "give frame distances that include 1, e.g. 1,2,4")
+        if (
+            not self.temporal_frames
+            or 1 not in self.temporal_frames
+            or any(not isinstance(k, int) or k < 1 for k in self.temporal_frames)
+        ):
+            raise _fail(
+                "--temporal-frames",
+                ",".join(map(str, self.temporal_frames)),
+                "give frame distances that include 1, e.g. 1,2,4",
+            )
         _at_least("--evaluations-next", self.evaluations_next, 1, integer=True)
         _at_least("--passes", self.passes, 1, integer=True)
         _between("--hold-still", self.hold_still, 0, 1)
@@ -273,7 +337,11 @@ class VideoSettings:
         if self.fps is not None and not (isinstance(self.fps, Fraction) and self.fps > 0):
             raise _fail("--fps", self.fps, "give a positive rate, e.g. 24, 29.97 or 30000/1001")
         if self.codec is not None and (not isinstance(self.codec, str) or not self.codec.strip()):
-            raise _fail("--codec", self.codec, "name an ffmpeg video encoder, e.g. libx264, libx265 or libvpx-vp9")
+            raise _fail(
+                "--codec",
+                self.codec,
+                "name an ffmpeg video encoder, e.g. libx264, libx265 or libvpx-vp9",
+            )
         check_crf(self.codec, self.crf)
 
 
@@ -326,11 +394,14 @@ class FolderSettings:
 class ClusterSettings:
     """Where and how wide to run on Ray (`--ray`)."""
 
-    address: str = "auto"  # auto ($RAY_ADDRESS or a running local cluster) | local | host:port | ray://host:port
+    # auto ($RAY_ADDRESS or a running local cluster) | local | host:port | ray://host:port
+    address: str = "auto"
     workers: int | None = None  # default: one per `cpus_per_worker` CPUs of the cluster
     cpus_per_worker: int = 1
     chunk_frames: int = 150  # video: frames per chunk
-    overlap_frames: int = 15  # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 frames (make bench-cluster)
+    # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 frames
+    # (make bench-cluster)
+    overlap_frames: int = 15
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address.strip():
@@ -341,5 +412,9 @@ class ClusterSettings:
         _at_least("--overlap-frames", self.overlap_frames, 0, integer=True)
         _at_least("--chunk-frames", self.chunk_frames, 1, integer=True)
         if self.chunk_frames <= 2 * self.overlap_frames:
-            raise _fail("--chunk-frames", self.chunk_frames,
-                        f"must exceed twice --overlap-frames ({self.overlap_frames}), or a frame could lie in three chunks")
+            raise _fail(
+                "--chunk-frames",
+                self.chunk_frames,
+                f"must exceed twice --overlap-frames ({self.overlap_frames}), or a frame could "
+                "lie in three chunks",
+            )

@@ -18,12 +18,20 @@ def probe(path: Path, fps: Fraction | None = None) -> VideoInfo:
     if is_sequence(Path(path)):
         return probe_sequence(Path(path), fps)
     if fps is not None:
-        raise SettingsError(f"--fps {fps}: for a folder or pattern of frames; {path} is a video and keeps its own timing")
+        raise SettingsError(
+            f"--fps {fps}: for a folder or pattern of frames; {path} is a video and keeps its own "
+            "timing"
+        )
     return probe_video(Path(path))
 
 
-def open_reader(info: VideoInfo, size: tuple[int, int], start: float = 0.0, duration: float | None = None,
-                index: int = 0) -> Reader | SequenceReader:
+def open_reader(
+    info: VideoInfo,
+    size: tuple[int, int],
+    start: float = 0.0,
+    duration: float | None = None,
+    index: int = 0,
+) -> Reader | SequenceReader:
     """Frames of the range at `size` from frame `index` of it on, decoded one at a time."""
     reader = SequenceReader if info.files else Reader
     return reader(info, size, start, duration, index)

@@ -23,7 +23,8 @@ def gray(frame: np.ndarray) -> np.ndarray:
 
 
 class Frame:
-    """An input frame with its grey version made once: the cut check and both flow directions use it."""
+    """An input frame with its grey version made once: the cut check and both flow directions use
+    it."""
 
     def __init__(self, rgb: np.ndarray):
         self.rgb = rgb
@@ -34,19 +35,26 @@ class Frame:
 
 
 STILL_BLUR = 2.0  # px: neighbourhood over which staying put and the flow's motion are compared
-STILL_LIGHT_BLUR = 6.0  # px: a difference smoother than this is a change of light, which no motion explains
-STILL_MARGIN = 1.0 / 255  # grey: how much worse than the flow staying put may match and still be chosen
+# px: a difference smoother than this is a change of light, which no motion explains
+STILL_LIGHT_BLUR = 6.0
+STILL_MARGIN = (
+    1.0 / 255
+)  # grey: how much worse than the flow staying put may match and still be chosen
 STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera
-STILL_SHIFT_GAIN = 0.1  # a larger one is a moving camera (whose flat areas move with it) where shifting by it explains this much of the frames' difference
-STILL_WORSE = 0.1  # neighbouring frames: a shift by it that makes this share of the pixels it changes match worse is a moving object's, not the camera's
+# a larger one is a moving camera (whose flat areas move with it) where shifting by it explains this
+# much of the frames' difference
+STILL_SHIFT_GAIN = 0.1
+# neighbouring frames: a shift by it that makes this share of the pixels it changes match worse is a
+# moving object's, not the camera's
+STILL_WORSE = 0.1
 
 
 class FlowEstimator:
     """DIS optical flow; one instance per video (it keeps its buffers).
 
     `still`: where a still camera's frames match in place as well as along the flow, the flow is
-    zero. On a still, flat area DIS reports a few tenths of a pixel of motion, now and then one to three
-    pixels; results warped by it blur and wander (a long shot's strokes fade), and the warping
+    zero. On a still, flat area DIS reports a few tenths of a pixel of motion, now and then one to
+    three pixels; results warped by it blur and wander (a long shot's strokes fade), and the warping
     error counts an output that holds still there as flicker."""
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, still: bool = True):
@@ -56,15 +64,19 @@ class FlowEstimator:
         """H x W x 2 displacement: for each pixel of `source`, where it lies in `target`.
         `neighbours`: the two frames follow each other (see `camera_still`)."""
         flow = self.dis.calc(source.grey, target.grey, None)
-        return still_where_unmoved(flow, source.grey, target.grey, neighbours) if self.still else flow
+        return (
+            still_where_unmoved(flow, source.grey, target.grey, neighbours) if self.still else flow
+        )
 
 
-def still_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False) -> np.ndarray:
-    """`flow` set to zero where `target` matches `source` in place (grey, blurred) within STILL_MARGIN of
-    how well it matches along the flow, changes of light set aside: on a smooth wall a shadow or the
-    exposure moving would otherwise be matched best by a shift of several pixels. Only for a still
-    camera: where it moves, a flat area (a clear sky) matches in place as well as anywhere, and its
-    strokes must move with the rest of the picture."""
+def still_where_unmoved(
+    flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False
+) -> np.ndarray:
+    """`flow` set to zero where `target` matches `source` in place (grey, blurred) within
+    STILL_MARGIN of how well it matches along the flow, changes of light set aside: on a smooth wall
+    a shadow or the exposure moving would otherwise be matched best by a shift of several pixels.
+    Only for a still camera: where it moves, a flat area (a clear sky) matches in place as well as
+    anywhere, and its strokes must move with the rest of the picture."""
     if not camera_still(flow, source, target, neighbours):
         return flow
     source, target = to_float(source), to_float(target)
@@ -74,10 +86,16 @@ def still_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray
 
 def _mismatch(difference: np.ndarray) -> np.ndarray:
     """Where two grey frames differ, changes of light set aside, blurred over STILL_BLUR."""
-    return cv2.GaussianBlur(np.abs(difference - cv2.GaussianBlur(difference, (0, 0), STILL_LIGHT_BLUR)), (0, 0), STILL_BLUR)
+    return cv2.GaussianBlur(
+        np.abs(difference - cv2.GaussianBlur(difference, (0, 0), STILL_LIGHT_BLUR)),
+        (0, 0),
+        STILL_BLUR,
+    )
 
 
-def camera_still(flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False) -> bool:
+def camera_still(
+    flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False
+) -> bool:
     """The camera did not move between two grey frames: the flow's median displacement is under
     STILL_CAMERA, or shifting the whole frame by it explains less than STILL_SHIFT_GAIN of how the
     frames differ. DIS spreads a large moving object's motion over the flat ground around it (a
@@ -87,7 +105,8 @@ def camera_still(flow: np.ndarray, source: np.ndarray, target: np.ndarray, neigh
     `neighbours` (consecutive frames): also still where the shift makes STILL_WORSE of the pixels it
     changes match worse. A large object's shift worsens the textured ground behind it (14-52 % of
     the pixels on car-detection), a pan's next to none (at most 5 % over tubingen.jpg). Only for
-    neighbours: further apart, DIS's median of a pan is off by a pixel or more and worsens up to 36 %."""
+    neighbours: further apart, DIS's median of a pan is off by a pixel or more and worsens up to 36
+    %."""
     median = np.median(flow.reshape(-1, 2), axis=0)
     if np.hypot(*median) <= STILL_CAMERA:
         return True
@@ -98,19 +117,32 @@ def camera_still(flow: np.ndarray, source: np.ndarray, target: np.ndarray, neigh
         return True
     if not neighbours:
         return False
-    better, worse = np.count_nonzero(moved < in_place - STILL_MARGIN), np.count_nonzero(moved > in_place + STILL_MARGIN)
+    better, worse = (
+        np.count_nonzero(moved < in_place - STILL_MARGIN),
+        np.count_nonzero(moved > in_place + STILL_MARGIN),
+    )
     return worse > 0 and worse >= STILL_WORSE * (better + worse)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Sample `image` at x + flow(x): with flow from frame t to t-1, brings frame t-1 onto frame t."""
+    """Sample `image` at x + flow(x): with flow from frame t to t-1, brings frame t-1 onto frame
+    t."""
     height, width = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    grid_x, grid_y = np.meshgrid(
+        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    )
+    return cv2.remap(
+        image,
+        grid_x + flow[..., 0],
+        grid_y + flow[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
-    """1 where the flow t->t-1 and t-1->t agree (Ruder et al., eq. 6-7), 0 at disocclusions and motion edges.
+    """1 where the flow t->t-1 and t-1->t agree (Ruder et al., eq. 6-7), 0 at disocclusions and
+    motion edges.
 
     `backward`: flow from frame t to t-1; `forward`: flow from t-1 to t.
     """
@@ -130,12 +162,20 @@ class WarpedPrevious:
     mask: np.ndarray  # consistency mask, H x W
 
 
-def carry_over(previous_result: np.ndarray, previous_frame: Frame, frame: Frame, flows: FlowEstimator) -> WarpedPrevious:
+def carry_over(
+    previous_result: np.ndarray, previous_frame: Frame, frame: Frame, flows: FlowEstimator
+) -> WarpedPrevious:
     """The previous frame's result warped along the flow onto `frame`, with its consistency mask."""
-    return warp_along(previous_result, flows.flow(frame, previous_frame, True), flows.flow(previous_frame, frame, True))
+    return warp_along(
+        previous_result,
+        flows.flow(frame, previous_frame, True),
+        flows.flow(previous_frame, frame, True),
+    )
 
 
-def chained_flows(first: Frame, later: Iterable[Frame], flows: FlowEstimator) -> tuple[Frame, np.ndarray, np.ndarray]:
+def chained_flows(
+    first: Frame, later: Iterable[Frame], flows: FlowEstimator
+) -> tuple[Frame, np.ndarray, np.ndarray]:
     """The last of `later` and the (backward, forward) flows between it and `first` along the path a
     result carried frame by frame takes: zero where the camera stood still between every pair of
     neighbours (the still-aware flows keep a still background in place, and what moved across it is
@@ -147,7 +187,8 @@ def chained_flows(first: Frame, later: Iterable[Frame], flows: FlowEstimator) ->
     for frame in later:
         step_back, step_on = flows.flow(frame, previous, True), flows.flow(previous, frame, True)
         still = still and camera_still(step_back, frame.grey, previous.grey, True)
-        # backward(x) = step_back(x) + backward(x + step_back(x)); forward(x) = forward(x) + step_on(x + forward(x))
+        # backward(x) = step_back(x) + backward(x + step_back(x)); forward(x) = forward(x) +
+        # step_on(x + forward(x))
         backward, forward = step_back + warp(backward, step_back), forward + warp(step_on, forward)
         previous = frame
     if still:
@@ -158,17 +199,27 @@ def chained_flows(first: Frame, later: Iterable[Frame], flows: FlowEstimator) ->
 MASK_BLUR_SIGMA = 1.0  # px: long-term masks are blurred slightly, as artistic-videos does
 
 
-PHOTO_CHANGE = 0.1  # mean RGB (0-1): an input pixel the flow brings from the earlier frame differing more is not vouched for
+# mean RGB (0-1): an input pixel the flow brings from the earlier frame differing more is not
+# vouched for
+PHOTO_CHANGE = 0.1
 PHOTO_BLUR = 1.0  # px: both inputs are blurred first
 
 
-def looks_alike(frame: Frame, earlier: Frame, backward: np.ndarray, change: float = PHOTO_CHANGE,
-                blur: float = PHOTO_BLUR) -> np.ndarray:
-    """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, differs from this one
-    by less than `change` (mean RGB), both blurred by `blur` px first (0: not blurred). The flows can
-    agree and still be wrong: DIS smooths a moving car's motion over the flat road behind it, and
-    warping drags the car's strokes over the road (a trail that stays)."""
-    def blurred(rgb: np.ndarray) -> np.ndarray:  # a sharp edge resampled between pixels differs by itself
+def looks_alike(
+    frame: Frame,
+    earlier: Frame,
+    backward: np.ndarray,
+    change: float = PHOTO_CHANGE,
+    blur: float = PHOTO_BLUR,
+) -> np.ndarray:
+    """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, differs from this
+    one by less than `change` (mean RGB), both blurred by `blur` px first (0: not blurred). The
+    flows can agree and still be wrong: DIS smooths a moving car's motion over the flat road behind
+    it, and warping drags the car's strokes over the road (a trail that stays)."""
+
+    def blurred(
+        rgb: np.ndarray,
+    ) -> np.ndarray:  # a sharp edge resampled between pixels differs by itself
         return cv2.GaussianBlur(to_float(rgb), (0, 0), blur) if blur > 0 else to_float(rgb)
 
     difference = np.abs(warp(blurred(earlier.rgb), backward) - blurred(frame.rgb)).mean(axis=2)
@@ -176,11 +227,11 @@ def looks_alike(frame: Frame, earlier: Frame, backward: np.ndarray, change: floa
 
 
 def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
-    """One target and mask for the temporal loss from earlier results warped onto this frame, closest
-    first (Ruder et al. 2018): each frame counts where its own mask holds and no closer frame's does,
-    c_long_j = max(c_j - sum of the closer c_i, 0). The masks are blurred slightly. Since
-    sum_j c_j (x - w_j)^2 = C (x - sum_j c_j w_j / C)^2 + const, with C = sum_j c_j, one term with
-    the weighted mean target and mask C has the same gradient as the sum of terms."""
+    """One target and mask for the temporal loss from earlier results warped onto this frame,
+    closest first (Ruder et al. 2018): each frame counts where its own mask holds and no closer
+    frame's does, c_long_j = max(c_j - sum of the closer c_i, 0). The masks are blurred slightly.
+    Since sum_j c_j (x - w_j)^2 = C (x - sum_j c_j w_j / C)^2 + const, with C = sum_j c_j, one term
+    with the weighted mean target and mask C has the same gradient as the sum of terms."""
     if len(carried) == 1:
         return carried[0]
     covered = np.zeros_like(carried[0].mask)
@@ -191,7 +242,9 @@ def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
         mask = cv2.GaussianBlur(mask, (0, 0), MASK_BLUR_SIGMA)
         weighted += mask[..., None] * item.image
         total += mask
-    image = np.where(total[..., None] > 1e-6, weighted / np.maximum(total, 1e-6)[..., None], carried[0].image)
+    image = np.where(
+        total[..., None] > 1e-6, weighted / np.maximum(total, 1e-6)[..., None], carried[0].image
+    )
     return WarpedPrevious(image.astype(np.float32), np.clip(total, 0.0, 1.0).astype(np.float32))
 
 
@@ -215,12 +268,16 @@ def fill_disocclusions(warped: WarpedPrevious, content: np.ndarray, fill: str) -
 
 def scene_change(previous_frame: Frame, frame: Frame) -> float:
     """Mean absolute difference of small, blurred grey versions, in [0, 1]: near 0 within a shot."""
-    small = [cv2.GaussianBlur(cv2.resize(f.grey, (64, 36), interpolation=cv2.INTER_AREA), (3, 3), 0) for f in (previous_frame, frame)]
+    small = [
+        cv2.GaussianBlur(cv2.resize(f.grey, (64, 36), interpolation=cv2.INTER_AREA), (3, 3), 0)
+        for f in (previous_frame, frame)
+    ]
     return float(np.abs(small[0].astype(np.float32) - small[1].astype(np.float32)).mean() / 255.0)
 
 
 def is_cut(previous_frame: Frame, frame: Frame, threshold: float) -> bool:
-    """A new shot starts at `frame`: the one rule for the sequential run and the cluster's cut scan."""
+    """A new shot starts at `frame`: the one rule for the sequential run and the cluster's cut
+    scan."""
     return scene_change(previous_frame, frame) > threshold
 
 
@@ -259,6 +316,7 @@ def to_float(frame: np.ndarray) -> np.ndarray:
 
 
 def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float values in [0, 1] as the nearest uint8 or uint16 ones: a frame kept at its source's depth."""
+    """Float values in [0, 1] as the nearest uint8 or uint16 ones: a frame kept at its source's
+    depth."""
     top = np.iinfo(dtype).max
     return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)

@@ -19,7 +19,11 @@ import numpy as np
 from pipeline.temporal import FlowEstimator, Frame, consistency_mask, to_float, warp
 from pipeline.sources import open_reader, probe
 
-STATIC_RANGE = 16 / 255  # a static pixel's blurred grey input stays within this range over the clip (57 % of bottle-detection's 300 first frames at 256 px; 8/255: 6 %)
+STATIC_RANGE = (
+    16 / 255
+    # a static pixel's blurred grey input stays within this range over the clip (57 % of
+    # bottle-detection's 300 first frames at 256 px; 8/255: 6 %)
+)
 FIRST_FRAMES = 5  # drift is measured against the mean of these
 
 
@@ -28,10 +32,17 @@ class TemporalFigures:
     """Errors are masked mean squared differences of values in [0, 1]; (output, input) pairs."""
 
     frames: int
-    warping: dict[int, tuple[float, float]] = field(default_factory=dict)  # k -> errors against frame t-k
+    warping: dict[int, tuple[float, float]] = field(
+        default_factory=dict
+    )  # k -> errors against frame t-k
     static_share: float = 0.0  # of the pixels
-    static_difference: dict[int, tuple[float, float]] = field(default_factory=dict)  # k -> static pixels, t vs t-k
-    drift: tuple[float, float] = (0.0, 0.0)  # % of the range: the static background's largest mean-colour change
+    static_difference: dict[int, tuple[float, float]] = field(
+        default_factory=dict
+    )  # k -> static pixels, t vs t-k
+    drift: tuple[float, float] = (
+        0.0,
+        0.0,
+    )  # % of the range: the static background's largest mean-colour change
 
     def ratio(self, k: int) -> float:
         output, source = self.warping[k]
@@ -39,7 +50,8 @@ class TemporalFigures:
 
 
 def static_mask(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Pixels whose blurred grey input stays within STATIC_RANGE over the clip (from running min and max)."""
+    """Pixels whose blurred grey input stays within STATIC_RANGE over the clip (from running min
+    and max)."""
     return (high - low) <= STATIC_RANGE
 
 
@@ -47,9 +59,18 @@ def _blurred_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(Frame(frame).grey, (5, 5), 0).astype(np.float32) / 255.0
 
 
-def _pair_error(flows: FlowEstimator, frame: Frame, earlier: Frame, image: np.ndarray, earlier_image: np.ndarray,
-                neighbours: bool) -> float:
-    backward, forward = flows.flow(frame, earlier, neighbours), flows.flow(earlier, frame, neighbours)
+def _pair_error(
+    flows: FlowEstimator,
+    frame: Frame,
+    earlier: Frame,
+    image: np.ndarray,
+    earlier_image: np.ndarray,
+    neighbours: bool,
+) -> float:
+    backward, forward = (
+        flows.flow(frame, earlier, neighbours),
+        flows.flow(earlier, frame, neighbours),
+    )
     mask = consistency_mask(backward, forward)[..., None]
     squared = mask * (image - warp(earlier_image, backward)) ** 2
     return float(squared.sum() / max(3.0 * mask.sum(), 1.0))
@@ -73,32 +94,46 @@ class _Pairs:
             if len(self.recent) <= k:
                 continue
             earlier, earlier_in, earlier_out = self.recent[-1 - k]
-            self.warping[k][0].append(_pair_error(self.flows, frame, earlier, image_out, earlier_out, k == 1))
-            self.warping[k][1].append(_pair_error(self.flows, frame, earlier, image_in, earlier_in, k == 1))
+            self.warping[k][0].append(
+                _pair_error(self.flows, frame, earlier, image_out, earlier_out, k == 1)
+            )
+            self.warping[k][1].append(
+                _pair_error(self.flows, frame, earlier, image_in, earlier_in, k == 1)
+            )
             for which, (now, then) in enumerate(((image_out, earlier_out), (image_in, earlier_in))):
-                self.static_diff[k][which].append(float(((now - then)[self.static] ** 2).mean()) if self.static.any() else 0.0)
+                self.static_diff[k][which].append(
+                    float(((now - then)[self.static] ** 2).mean()) if self.static.any() else 0.0
+                )
         for which, image in enumerate((image_out, image_in)):
-            self.means[which].append(image[self.static].mean(axis=0) if self.static.any() else np.zeros(3))
+            self.means[which].append(
+                image[self.static].mean(axis=0) if self.static.any() else np.zeros(3)
+            )
 
     def figures(self) -> TemporalFigures:
         figures = TemporalFigures(len(self.means[0]), static_share=float(self.static.mean()))
         mean = lambda values: float(np.mean(values)) if values else 0.0  # noqa: E731
         for k in self.offsets:
             figures.warping[k] = (mean(self.warping[k][0]), mean(self.warping[k][1]))
-            figures.static_difference[k] = (mean(self.static_diff[k][0]), mean(self.static_diff[k][1]))
+            figures.static_difference[k] = (
+                mean(self.static_diff[k][0]),
+                mean(self.static_diff[k][1]),
+            )
         figures.drift = tuple(_drift(np.array(means)) for means in self.means)
         return figures
 
 
 def _drift(means: np.ndarray) -> float:
-    """Largest change of the mean colour (any channel) from the first frames' mean, in % of the range."""
+    """Largest change of the mean colour (any channel) from the first frames' mean, in % of the
+    range."""
     if len(means) == 0:
         return 0.0
     reference = means[:FIRST_FRAMES].mean(axis=0)
     return float(np.abs(means - reference).max() * 100)
 
 
-def static_background(source: Path, size: tuple[int, int], max_frames: int | None = None) -> np.ndarray | None:
+def static_background(
+    source: Path, size: tuple[int, int], max_frames: int | None = None
+) -> np.ndarray | None:
     """Pixels of `source` (decoded at `size`) whose blurred grey stays within STATIC_RANGE over the
     frames; None when no frame decodes."""
     low = high = None
@@ -110,7 +145,12 @@ def static_background(source: Path, size: tuple[int, int], max_frames: int | Non
     return None if low is None else static_mask(low, high)
 
 
-def temporal_figures(source: Path, output: Path, max_frames: int | None = None, offsets: tuple[int, ...] = (1, 10, 30)) -> TemporalFigures:
+def temporal_figures(
+    source: Path,
+    output: Path,
+    max_frames: int | None = None,
+    offsets: tuple[int, ...] = (1, 10, 30),
+) -> TemporalFigures:
     """Short- and long-term figures of `output` against `source` (decoded twice: the static mask
     needs the whole clip first)."""
     source_info, output_info = probe(Path(source)), probe(Path(output))
@@ -131,8 +171,12 @@ def still_pixels(frames: Sequence[np.ndarray]) -> np.ndarray:
     return static_mask(np.min(greys, axis=0), np.max(greys, axis=0))
 
 
-def figures_of_frames(inputs: list[np.ndarray], outputs: list[np.ndarray], offsets: tuple[int, ...] = (1, 10, 30),
-                      still_flow: bool = True) -> TemporalFigures:
+def figures_of_frames(
+    inputs: list[np.ndarray],
+    outputs: list[np.ndarray],
+    offsets: tuple[int, ...] = (1, 10, 30),
+    still_flow: bool = True,
+) -> TemporalFigures:
     """The same figures for frames in memory (input frames and their stylized versions, in order);
     `still_flow` False: DIS's raw flow, without `FlowEstimator`'s still-camera correction."""
     if not inputs:

@@ -36,22 +36,35 @@ class Tile:
         return image[..., self.window[0], self.window[1]]
 
     def core_at(self, stride: int) -> tuple[slice, slice]:
-        """The core in the feature coordinates of a layer of this stride, within the window's features;
-        open-ended where the core reaches the image's far edge (pooling drops the remainder there)."""
-        return tuple(slice((c.start - w.start) // stride, None if c.stop == length else (c.stop - w.start) // stride)
-                     for c, w, length in zip(self.core, self.window, self.image))
+        """The core in the feature coordinates of a layer of this stride, within the window's
+        features; open-ended where the core reaches the image's far edge (pooling drops the
+        remainder there)."""
+        return tuple(
+            slice(
+                (c.start - w.start) // stride,
+                None if c.stop == length else (c.stop - w.start) // stride,
+            )
+            for c, w, length in zip(self.core, self.window, self.image)
+        )
 
     def core_in_image(self, stride: int) -> tuple[slice, slice]:
         """The core in the feature coordinates of the whole image at that stride."""
-        return tuple(slice(c.start // stride, None if c.stop == length else c.stop // stride)
-                     for c, length in zip(self.core, self.image))
+        return tuple(
+            slice(c.start // stride, None if c.stop == length else c.stop // stride)
+            for c, length in zip(self.core, self.image)
+        )
 
 
 def plan_tiles(height: int, width: int, core: int, layers: Sequence[str]) -> list[Tile]:
-    """Cores of about `core` px a side (multiples of the deepest pooling grid), each with its halo."""
+    """Cores of about `core` px a side (multiples of the deepest pooling grid), each with its
+    halo."""
     grid, halo = smallest_input_side(layers), halo_of(layers)
     rows, cols = _bands(height, core, grid), _bands(width, core, grid)
-    return [Tile((r, c), (_widen(r, halo, height), _widen(c, halo, width)), (height, width)) for r in rows for c in cols]
+    return [
+        Tile((r, c), (_widen(r, halo, height), _widen(c, halo, width)), (height, width))
+        for r in rows
+        for c in cols
+    ]
 
 
 def halo_of(layers: Sequence[str]) -> int:
@@ -62,7 +75,11 @@ def halo_of(layers: Sequence[str]) -> int:
 
 def _bands(length: int, core: int, grid: int) -> list[slice]:
     count = max(1, math.ceil(length / max(core, grid)))
-    edges = [0, *(min(length, round(i * length / count / grid) * grid) for i in range(1, count)), length]
+    edges = [
+        0,
+        *(min(length, round(i * length / count / grid) * grid) for i in range(1, count)),
+        length,
+    ]
     return [slice(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
@@ -70,8 +87,13 @@ def _widen(band: slice, halo: int, length: int) -> slice:
     return slice(max(0, band.start - halo), min(length, band.stop + halo))
 
 
-def evaluate_tiled(image: torch.Tensor, terms: Sequence[Term], features: Features, tiles: Sequence[Tile],
-                   on_tile: Callable[[int, int], None] | None = None) -> dict[str, float]:
+def evaluate_tiled(
+    image: torch.Tensor,
+    terms: Sequence[Term],
+    features: Features,
+    tiles: Sequence[Tile],
+    on_tile: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
     """Each term's weighted loss of the whole `image`, its gradient added to `image.grad`;
     `on_tile(done, total)` after each of the two passes' tiles."""
     height, width = image.shape[-2:]
@@ -79,14 +101,18 @@ def evaluate_tiled(image: torch.Tensor, terms: Sequence[Term], features: Feature
     on_layers = [t for t in terms if t.layer is not None]
     for term in on_layers:
         if not isinstance(term.loss, (ContentLoss, StyleLoss)):
-            raise TypeError(f"{term.name}: a tiled evaluation knows content and style losses on VGG layers")
+            raise TypeError(
+                f"{term.name}: a tiled evaluation knows content and style losses on VGG layers"
+            )
     styles = [t for t in on_layers if isinstance(t.loss, StyleLoss)]
     report = on_tile or (lambda done, total: None)
     grams = whole_grams(image, [t.layer for t in styles], features, tiles, report)
     pixels = {layer: _pixels(height, width, layer) for layer in grams}
     values = {t.name: t.weight * t.loss.of_gram(grams[t.layer]).item() for t in styles}
     for done, tile in enumerate(tiles, start=len(tiles) + 1):
-        for name, part in _backpropagate_tile(image, tile, on_layers, features, grams, pixels).items():
+        for name, part in _backpropagate_tile(
+            image, tile, on_layers, features, grams, pixels
+        ).items():
             values[name] = values.get(name, 0.0) + part
         report(done, 2 * len(tiles))
     if on_pixels:
@@ -96,9 +122,15 @@ def evaluate_tiled(image: torch.Tensor, terms: Sequence[Term], features: Feature
     return {t.name: values[t.name] for t in terms}
 
 
-def whole_grams(image: torch.Tensor, layers: Sequence[str], features: Features, tiles: Sequence[Tile],
-                report: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
-    """Pass 1: the whole image's Gram matrix at each layer, added up over the cores, without gradients."""
+def whole_grams(
+    image: torch.Tensor,
+    layers: Sequence[str],
+    features: Features,
+    tiles: Sequence[Tile],
+    report: Callable[[int, int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Pass 1: the whole image's Gram matrix at each layer, added up over the cores, without
+    gradients."""
     height, width = image.shape[-2:]
     grams: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -120,8 +152,14 @@ def _pixels(height: int, width: int, layer: str) -> int:
     return (height // stride) * (width // stride)
 
 
-def _backpropagate_tile(image: torch.Tensor, tile: Tile, on_layers: Sequence[Term], features: Features,
-                        grams: dict[str, torch.Tensor], pixels: dict[str, int]) -> dict[str, float]:
+def _backpropagate_tile(
+    image: torch.Tensor,
+    tile: Tile,
+    on_layers: Sequence[Term],
+    features: Features,
+    grams: dict[str, torch.Tensor],
+    pixels: dict[str, int],
+) -> dict[str, float]:
     """Pass 2, one tile: its features against the whole image's Grams (and its crop of the content
     target); the gradient lands in `image.grad`. Returns this tile's share of the content terms."""
     feats = features(tile.crop(image))
@@ -132,7 +170,9 @@ def _backpropagate_tile(image: torch.Tensor, tile: Tile, on_layers: Sequence[Ter
         rows, cols = tile.core_at(stride)
         core = feats[term.layer][..., rows, cols]
         if isinstance(term.loss, StyleLoss):
-            surrogate = surrogate + term.weight * term.loss.tile_gradient(core, grams[term.layer], pixels[term.layer])
+            surrogate = surrogate + term.weight * term.loss.tile_gradient(
+                core, grams[term.layer], pixels[term.layer]
+            )
         else:
             part = term.weight * term.loss.of_tile(core, *tile.core_in_image(stride))
             contents[term.name] = part.item()
@@ -141,7 +181,9 @@ def _backpropagate_tile(image: torch.Tensor, tile: Tile, on_layers: Sequence[Ter
     return contents
 
 
-def assemble_features(image: torch.Tensor, layer: str, features: Features, tiles: Sequence[Tile]) -> torch.Tensor:
+def assemble_features(
+    image: torch.Tensor, layer: str, features: Features, tiles: Sequence[Tile]
+) -> torch.Tensor:
     """The whole image's activations at one layer, computed tile by tile (a content target)."""
     stride = layer_stride(layer)
     height, width = image.shape[-2:]
@@ -161,7 +203,10 @@ def assemble_features(image: torch.Tensor, layer: str, features: Features, tiles
 # conv5_1 (measured: docs/benchmarks.md, "Tiled evaluation"); fp32 RGB copies of the image that
 # live beside it (the image, its gradient, the best so far, the content, its target's share, and
 # L-BFGS's own vectors); the share of the budget L-BFGS's history may take.
-ACTIVATION_BYTES = {torch.float32: 1800, torch.bfloat16: 1100}  # measured 1163-1520 and 758-876, plus a margin
+ACTIVATION_BYTES = {
+    torch.float32: 1800,
+    torch.bfloat16: 1100,
+}  # measured 1163-1520 and 758-876, plus a margin
 IMAGE_COPIES = 14
 HISTORY_SHARE = 0.3
 
@@ -172,8 +217,14 @@ class MemoryPlan:
     history: int  # L-BFGS history pairs
 
 
-def plan_memory(height: int, width: int, budget: int, layers: Sequence[str], dtype: torch.dtype,
-                history: int = 100) -> MemoryPlan:
+def plan_memory(
+    height: int,
+    width: int,
+    budget: int,
+    layers: Sequence[str],
+    dtype: torch.dtype,
+    history: int = 100,
+) -> MemoryPlan:
     """Untiled when the image fits `budget` bytes; else tiles as large as fit. The L-BFGS history
     shrinks first where a whole image's pairs would not fit (a 12 MP image: 290 MB a pair)."""
     image_bytes = 12 * height * width
@@ -184,6 +235,9 @@ def plan_memory(height: int, width: int, budget: int, layers: Sequence[str], dty
         return MemoryPlan(None, pairs)
     core = math.isqrt(max(0, left // per_pixel)) - 2 * halo_of(layers)
     if core < smallest_input_side(layers):
-        raise SettingsError(f"--max-memory {budget / 2**20:.0f} MiB is too small for {width}x{height} px "
-                            f"(about {(IMAGE_COPIES + 4) * image_bytes / 2**20 + per_pixel * (4 * halo_of(layers)) ** 2 / 2**20:.0f} MiB needed)")
+        needed = (IMAGE_COPIES + 4) * image_bytes + per_pixel * (4 * halo_of(layers)) ** 2
+        raise SettingsError(
+            f"--max-memory {budget / 2**20:.0f} MiB is too small for {width}x{height} px "
+            f"(about {needed / 2**20:.0f} MiB needed)"
+        )
     return MemoryPlan(plan_tiles(height, width, core, layers), pairs)

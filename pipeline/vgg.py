@@ -9,12 +9,16 @@ import torch
 from torch import nn
 
 from pipeline.errors import SettingsError
-from pipeline.settings import LAYER_NAMES, Pooling  # LAYER_NAMES: pure Python, so settings can check names without torch
+from pipeline.settings import (
+    LAYER_NAMES,
+    Pooling,
+)  # LAYER_NAMES: pure Python, so settings can check names without torch
 from pipeline.weights import InputConvention, VGGWeights, vgg19_features
 
 
 def layer_names() -> list[str]:
-    """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5 (equal to LAYER_NAMES)."""
+    """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5 (equal to
+    LAYER_NAMES)."""
     names, block, index = [], 1, 0
     for module in vgg19_features():
         if isinstance(module, nn.Conv2d):
@@ -29,7 +33,8 @@ def layer_names() -> list[str]:
 
 
 class Normalization(nn.Module):
-    """RGB in [0, 1] to the input the weights were trained on (Caffe BGR 0-255, or ImageNet mean/std)."""
+    """RGB in [0, 1] to the input the weights were trained on (Caffe BGR 0-255, or ImageNet
+    mean/std)."""
 
     def __init__(self, convention: InputConvention):
         super().__init__()
@@ -51,12 +56,21 @@ class VGGFeatures(nn.Module):
     et al. used, where ReLUs ran in place on the conv outputs.
     """
 
-    def __init__(self, weights: VGGWeights, layers: Iterable[str], pooling: Pooling = "max", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        weights: VGGWeights,
+        layers: Iterable[str],
+        pooling: Pooling = "max",
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         self.layers = list(dict.fromkeys(layers))
         unknown = [name for name in self.layers if name not in LAYER_NAMES]
         if unknown:
-            raise SettingsError(f"unknown VGG-19 layer {unknown[0]!r}; known: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))}")
+            raise SettingsError(
+                f"unknown VGG-19 layer {unknown[0]!r}; known: "
+                f"{', '.join(n for n in LAYER_NAMES if n.startswith('conv'))}"
+            )
         if pooling not in ("max", "avg"):
             raise SettingsError(f"unknown pooling {pooling!r}: use max or avg")
         features = vgg19_features()
@@ -89,29 +103,41 @@ class VGGFeatures(nn.Module):
         return out
 
 
-_shared: dict[int, dict[tuple, VGGFeatures]] = {}  # id(weights) -> (layers, pooling, dtype, device) -> network
+_shared: dict[
+    int, dict[tuple, VGGFeatures]
+] = {}  # id(weights) -> (layers, pooling, dtype, device) -> network
 
 
-def shared_features(weights: VGGWeights, layers: Iterable[str], pooling: Pooling = "max", dtype: torch.dtype = torch.float32,
-                    device: torch.device | str = "cpu") -> VGGFeatures:
-    """One network per weights object, layers, pooling, dtype and device in this process, on `device`
-    in channels-last: every Stylizer built from the same `VGGWeights` (one per style of a folder
-    run) shares it. It is frozen and keeps no state between calls, so sharing changes no pixel.
-    The entries of a weights object go when it does."""
+def shared_features(
+    weights: VGGWeights,
+    layers: Iterable[str],
+    pooling: Pooling = "max",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> VGGFeatures:
+    """One network per weights object, layers, pooling, dtype and device in this process, on
+    `device` in channels-last: every Stylizer built from the same `VGGWeights` (one per style of a
+    folder run) shares it. It is frozen and keeps no state between calls, so sharing changes no
+    pixel. The entries of a weights object go when it does."""
     key = (tuple(dict.fromkeys(layers)), pooling, dtype, str(torch.device(device)))
     networks = _shared.get(id(weights))
     if networks is None:
         networks = _shared[id(weights)] = {}
         weakref.finalize(weights, _shared.pop, id(weights), None)
     if key not in networks:
-        networks[key] = VGGFeatures(weights, key[0], pooling, dtype).to(device, memory_format=torch.channels_last)
+        networks[key] = VGGFeatures(weights, key[0], pooling, dtype).to(
+            device, memory_format=torch.channels_last
+        )
     return networks[key]
 
 
 def smallest_input_side(layers: Iterable[str]) -> int:
-    """The smallest image side that leaves the deepest of `layers` one pixel: 2 ** poolings before it.
-    Unknown names are left to VGGFeatures to report."""
-    deepest = max((LAYER_NAMES.index(_output_module(name)) for name in layers if name in LAYER_NAMES), default=0)
+    """The smallest image side that leaves the deepest of `layers` one pixel: 2 ** poolings before
+    it. Unknown names are left to VGGFeatures to report."""
+    deepest = max(
+        (LAYER_NAMES.index(_output_module(name)) for name in layers if name in LAYER_NAMES),
+        default=0,
+    )
     return 2 ** sum(name.startswith("pool") for name in LAYER_NAMES[: deepest + 1])
 
 

@@ -41,8 +41,14 @@ class VideoEstimate:
         return len(self.cuts) + 1
 
 
-def estimate_video(source: Path, style_images: list[Path], output: Path, style_settings: StyleSettings,
-                   video: VideoSettings = VideoSettings(), weights: VGGWeights | str | None = None) -> VideoEstimate:
+def estimate_video(
+    source: Path,
+    style_images: list[Path],
+    output: Path,
+    style_settings: StyleSettings,
+    video: VideoSettings = VideoSettings(),
+    weights: VGGWeights | str | None = None,
+) -> VideoEstimate:
     """Estimate a sequential run of `stylize_video` with the same arguments on this machine."""
     source, output = Path(source), Path(output)
     info = probe(source, video.fps)
@@ -52,26 +58,44 @@ def estimate_video(source: Path, style_images: list[Path], output: Path, style_s
     size = even_size(info.width, info.height, style_settings.size)
     check_size(size[1], size[0], style_settings, source)
     work_dir = work_folder(output, source, style_images, style_settings, video, None, info.files)
-    scan = scan_cuts(info, VideoJob(source, tuple(style_images), style_settings, video, size, work_dir))
+    scan = scan_cuts(
+        info, VideoJob(source, tuple(style_images), style_settings, video, size, work_dir)
+    )
     network = weights if isinstance(weights, VGGWeights) else load_weights(weights)
     stylizer = Stylizer(style_settings, styles, network)
     timing = Stylizer(replace(style_settings, coarse_to_fine=False, tolerance=0.0), styles, network)
-    first = seconds_per_pixel_evaluation(timing, style_settings.size) * pixel_evaluations(size[1], size[0], style_settings, stylizer)
+    first = seconds_per_pixel_evaluation(timing, style_settings.size) * pixel_evaluations(
+        size[1], size[0], style_settings, stylizer
+    )
     later, png_bytes = _time_later_frames(info, size, video, stylizer, timing)
-    resumed = sum(frame_path(work_dir, i).is_file() for i in range(scan.count)) if work_dir.is_dir() else 0
+    resumed = (
+        sum(frame_path(work_dir, i).is_file() for i in range(scan.count))
+        if work_dir.is_dir()
+        else 0
+    )
     starts = [0, *scan.cuts]
     cold = sum(start >= resumed for start in starts)
     warm = max(0, scan.count - resumed - cold)
     seconds = cold * first + warm * later + (video.passes - 1) * scan.count * later
-    return VideoEstimate(scan.count, scan.cuts, resumed, size, first, later, seconds,
-                         round(png_bytes * scan.count * video.passes), work_dir)
+    return VideoEstimate(
+        scan.count,
+        scan.cuts,
+        resumed,
+        size,
+        first,
+        later,
+        seconds,
+        round(png_bytes * scan.count * video.passes),
+        work_dir,
+    )
 
 
-def _time_later_frames(info, size: tuple[int, int], video: VideoSettings, stylizer: Stylizer,
-                       timing: Stylizer) -> tuple[float, float]:
-    """Seconds of a later frame (the median of the timed ones, flow included) and a frame's PNG bytes.
-    The first of them starts from a short cold run: a later frame's budget is fixed, so its cost
-    barely depends on how converged the frame before it was."""
+def _time_later_frames(
+    info, size: tuple[int, int], video: VideoSettings, stylizer: Stylizer, timing: Stylizer
+) -> tuple[float, float]:
+    """Seconds of a later frame (the median of the timed ones, flow included) and a frame's PNG
+    bytes. The first of them starts from a short cold run: a later frame's budget is fixed, so its
+    cost barely depends on how converged the frame before it was."""
     with open_reader(info, size, video.start, video.duration) as reader:
         frames = [Frame(rgb) for rgb in reader.frames(LATER_SAMPLES + 1)]
     cold = timing.stylize(to_tensor(to_float(frames[0].rgb)), Plan(iterations=10))
@@ -83,5 +107,7 @@ def _time_later_frames(info, size: tuple[int, int], video: VideoSettings, styliz
         previous, _ = frame_stylizer(frame, (frames[index - 1], previous), index)
         seconds.append(time.perf_counter() - start)
         sizes.append(len(cv2.imencode(".png", previous)[1]))
-    median = sorted(seconds)[len(seconds) // 2] if seconds else 0.0  # a one-frame video has no later frame
+    median = (
+        sorted(seconds)[len(seconds) // 2] if seconds else 0.0
+    )  # a one-frame video has no later frame
     return median, sum(sizes) / len(sizes)

@@ -1,4 +1,5 @@
-"""Video in and out through ffmpeg pipes: probe with PyAV, decode and encode raw RGB with ffmpeg-python.
+"""Video in and out through ffmpeg pipes: probe with PyAV, decode and encode raw RGB with
+ffmpeg-python.
 
 Frames stream one at a time; a whole video is never held in memory. Audio never passes through
 Python: the encoder takes the source file again as a second input and copies its audio.
@@ -31,7 +32,8 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
 
 
 def ffmpeg_binary() -> str:
-    """ffmpeg on PATH, else the one the imageio-ffmpeg wheel carries (a fresh machine needs no system package)."""
+    """ffmpeg on PATH, else the one the imageio-ffmpeg wheel carries (a fresh machine needs no
+    system package)."""
     found = shutil.which("ffmpeg")
     if found:
         return found
@@ -48,15 +50,27 @@ def check_encoder(codec: str) -> None:
     try:
         encoders = _video_encoders(binary)
     except (OSError, subprocess.SubprocessError) as err:
-        raise SettingsError(f"--codec {codec}: cannot list the encoders of {binary} ({err})") from None
+        raise SettingsError(
+            f"--codec {codec}: cannot list the encoders of {binary} ({err})"
+        ) from None
     if codec not in encoders:
-        raise SettingsError(f"--codec {codec}: not a video encoder of this ffmpeg (e.g. libx264, libx265, libvpx-vp9)")
+        raise SettingsError(
+            f"--codec {codec}: not a video encoder of this ffmpeg (e.g. libx264, libx265, "
+            "libvpx-vp9)"
+        )
 
 
 @functools.cache
 def _video_encoders(binary: str) -> frozenset[str]:
-    """Names of the video encoders `binary -encoders` lists, and the codecs they encode ("(codec h264)")."""
-    listing = subprocess.run([binary, "-hide_banner", "-encoders"], capture_output=True, text=True, check=True, timeout=60).stdout
+    """Names of the video encoders `binary -encoders` lists, and the codecs they encode ("(codec
+    h264)")."""
+    listing = subprocess.run(
+        [binary, "-hide_banner", "-encoders"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     names: set[str] = set()
     table = False
     for line in listing.splitlines():
@@ -73,7 +87,9 @@ def _video_encoders(binary: str) -> frozenset[str]:
 _children: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
 
 
-def start_ffmpeg(stream, stdin: bool = False, stdout: bool = False) -> tuple[subprocess.Popen, tempfile.TemporaryFile]:
+def start_ffmpeg(
+    stream, stdin: bool = False, stdout: bool = False
+) -> tuple[subprocess.Popen, tempfile.TemporaryFile]:
     """Start ffmpeg on an ffmpeg-python graph with no pipe left unread.
 
     No stats line, errors only, and stderr goes to a temporary file rather than a pipe: ffmpeg's
@@ -82,8 +98,12 @@ def start_ffmpeg(stream, stdin: bool = False, stdout: bool = False) -> tuple[sub
     """
     args = stream.global_args("-nostats", "-loglevel", "error").compile(cmd=ffmpeg_binary())
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                               stdout=subprocess.PIPE if stdout else subprocess.DEVNULL, stderr=log)
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+        stderr=log,
+    )
     _children.add(process)
     return process, log
 
@@ -91,7 +111,10 @@ def start_ffmpeg(stream, stdin: bool = False, stdout: bool = False) -> tuple[sub
 def last_words(log) -> str:
     """What ffmpeg said, on one line: its first error (usually the cause) and its last two lines."""
     log.seek(0)
-    lines = [re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\] ", "", line.strip()) for line in log.read().decode(errors="replace").splitlines()]
+    lines = [
+        re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\] ", "", line.strip())
+        for line in log.read().decode(errors="replace").splitlines()
+    ]
     lines = [line for line in lines if line]
     said = lines if len(lines) <= 3 else [lines[0], "...", *lines[-2:]]
     return " / ".join(said)[:400] or "no message"
@@ -104,17 +127,48 @@ def kill_children() -> None:
             process.kill()
 
 
-# PyAV's colour tags (FFmpeg's AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) in zscale's names.
-_MATRICES = {0: "gbr", 1: "709", 4: "fcc", 5: "470bg", 6: "170m", 7: "240m", 9: "2020_ncl", 10: "2020_cl"}
-_PRIMARIES = {1: "709", 4: "470m", 5: "470bg", 6: "170m", 7: "240m", 9: "2020", 11: "smpte431", 12: "smpte432"}
-_TRANSFERS = {1: "709", 4: "470m", 5: "470bg", 6: "601", 7: "240m", 8: "linear", 13: "iec61966-2-1",
-              14: "2020_10", 15: "2020_12", 16: "smpte2084", 18: "arib-std-b67"}
+# PyAV's colour tags (FFmpeg's AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic) in
+# zscale's names.
+_MATRICES = {
+    0: "gbr",
+    1: "709",
+    4: "fcc",
+    5: "470bg",
+    6: "170m",
+    7: "240m",
+    9: "2020_ncl",
+    10: "2020_cl",
+}
+_PRIMARIES = {
+    1: "709",
+    4: "470m",
+    5: "470bg",
+    6: "170m",
+    7: "240m",
+    9: "2020",
+    11: "smpte431",
+    12: "smpte432",
+}
+_TRANSFERS = {
+    1: "709",
+    4: "470m",
+    5: "470bg",
+    6: "601",
+    7: "240m",
+    8: "linear",
+    13: "iec61966-2-1",
+    14: "2020_10",
+    15: "2020_12",
+    16: "smpte2084",
+    18: "arib-std-b67",
+}
 HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 
 
 @dataclass(frozen=True)
 class Colour:
-    """How a video's pixel values mean colour, in zscale's names; untagged values get what players assume."""
+    """How a video's pixel values mean colour, in zscale's names; untagged values get what
+    players assume."""
 
     matrix: str = "709"
     range: str = "limited"
@@ -124,7 +178,7 @@ class Colour:
 
     @property
     def hdr(self) -> str | None:
-        """"PQ" or "HLG" for HDR video (tone-mapped to SDR for the network), else None."""
+        """ "PQ" or "HLG" for HDR video (tone-mapped to SDR for the network), else None."""
         return HDR_TRANSFERS.get(self.transfer)
 
 
@@ -133,11 +187,21 @@ def _colour(stream) -> Colour:
     pixels = av.VideoFormat(context.pix_fmt or "yuv420p")
     rgb = pixels.name.startswith(("gbr", "rgb", "bgr"))
     height = context.height or 0
-    matrix = "gbr" if rgb else _MATRICES.get(context.colorspace, "709" if height >= 720 else "170m")  # HD: bt709, SD: bt601
+    matrix = (
+        "gbr" if rgb else _MATRICES.get(context.colorspace, "709" if height >= 720 else "170m")
+    )  # HD: bt709, SD: bt601
     full = rgb or context.color_range == 2 or pixels.name.startswith("yuvj")
     transfer = _TRANSFERS.get(context.color_trc, "709")
-    primaries = _PRIMARIES.get(context.color_primaries, "2020" if transfer in HDR_TRANSFERS else "709")
-    return Colour(matrix, "full" if full else "limited", primaries, transfer, max(c.bits for c in pixels.components))
+    primaries = _PRIMARIES.get(
+        context.color_primaries, "2020" if transfer in HDR_TRANSFERS else "709"
+    )
+    return Colour(
+        matrix,
+        "full" if full else "limited",
+        primaries,
+        transfer,
+        max(c.bits for c in pixels.components),
+    )
 
 
 @dataclass(frozen=True)
@@ -152,15 +216,21 @@ class VideoInfo:
     audio: tuple[str, ...]  # codec names of the audio streams
     subtitles: tuple[str, ...] = ()  # codec names of the subtitle streams
     colour: Colour = Colour()
-    times: tuple[float, ...] = ()  # each frame's presentation time in seconds from the file's start, as ffmpeg's -ss counts
+    times: tuple[
+        float, ...
+        # each frame's presentation time in seconds from the file's start, as ffmpeg's -ss counts
+    ] = ()
     files: tuple[Path, ...] = ()  # an image sequence's frames, in order (empty for a video file)
-    time_base: Fraction | None = None  # of the video stream's timestamps (None: a sequence's, 1/fps)
+    # of the video stream's timestamps (None: a sequence's, 1/fps)
+    time_base: Fraction | None = None
 
     @property
     def variable_rate(self) -> bool:
         """Frames shown at uneven intervals (a phone's video), beyond a millisecond."""
         gaps = np.diff(self.times)
-        return bool(gaps.size) and float(np.ptp(gaps)) > 2e-3  # Matroska rounds times to the millisecond
+        return (
+            bool(gaps.size) and float(np.ptp(gaps)) > 2e-3
+        )  # Matroska rounds times to the millisecond
 
     def frame_time(self, index: int) -> float:
         """Presentation time of frame `index` (past the known times: at the average rate)."""
@@ -171,7 +241,11 @@ class VideoInfo:
 
     def first_index(self, start: float) -> int:
         """The first frame shown at or after `start` seconds."""
-        return int(np.searchsorted(self.times, start - 1e-6)) if self.times else math.ceil(start * self.fps - 1e-6)
+        return (
+            int(np.searchsorted(self.times, start - 1e-6))
+            if self.times
+            else math.ceil(start * self.fps - 1e-6)
+        )
 
     def frames_between(self, start: float, duration: float | None) -> int:
         """Frames whose presentation time lies in [start, start + duration)."""
@@ -180,7 +254,8 @@ class VideoInfo:
         return max(0, min(stop, self.frames) - first)
 
     def range_times(self, start: float, count: int) -> list[float]:
-        """Times of the `count` frames from `start` on, counted from `start`: when each output frame is shown."""
+        """Times of the `count` frames from `start` on, counted from `start`: when each output
+        frame is shown."""
         first = self.first_index(start)
         return [self.frame_time(first + k) - start for k in range(count)]
 
@@ -190,7 +265,8 @@ class VideoInfo:
 
 
 def probe(path: Path) -> VideoInfo:
-    """Exact rational rate, frame count and times, rotation, colour and the other streams, read with PyAV."""
+    """Exact rational rate, frame count and times, rotation, colour and the other streams, read
+    with PyAV."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -218,8 +294,20 @@ def probe(path: Path) -> VideoInfo:
         raise InputError(f"{path}: video stream has no decodable frames")
     if rotation % 180:
         width, height = height, width
-    return VideoInfo(path, width, height, fps, frames, float(frames / fps), rotation, audio, subtitles, colour, times,
-                     time_base=time_base)
+    return VideoInfo(
+        path,
+        width,
+        height,
+        fps,
+        frames,
+        float(frames / fps),
+        rotation,
+        audio,
+        subtitles,
+        colour,
+        times,
+        time_base=time_base,
+    )
 
 
 def _announced_frames(container, stream) -> int:
@@ -248,8 +336,11 @@ def check_complete(info: VideoInfo) -> None:
     than writing a short video without a word."""
     found = len(info.times)
     if info.frames - found > max(2, info.frames // 50):
-        raise InputError(f"{info.path}: truncated or damaged: only {found} of the {info.frames} frames its container "
-                         f"announces are in the file")
+        raise InputError(
+            f"{info.path}: truncated or damaged: only {found} of the {info.frames} frames its "
+            "container "
+            f"announces are in the file"
+        )
 
 
 def _rotation(container, stream) -> int:
@@ -271,8 +362,9 @@ def even_size(width: int, height: int, long_side: int | None) -> tuple[int, int]
 
 
 def seek_time(info: VideoInfo, start: float, index: int) -> float:
-    """Where to seek for frame `index` of a range that starts `start` seconds into the video: halfway
-    from the frame before, since -ss keeps frames whose time is at or after it, and float times round."""
+    """Where to seek for frame `index` of a range that starts `start` seconds into the video:
+    halfway from the frame before, since -ss keeps frames whose time is at or after it, and float
+    times round."""
     if index == 0:
         return start
     first = info.first_index(start)
@@ -285,24 +377,42 @@ def is_crop(info: VideoInfo, size: tuple[int, int]) -> bool:
 
 
 def _to_rgb(stream, colour: Colour):
-    """Video to linear-precision RGB as the tags say: zscale (zimg) reads the matrix and range exactly
-    (swscale's default path is biased by about 1/255); HDR is tone-mapped to SDR bt709."""
+    """Video to linear-precision RGB as the tags say: zscale (zimg) reads the matrix and range
+    exactly (swscale's default path is biased by about 1/255); HDR is tone-mapped to SDR bt709."""
     tags = {"primaries": colour.primaries, "transfer": "linear" if colour.hdr else colour.transfer}
-    stream = stream.filter("zscale", matrixin=colour.matrix, rangein=colour.range, primariesin=colour.primaries,
-                           transferin=colour.transfer, filter="bicubic", dither="none", npl=100, **tags)
+    stream = stream.filter(
+        "zscale",
+        matrixin=colour.matrix,
+        rangein=colour.range,
+        primariesin=colour.primaries,
+        transferin=colour.transfer,
+        filter="bicubic",
+        dither="none",
+        npl=100,
+        **tags,
+    )
     if colour.hdr:
-        stream = (stream.filter("format", "gbrpf32le")
-                  .filter("zscale", primaries="709").filter("tonemap", tonemap="hable", desat=0)
-                  .filter("zscale", transfer="709", dither="none"))
+        stream = (
+            stream.filter("format", "gbrpf32le")
+            .filter("zscale", primaries="709")
+            .filter("tonemap", tonemap="hable", desat=0)
+            .filter("zscale", transfer="709", dither="none")
+        )
     return stream.filter("format", "gbrpf32le")
 
 
 class Reader:
-    """Decoded frames as H x W x 3 RGB at `size`, one at a time: `read() -> frame or None`; uint8 for
-    8-bit video, uint16 for deeper video. `index`: start at that frame of the range (a seek)."""
+    """Decoded frames as H x W x 3 RGB at `size`, one at a time: `read() -> frame or None`; uint8
+    for 8-bit video, uint16 for deeper video. `index`: start at that frame of the range (a seek)."""
 
-    def __init__(self, info: VideoInfo, size: tuple[int, int], start: float = 0.0, duration: float | None = None,
-                 index: int = 0):
+    def __init__(
+        self,
+        info: VideoInfo,
+        size: tuple[int, int],
+        start: float = 0.0,
+        duration: float | None = None,
+        index: int = 0,
+    ):
         self.width, self.height = size
         self.deep = info.colour.bits > 8
         seek = seek_time(info, start, index)
@@ -314,7 +424,9 @@ class Reader:
             stream = stream.filter("crop", self.width, self.height, 0, 0)
         else:
             stream = stream.filter("scale", self.width, self.height, flags="area")
-        stream = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb48le", fps_mode="passthrough")
+        stream = ffmpeg.output(
+            stream, "pipe:", format="rawvideo", pix_fmt="rgb48le", fps_mode="passthrough"
+        )
         self.process, self.log = start_ffmpeg(stream, stdout=True)
         self.path = info.path
 
@@ -374,9 +486,21 @@ class EncodeSettings:
 
 
 # What each container takes besides video: subtitle codecs to convert to (None: none at all).
-_SUBTITLES = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".mkv": "copy", ".webm": "webvtt", ".avi": None}
+_SUBTITLES = {
+    ".mp4": "mov_text",
+    ".m4v": "mov_text",
+    ".mov": "mov_text",
+    ".mkv": "copy",
+    ".webm": "webvtt",
+    ".avi": None,
+}
 # Tags of what the encoder is handed: bt709 SDR, as every result of the network is.
-_BT709_TAGS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "color_range": "tv"}
+_BT709_TAGS = {
+    "colorspace": "bt709",
+    "color_primaries": "bt709",
+    "color_trc": "bt709",
+    "color_range": "tv",
+}
 
 
 def default_codec(output: Path) -> str:
@@ -399,15 +523,27 @@ class Writer:
     time. The source's audio, subtitles, chapters and tags come from the source file itself.
     `close()` checks ffmpeg's exit status."""
 
-    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, timing: Callable[[int], tuple[float, float]],
-                 source: VideoInfo | None = None, start: float = 0.0, end: float | None = None,
-                 settings: EncodeSettings = EncodeSettings(), streams: Streams = Streams(), name: Path | None = None,
-                 time_base: Fraction | None = None):
-        """`timing(k)`: when frame k is shown and until when, in seconds from `start`; `end`: how much
-        of the source's other streams to take (None: to their end); `time_base`: of the written
+    def __init__(
+        self,
+        path: Path,
+        size: tuple[int, int],
+        fps: Fraction,
+        timing: Callable[[int], tuple[float, float]],
+        source: VideoInfo | None = None,
+        start: float = 0.0,
+        end: float | None = None,
+        settings: EncodeSettings = EncodeSettings(),
+        streams: Streams = Streams(),
+        name: Path | None = None,
+        time_base: Fraction | None = None,
+    ):
+        """`timing(k)`: when frame k is shown and until when, in seconds from `start`; `end`: how
+        much of the source's other streams to take (None: to their end); `time_base`: of the written
         timestamps (None: 1/fps, a constant rate kept exact)."""
         self.path = Path(path)
-        self.name = name or self.path  # what messages call the file (the final path, not its temporary)
+        self.name = (
+            name or self.path
+        )  # what messages call the file (the final path, not its temporary)
         self.size, self.fps, self.timing, self.written, self.muxer = size, fps, timing, 0, None
         self.time_base = time_base or 1 / Fraction(fps)
         graph = _encode_graph(self.path, start, end, source, settings, streams, self.time_base)
@@ -416,7 +552,13 @@ class Writer:
     def write(self, frame: np.ndarray) -> None:
         try:
             if self.muxer is None:  # the first frame says whether 8 or 16 bits go down the pipe
-                self.muxer = _TimedFrames(self.process.stdin, self.size, frame.dtype == np.uint16, self.fps, self.time_base)
+                self.muxer = _TimedFrames(
+                    self.process.stdin,
+                    self.size,
+                    frame.dtype == np.uint16,
+                    self.fps,
+                    self.time_base,
+                )
             self.muxer.write(frame, *self.timing(self.written))
         except (OSError, av.FFmpegError):
             self._fail()
@@ -451,7 +593,9 @@ class _TimedFrames:
 
     def __init__(self, pipe, size: tuple[int, int], deep: bool, fps: Fraction, time_base: Fraction):
         self.container = av.open(pipe, "w", format="nut")
-        self.stream = self.container.add_stream("rawvideo", rate=fps)  # the nominal rate, for the encoder's rate control
+        self.stream = self.container.add_stream(
+            "rawvideo", rate=fps
+        )  # the nominal rate, for the encoder's rate control
         self.stream.codec_context.time_base = self.time_base = time_base
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = self.format = "rgb48le" if deep else "rgb24"
@@ -470,25 +614,55 @@ class _TimedFrames:
         self.container.close()
 
 
-def _encode_graph(path: Path, start: float, end: float, source: VideoInfo | None, settings: EncodeSettings,
-                  streams: Streams, time_base: Fraction):
-    """ffmpeg-python's graph: the timed frames converted to the tagged bt709 the output says it holds,
-    and the source's other streams beside them."""
-    video = (ffmpeg.input("pipe:", format="nut").video
-             .filter("scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int")
-             .filter("setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv"))  # frames' own tags win over -color_*
-    inputs, args = [video], {"fps_mode": "passthrough", "enc_time_base": f"{time_base.numerator}:{time_base.denominator}", **_BT709_TAGS}
+def _encode_graph(
+    path: Path,
+    start: float,
+    end: float,
+    source: VideoInfo | None,
+    settings: EncodeSettings,
+    streams: Streams,
+    time_base: Fraction,
+):
+    """ffmpeg-python's graph: the timed frames converted to the tagged bt709 the output says it
+    holds, and the source's other streams beside them."""
+    video = (
+        ffmpeg.input("pipe:", format="nut")
+        .video.filter(
+            "scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int"
+        )
+        .filter(
+            "setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv"
+        )
+    )  # frames' own tags win over -color_*
+    inputs, args = (
+        [video],
+        {
+            "fps_mode": "passthrough",
+            "enc_time_base": f"{time_base.numerator}:{time_base.denominator}",
+            **_BT709_TAGS,
+        },
+    )
     if source is not None and not source.files:
-        other = ffmpeg.input(str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {}))
-        inputs.append(other["a?"])  # also what keeps the source an input for its tags, where it has no audio
+        other = ffmpeg.input(
+            str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {})
+        )
+        inputs.append(
+            other["a?"]
+        )  # also what keeps the source an input for its tags, where it has no audio
         args["acodec"] = streams.audio or "copy"
         if streams.subtitles:
             inputs.append(other["s?"])
             args["scodec"] = streams.subtitles
         if streams.metadata:
             args.update({"map_metadata": 1, "map_chapters": 1})
-    out = ffmpeg.output(*inputs, str(path), vcodec=settings.codec, pix_fmt=settings.pix_fmt,
-                        **settings.encoder_args(), **args)
+    out = ffmpeg.output(
+        *inputs,
+        str(path),
+        vcodec=settings.codec,
+        pix_fmt=settings.pix_fmt,
+        **settings.encoder_args(),
+        **args,
+    )
     return out.overwrite_output()
 
 
@@ -521,18 +695,36 @@ def plan_streams(source: VideoInfo | None, output: Path, settings: EncodeSetting
 def _notes(source: VideoInfo | None, streams: Streams) -> tuple[str, ...]:
     notes = []
     if source is not None and source.audio and streams.audio != "copy":
-        notes.append(f"audio re-encoded with {streams.audio} (the container does not take {', '.join(source.audio)})")
+        notes.append(
+            f"audio re-encoded with {streams.audio} (the container does not take "
+            f"{', '.join(source.audio)})"
+        )
     if source is not None and source.subtitles and not streams.subtitles:
-        notes.append(f"{len(source.subtitles)} subtitle track(s) left out: the container takes none of them")
+        notes.append(
+            f"{len(source.subtitles)} subtitle track(s) left out: the container takes none of them"
+        )
     return tuple(notes)
 
 
-def _trial_encode(source: VideoInfo | None, output: Path, settings: EncodeSettings, streams: Streams) -> str:
+def _trial_encode(
+    source: VideoInfo | None, output: Path, settings: EncodeSettings, streams: Streams
+) -> str:
     """'' when a short encode with these streams succeeds, else ffmpeg's words."""
     with tempfile.TemporaryDirectory() as folder:
         trial = Path(folder) / f"trial{output.suffix}"
         try:
-            writer = Writer(trial, (64, 64), Fraction(10), lambda k: (k / 10, (k + 1) / 10), source, 0.0, 0.2, settings, streams, output)
+            writer = Writer(
+                trial,
+                (64, 64),
+                Fraction(10),
+                lambda k: (k / 10, (k + 1) / 10),
+                source,
+                0.0,
+                0.2,
+                settings,
+                streams,
+                output,
+            )
             for _ in range(2):
                 writer.write(np.zeros((64, 64, 3), np.uint8))
             writer.close()
@@ -541,9 +733,17 @@ def _trial_encode(source: VideoInfo | None, output: Path, settings: EncodeSettin
     return ""
 
 
-def encode(frames: Callable[[], Iterable[np.ndarray]], output: Path, size: tuple[int, int], fps: Fraction,
-           source: VideoInfo | None = None, start: float = 0.0, count: int | None = None,
-           settings: EncodeSettings = EncodeSettings(), streams: Streams | None = None) -> None:
+def encode(
+    frames: Callable[[], Iterable[np.ndarray]],
+    output: Path,
+    size: tuple[int, int],
+    fps: Fraction,
+    source: VideoInfo | None = None,
+    start: float = 0.0,
+    count: int | None = None,
+    settings: EncodeSettings = EncodeSettings(),
+    streams: Streams | None = None,
+) -> None:
     """Encode the frames `frames()` yields into `output`, atomically (temporary file, then rename).
 
     With a `source` and the `count` of its frames from `start` on, each frame is shown when the
@@ -561,7 +761,19 @@ def encode(frames: Callable[[], Iterable[np.ndarray]], output: Path, size: tuple
     else:
         timing = lambda k: (k / fps, (k + 1) / fps)  # noqa: E731
     with atomic_path(output) as tmp:
-        writer = Writer(tmp, size, fps, timing, source, start, end, settings, streams, name=output, time_base=time_base)
+        writer = Writer(
+            tmp,
+            size,
+            fps,
+            timing,
+            source,
+            start,
+            end,
+            settings,
+            streams,
+            name=output,
+            time_base=time_base,
+        )
         try:
             for frame in frames():
                 writer.write(frame)

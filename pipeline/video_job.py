@@ -17,15 +17,38 @@ from pipeline.errors import OutputError, SettingsError
 from pipeline.frames import FrameCallback, FrameStylizer, stylize_frames
 from pipeline.image_io import check_output_file, load_styles
 from pipeline.passes import pass_folder, run_passes
-from pipeline.sequence_io import check_sequence_output, is_sequence_output, numbering_gaps, output_names, write_sequence
+from pipeline.sequence_io import (
+    check_sequence_output,
+    is_sequence_output,
+    numbering_gaps,
+    output_names,
+    write_sequence,
+)
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings, check_crf
 from pipeline.sources import open_reader, probe
 from pipeline.temporal_eval import temporal_errors
-from pipeline.video_io import (VIDEO_SUFFIXES, EncodeSettings, Streams, VideoInfo, check_complete, check_encoder,
-                                default_codec, encode, even_size, is_crop, plan_streams)
+from pipeline.video_io import (
+    VIDEO_SUFFIXES,
+    EncodeSettings,
+    Streams,
+    VideoInfo,
+    check_complete,
+    check_encoder,
+    default_codec,
+    encode,
+    even_size,
+    is_crop,
+    plan_streams,
+)
 from pipeline.work_folder import FrameLog, frame_path, other_work_folders, read_frame, work_folder
 
-__all__ = ["VideoResult", "check_range", "check_video_output", "stylize_video", "temporal_errors"]  # temporal_errors: for the CLI
+__all__ = [
+    "VideoResult",
+    "check_range",
+    "check_video_output",
+    "stylize_video",
+    "temporal_errors",
+]  # temporal_errors: for the CLI
 
 
 @dataclass
@@ -38,40 +61,75 @@ class VideoResult:
     log: list[str]  # things the user should know (odd size cropped, audio re-encoded, ...)
 
 
-def check_video_output(source: Path, output: Path, style_images: list[Path], overwrite: bool) -> None:
+def check_video_output(
+    source: Path, output: Path, style_images: list[Path], overwrite: bool
+) -> None:
     if output.suffix.lower() not in VIDEO_SUFFIXES:
-        raise OutputError(f"{output}: unknown video container {output.suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}, "
-                          f"or a folder or pattern (out/%04d.png) for frames")
+        raise OutputError(
+            f"{output}: unknown video container {output.suffix!r}; use one of "
+            f"{', '.join(VIDEO_SUFFIXES)}, "
+            f"or a folder or pattern (out/%04d.png) for frames"
+        )
     check_output_file(output, [source, *style_images], overwrite)
 
 
 def check_range(info: VideoInfo, video: VideoSettings) -> None:
     if video.start >= info.duration:
-        raise SettingsError(f"--start {video.start:g}: past the end of {info.path} ({info.duration:.2f} s long)")
+        raise SettingsError(
+            f"--start {video.start:g}: past the end of {info.path} ({info.duration:.2f} s long)"
+        )
 
 
 @dataclass(frozen=True)
 class _Output:
-    """Where the result goes, settled before any work: a video file (its encoder and streams) or frames."""
+    """Where the result goes, settled before any work: a video file (its encoder and streams) or
+    frames."""
 
     path: Path
     encode: EncodeSettings | None = None
     streams: Streams | None = None
     targets: tuple[Path, ...] = ()  # frame files, for an output of frames
 
-    def write(self, frames: Callable[[], object], info: VideoInfo, size: tuple[int, int], video: VideoSettings,
-              count: int, overwrite: bool) -> None:
+    def write(
+        self,
+        frames: Callable[[], object],
+        info: VideoInfo,
+        size: tuple[int, int],
+        video: VideoSettings,
+        count: int,
+        overwrite: bool,
+    ) -> None:
         if self.encode is None:
             write_sequence(frames(), list(self.targets[:count]), overwrite)
         else:
-            encode(frames, self.path, size, info.fps, info, video.start, count, self.encode, self.streams)
+            encode(
+                frames,
+                self.path,
+                size,
+                info.fps,
+                info,
+                video.start,
+                count,
+                self.encode,
+                self.streams,
+            )
 
 
-def _plan_output(info: VideoInfo, output: Path, style_images: list[Path], video: VideoSettings, overwrite: bool,
-                 work_dir: Path) -> _Output:
+def _plan_output(
+    info: VideoInfo,
+    output: Path,
+    style_images: list[Path],
+    video: VideoSettings,
+    overwrite: bool,
+    work_dir: Path,
+) -> _Output:
     if is_sequence_output(output):
-        targets = output_names(output, info, info.first_index(video.start), _frames_in_range(info, video))
-        check_sequence_output(targets, [*info.files, info.path, *style_images], overwrite, resuming=work_dir.is_dir())
+        targets = output_names(
+            output, info, info.first_index(video.start), _frames_in_range(info, video)
+        )
+        check_sequence_output(
+            targets, [*info.files, info.path, *style_images], overwrite, resuming=work_dir.is_dir()
+        )
         return _Output(output, targets=tuple(targets))
     check_video_output(info.path, output, style_images, overwrite)
     codec = video.codec or default_codec(output)
@@ -104,8 +162,13 @@ def stylize_video(
     size = even_size(info.width, info.height, style_settings.size)
     check_size(size[1], size[0], style_settings, source)
     if cluster and video.passes > 1:
-        raise SettingsError(f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in one process)")
-    layout = chunk_layout(cluster) if cluster else None  # chunked frames differ from sequential ones near seams
+        raise SettingsError(
+            f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in "
+            "one process)"
+        )
+    layout = (
+        chunk_layout(cluster) if cluster else None
+    )  # chunked frames differ from sequential ones near seams
     work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
     target = _plan_output(info, output, style_images, video, overwrite, work_dir)
     log = _input_notes(info, size) + list(target.streams.notes if target.streams else ())
@@ -113,8 +176,14 @@ def stylize_video(
     if cluster is None:
         frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
         with open_reader(info, size, video.start, video.duration) as reader:
-            done = stylize_frames(reader.frames(video.max_frames), frame_stylizer, work_dir, video,
-                                  _frames_in_range(info, video) * video.passes, on_frame)
+            done = stylize_frames(
+                reader.frames(video.max_frames),
+                frame_stylizer,
+                work_dir,
+                video,
+                _frames_in_range(info, video) * video.passes,
+                on_frame,
+            )
         done.computed += run_passes(info, size, video, frame_stylizer, work_dir, done, on_frame)
         final = pass_folder(work_dir, video.passes)
         frames = lambda: (read_frame(frame_path(final, i)) for i in range(done.count))  # noqa: E731
@@ -122,7 +191,10 @@ def stylize_video(
         job = VideoJob(source, tuple(style_images), style_settings, video, size, work_dir)
         done, chunks = stylize_chunks(job, info, cluster, weights, on_chunk)
         frames = lambda: assemble(job, chunks, cluster.overlap_frames)  # noqa: E731
-        log.append(f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by {cluster.overlap_frames}")
+        log.append(
+            f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by "
+            f"{cluster.overlap_frames}"
+        )
     if done.count == 0:
         raise OutputError(f"{source}: no frames decoded in the chosen range")
     log += _short_decode_warning(info, video, done.count, work_dir)
@@ -137,16 +209,27 @@ def _start_over_notes(work_dir: Path) -> list[str]:
     """A new run beside folders an earlier run left: they are not resumed, and take disk."""
     if work_dir.is_dir():
         return []
-    return [f"{other}: frames of a run with other settings or an older version, not resumed; this run starts over "
-            "(delete that folder to free its space)" for other in other_work_folders(work_dir)]
+    return [
+        f"{other}: frames of a run with other settings or an older version, not resumed; this run "
+        "starts over "
+        "(delete that folder to free its space)"
+        for other in other_work_folders(work_dir)
+    ]
 
 
-def _short_decode_warning(info: VideoInfo, video: VideoSettings, decoded: int, work_dir: Path) -> list[str]:
-    """check_complete passed, so damage inside the file, found while decoding: said in the output and frames.jsonl."""
+def _short_decode_warning(
+    info: VideoInfo, video: VideoSettings, decoded: int, work_dir: Path
+) -> list[str]:
+    """check_complete passed, so damage inside the file, found while decoding: said in the output
+    and frames.jsonl."""
     expected = _frames_in_range(info, video)
     if decoded >= expected - 1:
         return []
-    warning = f"warning: {info.path}: only {decoded} of the {expected} frames announced could be decoded; the output is that much shorter"
+    warning = (
+        f"warning: {info.path}: only {decoded} of the {expected} frames announced could be "
+        "decoded; "
+        "the output is that much shorter"
+    )
     with FrameLog(work_dir) as frame_log:
         frame_log.write({"warning": warning})
     return [warning]
@@ -164,16 +247,27 @@ def _input_notes(info: VideoInfo, size: tuple[int, int]) -> list[str]:
     if info.files:
         notes.append(f"{len(info.files)} frames read as a sequence at {_rate(info.fps)} fps")
     if info.variable_rate:
-        notes.append(f"variable frame rate (average {_rate(info.fps)} fps): each frame is written at its own time")
+        notes.append(
+            f"variable frame rate (average {_rate(info.fps)} fps): each frame is written at its "
+            "own time"
+        )
     if info.colour.hdr:
-        notes.append(f"HDR ({info.colour.hdr}, bt{info.colour.primaries} primaries) tone-mapped to SDR bt709 for "
-                     f"the network; the output is SDR bt709")
+        notes.append(
+            f"HDR ({info.colour.hdr}, bt{info.colour.primaries} primaries) tone-mapped to SDR "
+            "bt709 for "
+            f"the network; the output is SDR bt709"
+        )
     elif info.colour.bits > 8:
         notes.append(f"{info.colour.bits}-bit input kept at 16 bits up to the network")
     if info.rotation:
-        notes.append(f"input rotated by {info.rotation} degrees for display: frames are stylized upright and written upright")
+        notes.append(
+            f"input rotated by {info.rotation} degrees for display: frames are stylized upright "
+            "and written upright"
+        )
     if is_crop(info, size) and size != (info.width, info.height):
-        notes.append(f"odd frame size {info.width}x{info.height} cropped to {size[0]}x{size[1]} for yuv420p")
+        notes.append(
+            f"odd frame size {info.width}x{info.height} cropped to {size[0]}x{size[1]} for yuv420p"
+        )
     return notes
 
 

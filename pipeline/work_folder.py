@@ -25,7 +25,8 @@ def file_digest(path: Path) -> str:
 
 
 def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
-    """A video file's digest, or an image sequence's: over its frames' names and contents, in order."""
+    """A video file's digest, or an image sequence's: over its frames' names and contents, in
+    order."""
     if not files:
         return file_digest(source)
     digest = hashlib.sha256()
@@ -34,31 +35,59 @@ def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
     return digest.hexdigest()
 
 
-# Part of the key, raised whenever the same settings would make different frames (a new decode, a new
+# Part of the key, raised whenever the same settings would make different frames (a new decode, a
+# new
 # temporal term): a run of another version then works in its own folder instead of mixing frames.
 SCHEMA = 3
 
 
-def work_folder(output: Path, source: Path, style_images: list[Path], style_settings: StyleSettings, video: VideoSettings,
-                layout: dict | None = None, files: tuple[Path, ...] = ()) -> Path:
+def work_folder(
+    output: Path,
+    source: Path,
+    style_images: list[Path],
+    style_settings: StyleSettings,
+    video: VideoSettings,
+    layout: dict | None = None,
+    files: tuple[Path, ...] = (),
+) -> Path:
     """Keyed by the input's and styles' content and every setting that changes the frames. `files`:
     an image sequence's frames. Beside the output file, or inside an output folder of frames."""
-    # passes: each pass has its own subfolder and depends only on the passes before it, so adding one reuses them
-    frames_only = {k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames", "passes")}
+    # passes: each pass has its own subfolder and depends only on the passes before it, so adding
+    # one reuses them
+    frames_only = {
+        k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames", "passes")
+    }
     if video.fps is None or (video.start == 0 and video.duration is None):
-        del frames_only["fps"]  # a rate changes when frames are shown, and which ones only where a range is timed
-    style_only = {k: v for k, v in asdict(style_settings).items() if k != "max_memory"}  # tiling changes no frame
-    key = json.dumps([SCHEMA, source_digest(source, files), [file_digest(p) for p in style_images], style_only, frames_only, layout],
-                     sort_keys=True, default=str)
+        del frames_only[
+            "fps"
+        ]  # a rate changes when frames are shown, and which ones only where a range is timed
+    style_only = {
+        k: v for k, v in asdict(style_settings).items() if k != "max_memory"
+    }  # tiling changes no frame
+    key = json.dumps(
+        [
+            SCHEMA,
+            source_digest(source, files),
+            [file_digest(p) for p in style_images],
+            style_only,
+            frames_only,
+            layout,
+        ],
+        sort_keys=True,
+        default=str,
+    )
     name = f"frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if output.suffix and "%" not in output.name:
         return output.parent / f".{output.name}.{name}"
-    folder = output.parent if "%" in output.name else output  # a folder or a pattern of frames: its folder holds the work
+    folder = (
+        output.parent if "%" in output.name else output
+    )  # a folder or a pattern of frames: its folder holds the work
     return folder / f".{name}"
 
 
 def other_work_folders(work_dir: Path) -> list[Path]:
-    """Work folders beside this one for the same output, left by a run with other settings or an older version."""
+    """Work folders beside this one for the same output, left by a run with other settings or an
+    older version."""
     pattern = work_dir.name.rsplit("frames-", 1)[0] + "frames-*"
     return sorted(p for p in work_dir.parent.glob(pattern) if p.is_dir() and p != work_dir)
 
@@ -69,11 +98,14 @@ def frame_path(work_dir: Path, index: int) -> Path:
 
 def read_frame(path: Path) -> np.ndarray:
     """A frame as written: 8 or 16 bits (a deep source's frames keep their depth)."""
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(
+        cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
 
 
 def write_frame(path: Path, frame: np.ndarray) -> None:
-    """Atomically; a full disk or a lost folder names the frame and the cause (cv2.imwrite only says False)."""
+    """Atomically; a full disk or a lost folder names the frame and the cause (cv2.imwrite only
+    says False)."""
     encoded, data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     if not encoded:
         raise OutputError(f"{path}: cannot encode frame")
@@ -87,12 +119,15 @@ def write_atomically(path: Path, data: bytes, what: str = "") -> None:
         try:
             tmp.write_bytes(data)
         except OSError as err:
-            raise OutputError(f"{path}: cannot write {what + ' ' if what else ''}({err.strerror or err}); "
-                              "the frames before it are kept, a rerun resumes") from None
+            raise OutputError(
+                f"{path}: cannot write {what + ' ' if what else ''}({err.strerror or err}); "
+                "the frames before it are kept, a rerun resumes"
+            ) from None
 
 
 class FrameLog:
-    """frames.jsonl in the work folder: one JSON line per run and per frame (iterations, losses, warnings)."""
+    """frames.jsonl in the work folder: one JSON line per run and per frame (iterations, losses,
+    warnings)."""
 
     def __init__(self, folder: Path):
         self.path = folder / "frames.jsonl"
@@ -109,7 +144,9 @@ class FrameLog:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
         except OSError as err:
-            raise OutputError(f"{self.path}: cannot write ({err.strerror or err}); a rerun resumes") from None
+            raise OutputError(
+                f"{self.path}: cannot write ({err.strerror or err}); a rerun resumes"
+            ) from None
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(OSError):  # a full disk must not hide the error that ended the run
@@ -121,7 +158,8 @@ def flow_path(work_dir: Path, index: int, earlier: int) -> Path:
 
 
 def read_flows(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached (backward, forward) flows of a frame pair, or None when not there (or unreadable)."""
+    """The cached (backward, forward) flows of a frame pair, or None when not there (or
+    unreadable)."""
     try:
         with np.load(path) as data:
             return data["backward"].astype(np.float32), data["forward"].astype(np.float32)
@@ -137,8 +175,8 @@ def write_flows(path: Path, backward: np.ndarray, forward: np.ndarray) -> None:
 
 
 def drop_flows(work_dir: Path, index: int) -> None:
-    """Frame `index`'s cached flows, once a later frame is written: a resume starts at the first missing
-    frame and never needs them again (at 1080p they are about 30 MB a frame)."""
+    """Frame `index`'s cached flows, once a later frame is written: a resume starts at the first
+    missing frame and never needs them again (at 1080p they are about 30 MB a frame)."""
     for path in (work_dir / "flows").glob(f"{index:06d}-*.npz"):
         path.unlink(missing_ok=True)
 

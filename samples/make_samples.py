@@ -1,4 +1,5 @@
-"""Make the demo's inputs: a small synthetic 'photo' and a synthetic 'painting', both generated here.
+"""Make the demo's inputs: a small synthetic 'photo' and a synthetic 'painting', both generated
+here.
 
 Run: python samples/make_samples.py  (writes samples/content.png and samples/style.png)
 """
@@ -23,7 +24,11 @@ def landscape(width: int = 320, height: int = 240) -> np.ndarray:
         image[top:, x] = (60, 140, 70)
     for i, x in enumerate(range(30, 230, 50)):
         cv2.rectangle(image, (x, 140 - 6 * i), (x + 36, 200), (150, 160, 200 - 25 * i), -1)
-        cv2.fillPoly(image, [np.array([(x - 4, 140 - 6 * i), (x + 18, 115 - 6 * i), (x + 40, 140 - 6 * i)])], (40, 40, 160))
+        cv2.fillPoly(
+            image,
+            [np.array([(x - 4, 140 - 6 * i), (x + 18, 115 - 6 * i), (x + 40, 140 - 6 * i)])],
+            (40, 40, 160),
+        )
         cv2.rectangle(image, (x + 12, 170), (x + 24, 200), (40, 60, 90), -1)
     return image
 
@@ -38,7 +43,9 @@ def swirls(size: int = 256, seed: int = 0) -> np.ndarray:
         angle = np.sin(x / 23.0) + np.cos(y / 17.0) * 2.0
         dx, dy = 9 * np.cos(angle), 9 * np.sin(angle)
         colour = palette[rng.integers(len(palette))]
-        cv2.line(image, (int(x - dx), int(y - dy)), (int(x + dx), int(y + dy)), colour, 3, cv2.LINE_AA)
+        cv2.line(
+            image, (int(x - dx), int(y - dy)), (int(x + dx), int(y + dy)), colour, 3, cv2.LINE_AA
+        )
     return image
 
 

@@ -14,7 +14,9 @@ from pipeline.weights import IMAGENET, VGGWeights, load_embedded
 
 # Tests that run bf16 through the whole network: on a CPU that emulates bf16 (AVX2 only) one
 # 128 px test took more than 15 minutes. The bf16 maths itself is tested on tiny tensors everywhere.
-needs_native_bf16 = pytest.mark.skipif(not bf16_is_native("cpu"), reason=f"bf16 is emulated on this CPU: {cpu_description()}")
+needs_native_bf16 = pytest.mark.skipif(
+    not bf16_is_native("cpu"), reason=f"bf16 is emulated on this CPU: {cpu_description()}"
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -47,7 +49,9 @@ def starry_night() -> Path:
     return data_file("styles/starry_night.jpg")
 
 
-def folder_command(tmp_path: Path, style: Path, photos: int, *options: str) -> tuple[Path, list[str]]:
+def folder_command(
+    tmp_path: Path, style: Path, photos: int, *options: str
+) -> tuple[Path, list[str]]:
     """A folder of `photos` copies of tubingen.jpg and the `stylize folder` command line over it."""
     import sys
 
@@ -55,4 +59,15 @@ def folder_command(tmp_path: Path, style: Path, photos: int, *options: str) -> t
     source.mkdir()
     for index in range(photos):
         shutil.copy(data_file("contents/tubingen.jpg"), source / f"p{index}.jpg")
-    return output, [sys.executable, "-m", "cli.main", "folder", str(source), "-s", str(style), "-o", str(output), *options]
+    return output, [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "folder",
+        str(source),
+        "-s",
+        str(style),
+        "-o",
+        str(output),
+        *options,
+    ]

@@ -41,7 +41,11 @@ def photo_tree(root, count: int):
 def test_chunk_plan_splits_shots_and_overlaps():
     assert plan_chunks(100, [], 40, 8) == [Chunk(0, 0, 40), Chunk(1, 32, 72), Chunk(2, 64, 100)]
     # a cut starts a new shot: no overlap across it; a short tail joins its chunk
-    assert plan_chunks(50, [20], 16, 4) == [Chunk(0, 0, 20), Chunk(1, 20, 36, 20), Chunk(2, 32, 50, 20)]
+    assert plan_chunks(50, [20], 16, 4) == [
+        Chunk(0, 0, 20),
+        Chunk(1, 20, 36, 20),
+        Chunk(2, 32, 50, 20),
+    ]
 
 
 def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_cluster):
@@ -52,14 +56,24 @@ def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_clust
         local = stylize_folder(source, tmp_path / "local", [starry_night], StyleSettings(**SMALL))
     finally:
         torch.set_num_threads(threads)
-    remote = stylize_folder(source, tmp_path / "ray", [starry_night], StyleSettings(**SMALL),
-                            cluster=ClusterSettings(workers=2, cpus_per_worker=1))
+    remote = stylize_folder(
+        source,
+        tmp_path / "ray",
+        [starry_night],
+        StyleSettings(**SMALL),
+        cluster=ClusterSettings(workers=2, cpus_per_worker=1),
+    )
     assert len(local.of("done")) == len(remote.of("done")) == 3
-    local_files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").glob("*.png"))
+    local_files = sorted(
+        p.relative_to(tmp_path / "local") for p in (tmp_path / "local").glob("*.png")
+    )
     ray_files = sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").glob("*.png"))
     assert local_files == ray_files and len(local_files) == 3
     for name in local_files:
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "local" / name)), np.asarray(Image.open(tmp_path / "ray" / name)))
+        assert np.array_equal(
+            np.asarray(Image.open(tmp_path / "local" / name)),
+            np.asarray(Image.open(tmp_path / "ray" / name)),
+        )
 
 
 @pytest.mark.slow
@@ -76,10 +90,18 @@ def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
             ray.kill(actor, no_restart=False)  # Ray restarts it and retries its task
 
     settings = StyleSettings(**{**SMALL, "size": 64, "iterations": 15})
-    report = stylize_folder(source, tmp_path / "out", [starry_night], settings, on_item=kill_once,
-                            cluster=ClusterSettings(workers=2, cpus_per_worker=1))
+    report = stylize_folder(
+        source,
+        tmp_path / "out",
+        [starry_night],
+        settings,
+        on_item=kill_once,
+        cluster=ClusterSettings(workers=2, cpus_per_worker=1),
+    )
     assert killed
-    assert sorted(r.item.source.name for r in report.results) == [f"p{i}.png" for i in range(6)]  # each once
+    assert sorted(r.item.source.name for r in report.results) == [
+        f"p{i}.png" for i in range(6)
+    ]  # each once
     assert all(r.status in ("done", "skipped") for r in report.results)
     assert len(list((tmp_path / "out").glob("p*.png"))) == 6
 
@@ -87,7 +109,10 @@ def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
 def pair_errors(source, output, seconds: float) -> list[float]:
     """The warping error of each pair of an encoded output's frames."""
     info, out, error = probe(source), probe(output), WarpingError()
-    with Reader(info, (out.width, out.height), 0.0, seconds) as frames_in, Reader(out, (out.width, out.height)) as frames_out:
+    with (
+        Reader(info, (out.width, out.height), 0.0, seconds) as frames_in,
+        Reader(out, (out.width, out.height)) as frames_out,
+    ):
         for frame_in, frame_out in zip(frames_in.frames(), frames_out.frames()):
             error.add(frame_in, frame_out)
     return error.errors
@@ -102,17 +127,35 @@ def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
     (car-detection, 6 of 60), those pairs cost 3x the mean in one run too."""
     source = data_file("videos/car-detection.mp4")
     seconds = 76 / 12.5  # 2 x 40 - 4 frames
-    style = StyleSettings(size=96, device="cpu")  # the first frame's full budget: a cut one goes on converging in each chunk its own way
+    style = StyleSettings(
+        size=96, device="cpu"
+    )  # the first frame's full budget: a cut one goes on converging in each chunk its own way
     video = VideoSettings(duration=seconds, iterations_next=10)
     cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=40, overlap_frames=4)
-    result = stylize_video(source, [starry_night], tmp_path / "chunks.mp4", style, video, cluster=cluster)
+    result = stylize_video(
+        source, [starry_night], tmp_path / "chunks.mp4", style, video, cluster=cluster
+    )
     info, out = probe(source), probe(tmp_path / "chunks.mp4")
-    assert out.frames == result.frames == 76 and out.fps == Fraction(25, 2) == info.fps and out.audio == ("aac",)
+    assert (
+        out.frames == result.frames == 76
+        and out.fps == Fraction(25, 2) == info.fps
+        and out.audio == ("aac",)
+    )
     assert any("2 chunks" in line for line in result.log)
-    assert result.computed == 76 + 4  # the shot's first frame, the second chunk's head and every frame of the overlap twice
+    assert (
+        result.computed == 76 + 4
+    )  # the shot's first frame, the second chunk's head and every frame of the overlap twice
     stylize_video(source, [starry_night], tmp_path / "one.mp4", style, video)
-    chunked, one_run = pair_errors(source, tmp_path / "chunks.mp4", seconds), pair_errors(source, tmp_path / "one.mp4", seconds)
+    chunked, one_run = (
+        pair_errors(source, tmp_path / "chunks.mp4", seconds),
+        pair_errors(source, tmp_path / "one.mp4", seconds),
+    )
     seam = slice(35, 40)  # pairs (35,36) .. (39,40): into, across and out of the overlap [36, 40)
-    # plus a twentieth of the clip's mean: x264 codes a still frame as the same picture, and near 1e-7 the encoder decides
+    # plus a twentieth of the clip's mean: x264 codes a still frame as the same picture, and near
+    # 1e-7 the encoder decides
     allowed = 1.5 * statistics.mean(one_run[seam]) + 0.05 * statistics.mean(one_run)
-    assert statistics.mean(chunked[seam]) <= allowed, (chunked[seam], one_run[seam], statistics.mean(one_run))
+    assert statistics.mean(chunked[seam]) <= allowed, (
+        chunked[seam],
+        one_run[seam],
+        statistics.mean(one_run),
+    )

@@ -18,10 +18,14 @@ from pipeline.settings import StyleSettings
 def test_evaluations_reuse_freed_memory_instead_of_faulting_in_fresh_pages(random_weights):
     """At 512 px the largest activations exceed glibc's 32 MB mmap limit: without
     keep_freed_memory every evaluation maps them afresh (about 30,000 page faults each)."""
-    settings = StyleSettings(size=512, iterations=3, tolerance=0, coarse_to_fine=False, precision="fp32", device="cpu")
+    settings = StyleSettings(
+        size=512, iterations=3, tolerance=0, coarse_to_fine=False, precision="fp32", device="cpu"
+    )
     stylizer = Stylizer(settings, [torch.rand(1, 3, 64, 64)], random_weights)
     content = torch.rand(1, 3, 384, 512)
-    for _ in range(2):  # the heap grows to its working size here (after other tests, it may have to settle)
+    for _ in range(
+        2
+    ):  # the heap grows to its working size here (after other tests, it may have to settle)
         stylizer.stylize(content)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     result = stylizer.stylize(content)
@@ -42,10 +46,13 @@ def test_precision_names():
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("speedup, auto, warned", [(4.0, torch.bfloat16, False), (1.0, torch.float32, False),
-                                                   (0.03, torch.float32, True)])
+@pytest.mark.parametrize(
+    "speedup, auto, warned",
+    [(4.0, torch.bfloat16, False), (1.0, torch.float32, False), (0.03, torch.float32, True)],
+)
 def test_auto_follows_the_measured_bf16_speed(monkeypatch, speedup, auto, warned):
-    """AMX (4x), a CPU where bf16 merely matches fp32, an AVX2-only CPU (bf16 emulated, 33x slower)."""
+    """AMX (4x), a CPU where bf16 merely matches fp32, an AVX2-only CPU (bf16 emulated, 33x
+    slower)."""
     monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: speedup)
     chosen = resolve_precision("auto", CPU)
     assert chosen.dtype == auto and f"{speedup:.2f}x" in chosen.reason and chosen.warning is None
@@ -62,11 +69,15 @@ def test_bf16_speed_is_measured_once_and_cached_on_disk(monkeypatch, tmp_path):
     try:
         start = time.perf_counter()
         measured = cpu_bf16_speedup()
-        assert time.perf_counter() - start < 2.0  # the issue's budget is a second; CI machines are noisy
+        assert (
+            time.perf_counter() - start < 2.0
+        )  # the issue's budget is a second; CI machines are noisy
         cache = tmp_path / "stylize" / "precision.json"
-        (key, value), = json.loads(cache.read_text()).items()
+        ((key, value),) = json.loads(cache.read_text()).items()
         assert value == pytest.approx(measured, rel=1e-2) and "torch" in key
-        cache.write_text(json.dumps({key: 123.0}))  # a second process reads the file instead of measuring
+        cache.write_text(
+            json.dumps({key: 123.0})
+        )  # a second process reads the file instead of measuring
         cpu_bf16_speedup.cache_clear()
         assert cpu_bf16_speedup() == 123.0
     finally:

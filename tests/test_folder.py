@@ -20,8 +20,19 @@ from cli.main import app
 from tests.conftest import data_file, folder_command
 
 FAST = ["--size", "32", "--iterations", "3", "--tolerance", "0", "--coarse-to-fine", "off"]
-GOOD = ["a/tubingen.jpg", "b/c/golden_gate.jpg", "alpha.png", "gray.png", "deep16.png", "rotated.jpg"]
-BAD = {"truncated.jpg": "not a readable image", "empty.jpg": "empty file", "fake.png": "not a readable image"}
+GOOD = [
+    "a/tubingen.jpg",
+    "b/c/golden_gate.jpg",
+    "alpha.png",
+    "gray.png",
+    "deep16.png",
+    "rotated.jpg",
+]
+BAD = {
+    "truncated.jpg": "not a readable image",
+    "empty.jpg": "empty file",
+    "fake.png": "not a readable image",
+}
 
 
 def make_tree(root: Path) -> Path:
@@ -73,7 +84,9 @@ def test_every_good_file_is_done_and_every_bad_one_reported(finished):
     with Image.open(output / "deep16.png") as image:
         assert image.mode.startswith("I") and np.asarray(image).max() > 255
     report = json.loads((output / "report.json").read_text())
-    failed = {Path(i["source"]).name: i["reason"] for i in report["items"] if i["status"] == "failed"}
+    failed = {
+        Path(i["source"]).name: i["reason"] for i in report["items"] if i["status"] == "failed"
+    }
     assert set(failed) == set(BAD)
     for name, reason in BAD.items():
         assert reason in failed[name]
@@ -104,10 +117,30 @@ def test_several_styles_one_output_each(tmp_path, starry_night):
     source.mkdir()
     shutil.copy(data_file("contents/golden_gate.jpg"), source / "gg.jpg")
     scream = data_file("styles/the_scream.jpg")
-    assert run(source, "-s", starry_night, "-s", scream, "-o", tmp_path / "o1", *FAST).exit_code == 0
-    assert {p.name for p in (tmp_path / "o1").glob("*.jpg")} == {"gg.starry_night.jpg", "gg.the_scream.jpg"}
-    assert run(source, "-s", starry_night, "-s", scream, "-o", tmp_path / "o2", "--style-folders", *FAST).exit_code == 0
-    assert (tmp_path / "o2" / "starry_night" / "gg.jpg").is_file() and (tmp_path / "o2" / "the_scream" / "gg.jpg").is_file()
+    assert (
+        run(source, "-s", starry_night, "-s", scream, "-o", tmp_path / "o1", *FAST).exit_code == 0
+    )
+    assert {p.name for p in (tmp_path / "o1").glob("*.jpg")} == {
+        "gg.starry_night.jpg",
+        "gg.the_scream.jpg",
+    }
+    assert (
+        run(
+            source,
+            "-s",
+            starry_night,
+            "-s",
+            scream,
+            "-o",
+            tmp_path / "o2",
+            "--style-folders",
+            *FAST,
+        ).exit_code
+        == 0
+    )
+    assert (tmp_path / "o2" / "starry_night" / "gg.jpg").is_file() and (
+        tmp_path / "o2" / "the_scream" / "gg.jpg"
+    ).is_file()
 
 
 class GalleryParser(HTMLParser):
@@ -152,7 +185,9 @@ def test_dry_run_lists_and_estimates(tmp_path, starry_night):
     shutil.copy(data_file("contents/golden_gate.jpg"), source / "gg.jpg")
     result = run(source, "-s", starry_night, "-o", tmp_path / "out", *FAST, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "gg.jpg ->" in result.output and "1 to do" in result.output and "estimated" in result.output
+    assert (
+        "gg.jpg ->" in result.output and "1 to do" in result.output and "estimated" in result.output
+    )
     assert not (tmp_path / "out" / "gg.jpg").exists()
 
 
@@ -175,8 +210,12 @@ def test_bad_arguments_exit_2(tmp_path, starry_night):
 
 @pytest.mark.slow
 def test_kill_mid_batch_leaves_no_partial_output(tmp_path, starry_night):
-    output, command = folder_command(tmp_path, starry_night, 6, "--size", "96", "--iterations", "25", "--tolerance", "0")
-    process = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output, command = folder_command(
+        tmp_path, starry_night, 6, "--size", "96", "--iterations", "25", "--tolerance", "0"
+    )
+    process = subprocess.Popen(
+        command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list(output.glob("p*.jpg"))) < 2:
         time.sleep(0.1)
@@ -197,7 +236,8 @@ def test_kill_mid_batch_leaves_no_partial_output(tmp_path, starry_night):
 
 @pytest.mark.slow
 def test_dry_run_estimate_counts_the_big_scales_of_a_full_size_photo(tmp_path, starry_night):
-    """A 12 MP photo at --size full costs several times its 512 px run: four scales, the top ones tiled."""
+    """A 12 MP photo at --size full costs several times its 512 px run: four scales, the top ones
+    tiled."""
     from pipeline.batch import estimate_seconds, plan
     from pipeline.settings import FolderSettings, StyleSettings
 
@@ -205,6 +245,10 @@ def test_dry_run_estimate_counts_the_big_scales_of_a_full_size_photo(tmp_path, s
     source.mkdir()
     Image.new("RGB", (4032, 3024), (90, 120, 160)).save(source / "phone.jpg")
     items = plan(source, tmp_path / "out", [starry_night], FolderSettings())
-    small = estimate_seconds(items, StyleSettings(size=512, max_memory=4 * 2**30), probe_iterations=4)
-    full = estimate_seconds(items, StyleSettings(size=None, max_memory=4 * 2**30), probe_iterations=4)
+    small = estimate_seconds(
+        items, StyleSettings(size=512, max_memory=4 * 2**30), probe_iterations=4
+    )
+    full = estimate_seconds(
+        items, StyleSettings(size=None, max_memory=4 * 2**30), probe_iterations=4
+    )
     assert full > 4 * small

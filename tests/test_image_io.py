@@ -17,7 +17,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_grayscale_alpha_and_16_bit_round_trip(tmp_path):
-    gray16 = (np.arange(12 * 8, dtype=np.uint16).reshape(12, 8) * 600)
+    gray16 = np.arange(12 * 8, dtype=np.uint16).reshape(12, 8) * 600
     Image.fromarray(gray16).save(tmp_path / "g16.png")
     photo = read_photo(tmp_path / "g16.png")
     assert photo.grayscale and photo.bits == 16 and photo.alpha is None

@@ -27,7 +27,9 @@ from pipeline.video_job import stylize_video
 from tests.conftest import data_file
 
 REPO = Path(__file__).parents[1]
-IDENTITY = StyleSettings(size=None, iterations=0, coarse_to_fine=False, style_scale=0.25, device="cpu")  # frame 0 as decoded
+IDENTITY = StyleSettings(
+    size=None, iterations=0, coarse_to_fine=False, style_scale=0.25, device="cpu"
+)  # frame 0 as decoded
 COPY = VideoSettings(iterations_next=0)
 
 
@@ -39,7 +41,9 @@ def ffmpeg(*args: str) -> None:
 def picture(tmp_path_factory) -> Path:
     """A real photo, softened as a camera's picture is: 1280 x 720 RGB."""
     photo = cv2.imread(str(data_file("contents/tubingen.jpg")))
-    photo = cv2.GaussianBlur(cv2.resize(photo, (1280, 720), interpolation=cv2.INTER_AREA), (0, 0), 2)
+    photo = cv2.GaussianBlur(
+        cv2.resize(photo, (1280, 720), interpolation=cv2.INTER_AREA), (0, 0), 2
+    )
     path = tmp_path_factory.mktemp("picture") / "picture.png"
     cv2.imwrite(str(path), photo)
     return path
@@ -52,20 +56,43 @@ def rgb(path: Path) -> np.ndarray:
 def smaller(picture: Path, folder: Path) -> Path:
     path = folder / "picture-360.png"
     small = cv2.resize(cv2.imread(str(picture)), (640, 360), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(str(path), cv2.GaussianBlur(small, (0, 0), 1))  # as soft per pixel as the 720p picture
+    cv2.imwrite(
+        str(path), cv2.GaussianBlur(small, (0, 0), 1)
+    )  # as soft per pixel as the 720p picture
     return path
 
 
 def player_frame(path: Path, tonemap: bool = False) -> np.ndarray:
     """Frame 0 as a colour-managed player shows it: converted by zimg from the tags in the file
     (an untagged file fails here), HDR tone-mapped to SDR bt709 (hable). RGB in [0, 1]."""
-    chain = ("zscale=transfer=linear:npl=100,format=gbrpf32le,zscale=primaries=709,tonemap=hable:desat=0,"
-             "zscale=transfer=709:matrix=gbr:range=full:dither=none" if tonemap
-             else "zscale=matrix=gbr:range=full:primaries=709:transfer=709:filter=bicubic:dither=none")
+    chain = (
+        "zscale=transfer=linear:npl=100,format=gbrpf32le,"
+        "zscale=primaries=709,tonemap=hable:desat=0,"
+        "zscale=transfer=709:matrix=gbr:range=full:dither=none"
+        if tonemap
+        else "zscale=matrix=gbr:range=full:primaries=709:transfer=709:filter=bicubic:dither=none"
+    )
     info = probe(path)
-    raw = subprocess.run([ffmpeg_binary(), "-v", "error", "-i", str(path), "-frames:v", "1", "-vf",
-                          f"{chain},format=gbrpf32le", "-f", "rawvideo", "-pix_fmt", "gbrpf32le", "pipe:"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-vf",
+            f"{chain},format=gbrpf32le",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gbrpf32le",
+            "pipe:",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     planes = np.frombuffer(raw, "<f4").reshape(3, info.height, info.width)
     return np.clip(planes[[2, 0, 1]].transpose(1, 2, 0).astype(np.float64), 0, 1)  # g, b, r planes
 
@@ -80,18 +107,67 @@ def assert_same_picture(decoded: np.ndarray, reference: np.ndarray) -> None:
     assert shift.max() <= 1.0, shift  # mean colour within 1/255 in each channel
 
 
-TV = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+TV = [
+    "-colorspace",
+    "bt709",
+    "-color_primaries",
+    "bt709",
+    "-color_trc",
+    "bt709",
+    "-color_range",
+    "tv",
+]
 CASES = {
-    "h264-bt709-720p": ["scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p",
-                        "-c:v", "libx264", "-crf", "12", *TV],
-    "h264-bt601-full": ["scale=out_color_matrix=bt601:out_range=pc:flags=accurate_rnd+full_chroma_int,format=yuvj420p",
-                        "-c:v", "libx264", "-crf", "12", "-colorspace", "smpte170m", "-color_range", "pc"],
-    "hevc-10bit-bt709": ["scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,format=yuv420p10le",
-                         "-c:v", "libx265", "-crf", "12", "-x265-params", "log-level=error", *TV],
-    "hevc-10bit-hlg": ["zscale=transferin=709:primariesin=709:matrixin=gbr:rangein=full:transfer=arib-std-b67:"
-                       "primaries=2020:matrix=2020_ncl:range=limited:npl=100,format=yuv420p10le",
-                       "-c:v", "libx265", "-crf", "12", "-x265-params", "log-level=error", "-colorspace", "bt2020nc",
-                       "-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-color_range", "tv"],
+    "h264-bt709-720p": [
+        "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,"
+        "format=yuv420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        *TV,
+    ],
+    "h264-bt601-full": [
+        "scale=out_color_matrix=bt601:out_range=pc:flags=accurate_rnd+full_chroma_int,"
+        "format=yuvj420p",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "12",
+        "-colorspace",
+        "smpte170m",
+        "-color_range",
+        "pc",
+    ],
+    "hevc-10bit-bt709": [
+        "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,"
+        "format=yuv420p10le",
+        "-c:v",
+        "libx265",
+        "-crf",
+        "12",
+        "-x265-params",
+        "log-level=error",
+        *TV,
+    ],
+    "hevc-10bit-hlg": [
+        "zscale=transferin=709:primariesin=709:matrixin=gbr:rangein=full:transfer=arib-std-b67:"
+        "primaries=2020:matrix=2020_ncl:range=limited:npl=100,format=yuv420p10le",
+        "-c:v",
+        "libx265",
+        "-crf",
+        "12",
+        "-x265-params",
+        "log-level=error",
+        "-colorspace",
+        "bt2020nc",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        "arib-std-b67",
+        "-color_range",
+        "tv",
+    ],
 }
 
 
@@ -99,43 +175,89 @@ CASES = {
 def test_a_video_round_trip_keeps_its_colours(tmp_path, picture, starry_night, case):
     vf, *codec = CASES[case]
     clip = tmp_path / "clip.mkv"
-    if "720p" not in case:  # the other cases at a quarter of the pixels: one VGG evaluation each costs less
+    if (
+        "720p" not in case
+    ):  # the other cases at a quarter of the pixels: one VGG evaluation each costs less
         picture = smaller(picture, tmp_path)
-    ffmpeg("-loop", "1", "-i", str(picture), "-frames:v", "2", "-r", "25", "-vf", vf, *codec, str(clip))
+    ffmpeg(
+        "-loop", "1", "-i", str(picture), "-frames:v", "2", "-r", "25", "-vf", vf, *codec, str(clip)
+    )
     output = tmp_path / "out.mp4"
-    result = stylize_video(clip, [starry_night], output, IDENTITY, VideoSettings(iterations_next=0, max_frames=1))
+    result = stylize_video(
+        clip, [starry_night], output, IDENTITY, VideoSettings(iterations_next=0, max_frames=1)
+    )
     hdr = "hlg" in case
     reference = player_frame(clip, tonemap=True) if hdr else rgb(picture)
     assert_same_picture(player_frame(output), reference)
     colour = probe(output).colour
-    assert (colour.matrix, colour.range, colour.primaries, colour.transfer) == ("709", "limited", "709", "709")
+    assert (colour.matrix, colour.range, colour.primaries, colour.transfer) == (
+        "709",
+        "limited",
+        "709",
+        "709",
+    )
     assert any("tone-mapped" in line for line in result.log) == hdr
 
 
 def test_a_sequence_round_trip_keeps_its_colours_and_16_bits(tmp_path, picture, starry_night):
-    image = cv2.imread(str(smaller(picture, tmp_path)))  # yuv420p halves the chroma: a camera-soft picture keeps it
+    image = cv2.imread(
+        str(smaller(picture, tmp_path))
+    )  # yuv420p halves the chroma: a camera-soft picture keeps it
     eight, deep = tmp_path / "eight", tmp_path / "deep"
     eight.mkdir(), deep.mkdir()
-    ramp = np.linspace(0, 65535, 320 * 180 * 3).reshape(180, 320, 3).astype(np.uint16)  # values no 8-bit frame holds
+    ramp = (
+        np.linspace(0, 65535, 320 * 180 * 3).reshape(180, 320, 3).astype(np.uint16)
+    )  # values no 8-bit frame holds
     for index in range(2):
         cv2.imwrite(str(eight / f"f{index:03d}.png"), image)
         cv2.imwrite(str(deep / f"f{index:03d}.png"), ramp)
 
-    stylize_video(eight, [starry_night], tmp_path / "eight.mp4", IDENTITY, VideoSettings(iterations_next=0, max_frames=1))
+    stylize_video(
+        eight,
+        [starry_night],
+        tmp_path / "eight.mp4",
+        IDENTITY,
+        VideoSettings(iterations_next=0, max_frames=1),
+    )
     assert_same_picture(player_frame(tmp_path / "eight.mp4"), image[..., ::-1] / 255.0)
 
     stylize_video(deep, [starry_night], tmp_path / "out", IDENTITY, COPY)
     written = cv2.imread(str(tmp_path / "out" / "f000.png"), cv2.IMREAD_UNCHANGED)
     assert written.dtype == np.uint16
-    assert np.abs(written.astype(int) - ramp).max() <= 2  # 16 bits in, 16 bits out: not rounded to 8 (257 apart)
+    assert (
+        np.abs(written.astype(int) - ramp).max() <= 2
+    )  # 16 bits in, 16 bits out: not rounded to 8 (257 apart)
 
 
 def vfr_clip(path: Path) -> Path:
     """40 frames shown for 1/30 s, then 10 for 1/15 s, then 1/30 s again, with a 440 Hz tone."""
     pts = "if(lt(N,10),N,if(lt(N,20),10+(N-10)*2,N+10))/30/TB"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-           "-frames:v", "40", "-t", "1.67", "-vf", f"setpts='{pts}'", "-fps_mode", "passthrough", "-c:v", "libx264",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-frames:v",
+        "40",
+        "-t",
+        "1.67",
+        "-vf",
+        f"setpts='{pts}'",
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(path),
+    )
     return path
 
 
@@ -153,7 +275,9 @@ def test_a_variable_frame_rate_is_kept_frame_by_frame(tmp_path, starry_night):
     source = probe(clip)
     assert source.variable_rate and len(source.times) == 40
     output = tmp_path / "out.mp4"
-    result = stylize_video(clip, [starry_night], output, StyleSettings(size=64, iterations=0, device="cpu"), COPY)
+    result = stylize_video(
+        clip, [starry_night], output, StyleSettings(size=64, iterations=0, device="cpu"), COPY
+    )
     written = probe(output)
     assert len(written.times) == 40
     start = written.times[0] - source.times[0]
@@ -167,12 +291,41 @@ def test_a_variable_frame_rate_is_kept_frame_by_frame(tmp_path, starry_night):
 def test_a_folder_of_frames_in_and_out_warm_started_and_resumed_after_kill(tmp_path, starry_night):
     frames = tmp_path / "render"
     frames.mkdir()
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=24", "-frames:v", "30", "-start_number", "1",
-           str(frames / "shot_%04d.png"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=24",
+        "-frames:v",
+        "30",
+        "-start_number",
+        "1",
+        str(frames / "shot_%04d.png"),
+    )
     output = tmp_path / "styled"
-    command = [sys.executable, "-m", "cli.main", "video", str(frames), "-s", str(starry_night), "-o", f"{output}/",
-               "--size", "96", "--iterations", "2", "--iterations-next", "1", "--tolerance", "0", "--keep-frames"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "video",
+        str(frames),
+        "-s",
+        str(starry_night),
+        "-o",
+        f"{output}/",
+        "--size",
+        "96",
+        "--iterations",
+        "2",
+        "--iterations-next",
+        "1",
+        "--tolerance",
+        "0",
+        "--keep-frames",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline, done = time.time() + 120, []
     while time.time() < deadline and len(done) < 6:
         time.sleep(0.1)
@@ -188,7 +341,10 @@ def test_a_folder_of_frames_in_and_out_warm_started_and_resumed_after_kill(tmp_p
     said = " ".join(rerun.stdout.split())  # rich wraps long lines
     computed = int(said.split("(30 frames, ")[1].split()[0])
     assert computed <= 30 - 6  # the frames made before the kill were resumed
-    log = [json.loads(line) for line in next(output.glob(".frames-*")).joinpath("frames.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line)
+        for line in next(output.glob(".frames-*")).joinpath("frames.jsonl").read_text().splitlines()
+    ]
     cold = {entry["frame"]: entry["cold"] for entry in log if "frame" in entry}
     assert len(cold) == 30 and cold[0] and not any(cold[i] for i in range(1, 30))
 
@@ -197,30 +353,98 @@ def test_every_stream_and_the_creation_time_are_kept(tmp_path, starry_night):
     subtitles = tmp_path / "words.srt"
     subtitles.write_text("1\n00:00:00,100 --> 00:00:00,800\nhello\n")
     clip = tmp_path / "phone.mkv"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10", "-f", "lavfi", "-i", "sine=frequency=440",
-           "-f", "lavfi", "-i", "sine=frequency=880", "-i", str(subtitles), "-map", "0", "-map", "1", "-map", "2",
-           "-map", "3", "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-c:s", "srt",
-           "-metadata", "creation_time=2026-06-01T12:00:00.000000Z", "-metadata", "location=+48.52+009.05/", str(clip))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x64:rate=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880",
+        "-i",
+        str(subtitles),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-map",
+        "3",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-c:s",
+        "srt",
+        "-metadata",
+        "creation_time=2026-06-01T12:00:00.000000Z",
+        "-metadata",
+        "location=+48.52+009.05/",
+        str(clip),
+    )
     for output in (tmp_path / "out.mp4", tmp_path / "out.mkv"):
-        stylize_video(clip, [starry_night], output, StyleSettings(size=64, iterations=0, device="cpu"), COPY)
+        stylize_video(
+            clip, [starry_night], output, StyleSettings(size=64, iterations=0, device="cpu"), COPY
+        )
         with av.open(str(output)) as container:
-            assert len(container.streams.audio) == 2 and len(container.streams.subtitles) == 1, output
-            assert container.metadata.get("creation_time", "").startswith("2026-06-01T12:00:00"), container.metadata
-            assert "location" in {key.lower() for key in container.metadata} or output.suffix == ".mkv"
+            assert len(container.streams.audio) == 2 and len(container.streams.subtitles) == 1, (
+                output
+            )
+            assert container.metadata.get("creation_time", "").startswith("2026-06-01T12:00:00"), (
+                container.metadata
+            )
+            assert (
+                "location" in {key.lower() for key in container.metadata} or output.suffix == ".mkv"
+            )
 
 
 def test_webm_is_written_with_vp9_and_opus(tmp_path, starry_night):
     clip = tmp_path / "clip.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-f", "lavfi", "-i", "sine", "-t", "0.4", "-c:v", "libx264",
-           "-pix_fmt", "yuv420p", "-c:a", "aac", str(clip))
-    result = stylize_video(clip, [starry_night], tmp_path / "out.webm", StyleSettings(size=64, iterations=0, device="cpu"), COPY)
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine",
+        "-t",
+        "0.4",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(clip),
+    )
+    result = stylize_video(
+        clip,
+        [starry_night],
+        tmp_path / "out.webm",
+        StyleSettings(size=64, iterations=0, device="cpu"),
+        COPY,
+    )
     with av.open(str(tmp_path / "out.webm")) as container:
         assert [s.codec_context.name for s in container.streams] == ["vp9", "opus"]
     assert any("re-encoded with libopus" in line for line in result.log)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", "video", *args], cwd=REPO, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "video", *args], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def test_bad_inputs_get_one_line_each(tmp_path, starry_night):
@@ -230,14 +454,32 @@ def test_bad_inputs_get_one_line_each(tmp_path, starry_night):
         cv2.imwrite(str(odd / f"{index:04d}.png"), np.zeros((32, width, 3), np.uint8))
     audio = tmp_path / "voice.m4a"
     ffmpeg("-f", "lavfi", "-i", "sine", "-t", "0.3", str(audio))
-    cases = {empty: "no frames", odd: "0002.png: 48x32", audio: "audio-only", tmp_path / "odd" / "x_%03d.png": "matches"}
+    cases = {
+        empty: "no frames",
+        odd: "0002.png: 48x32",
+        audio: "audio-only",
+        tmp_path / "odd" / "x_%03d.png": "matches",
+    }
     for source, words in cases.items():
         run = cli(str(source), "-s", str(starry_night), "-o", str(tmp_path / "out.mp4"))
         lines = run.stderr.strip().splitlines()
-        assert run.returncode != 0 and len(lines) == 1 and words in lines[0] and "Traceback" not in run.stderr, run.stderr
+        assert (
+            run.returncode != 0
+            and len(lines) == 1
+            and words in lines[0]
+            and "Traceback" not in run.stderr
+        ), run.stderr
     run = cli(str(odd / "%04d.png"), "-s", str(starry_night), "-o", str(odd / "%04d.png"))
     assert run.returncode != 0 and "overwrite an input" in run.stderr or "48x32" in run.stderr
-    run = cli(str(tmp_path / "voice.m4a"), "--fps", "30", "-s", str(starry_night), "-o", str(tmp_path / "o.mp4"))
+    run = cli(
+        str(tmp_path / "voice.m4a"),
+        "--fps",
+        "30",
+        "-s",
+        str(starry_night),
+        "-o",
+        str(tmp_path / "o.mp4"),
+    )
     assert run.returncode != 0 and "keeps its own timing" in run.stderr
 
 
@@ -247,9 +489,20 @@ def test_a_pattern_names_the_frames_and_a_gap_is_reported(tmp_path, starry_night
     picture = np.full((32, 48, 3), 90, np.uint8)
     for number in (1, 2, 3, 5, 10):  # frame 10 after frame 5: natural order, and a gap
         cv2.imwrite(str(frames / f"img{number}.jpg"), picture)
-    result = stylize_video(frames / "img%d.jpg", [starry_night], tmp_path / "out" / "%04d.jpg",
-                           StyleSettings(size=48, iterations=0, device="cpu"), VideoSettings(iterations_next=0, fps=Fraction(12)))
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["0001.jpg", "0002.jpg", "0003.jpg", "0005.jpg", "0010.jpg"]
+    result = stylize_video(
+        frames / "img%d.jpg",
+        [starry_night],
+        tmp_path / "out" / "%04d.jpg",
+        StyleSettings(size=48, iterations=0, device="cpu"),
+        VideoSettings(iterations_next=0, fps=Fraction(12)),
+    )
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [
+        "0001.jpg",
+        "0002.jpg",
+        "0003.jpg",
+        "0005.jpg",
+        "0010.jpg",
+    ]
     assert any("4 missing before img5.jpg" in line for line in result.log)
     assert any("6-9 missing before img10.jpg" in line for line in result.log)
 
@@ -263,7 +516,13 @@ def test_exr_frames_come_out_as_16_bit_png(tmp_path, starry_night):
         header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
         with OpenEXR.File(header, {"RGB": linear}) as exr:
             exr.write(str(frames / f"beauty.{index:04d}.exr"))
-    stylize_video(frames, [starry_night], tmp_path / "out", StyleSettings(size=48, iterations=0, device="cpu"), COPY)
+    stylize_video(
+        frames,
+        [starry_night],
+        tmp_path / "out",
+        StyleSettings(size=48, iterations=0, device="cpu"),
+        COPY,
+    )
     written = cv2.imread(str(tmp_path / "out" / "beauty.0001.png"), cv2.IMREAD_UNCHANGED)
     srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
     assert written.dtype == np.uint16  # scene-linear shown as sRGB, at 16 bits

@@ -25,11 +25,13 @@ def constant(value: float, mask: np.ndarray) -> WarpedPrevious:
 
 def test_the_closest_frame_wins_where_masks_overlap():
     right = np.zeros((H, W), np.float32)
-    right[:, W // 2:] = 1  # t-1 vouches only for the right half
+    right[:, W // 2 :] = 1  # t-1 vouches only for the right half
     everywhere = np.ones((H, W), np.float32)
     target = long_term([constant(0.2, right), constant(0.5, everywhere), constant(0.8, everywhere)])
-    assert target.image[:, W // 2 + 5:] == pytest.approx(0.2, abs=1e-4)  # t-1 where it holds
-    assert target.image[:, : W // 2 - 5] == pytest.approx(0.5, abs=1e-4)  # then t-2, never the farther t-4
+    assert target.image[:, W // 2 + 5 :] == pytest.approx(0.2, abs=1e-4)  # t-1 where it holds
+    assert target.image[:, : W // 2 - 5] == pytest.approx(
+        0.5, abs=1e-4
+    )  # then t-2, never the farther t-4
     assert target.mask[:, 5:-5] == pytest.approx(1.0, abs=1e-4)  # every pixel counted once
     nothing = long_term([constant(0.2, np.zeros((H, W))), constant(0.5, np.zeros((H, W)))])
     assert nothing.mask.max() == 0.0
@@ -39,7 +41,7 @@ def moving_square(shift: int) -> tuple[np.ndarray, np.ndarray]:
     """Flows of a 12-px square that moved `shift` px right from frame s to frame t over a still
     background: backward (t -> s) and forward (s -> t)."""
     backward, forward = np.zeros((H, W, 2), np.float32), np.zeros((H, W, 2), np.float32)
-    backward[14:26, 24 + shift:36 + shift, 0] = -shift
+    backward[14:26, 24 + shift : 36 + shift, 0] = -shift
     forward[14:26, 24:36, 0] = shift
     return backward, forward
 
@@ -47,12 +49,16 @@ def moving_square(shift: int) -> tuple[np.ndarray, np.ndarray]:
 def test_occluded_and_motion_boundary_pixels_are_left_out():
     backward, forward = moving_square(6)
     mask = consistency_mask(backward, forward)
-    assert mask[2:10, 2:10].min() == 1 and mask[17:23, 33:39].min() == 1  # still background; the square's inside
+    assert (
+        mask[2:10, 2:10].min() == 1 and mask[17:23, 33:39].min() == 1
+    )  # still background; the square's inside
     assert mask[17:23, 24:30].max() == 0  # uncovered behind the square: the flows disagree
     assert mask[20, 29:31].max() == 0 and mask[20, 41:43].max() == 0  # its edges: motion boundaries
     earlier = warp_along(np.full((H, W, 3), 0.7, np.float32), backward, forward)
     target = long_term([earlier, constant(0.3, np.ones((H, W)))])
-    assert target.image[20, 26] == pytest.approx(0.3, abs=0.01)  # a farther frame fills what t-1 cannot vouch for (blur: a little of t-1)
+    assert target.image[20, 26] == pytest.approx(
+        0.3, abs=0.01
+    )  # a farther frame fills what t-1 cannot vouch for (blur: a little of t-1)
     assert target.image[5, 5] == pytest.approx(0.7, abs=1e-3)
 
 
@@ -63,14 +69,27 @@ def clip() -> list[np.ndarray]:
     return [np.roll(base, shift, axis=1) for shift in range(7)]
 
 
-def resumed_after_kill(tmp_path, clip: list[np.ndarray], stylizer: Stylizer, video: VideoSettings, kill_at: int,
-                       left: str = "") -> tuple[Path, int]:
-    """Stylize `clip` whole into tmp_path/whole, and into tmp_path/killed killed after frame `kill_at`
-    (leaving files matching the glob `left` there) and rerun; assert the two give the same frames
-    byte for byte. The killed folder and the frames the rerun computed."""
+def resumed_after_kill(
+    tmp_path,
+    clip: list[np.ndarray],
+    stylizer: Stylizer,
+    video: VideoSettings,
+    kill_at: int,
+    left: str = "",
+) -> tuple[Path, int]:
+    """Stylize `clip` whole into tmp_path/whole, and into tmp_path/killed killed after frame
+    `kill_at` (leaving files matching the glob `left` there) and rerun; assert the two give the same
+    frames byte for byte. The killed folder and the frames the rerun computed."""
+
     def run(folder, on_frame=None):
-        return pipeline.frames.stylize_frames(clip, pipeline.frames.FrameStylizer(stylizer, video, folder), folder, video,
-                                              len(clip), on_frame)
+        return pipeline.frames.stylize_frames(
+            clip,
+            pipeline.frames.FrameStylizer(stylizer, video, folder),
+            folder,
+            video,
+            len(clip),
+            on_frame,
+        )
 
     run(tmp_path / "whole")
 
@@ -80,25 +99,39 @@ def resumed_after_kill(tmp_path, clip: list[np.ndarray], stylizer: Stylizer, vid
     def kill(report):
         if report.index == kill_at:
             raise Killed
+
     with pytest.raises(Killed):
         run(tmp_path / "killed", kill)
     assert not frame_path(tmp_path / "killed", kill_at + 1).exists()
     assert not left or list((tmp_path / "killed").glob(left)), f"the killed run left no {left}"
     computed = run(tmp_path / "killed").computed
     for index in range(len(clip)):
-        same = frame_path(tmp_path / "whole", index).read_bytes() == frame_path(tmp_path / "killed", index).read_bytes()
+        same = (
+            frame_path(tmp_path / "whole", index).read_bytes()
+            == frame_path(tmp_path / "killed", index).read_bytes()
+        )
         assert same, f"frame {index} differs after the resume"
     return tmp_path / "killed", computed
 
 
-def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(tmp_path, clip, embedded_weights, starry_night):
+def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(
+    tmp_path, clip, embedded_weights, starry_night
+):
     video = VideoSettings(iterations_next=4, scene_threshold=1.0, **LONG)
-    stylizer = Stylizer(StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"), [load_rgb(starry_night)], embedded_weights)
-    _, computed = resumed_after_kill(tmp_path, clip, stylizer, video, kill_at=4, left="flows/*.npz")  # the cached long-term flows
+    stylizer = Stylizer(
+        StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"),
+        [load_rgb(starry_night)],
+        embedded_weights,
+    )
+    _, computed = resumed_after_kill(
+        tmp_path, clip, stylizer, video, kill_at=4, left="flows/*.npz"
+    )  # the cached long-term flows
     assert computed == 2
 
 
-def test_carried_curvature_never_crosses_a_scene_cut(tmp_path, clip, embedded_weights, starry_night, monkeypatch):
+def test_carried_curvature_never_crosses_a_scene_cut(
+    tmp_path, clip, embedded_weights, starry_night, monkeypatch
+):
     other = clip[0] // 4  # much darker: a new shot
     frames = [*clip[:3], *[np.roll(other, s, axis=1) for s in range(3)]]  # a cut before frame 3
     calls = []
@@ -108,15 +141,25 @@ def test_carried_curvature_never_crosses_a_scene_cut(tmp_path, clip, embedded_we
         result = real(self, content, plan, callback)
         calls.append((plan, result))
         return result
+
     monkeypatch.setattr(Stylizer, "stylize", spy)
     video = VideoSettings(iterations_next=4, scene_threshold=0.1, **LONG)
-    stylizer = Stylizer(StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"), [load_rgb(starry_night)], embedded_weights)
-    done = pipeline.frames.stylize_frames(frames, pipeline.frames.FrameStylizer(stylizer, video, tmp_path), tmp_path, video, 6)
+    stylizer = Stylizer(
+        StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"),
+        [load_rgb(starry_night)],
+        embedded_weights,
+    )
+    done = pipeline.frames.stylize_frames(
+        frames, pipeline.frames.FrameStylizer(stylizer, video, tmp_path), tmp_path, video, 6
+    )
     assert done.cuts == [3] and len(calls) == 6
     carried = [plan.curvature for plan, _ in calls]
     assert carried[0] is None and carried[3] is None  # each shot's first frame starts cold
     for index in (1, 2, 4, 5):  # the others from frame t-1 of their own shot
-        assert carried[index] is not None and carried[index].scale == calls[index - 1][1].curvature.scale
+        assert (
+            carried[index] is not None
+            and carried[index].scale == calls[index - 1][1].curvature.scale
+        )
 
 
 @pytest.mark.slow
@@ -141,7 +184,9 @@ def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, star
         for index in range(8):
             error.add(inputs[index], read_frame(frame_path(folder, index)))
         return error.value
+
     from pipeline.video_io import Reader, probe
+
     with Reader(probe(source), (96, 64)) as reader:
         inputs = list(reader.frames())
     first, last = flicker(pass_folder(result.work_dir, 1)), flicker(pass_folder(result.work_dir, 3))
@@ -150,24 +195,33 @@ def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, star
     finished = {i: frame_path(pass_folder(result.work_dir, 3), i).read_bytes() for i in range(8)}
     for index in (5, 6, 7):  # the forward pass 3 was killed after frame 4
         frame_path(pass_folder(result.work_dir, 3), index).unlink()
-    rerun = stylize_video(source, [starry_night], tmp_path / "out.mp4", style, video, overwrite=True)
+    rerun = stylize_video(
+        source, [starry_night], tmp_path / "out.mp4", style, video, overwrite=True
+    )
     assert rerun.computed == 3
-    assert all(frame_path(pass_folder(result.work_dir, 3), i).read_bytes() == finished[i] for i in range(8))
+    assert all(
+        frame_path(pass_folder(result.work_dir, 3), i).read_bytes() == finished[i] for i in range(8)
+    )
 
 
 def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_motion():
-    """On a still background with sensor noise DIS reports motion of its own; the still-aware flow is
-    zero there (nothing to warp, nothing to count as flicker), and keeps the motion of what moves."""
+    """On a still background with sensor noise DIS reports motion of its own; the still-aware flow
+    is zero there (nothing to warp, nothing to count as flicker), and keeps the motion of what
+    moves."""
     from pipeline.temporal import FlowEstimator, Frame
 
     rng = np.random.default_rng(11)
     background = cv2.GaussianBlur(rng.integers(0, 256, (96, 128), dtype=np.uint8), (0, 0), 2.0)
-    background = np.repeat(cv2.normalize(background, None, 0, 255, cv2.NORM_MINMAX)[..., None], 3, axis=2)
+    background = np.repeat(
+        cv2.normalize(background, None, 0, 255, cv2.NORM_MINMAX)[..., None], 3, axis=2
+    )
     square = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
 
     def frame(x: int) -> Frame:
-        noisy = np.clip(background.astype(np.int16) + rng.integers(-3, 4, background.shape), 0, 255).astype(np.uint8)
-        noisy[36:60, x:x + 24] = square
+        noisy = np.clip(
+            background.astype(np.int16) + rng.integers(-3, 4, background.shape), 0, 255
+        ).astype(np.uint8)
+        noisy[36:60, x : x + 24] = square
         return Frame(noisy)
 
     now, before = frame(54), frame(50)  # the square moved 4 px to the right
@@ -176,31 +230,43 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
     assert np.abs(dis[background_rows]).max() > 0.05  # DIS's own noise on the still part
     assert not still[background_rows].any()
     inside = still[42:54, 60:72]
-    assert np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0  # back to where it was
-    panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))  # a moving camera: its flat areas move with it
-    assert np.array_equal(FlowEstimator().flow(panned, now), FlowEstimator(still=False).flow(panned, now))
+    assert (
+        np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0
+    )  # back to where it was
+    panned = Frame(
+        np.ascontiguousarray(np.roll(now.rgb, 2, axis=1))
+    )  # a moving camera: its flat areas move with it
+    assert np.array_equal(
+        FlowEstimator().flow(panned, now), FlowEstimator(still=False).flow(panned, now)
+    )
 
 
 def flat_ground_with_a_large_block(x: int | None, rng: np.random.Generator) -> np.ndarray:
     """A still camera over a car park from above (slightly noisy asphalt) that a red car crosses."""
-    texture = cv2.GaussianBlur(np.random.default_rng(9).normal(0, 20, (96, 160)).astype(np.float32), (0, 0), 1.0)  # asphalt
+    texture = cv2.GaussianBlur(
+        np.random.default_rng(9).normal(0, 20, (96, 160)).astype(np.float32), (0, 0), 1.0
+    )  # asphalt
     ground = np.round(90 + texture[..., None] + rng.normal(0, 1, (96, 160, 3))).astype(np.int16)
-    block = np.array([200, 60, 60]) + np.random.default_rng(5).integers(-40, 41, (60, 70, 3))  # a red car
+    block = np.array([200, 60, 60]) + np.random.default_rng(5).integers(
+        -40, 41, (60, 70, 3)
+    )  # a red car
     if x is not None:  # None: out of view
-        ground[18:78, x:x + 70] = block
+        ground[18:78, x : x + 70] = block
     return np.clip(ground, 0, 255).astype(np.uint8)
 
 
 def test_a_still_camera_is_told_from_a_pan_while_cars_cross_it():
-    """car-detection at 256 px, frames 207-208: two cars cross a still car park and DIS spreads their
-    motion over the flat asphalt (a median of 0.79 px), which the median alone took for a pan; shifting
-    the whole frame by it explains nothing. The same frame moved 2 px is a pan."""
+    """car-detection at 256 px, frames 207-208: two cars cross a still car park and DIS spreads
+    their motion over the flat asphalt (a median of 0.79 px), which the median alone took for a pan;
+    shifting the whole frame by it explains nothing. The same frame moved 2 px is a pan."""
     from pipeline.temporal import FlowEstimator, Frame, camera_still
     from pipeline.video_io import Reader, even_size, probe, seek_time
     from tests.conftest import data_file
 
     info = probe(data_file("videos/car-detection.mp4"))
-    with Reader(info, even_size(info.width, info.height, 256), start=seek_time(info, 0.0, 207)) as reader:
+    with Reader(
+        info, even_size(info.width, info.height, 256), start=seek_time(info, 0.0, 207)
+    ) as reader:
         before, now = (Frame(rgb) for rgb in reader.frames(2))
     dis = FlowEstimator(still=False).flow(now, before)
     assert np.hypot(*np.median(dis.reshape(-1, 2), axis=0)) > 0.25
@@ -210,16 +276,27 @@ def test_a_still_camera_is_told_from_a_pan_while_cars_cross_it():
 
 
 def test_a_pixel_the_flow_drags_an_object_over_is_not_vouched_for():
-    """Consistent flows can still be wrong: a flow that moves the ground behind a block with it brings
-    the block's pixels onto the ground; the inputs warped along it say so."""
+    """Consistent flows can still be wrong: a flow that moves the ground behind a block with it
+    brings the block's pixels onto the ground; the inputs warped along it say so."""
     from pipeline.temporal import Frame, looks_alike
 
     rng = np.random.default_rng(4)
-    now, before = Frame(flat_ground_with_a_large_block(46, rng)), Frame(flat_ground_with_a_large_block(40, rng))
+    now, before = (
+        Frame(flat_ground_with_a_large_block(46, rng)),
+        Frame(flat_ground_with_a_large_block(40, rng)),
+    )
     flow = np.zeros((96, 160, 2), np.float32)
-    flow[18:78, 46:116, 0] = -6  # the block, back to where it was; the ground it left stays put, and brings the block back
+    flow[
+        18:78, 46:116, 0
+    ] = (
+        -6
+    )  # the block, back to where it was; the ground it left stays put, and brings the block back
     alike = looks_alike(now, before, flow)
-    assert alike[20:76, 48:114].min() > 0.99 and alike[:, 125:].min() > 0.99 and alike[:12].min() > 0.99
+    assert (
+        alike[20:76, 48:114].min() > 0.99
+        and alike[:, 125:].min() > 0.99
+        and alike[:12].min() > 0.99
+    )
     assert alike[22:74, 42:44].max() < 0.01  # the block's pixels onto the ground it left: not alike
 
 
@@ -233,49 +310,63 @@ def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light
     rng = np.random.default_rng(6)
     first_input = flat_ground_with_a_large_block(None, rng)  # the ground only
     first_result = rng.integers(0, 256, first_input.shape, dtype=np.uint8)
-    now = flat_ground_with_a_large_block(20, rng).astype(np.int16) + 10  # the block is in; the exposure rose
+    now = (
+        flat_ground_with_a_large_block(20, rng).astype(np.int16) + 10
+    )  # the block is in; the exposure rose
     now = Frame(np.clip(now, 0, 255).astype(np.uint8))
     mud = np.full(first_input.shape, 0.5, np.float32)
     vouched = np.ones(first_input.shape[:2], np.float32)
     vouched[:, 100:130] = 0  # the block just left these pixels
     vouched[30:60, 30:60] = 0  # and these are under it
-    carried = restored(WarpedPrevious(mud, vouched), now, Earlier(0, Frame(first_input), first_result, anchor=True))
+    carried = restored(
+        WarpedPrevious(mud, vouched), now, Earlier(0, Frame(first_input), first_result, anchor=True)
+    )
     expected = np.clip(first_result[22:74, 104:126] / 255 + 10 / 255, 0, 1)
     assert np.abs(carried.image[22:74, 104:126] - expected).mean() < 0.01
     assert carried.mask[22:74, 104:126].min() > 0.99
-    assert np.allclose(carried.image[35:55, 35:55], 0.5) and carried.mask[35:55, 35:55].max() < 0.01  # the block: not the ground's strokes
+    assert (
+        np.allclose(carried.image[35:55, 35:55], 0.5) and carried.mask[35:55, 35:55].max() < 0.01
+    )  # the block: not the ground's strokes
     assert np.allclose(carried.image[:, 140:], 0.5)  # vouched pixels keep the carried result
 
 
 def test_a_large_car_crossing_a_darkening_still_frame_is_no_pan():
     """car-detection at 96 px, frames 69-70: a white car fills a tenth of a still car park while the
-    exposure darkens. DIS's median (2 px) and the whole-frame shift's gain (a third of the difference)
-    took it for a pan; between neighbouring frames the shift's making the ground behind the car match
-    worse says otherwise. The same frame moved 2 px is still a pan."""
+    exposure darkens. DIS's median (2 px) and the whole-frame shift's gain (a third of the
+    difference) took it for a pan; between neighbouring frames the shift's making the ground behind
+    the car match worse says otherwise. The same frame moved 2 px is still a pan."""
     from pipeline.temporal import FlowEstimator, Frame, camera_still
     from pipeline.video_io import Reader, even_size, probe, seek_time
     from tests.conftest import data_file
 
     info = probe(data_file("videos/car-detection.mp4"))
-    with Reader(info, even_size(info.width, info.height, 96), start=seek_time(info, 0.0, 69)) as reader:
+    with Reader(
+        info, even_size(info.width, info.height, 96), start=seek_time(info, 0.0, 69)
+    ) as reader:
         before, now = (Frame(rgb) for rgb in reader.frames(2))
     dis = FlowEstimator(still=False).flow(now, before)
     assert np.hypot(*np.median(dis.reshape(-1, 2), axis=0)) > 1.0
     assert not camera_still(dis, now.grey, before.grey)  # frames further apart get no vote
     assert camera_still(dis, now.grey, before.grey, neighbours=True)
     panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
-    assert not camera_still(FlowEstimator(still=False).flow(panned, now), panned.grey, now.grey, neighbours=True)
+    assert not camera_still(
+        FlowEstimator(still=False).flow(panned, now), panned.grey, now.grey, neighbours=True
+    )
 
 
 def test_chained_flows_follow_a_pan_and_stay_zero_for_a_still_camera():
     """A chunk's head is carried from the shot's first frame along the path the frames in between
-    took: a pan of 2 px a frame adds up to 6 px over three steps; a still camera's path is zero, also
-    where a block moved across it."""
+    took: a pan of 2 px a frame adds up to 6 px over three steps; a still camera's path is zero,
+    also where a block moved across it."""
     from pipeline.temporal import FlowEstimator, Frame, chained_flows
 
     rng = np.random.default_rng(7)
-    scene = cv2.GaussianBlur(np.kron(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)), (0, 0), 1.0)
-    pan = [Frame(np.ascontiguousarray(scene[8:72, 2 * t:2 * t + 96])) for t in range(4)]
+    scene = cv2.GaussianBlur(
+        np.kron(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)),
+        (0, 0),
+        1.0,
+    )
+    pan = [Frame(np.ascontiguousarray(scene[8:72, 2 * t : 2 * t + 96])) for t in range(4)]
     last, backward, forward = chained_flows(pan[0], pan[1:], FlowEstimator())
     assert last is pan[-1]
     inner = (slice(12, 52), slice(12, 60))  # away from the borders, which the pan uncovers
@@ -285,7 +376,7 @@ def test_chained_flows_follow_a_pan_and_stay_zero_for_a_still_camera():
     still = []
     for t in range(4):
         frame = np.ascontiguousarray(scene[8:72, :96]).copy()
-        frame[20:40, 10 + 8 * t:30 + 8 * t] = 240  # a bright block crossing
+        frame[20:40, 10 + 8 * t : 30 + 8 * t] = 240  # a bright block crossing
         still.append(Frame(frame))
     _, backward, forward = chained_flows(still[0], still[1:], FlowEstimator())
     assert not backward.any() and not forward.any()

@@ -1,6 +1,14 @@
 import torch
 
-from pipeline.losses import ContentLoss, StyleLoss, TemporalLoss, TVLoss, content_loss, gram_matrix, style_layer_loss
+from pipeline.losses import (
+    ContentLoss,
+    StyleLoss,
+    TemporalLoss,
+    TVLoss,
+    content_loss,
+    gram_matrix,
+    style_layer_loss,
+)
 
 
 def features_2x2x2():
@@ -38,7 +46,9 @@ def test_modules_are_normalized_by_the_zero_image_loss():
     x = torch.randn(1, 4, 5, 6)
     content = ContentLoss(target)
     assert torch.isclose(content(torch.zeros_like(target)), torch.tensor(1.0))
-    assert torch.isclose(content(x), content_loss(x, target) / content_loss(torch.zeros_like(target), target))
+    assert torch.isclose(
+        content(x), content_loss(x, target) / content_loss(torch.zeros_like(target), target)
+    )
     style = StyleLoss(gram_matrix(target))
     assert torch.isclose(style(torch.zeros_like(target)), torch.tensor(1.0))
     assert style(target).item() == 0.0
@@ -95,7 +105,9 @@ def test_bf16_features_give_the_fp32_gram_and_gradient():
     high = exact.clone().requires_grad_(True)
     StyleLoss(target)(low).backward()
     StyleLoss(target)(high).backward()
-    assert low.grad.dtype == torch.bfloat16 and low.grad.is_contiguous(memory_format=torch.channels_last)
+    assert low.grad.dtype == torch.bfloat16 and low.grad.is_contiguous(
+        memory_format=torch.channels_last
+    )
     relative = (low.grad.float() - high.grad).norm() / high.grad.norm()
     assert relative < 1e-2  # bf16 rounding of the result, nothing more
 

@@ -1,6 +1,6 @@
 """Every option is checked before any work starts: a bad value gives one line naming the
-option and what is allowed, exit code 2, no traceback, and neither the network nor any input is loaded.
-The library's settings refuse the same values when called from Python."""
+option and what is allowed, exit code 2, no traceback, and neither the network nor any input is
+loaded. The library's settings refuse the same values when called from Python."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 
 from cli.main import OneLineErrors, app
 from pipeline.errors import SettingsError
-from pipeline.settings import LAYER_NAMES, ClusterSettings, FolderSettings, StyleSettings, VideoSettings, check_style_count
+from pipeline.settings import (
+    LAYER_NAMES,
+    ClusterSettings,
+    FolderSettings,
+    StyleSettings,
+    VideoSettings,
+    check_style_count,
+)
 from tests.conftest import data_file
 
 runner = CliRunner()
@@ -105,12 +112,22 @@ def no_work(monkeypatch):
     import pipeline.video_job
     import pipeline.weights
 
-    for module, name in [(pipeline.weights, "load_weights"), (pipeline.engine, "load_weights"),
-                         (pipeline.video_io, "probe"), (pipeline.video_io, "Reader"),
-                         (pipeline.image_job, "stylize_file"), (pipeline.video_job, "stylize_video"),
-                         (pipeline.batch, "stylize_folder"), (pipeline.batch, "plan")]:
+    for module, name in [
+        (pipeline.weights, "load_weights"),
+        (pipeline.engine, "load_weights"),
+        (pipeline.video_io, "probe"),
+        (pipeline.video_io, "Reader"),
+        (pipeline.image_job, "stylize_file"),
+        (pipeline.video_job, "stylize_video"),
+        (pipeline.batch, "stylize_folder"),
+        (pipeline.batch, "plan"),
+    ]:
         monkeypatch.setattr(module, name, _fail)
-    for module, name in [(pipeline.batch, "load_weights"), (pipeline.video_job, "probe"), (pipeline.video_job, "Reader")]:
+    for module, name in [
+        (pipeline.batch, "load_weights"),
+        (pipeline.video_job, "probe"),
+        (pipeline.video_job, "Reader"),
+    ]:
         if hasattr(module, name):  # the names each module took with `from ... import`
             monkeypatch.setattr(module, name, _fail)
 
@@ -123,7 +140,13 @@ def command_args(tmp_path, tubingen, starry_night):
     styles = ["-s", str(starry_night), "-s", str(starry_night)]
     return {
         "image": ["image", str(tubingen), "-o", str(tmp_path / "out.jpg"), *styles],
-        "video": ["video", str(data_file("videos/car-detection.mp4")), "-o", str(tmp_path / "out.mp4"), *styles],
+        "video": [
+            "video",
+            str(data_file("videos/car-detection.mp4")),
+            "-o",
+            str(tmp_path / "out.mp4"),
+            *styles,
+        ],
         "folder": ["folder", str(photos), "-o", str(tmp_path / "out"), *styles],
     }
 
@@ -137,11 +160,16 @@ def one_line_error(result, option: str) -> str:
     return lines[0]
 
 
-CASES = ([("image", *case) for case in STYLE_CASES + IMAGE_CASES] + [("video", *case) for case in STYLE_CASES + VIDEO_CASES]
-         + [("folder", *case) for case in STYLE_CASES + FOLDER_CASES])
+CASES = (
+    [("image", *case) for case in STYLE_CASES + IMAGE_CASES]
+    + [("video", *case) for case in STYLE_CASES + VIDEO_CASES]
+    + [("folder", *case) for case in STYLE_CASES + FOLDER_CASES]
+)
 
 
-@pytest.mark.parametrize(("command", "args", "option"), CASES, ids=[f"{c}{' '.join(a)}" for c, a, _ in CASES])
+@pytest.mark.parametrize(
+    ("command", "args", "option"), CASES, ids=[f"{c}{' '.join(a)}" for c, a, _ in CASES]
+)
 def test_bad_option_fails_before_any_work(no_work, command_args, command, args, option):
     one_line_error(runner.invoke(app, [*command_args[command], *args]), option)
 
@@ -150,24 +178,55 @@ def test_bad_option_fails_before_any_work(no_work, command_args, command, args, 
 def test_good_options_reach_the_work(no_work, command_args, command):
     """The control: valid options get past every check to the trapped work, so the cases above
     would catch a check that came too late."""
-    result = runner.invoke(app, [*command_args[command], "--style-blend", "1,2" if command != "folder" else "1",
-                                 "--device", "cpu", "--coarse-to-fine", "on", "--optimizer", "adam", "--precision", "fp32"])
-    assert isinstance(result.exception, AssertionError) and "work started" in str(result.exception), result.output
+    result = runner.invoke(
+        app,
+        [
+            *command_args[command],
+            "--style-blend",
+            "1,2" if command != "folder" else "1",
+            "--device",
+            "cpu",
+            "--coarse-to-fine",
+            "on",
+            "--optimizer",
+            "adam",
+            "--precision",
+            "fp32",
+        ],
+    )
+    assert isinstance(result.exception, AssertionError) and "work started" in str(
+        result.exception
+    ), result.output
 
 
 def test_choices_in_messages(no_work, command_args):
-    line = one_line_error(runner.invoke(app, [*command_args["video"], "--fill", "contnet"]), "--fill")
+    line = one_line_error(
+        runner.invoke(app, [*command_args["video"], "--fill", "contnet"]), "--fill"
+    )
     assert "contnet" in line and all(choice in line for choice in ("content", "warp", "blend"))
-    line = one_line_error(runner.invoke(app, [*command_args["video"], "--codec", "nope"]), "--codec")
-    assert line == "error: --codec nope: not a video encoder of this ffmpeg (e.g. libx264, libx265, libvpx-vp9)"
-    line = one_line_error(runner.invoke(app, [*command_args["image"], "--style-blend", "0.5,0.3,0.2"]), "--style-blend")
+    line = one_line_error(
+        runner.invoke(app, [*command_args["video"], "--codec", "nope"]), "--codec"
+    )
+    assert (
+        line == "error: --codec nope: not a video encoder of this ffmpeg (e.g. libx264, libx265, "
+        "libvpx-vp9)"
+    )
+    line = one_line_error(
+        runner.invoke(app, [*command_args["image"], "--style-blend", "0.5,0.3,0.2"]),
+        "--style-blend",
+    )
     assert "3 weights for 2 style images" in line
-    line = one_line_error(runner.invoke(app, [*command_args["image"], "--style-layers", "conv9_9"]), "--style-layers")
+    line = one_line_error(
+        runner.invoke(app, [*command_args["image"], "--style-layers", "conv9_9"]), "--style-layers"
+    )
     assert "conv9_9" in line and "conv5_4" in line  # a long line stays one line
 
 
 def test_usage_errors_are_one_line():
-    for args, expected in ([["nosuch"], "No such command 'nosuch'"], [["image"], "Missing argument"]):
+    for args, expected in (
+        [["nosuch"], "No such command 'nosuch'"],
+        [["image"], "Missing argument"],
+    ):
         assert one_line_error(runner.invoke(app, args), expected)
 
 
@@ -200,8 +259,21 @@ def test_exit_codes_of_commands_pass_through():
 
 
 def test_real_process_prints_one_line_on_stderr(tmp_path, tubingen, starry_night):
-    base = [sys.executable, "-m", "cli.main", "image", str(tubingen), "-s", str(starry_night), "-o", str(tmp_path / "o.jpg")]
-    for extra, option in ((["--optimizer", "sgd"], "--optimizer"), (["--style-layers", "conv9_9"], "--style-layers")):
+    base = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "image",
+        str(tubingen),
+        "-s",
+        str(starry_night),
+        "-o",
+        str(tmp_path / "o.jpg"),
+    ]
+    for extra, option in (
+        (["--optimizer", "sgd"], "--optimizer"),
+        (["--style-layers", "conv9_9"], "--style-layers"),
+    ):
         done = subprocess.run([*base, *extra], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and done.stdout == "", done
         lines = done.stderr.splitlines()
@@ -260,12 +332,20 @@ LIBRARY_CASES = [
     (FolderSettings, {"quality": 101}, "--quality"),
     (ClusterSettings, {"workers": 0}, "--ray-workers"),
     (ClusterSettings, {"cpus_per_worker": 0}, "--ray-cpus-per-worker"),
-    (ClusterSettings, {"chunk_frames": 30}, "--chunk-frames"),  # not above twice the default overlap (15)
+    (
+        ClusterSettings,
+        {"chunk_frames": 30},
+        "--chunk-frames",
+    ),  # not above twice the default overlap (15)
     (ClusterSettings, {"overlap_frames": -1}, "--overlap-frames"),
 ]
 
 
-@pytest.mark.parametrize(("kind", "values", "option"), LIBRARY_CASES, ids=[f"{k.__name__}-{v}" for k, v, _ in LIBRARY_CASES])
+@pytest.mark.parametrize(
+    ("kind", "values", "option"),
+    LIBRARY_CASES,
+    ids=[f"{k.__name__}-{v}" for k, v, _ in LIBRARY_CASES],
+)
 def test_settings_refuse_bad_values(kind, values, option):
     with pytest.raises(SettingsError) as caught:
         kind(**values)
@@ -275,9 +355,26 @@ def test_settings_refuse_bad_values(kind, values, option):
 
 def test_settings_accept_the_edges():
     StyleSettings(), VideoSettings(), FolderSettings(), ClusterSettings()
-    StyleSettings(iterations=0, tv_weight=0, tolerance=0, device="cuda:1", init="some/photo.jpg", style_blend=(0.0, 1.0),
-                  style_layers=("conv1_1", "relu2_1", "pool3"), style_layer_weights=(1, 0, 2), coarse_to_fine=False)
-    VideoSettings(warm_start="content", fill="blend", scene_threshold=1.0, crf=51, temporal_weight=0, iterations_next=0, max_frames=1)
+    StyleSettings(
+        iterations=0,
+        tv_weight=0,
+        tolerance=0,
+        device="cuda:1",
+        init="some/photo.jpg",
+        style_blend=(0.0, 1.0),
+        style_layers=("conv1_1", "relu2_1", "pool3"),
+        style_layer_weights=(1, 0, 2),
+        coarse_to_fine=False,
+    )
+    VideoSettings(
+        warm_start="content",
+        fill="blend",
+        scene_threshold=1.0,
+        crf=51,
+        temporal_weight=0,
+        iterations_next=0,
+        max_frames=1,
+    )
     VideoSettings(codec="libvpx-vp9", crf=63)
     FolderSettings(quality=1), FolderSettings(quality=100)
     ClusterSettings(chunk_frames=31, workers=1), ClusterSettings(chunk_frames=1, overlap_frames=0)

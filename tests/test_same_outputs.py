@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import data_file
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"  # main before the image and folder paths were restructured
+# main before the image and folder paths were restructured
+REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"
 TINY = ["--precision", "fp32", "--device", "cpu"]
 
 
@@ -23,12 +24,17 @@ def reference_tree(tmp_path_factory) -> Path:
     tree = tmp_path_factory.mktemp("reference")
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", REFERENCE], capture_output=True)
     if archive.returncode != 0:
-        pytest.skip(f"commit {REFERENCE[:10]} is not in this clone ({archive.stderr.decode().strip()[:100]})")
+        pytest.skip(
+            f"commit {REFERENCE[:10]} is not in this clone "
+            f"({archive.stderr.decode().strip()[:100]})"
+        )
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree
 
 
-def run_both(reference: Path, work: Path, *args: str, after: tuple[str, ...] = ()) -> tuple[Path, Path]:
+def run_both(
+    reference: Path, work: Path, *args: str, after: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
     """The same command line from the reference tree and from this one (plus `after`: options that
     restore an old default), each writing under its own folder."""
     outputs = []
@@ -36,8 +42,17 @@ def run_both(reference: Path, work: Path, *args: str, after: tuple[str, ...] = (
         folder = work / name
         folder.mkdir(parents=True)
         extra = after if name == "after" else ()
-        command = [sys.executable, "-m", "cli.main", *(arg.replace("{out}", str(folder)) for arg in args), *extra, *TINY]
-        done = subprocess.run(command, cwd=tree, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        command = [
+            sys.executable,
+            "-m",
+            "cli.main",
+            *(arg.replace("{out}", str(folder)) for arg in args),
+            *extra,
+            *TINY,
+        ]
+        done = subprocess.run(
+            command, cwd=tree, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         assert done.returncode == 0, f"{name}: {done.stderr[-600:]}"
         outputs.append(folder)
     return outputs[0], outputs[1]
@@ -53,38 +68,88 @@ def same_files(before: Path, after: Path, pattern: str) -> int:
 
 @pytest.mark.slow
 def test_image_and_folder_give_the_same_bytes(reference_tree, tmp_path, tubingen, starry_night):
-    before, after = run_both(reference_tree, tmp_path, "image", str(tubingen), "-s", str(starry_night), "-o", "{out}/t.png",
-                             "--size", "64", "--iterations", "12")
+    before, after = run_both(
+        reference_tree,
+        tmp_path,
+        "image",
+        str(tubingen),
+        "-s",
+        str(starry_night),
+        "-o",
+        "{out}/t.png",
+        "--size",
+        "64",
+        "--iterations",
+        "12",
+    )
     assert same_files(before, after, "t.png") == 1
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
     shutil.copy(tubingen, photos / "a.jpg")
     shutil.copy(data_file("contents/golden_gate.jpg"), photos / "sub" / "b.jpg")
-    before, after = run_both(reference_tree, tmp_path / "folder", "folder", str(photos), "-s", str(starry_night),
-                             "-o", "{out}/styled", "--size", "48", "--iterations", "6")
-    assert same_files(before, after, "styled/**/*.jpg") == 6  # two photos, and each one's two gallery thumbnails
+    before, after = run_both(
+        reference_tree,
+        tmp_path / "folder",
+        "folder",
+        str(photos),
+        "-s",
+        str(starry_night),
+        "-o",
+        "{out}/styled",
+        "--size",
+        "48",
+        "--iterations",
+        "6",
+    )
+    assert (
+        same_files(before, after, "styled/**/*.jpg") == 6
+    )  # two photos, and each one's two gallery thumbnails
 
 
-FRAMES_REFERENCE = "4b9c6189d7ded4bfbc216387be4baeec39d8170b"  # main before the frame path was restructured
+# main before the frame path was restructured
+FRAMES_REFERENCE = "4b9c6189d7ded4bfbc216387be4baeec39d8170b"
 
 
 @pytest.fixture(scope="module")
 def frames_reference_tree(tmp_path_factory) -> Path:
     tree = tmp_path_factory.mktemp("frames-reference")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", FRAMES_REFERENCE], capture_output=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", FRAMES_REFERENCE], capture_output=True
+    )
     if archive.returncode != 0:
-        pytest.skip(f"commit {FRAMES_REFERENCE[:10]} is not in this clone ({archive.stderr.decode().strip()[:100]})")
+        pytest.skip(
+            f"commit {FRAMES_REFERENCE[:10]} is not in this clone "
+            f"({archive.stderr.decode().strip()[:100]})"
+        )
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree
 
 
 @pytest.mark.parametrize("extra", [(), ("--hold-still", "0.03")], ids=["defaults", "hold-still"])
-def test_video_frames_are_the_same_bits_as_the_reference(frames_reference_tree, tmp_path, starry_night, extra):
+def test_video_frames_are_the_same_bits_as_the_reference(
+    frames_reference_tree, tmp_path, starry_night, extra
+):
     """car-detection where a car enters the still car park: warm starts along the still-aware flow,
-    the photo check, restores, disocclusions and the long-term frames (t-1, t-2, t-4), at the default
-    settings but a short first frame; each frame as lossless PNG."""
+    the photo check, restores, disocclusions and the long-term frames (t-1, t-2, t-4), at the
+    default settings but a short first frame; each frame as lossless PNG."""
     clip = data_file("videos/car-detection.mp4")
-    before, after = run_both(frames_reference_tree, tmp_path, "video", str(clip), "-s", str(starry_night),
-                             "-o", "{out}/frames/", "--size", "96", "--iterations", "20", "--start", "4.8",
-                             "--max-frames", "7", *extra)
+    before, after = run_both(
+        frames_reference_tree,
+        tmp_path,
+        "video",
+        str(clip),
+        "-s",
+        str(starry_night),
+        "-o",
+        "{out}/frames/",
+        "--size",
+        "96",
+        "--iterations",
+        "20",
+        "--start",
+        "4.8",
+        "--max-frames",
+        "7",
+        *extra,
+    )
     assert same_files(before, after, "frames/*.png") == 7

@@ -43,7 +43,9 @@ def test_tiled_loss_and_gradient_equal_the_whole_images(fp32_stylizer, tubingen)
     """Odd sizes (203 x 270: neither side on the 16 px grid), cores of 64 px whose halos cross
     pooling windows and reach the image's borders; conv1_1 to conv5_1 and TV."""
     content = torch.nn.functional.interpolate(load_rgb(tubingen), size=(203, 270), mode="area")
-    image = (content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    image = (
+        content + 0.1 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0))
+    ).clamp(0, 1)
     tiles = plan_tiles(203, 270, 64, LAYERS)
 
     whole_terms = fp32_stylizer.loss_terms(content)
@@ -52,7 +54,12 @@ def test_tiled_loss_and_gradient_equal_the_whole_images(fp32_stylizer, tubingen)
     sum(parts.values()).backward()
 
     tiled_target = assemble_features(content, "conv4_2", fp32_stylizer.features, tiles)
-    assert torch.allclose(tiled_target, whole_terms[0].loss.target, rtol=1e-4, atol=1e-4 * float(tiled_target.abs().max()))
+    assert torch.allclose(
+        tiled_target,
+        whole_terms[0].loss.target,
+        rtol=1e-4,
+        atol=1e-4 * float(tiled_target.abs().max()),
+    )
     tiled = image.clone().requires_grad_(True)
     values = evaluate_tiled(tiled, whole_terms, fp32_stylizer.features, tiles)
 
@@ -89,22 +96,34 @@ def test_large_scales_get_an_evaluation_budget():
     settings = StyleSettings(size=None, iterations=300)
     ladder = scale_ladder(3024, 4032, settings)
     assert [max(size) for size in ladder] == [504, 1008, 2016, 4032]
-    assert [rung_budget(size, 300, settings, ladder) for size in ladder] == [(300, 375), (77, 77), (19, 19), (10, 10)]
+    assert [rung_budget(size, 300, settings, ladder) for size in ladder] == [
+        (300, 375),
+        (77, 77),
+        (19, 19),
+        (10, 10),
+    ]
     assert rung_budget((384, 512), 300, settings, [(384, 512)]) == (300, 375)
 
 
 def test_a_large_scale_spends_its_whole_evaluation_budget(embedded_weights, tubingen, starry_night):
     """Its first line search after the resize takes several evaluations; the scale still runs all of
-    its budget (an iteration budget with evaluations capped at 1.25x stopped one such scale after 7 evaluations)."""
-    settings = StyleSettings(size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0)
+    its budget (an iteration budget with evaluations capped at 1.25x stopped one such scale after 7
+    evaluations)."""
+    settings = StyleSettings(
+        size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0
+    )
     stylizer = Stylizer(settings, [load_rgb(starry_night, 128)], weights=embedded_weights)
     content = load_rgb(tubingen, 192)
     ladder = stylizer.ladder(content)
     budgets = [rung_budget(size, 40, settings, ladder) for size in ladder]
     assert [max(size) for size in ladder] == [96, 192] and budgets[1] == (10, 10)
     spent: dict[int, tuple[int, int]] = {}
-    stylizer.stylize(content, callback=lambda p: spent.__setitem__(p.scale, (p.iteration, p.evaluations)))
-    assert spent[2][1] in (10, 11) and spent[2][0] < 10  # ten evaluations (a line search may end one over), fewer iterations
+    stylizer.stylize(
+        content, callback=lambda p: spent.__setitem__(p.scale, (p.iteration, p.evaluations))
+    )
+    assert (
+        spent[2][1] in (10, 11) and spent[2][0] < 10
+    )  # ten evaluations (a line search may end one over), fewer iterations
     assert spent[1][0] == 40 and spent[1][1] <= 50
 
 
@@ -116,8 +135,8 @@ from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings
 budget, style = int(sys.argv[1]), sys.argv[2]
 torch.set_num_threads(2)
-settings = StyleSettings(size=640, precision="fp32", coarse_to_fine=False, tolerance=0.0, max_memory=budget)
-stylizer = Stylizer(settings, [load_rgb(style)])
+settings = StyleSettings(size=640, precision="fp32", coarse_to_fine=False, tolerance=0.0,
+max_memory=budget) stylizer = Stylizer(settings, [load_rgb(style)])
 stylizer.stylize(torch.rand(1, 3, 48, 64), Plan(iterations=1))
 before = peak_rss_bytes()
 content = torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(0))
@@ -128,8 +147,13 @@ print(json.dumps({"growth": peak_rss_bytes() - before, "tiles": len(tiles or [])
 
 
 def peak_growth(budget: int, style: Path) -> dict:
-    run = subprocess.run([sys.executable, "-c", PEAK, str(budget), str(style)], capture_output=True, text=True,
-                         cwd=Path(__file__).parents[1], timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", PEAK, str(budget), str(style)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -144,12 +168,17 @@ def test_an_image_too_big_for_max_memory_runs_tiled_within_it(starry_night):
 
 
 @pytest.mark.slow
-def test_a_large_scale_starts_from_the_curvature_of_the_scale_below(embedded_weights, tubingen, starry_night, monkeypatch):
+def test_a_large_scale_starts_from_the_curvature_of_the_scale_below(
+    embedded_weights, tubingen, starry_night, monkeypatch
+):
     """With a budget of a few evaluations, a cold L-BFGS start spends them finding its step length;
-    the scale below's curvature gives it a step of the right size at once: lower loss, same evaluations."""
+    the scale below's curvature gives it a step of the right size at once: lower loss, same
+    evaluations."""
     from pipeline import engine
 
-    settings = StyleSettings(size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0)
+    settings = StyleSettings(
+        size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0
+    )
     stylizer = Stylizer(settings, [load_rgb(starry_night, 128)], weights=embedded_weights)
     content = load_rgb(tubingen, 192)
     carried = stylizer.stylize(content)

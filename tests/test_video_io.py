@@ -15,8 +15,23 @@ from pipeline.video_io import EncodeSettings, Reader, encode, ffmpeg_binary, pro
 
 
 def lavfi_clip(path: Path, frames: int = 20, size: str = "64x48") -> Path:
-    subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=10",
-                    "-frames:v", str(frames), "-pix_fmt", "yuv420p", str(path)], check=True)
+    subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=10",
+            "-frames:v",
+            str(frames),
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -24,7 +39,10 @@ def chatty_ffmpeg(folder: Path, chatter: int = 300_000) -> Path:
     """ffmpeg behind a script that first writes far more to stderr than a pipe holds (64 KiB), as
     ffmpeg's stats line does over about five minutes of a long run."""
     script = folder / "chatty-ffmpeg"
-    script.write_text(f'#!/bin/sh\nhead -c {chatter} /dev/zero | tr "\\000" "x" >&2\nexec "{ffmpeg_binary()}" "$@"\n')
+    script.write_text(
+        f'#!/bin/sh\nhead -c {chatter} /dev/zero | tr "\\000" "x" >&2\nexec "{ffmpeg_binary()}" '
+        '"$@"\n'
+    )
     script.chmod(0o755)
     return script
 
@@ -60,7 +78,13 @@ def test_encoder_failure_names_the_file_and_quotes_ffmpeg(tmp_path):
         frames = list(reader.frames())
     output = tmp_path / "out.mp4"
     with pytest.raises(OutputError) as error:
-        encode(lambda: iter(frames), output, (64, 48), Fraction(10), settings=EncodeSettings(crf=18, preset="no-such-preset"))
+        encode(
+            lambda: iter(frames),
+            output,
+            (64, 48),
+            Fraction(10),
+            settings=EncodeSettings(crf=18, preset="no-such-preset"),
+        )
     message = str(error.value)
     assert "out.mp4: ffmpeg failed to encode" in message and "preset" in message.lower()
     assert "\n" not in message

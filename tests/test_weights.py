@@ -4,7 +4,14 @@ from torchvision.models import vgg19
 
 from pipeline.errors import WeightsError
 from pipeline.vgg import VGGFeatures
-from pipeline.weights import CAFFE, VGGWeights, embedded_weights_path, load_embedded, load_local, load_weights
+from pipeline.weights import (
+    CAFFE,
+    VGGWeights,
+    embedded_weights_path,
+    load_embedded,
+    load_local,
+    load_weights,
+)
 
 
 def test_embedded_weights_are_the_dequantized_table(embedded_weights):
@@ -72,7 +79,8 @@ def test_avg_pooling_replaces_max_pooling(embedded_weights):
 
 
 def test_one_network_per_weights_and_layout_is_shared(random_weights):
-    """Stylizers of one run (a style each) can share the frozen network built from the same weights."""
+    """Stylizers of one run (a style each) can share the frozen network built from the same
+    weights."""
     import gc
 
     from pipeline.vgg import _shared, shared_features
@@ -80,7 +88,9 @@ def test_one_network_per_weights_and_layout_is_shared(random_weights):
     layers = ["conv4_2", "conv1_1", "conv2_1"]
     first = shared_features(random_weights, layers)
     assert shared_features(random_weights, list(layers)) is first
-    assert first.layers == layers and first.body["conv1_1"].weight.is_contiguous(memory_format=torch.channels_last)
+    assert first.layers == layers and first.body["conv1_1"].weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
     assert shared_features(random_weights, layers, pooling="avg") is not first
     assert shared_features(random_weights, layers, dtype=torch.bfloat16) is not first
     other = VGGWeights(random_weights.state_dict, random_weights.convention, "another load")
