@@ -136,9 +136,8 @@ def main() -> None:
         rows.append((label, *timed(source, work / f"local_{torch_threads}_threads", cluster), 1.0))
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    stylize_folder(
-        source, work / "local_2_threads", [STYLE], SETTINGS
-    )  # everything exists: resume check only
+    # everything exists: resume check only
+    stylize_folder(source, work / "local_2_threads", [STYLE], SETTINGS)
     rerun_seconds = time.perf_counter() - start
     start = time.perf_counter()
     ray.init(num_cpus=2, namespace="stylize", log_to_driver=False, include_dashboard=False)
@@ -198,7 +197,6 @@ def seam_ratio(
     video of two chunks at 96 px (first frame `first` iterations without early stop, else the
     default budget; later frames the defaults); and the
     ratio of the two with DIS's own flow, as measured before the still-aware flow."""
-    from pipeline import chunks
     from pipeline.settings import VideoSettings
     from pipeline.temporal import WarpingError
     from pipeline.video_io import Reader, probe
@@ -208,7 +206,6 @@ def seam_ratio(
     count = 2 * chunk - overlap
     seconds = count / float(info.fps)
     output = Path(tempfile.mkdtemp()) / "out.mp4"
-    chunks.SHOT_HEADS = heads  # the driver decides whether shots' first frames are made first
     stylize_video(
         clip,
         [STYLE],
@@ -216,10 +213,13 @@ def seam_ratio(
         seam_style(first),
         VideoSettings(max_frames=count, hold_still=hold),
         cluster=ClusterSettings(
-            workers=2, cpus_per_worker=1, chunk_frames=chunk, overlap_frames=overlap
+            workers=2,
+            cpus_per_worker=1,
+            chunk_frames=chunk,
+            overlap_frames=overlap,
+            shot_heads=heads,
         ),
     )
-    chunks.SHOT_HEADS = True
     out = probe(output)
     error, dis_error = WarpingError(), WarpingError(still_flow=False)
     with (

@@ -53,9 +53,8 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
         torch.autograd.backward(list(stylizer.features(image).values()), gradients)
 
     def deepest() -> None:
-        list(stylizer.features(image).values())[-1].backward(
-            gradients[-1]
-        )  # dicts keep the network's order
+        # dicts keep the network's order
+        list(stylizer.features(image).values())[-1].backward(gradients[-1])
 
     def autocast() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -48,12 +48,10 @@ class Soak:
     command: list[str]
     wall: float = 0.0
     returncode: int | None = None
-    rss_mib: list[tuple[float, float]] = field(
-        default_factory=list
-    )  # (minute, MiB of the process tree)
-    work_mib: list[float] = field(
-        default_factory=list
-    )  # the video work folders' size at each sample
+    # (minute, MiB of the process tree)
+    rss_mib: list[tuple[float, float]] = field(default_factory=list)
+    # the video work folders' size at each sample
+    work_mib: list[float] = field(default_factory=list)
     checks: dict[str, object] = field(default_factory=dict)
 
 

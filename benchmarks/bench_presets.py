@@ -69,9 +69,8 @@ def run_preset(
             lambda report: stamps.append(time.perf_counter()),
         )
         passes_start = time.perf_counter()
-        for number in range(
-            2, video.passes + 1
-        ):  # as video_job.run_passes, from the frames in memory
+        # as video_job.run_passes, from the frames in memory
+        for number in range(2, video.passes + 1):
             order = list(enumerate(frames))
             refine_pass(
                 order[::-1] if number % 2 == 0 else order, frame_stylizer, folder, number, done.cuts

@@ -51,9 +51,8 @@ SETTINGS = {  # VideoSettings fields that each setting changes from today's defa
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
 
 
-PAN = (
-    DATA / "contents" / "tubingen.jpg"
-)  # "pan": a camera panning over this photo, for what holds still where nothing is
+# "pan": a camera panning over this photo, for what holds still where nothing is
+PAN = DATA / "contents" / "tubingen.jpg"
 
 
 def panned(count: int, size: int, speed: float = 1.5) -> list[np.ndarray]:
@@ -346,9 +345,8 @@ def main() -> None:
             if setting == "cold-300"
             else run_one(clip, setting, args.frames, args.size, args.device, args.work)
         )
-        (args.work / f"result-{clip}-{setting}.json").write_text(
-            json.dumps(out)
-        )  # kept should the whole run be stopped
+        # kept should the whole run be stopped
+        (args.work / f"result-{clip}-{setting}.json").write_text(json.dumps(out))
         print(json.dumps(out))
         return
     common = [

@@ -103,9 +103,8 @@ class OneLineErrors(TyperGroup):
         except typer.Exit as stop:
             code = stop.exit_code
         except _click_errors() as error:
-            if (
-                type(error).__name__ == "NoArgsIsHelpError"
-            ):  # click >= 8.2: no arguments, the help is the message
+            # click >= 8.2: no arguments, the help is the message
+            if type(error).__name__ == "NoArgsIsHelpError":
                 if error.format_message():  # empty where rich printed the help already
                     typer.echo(error.format_message(), err=True)
             else:
@@ -116,9 +115,8 @@ class OneLineErrors(TyperGroup):
                 )
             code = error.exit_code
         except typer.Abort as abort:
-            if isinstance(
-                abort.__cause__, KeyboardInterrupt
-            ):  # a signal outside a command's own handling
+            # a signal outside a command's own handling
+            if isinstance(abort.__cause__, KeyboardInterrupt):
                 err.print(signals.exit_line(abort.__cause__), highlight=False)
                 code = signals.exit_code(abort.__cause__)
             else:
@@ -194,9 +192,8 @@ class PlainProgress:
     def __init__(self, label: str, every: float = 30.0):
         self.label, self.every = label, every
         self.state: tuple[int, int | None, str] | None = None
-        self.created = (
-            time.monotonic()
-        )  # elapsed counts from here, as the bar's does; the rate from the first update
+        # elapsed counts from here, as the bar's does; the rate from the first update
+        self.created = time.monotonic()
         self.started = self.printed = 0.0
         # units already done at the first update (resumed): not counted in the rate
         self.first_done = 0
@@ -205,9 +202,8 @@ class PlainProgress:
         self.ticker = threading.Thread(target=self._tick, daemon=True)
 
     def show(self, completed: int, total: int | None, info: str = "") -> None:
-        completed = (
-            min(completed, total) if total else completed
-        )  # an engine's budget can run one over
+        # an engine's budget can run one over
+        completed = min(completed, total) if total else completed
         with self.lock:
             now = time.monotonic()
             if self.state is None:
@@ -215,9 +211,8 @@ class PlainProgress:
                 self.ticker.start()
             self.state = (completed, total, info)
             tenth = completed * 10 // total if total else -1
-            if (
-                tenth != self.tenth or now - self.printed >= self.every
-            ):  # the end is the last tenth: one line
+            # the end is the last tenth: one line
+            if tenth != self.tenth or now - self.printed >= self.every:
                 self.tenth = tenth
                 self._print(now)
 
@@ -744,9 +739,8 @@ def video(
 ) -> None:
     """Stylize a video or a sequence of frames: every frame shown when its input was, colour, audio,
     subtitles and tags kept; resumable after a crash."""
-    with (
-        user_errors()
-    ):  # every option is checked before any work (the --ray ones even without --ray)
+    # every option is checked before any work (the --ray ones even without --ray)
+    with user_errors():
         cluster = ClusterSettings(
             address=ray or CLUSTER.address,
             workers=ray_workers,
@@ -983,9 +977,8 @@ def folder(
 ) -> None:
     """Stylize every photo in a folder: resumable, one bad file never stops the run, report and
     gallery at the end."""
-    with (
-        user_errors()
-    ):  # every option is checked before any work (the --ray ones even without --ray)
+    # every option is checked before any work (the --ray ones even without --ray)
+    with user_errors():
         folder_settings = FolderSettings(keep_size, quality, style_folders, overwrite)
         cluster = ClusterSettings(
             address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker

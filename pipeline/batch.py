@@ -130,9 +130,8 @@ class Batch:
 
     def run_item(self, item: WorkItem, callback=None) -> ItemResult:
         """Stylize one photo; any failure of this photo is caught and reported, never raised."""
-        if is_done(
-            item, self.folder_settings.overwrite
-        ):  # a rerun of the item (another worker finished it)
+        # a rerun of the item (another worker finished it)
+        if is_done(item, self.folder_settings.overwrite):
             return ItemResult(item, "skipped", "output exists")
         start = time.perf_counter()
         try:

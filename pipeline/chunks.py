@@ -29,11 +29,6 @@ from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
 
 
-# chunks inside a shot start from its first result (False: every chunk starts cold; make
-# bench-cluster compares the two)
-SHOT_HEADS = True
-
-
 @dataclass(frozen=True)
 class VideoJob:
     """What every worker needs to stylize part of a video; plain values, so it pickles for Ray."""
@@ -233,7 +228,7 @@ def chunk_layout(cluster: ClusterSettings) -> dict:
     return {
         "chunk_frames": cluster.chunk_frames,
         "overlap_frames": cluster.overlap_frames,
-        "heads": "from the shot's first frame",
+        "heads": "from the shot's first frame" if cluster.shot_heads else "cold",
     }
 
 
@@ -265,7 +260,7 @@ def stylize_chunks(
     split_shots = {chunk.shot_start for chunk in chunks if not chunk.opens_shot}
     openers = [chunk for chunk in chunks if chunk.opens_shot and chunk.shot_start in split_shots]
     heads: list[ChunkResult] = []
-    if openers and SHOT_HEADS:
+    if openers and cluster.shot_heads:
         heads = make_executor(cluster, started).run(
             partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers
         )

@@ -117,9 +117,8 @@ def cpu_bf16_speedup() -> float:
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         return float(json.loads(cache.read_text())[key])
     threads = torch.get_num_threads()
-    torch.set_num_threads(
-        1
-    )  # a busy core stalls a multi-threaded pass at every barrier: measure on one
+    # a busy core stalls a multi-threaded pass at every barrier: measure on one
+    torch.set_num_threads(1)
     try:
         speedup = _time_conv(torch.float32) / _time_conv(torch.bfloat16)
     finally:
@@ -234,9 +233,8 @@ def release_freed_memory() -> None:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(
-        ctypes.util.find_library("c") or "libc.so.6"
-    )  # find_library runs ldconfig: once
+    # find_library runs ldconfig: once
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 def memory_budget(max_memory: int | None, device: torch.device) -> int:

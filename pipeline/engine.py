@@ -109,21 +109,23 @@ class Plan:
     """How one `stylize` call runs where it differs from the settings: from where, at how many
     sizes, for how long, with which extra loss terms (such as a temporal loss)."""
 
-    init: torch.Tensor | None = field(
-        default=None, repr=False
-    )  # a warm start of the content's size: one scale
+    # a warm start of the content's size: one scale
+    init: torch.Tensor | None = field(default=None, repr=False)
     # a halving ladder of up to this many sizes instead of the settings' ladder
     scales: int | None = None
     iterations: int | None = None  # per scale (None: the settings')
     evaluations: int | None = None  # loss evaluations per scale at most (None: as rung_budget says)
     patience: int | None = None  # early-stop window in iterations (None: the settings')
     extra_terms: tuple[Term, ...] = ()  # at the final size only
-    curvature: Curvature | None = field(
-        default=None, repr=False
-    )  # L-BFGS starts from it (the first scale)
-    hold: Hold | None = field(
-        default=None, repr=False
-    )  # pixels kept as they are (a warm start: one scale)
+    # L-BFGS starts from it (the first scale)
+    curvature: Curvature | None = field(default=None, repr=False)
+    # pixels kept as they are (a warm start: one scale)
+    hold: Hold | None = field(default=None, repr=False)
+    # A scale above coarse_threshold starts L-BFGS from the curvature the scale below ended with:
+    # with a budget of a few evaluations, a cold start spends them finding its step length (make
+    # bench-print). Scales up to the threshold start cold: with a full iteration budget, finding it
+    # costs them little. False: every scale starts cold (the benchmark's and a test's comparison).
+    carry_between_scales: bool = True
 
     def __post_init__(self) -> None:
         if self.init is not None and self.scales is not None:
@@ -203,10 +205,6 @@ def halving_ladder(height: int, width: int, count: int, min_side: int) -> list[t
 # a carried start makes 10 count (make bench-print: 1024 px, total loss 51.5 -> 21.2)
 MIN_RUNG_EVALUATIONS = 10
 GRAM_CACHE_SIZES = 8  # style targets kept for this many output sizes (the last used)
-# A scale above coarse_threshold starts L-BFGS from the curvature the scale below ended with: with a
-# budget of a few evaluations, a cold start spends them finding its step length (make bench-print).
-# Scales up to the threshold start cold: with a full iteration budget, finding it costs them little.
-CARRY_CURVATURE_ACROSS_SCALES = True
 
 
 def rung_budget(
@@ -305,9 +303,8 @@ class Stylizer:
         self.device = resolve_device(settings.device)
         weights = weights if isinstance(weights, VGGWeights) else load_weights(weights)
         self.precision = resolve_precision(settings.precision, self.device)
-        announce_precision(
-            self.precision
-        )  # after the weights: a bad weights file stays a one-line error
+        # after the weights: a bad weights file stays a one-line error
+        announce_precision(self.precision)
         self.dtype = self.precision.dtype
         if self.device.type == "cuda" and self.dtype == torch.float32:
             # fp32 means fp32: cuDNN's default TF32 convolutions (a 10-bit mantissa) make the tiled
@@ -459,10 +456,9 @@ class Stylizer:
             image, losses, curvature = scale.image, scale.losses or losses, scale.curvature
             total_iters += scale.iterations
             total_evals += scale.evaluations
-            if (
-                not last
-            ):  # the next scale's first step takes this one's scale (its pairs are of another size)
-                carry = CARRY_CURVATURE_ACROSS_SCALES and max(ladder[index]) > s.coarse_threshold
+            # the next scale's first step takes this one's scale (its pairs are of another size)
+            if not last:
+                carry = plan.carry_between_scales and max(ladder[index]) > s.coarse_threshold
                 curvature = curvature if carry else None
         if not losses:  # no evaluation ran (a budget of 0 iterations)
             losses = self.evaluate(image, content, plan.extra_terms)
@@ -592,9 +588,8 @@ class Stylizer:
             while len(iteration_best) <= current:
                 iteration_best.append(best["loss"])
             if run.callback:
-                spent = (
-                    len(history) if run.evaluations <= run.iterations else current
-                )  # what this scale's budget counts
+                # what this scale's budget counts
+                spent = len(history) if run.evaluations <= run.iterations else current
                 last["progress"] = Progress(
                     scale,
                     run.scales,

@@ -362,9 +362,8 @@ class FrameStylizer:
         self.curvature = (index, curvature)
         if self.work_dir:
             write_curvature(curvature_path(self.work_dir, index), curvature)
-            curvature_path(self.work_dir, index - 2).unlink(
-                missing_ok=True
-            )  # t-1's stays until t's frame is written
+            # t-1's stays until t's frame is written
+            curvature_path(self.work_dir, index - 2).unlink(missing_ok=True)
 
     def key_before(self, index: int, previous: tuple[Frame, np.ndarray]) -> Key | None:
         """Frame t-1's key (--hold-still): in memory, or saved in the work folder by the run that
@@ -440,9 +439,8 @@ class Shot:
 class Stillness:
     """How the input at each pixel changed since its key's source (--hold-still)."""
 
-    unchanged: (
-        np.ndarray
-    )  # H x W bool: the content looks as it did (the light may have changed a little)
+    # H x W bool: the content looks as it did (the light may have changed a little)
+    unchanged: np.ndarray
     light: np.ndarray  # H x W x 3 float: the change of light there, which a held pixel follows
 
 
@@ -463,9 +461,8 @@ def compare_to_key(
     def same_content(light: np.ndarray) -> np.ndarray:
         return np.abs(blurred - light).mean(axis=2) < change
 
-    rough = same_content(cv2.GaussianBlur(difference, (0, 0), HOLD_LIGHT_BLUR)).astype(
-        np.float32
-    )  # light guessed from every pixel
+    # light guessed from every pixel
+    rough = same_content(cv2.GaussianBlur(difference, (0, 0), HOLD_LIGHT_BLUR)).astype(np.float32)
     share = cv2.GaussianBlur(rough, (0, 0), HOLD_LIGHT_BLUR)[..., None]
     light = np.where(
         share > 0.05,
@@ -500,9 +497,8 @@ def restored(carried: WarpedPrevious, frame: Frame, first: Earlier) -> WarpedPre
     half-painted look for hundreds of frames (a trail). Only pixels the flow cannot vouch for are
     restored: restoring every such-looking pixel flickers (warping error at k=1 about 9x the
     input's)."""
-    if (
-        carried.mask.min() >= 1.0
-    ):  # every pixel vouched for: nothing to restore, and no comparison to make
+    # every pixel vouched for: nothing to restore, and no comparison to make
+    if carried.mask.min() >= 1.0:
         return carried
     still = compare_to_key(frame, first.frame.rgb, RESTORE_CHANGE, light_limit=np.inf)
     # the camera's exposure is followed; a local change of light as large is content (a smooth red

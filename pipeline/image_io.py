@@ -28,12 +28,10 @@ class Photo:
     alpha: np.ndarray | None = None  # H x W, float32 in [0, 1]
     grayscale: bool = False
     bits: int = 8
-    exif: bytes | None = field(
-        default=None, repr=False
-    )  # the camera's EXIF (date, camera), orientation reset: pixels are upright
-    icc: bytes | None = field(
-        default=None, repr=False
-    )  # the colour profile the pixel values are in
+    # the camera's EXIF (date, camera), orientation reset: pixels are upright
+    exif: bytes | None = field(default=None, repr=False)
+    # the colour profile the pixel values are in
+    icc: bytes | None = field(default=None, repr=False)
 
     @property
     def size(self) -> tuple[int, int]:

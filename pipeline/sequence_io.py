@@ -23,9 +23,8 @@ from pipeline.work_folder import write_atomically
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".exr")
 DEEP_SUFFIXES = (".png", ".tif", ".tiff")  # hold 16 bits; JPEG and WebP frames are written at 8
-DEFAULT_FPS = Fraction(
-    24
-)  # of a sequence when --fps does not say: film's rate, what renders default to
+# of a sequence when --fps does not say: film's rate, what renders default to
+DEFAULT_FPS = Fraction(24)
 _PRINTF = re.compile(r"%(0?\d*)d")
 
 
@@ -252,9 +251,8 @@ def output_names(output: Path, source: VideoInfo, first: int, count: int) -> lis
         return [output / f"{k + 1:06d}.png" for k in range(count)]
     numbers = [frame_number(p) for p in files] if files else []
     if len(numbers) != count or None in numbers or len(set(numbers)) != count:
-        numbers = list(
-            range(1, count + 1)
-        )  # a video, or names without distinct numbers: counted from 1
+        # a video, or names without distinct numbers: counted from 1
+        numbers = list(range(1, count + 1))
     return [
         output.parent
         / (output.name[: match.start()] + (match.group(0) % n) + output.name[match.end() :])

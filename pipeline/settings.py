@@ -273,11 +273,8 @@ class VideoSettings:
     patience_next: int = 5  # early-stop window (iterations) of those frames
     # lambda of the temporal loss (0: off); only with warm_start "flow"
     temporal_weight: float = 1e4
-    temporal_frames: tuple[int, ...] = (
-        1,
-        2,
-        4,
-    )  # earlier results the temporal loss warps onto a frame, in frames back
+    # earlier results the temporal loss warps onto a frame, in frames back
+    temporal_frames: tuple[int, ...] = (1, 2, 4)
     # loss evaluations a later frame may take: its budget, line searches included
     evaluations_next: int = 8
     # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
@@ -402,6 +399,9 @@ class ClusterSettings:
     # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 frames
     # (make bench-cluster)
     overlap_frames: int = 15
+    # video: a chunk inside a shot starts from the shot's first result carried onto it (False: cold,
+    # which make bench-cluster measures against it)
+    shot_heads: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address.strip():

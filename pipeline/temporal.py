@@ -37,9 +37,8 @@ class Frame:
 STILL_BLUR = 2.0  # px: neighbourhood over which staying put and the flow's motion are compared
 # px: a difference smoother than this is a change of light, which no motion explains
 STILL_LIGHT_BLUR = 6.0
-STILL_MARGIN = (
-    1.0 / 255
-)  # grey: how much worse than the flow staying put may match and still be chosen
+# grey: how much worse than the flow staying put may match and still be chosen
+STILL_MARGIN = 1.0 / 255
 STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera
 # a larger one is a moving camera (whose flat areas move with it) where shifting by it explains this
 # much of the frames' difference

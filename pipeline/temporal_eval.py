@@ -32,17 +32,13 @@ class TemporalFigures:
     """Errors are masked mean squared differences of values in [0, 1]; (output, input) pairs."""
 
     frames: int
-    warping: dict[int, tuple[float, float]] = field(
-        default_factory=dict
-    )  # k -> errors against frame t-k
+    # k -> errors against frame t-k
+    warping: dict[int, tuple[float, float]] = field(default_factory=dict)
     static_share: float = 0.0  # of the pixels
-    static_difference: dict[int, tuple[float, float]] = field(
-        default_factory=dict
-    )  # k -> static pixels, t vs t-k
-    drift: tuple[float, float] = (
-        0.0,
-        0.0,
-    )  # % of the range: the static background's largest mean-colour change
+    # k -> static pixels, t vs t-k
+    static_difference: dict[int, tuple[float, float]] = field(default_factory=dict)
+    # % of the range: the static background's largest mean-colour change
+    drift: tuple[float, float] = (0.0, 0.0)
 
     def ratio(self, k: int) -> float:
         output, source = self.warping[k]

@@ -9,10 +9,9 @@ import torch
 from torch import nn
 
 from pipeline.errors import SettingsError
-from pipeline.settings import (
-    LAYER_NAMES,
-    Pooling,
-)  # LAYER_NAMES: pure Python, so settings can check names without torch
+
+# LAYER_NAMES: pure Python, so settings can check names without torch
+from pipeline.settings import LAYER_NAMES, Pooling
 from pipeline.weights import InputConvention, VGGWeights, vgg19_features
 
 

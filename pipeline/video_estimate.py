@@ -107,7 +107,6 @@ def _time_later_frames(
         previous, _ = frame_stylizer(frame, (frames[index - 1], previous), index)
         seconds.append(time.perf_counter() - start)
         sizes.append(len(cv2.imencode(".png", previous)[1]))
-    median = (
-        sorted(seconds)[len(seconds) // 2] if seconds else 0.0
-    )  # a one-frame video has no later frame
+    # a one-frame video has no later frame
+    median = sorted(seconds)[len(seconds) // 2] if seconds else 0.0
     return median, sum(sizes) / len(sizes)

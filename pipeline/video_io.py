@@ -187,9 +187,8 @@ def _colour(stream) -> Colour:
     pixels = av.VideoFormat(context.pix_fmt or "yuv420p")
     rgb = pixels.name.startswith(("gbr", "rgb", "bgr"))
     height = context.height or 0
-    matrix = (
-        "gbr" if rgb else _MATRICES.get(context.colorspace, "709" if height >= 720 else "170m")
-    )  # HD: bt709, SD: bt601
+    # HD: bt709, SD: bt601
+    matrix = "gbr" if rgb else _MATRICES.get(context.colorspace, "709" if height >= 720 else "170m")
     full = rgb or context.color_range == 2 or pixels.name.startswith("yuvj")
     transfer = _TRANSFERS.get(context.color_trc, "709")
     primaries = _PRIMARIES.get(
@@ -228,9 +227,8 @@ class VideoInfo:
     def variable_rate(self) -> bool:
         """Frames shown at uneven intervals (a phone's video), beyond a millisecond."""
         gaps = np.diff(self.times)
-        return (
-            bool(gaps.size) and float(np.ptp(gaps)) > 2e-3
-        )  # Matroska rounds times to the millisecond
+        # Matroska rounds times to the millisecond
+        return bool(gaps.size) and float(np.ptp(gaps)) > 2e-3
 
     def frame_time(self, index: int) -> float:
         """Presentation time of frame `index` (past the known times: at the average rate)."""
@@ -541,9 +539,8 @@ class Writer:
         much of the source's other streams to take (None: to their end); `time_base`: of the written
         timestamps (None: 1/fps, a constant rate kept exact)."""
         self.path = Path(path)
-        self.name = (
-            name or self.path
-        )  # what messages call the file (the final path, not its temporary)
+        # what messages call the file (the final path, not its temporary)
+        self.name = name or self.path
         self.size, self.fps, self.timing, self.written, self.muxer = size, fps, timing, 0, None
         self.time_base = time_base or 1 / Fraction(fps)
         graph = _encode_graph(self.path, start, end, source, settings, streams, self.time_base)
@@ -593,9 +590,8 @@ class _TimedFrames:
 
     def __init__(self, pipe, size: tuple[int, int], deep: bool, fps: Fraction, time_base: Fraction):
         self.container = av.open(pipe, "w", format="nut")
-        self.stream = self.container.add_stream(
-            "rawvideo", rate=fps
-        )  # the nominal rate, for the encoder's rate control
+        # the nominal rate, for the encoder's rate control
+        self.stream = self.container.add_stream("rawvideo", rate=fps)
         self.stream.codec_context.time_base = self.time_base = time_base
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = self.format = "rgb48le" if deep else "rgb24"
@@ -646,9 +642,8 @@ def _encode_graph(
         other = ffmpeg.input(
             str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {})
         )
-        inputs.append(
-            other["a?"]
-        )  # also what keeps the source an input for its tags, where it has no audio
+        # also what keeps the source an input for its tags, where it has no audio
+        inputs.append(other["a?"])
         args["acodec"] = streams.audio or "copy"
         if streams.subtitles:
             inputs.append(other["s?"])

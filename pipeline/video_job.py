@@ -166,9 +166,8 @@ def stylize_video(
             f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in "
             "one process)"
         )
-    layout = (
-        chunk_layout(cluster) if cluster else None
-    )  # chunked frames differ from sequential ones near seams
+    # chunked frames differ from sequential ones near seams
+    layout = chunk_layout(cluster) if cluster else None
     work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
     target = _plan_output(info, output, style_images, video, overwrite, work_dir)
     log = _input_notes(info, size) + list(target.streams.notes if target.streams else ())

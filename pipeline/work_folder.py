@@ -79,9 +79,8 @@ def work_folder(
     name = f"frames-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if output.suffix and "%" not in output.name:
         return output.parent / f".{output.name}.{name}"
-    folder = (
-        output.parent if "%" in output.name else output
-    )  # a folder or a pattern of frames: its folder holds the work
+    # a folder or a pattern of frames: its folder holds the work
+    folder = output.parent if "%" in output.name else output
     return folder / f".{name}"
 
 

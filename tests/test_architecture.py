@@ -131,9 +131,8 @@ def test_each_module_imports_alone_and_without_ray(module, imported_alone):
 
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
-    assert {"batch", "gallery", "executor", "cluster", "video_job"} <= set(
-        graph
-    )  # the walk found the modules
+    # the walk found the modules
+    assert {"batch", "gallery", "executor", "cluster", "video_job"} <= set(graph)
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 

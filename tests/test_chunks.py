@@ -66,9 +66,8 @@ def test_chunks_inside_a_shot_start_from_its_first_result(tmp_path, starry_night
 
     assert stylize_shot_start(job, stylizer, opener).computed == 1
     first = read_frame(shot_path(job, 0))
-    assert (
-        stylize_chunk(job, stylizer, opener).computed == 7
-    )  # its first frame is the shot's, not made again
+    # its first frame is the shot's, not made again
+    assert stylize_chunk(job, stylizer, opener).computed == 7
     assert np.array_equal(read_frame(frame_path(chunk_folder(job, opener), 0)), first)
     assert stylize_chunk(job, stylizer, inside).computed == 6
 
@@ -78,11 +77,8 @@ def test_chunks_inside_a_shot_start_from_its_first_result(tmp_path, starry_night
         np.abs(head - to_float(first)).mean(),
         np.abs(to_float(cold) - to_float(first)).mean(),
     )
-    assert from_first < 0.5 * from_cold, (
-        from_first,
-        from_cold,
-    )  # a cold start there would not match the chunk before
+    # a cold start there would not match the chunk before
+    assert from_first < 0.5 * from_cold, (from_first, from_cold)
 
-    assert (
-        stylize_chunk(job, stylizer, inside).computed == 0
-    )  # a rerun finds every frame, its first too
+    # a rerun finds every frame, its first too
+    assert stylize_chunk(job, stylizer, inside).computed == 0

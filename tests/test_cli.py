@@ -131,11 +131,8 @@ def test_full_size_keeps_the_photos_size_and_its_metadata(tmp_path, starry_night
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8))
     exif = photo.getexif()
-    exif[0x010F], exif[0x0132], exif[0x0112] = (
-        "TestCam",
-        "2026:11:26 04:00:00",
-        6,
-    )  # make, date, rotated 90
+    # make, date, rotated 90
+    exif[0x010F], exif[0x0132], exif[0x0112] = ("TestCam", "2026:11:26 04:00:00", 6)
     content = tmp_path / "camera.jpg"
     photo.save(content, exif=exif, icc_profile=icc)
     output = tmp_path / "styled.jpg"

@@ -127,9 +127,8 @@ def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
     (car-detection, 6 of 60), those pairs cost 3x the mean in one run too."""
     source = data_file("videos/car-detection.mp4")
     seconds = 76 / 12.5  # 2 x 40 - 4 frames
-    style = StyleSettings(
-        size=96, device="cpu"
-    )  # the first frame's full budget: a cut one goes on converging in each chunk its own way
+    # the first frame's full budget: a cut one goes on converging in each chunk its own way
+    style = StyleSettings(size=96, device="cpu")
     video = VideoSettings(duration=seconds, iterations_next=10)
     cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=40, overlap_frames=4)
     result = stylize_video(
@@ -142,9 +141,8 @@ def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
         and out.audio == ("aac",)
     )
     assert any("2 chunks" in line for line in result.log)
-    assert (
-        result.computed == 76 + 4
-    )  # the shot's first frame, the second chunk's head and every frame of the overlap twice
+    # the shot's first frame, the second chunk's head and every frame of the overlap twice
+    assert result.computed == 76 + 4
     stylize_video(source, [starry_night], tmp_path / "one.mp4", style, video)
     chunked, one_run = (
         pair_errors(source, tmp_path / "chunks.mp4", seconds),

@@ -23,9 +23,8 @@ def test_evaluations_reuse_freed_memory_instead_of_faulting_in_fresh_pages(rando
     )
     stylizer = Stylizer(settings, [torch.rand(1, 3, 64, 64)], random_weights)
     content = torch.rand(1, 3, 384, 512)
-    for _ in range(
-        2
-    ):  # the heap grows to its working size here (after other tests, it may have to settle)
+    # the heap grows to its working size here (after other tests, it may have to settle)
+    for _ in range(2):
         stylizer.stylize(content)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     result = stylizer.stylize(content)
@@ -69,15 +68,13 @@ def test_bf16_speed_is_measured_once_and_cached_on_disk(monkeypatch, tmp_path):
     try:
         start = time.perf_counter()
         measured = cpu_bf16_speedup()
-        assert (
-            time.perf_counter() - start < 2.0
-        )  # the budget is a second; CI machines are noisy
+        # the budget is a second; CI machines are noisy
+        assert time.perf_counter() - start < 2.0
         cache = tmp_path / "stylize" / "precision.json"
         ((key, value),) = json.loads(cache.read_text()).items()
         assert value == pytest.approx(measured, rel=1e-2) and "torch" in key
-        cache.write_text(
-            json.dumps({key: 123.0})
-        )  # a second process reads the file instead of measuring
+        # a second process reads the file instead of measuring
+        cache.write_text(json.dumps({key: 123.0}))
         cpu_bf16_speedup.cache_clear()
         assert cpu_bf16_speedup() == 123.0
     finally:

@@ -88,9 +88,8 @@ def test_a_preset_sets_its_values_and_an_explicit_option_beats_it(
         300,
         PRESETS["draft"]["iterations"],
     )
-    runner.invoke(
-        app, [*base, "--preset", "draft", "--size", "512"]
-    )  # the default's value, given: still wins
+    # the default's value, given: still wins
+    runner.invoke(app, [*base, "--preset", "draft", "--size", "512"])
     assert captured["settings"].size == 512
     runner.invoke(app, base)
     assert (captured["settings"].size, captured["settings"].iterations) == (512, 300)
@@ -302,17 +301,14 @@ def test_the_preview_writes_one_sheet_with_a_tile_per_input_and_weight(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "sheet.png"]
     image = cv2.imread(str(sheet))
     tile_w, tile_h = 48, 36
-    assert image.shape[:2] == (
-        LABEL + 3 * (LABEL + tile_h),
-        2 * tile_w + 3 * 4,
-    )  # header; input row, two weight rows
+    # header; input row, two weight rows
+    assert image.shape[:2] == (LABEL + 3 * (LABEL + tile_h), 2 * tile_w + 3 * 4)
     rows = [image[LABEL + r * (LABEL + tile_h) + LABEL :][:tile_h] for r in range(3)]
     tiles = [
         row[:, 4 + c * (tile_w + 4) :][:, :tile_w].astype(int) for row in rows for c in range(2)
     ]
-    assert all(
-        tile.std() > 5 for tile in tiles
-    )  # every tile holds a picture, not the sheet's white
+    # every tile holds a picture, not the sheet's white
+    assert all(tile.std() > 5 for tile in tiles)
     assert np.abs(tiles[2] - tiles[0]).mean() > 5  # a stylized tile differs from its input
     assert "2 inputs x 2 style weights" in " ".join(done.stdout.split())
 

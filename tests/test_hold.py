@@ -42,9 +42,8 @@ def still_background_with_a_square(frames: int = 7) -> list[np.ndarray]:
     """A still random background; a square of random blocks crosses it, 3 px a frame."""
     rng = np.random.default_rng(5)
     background = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
-    square = np.kron(
-        rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)
-    )  # blocks of 4 px
+    # blocks of 4 px
+    square = np.kron(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))
     clip = []
     for t in range(frames):
         frame = background.copy()
@@ -73,13 +72,11 @@ def test_unchanged_pixels_are_held_once_settled():
     still = compare_to_key(Frame(clip[1]), key.source, 0.03)
     unchanged = still.unchanged
     weight = hold_weight(unchanged, key)
-    assert weight[40:, :] == pytest.approx(
-        1.0, abs=1e-3
-    )  # the background below the square: unchanged
+    # the background below the square: unchanged
+    assert weight[40:, :] == pytest.approx(1.0, abs=1e-3)
     assert weight[16 : 16 + SQUARE, 7 : 7 + SQUARE].mean() < 0.2  # where the square moved
-    lighter = Frame(
-        np.clip(clip[1].astype(int) + 40, 0, 255).astype(np.uint8)
-    )  # a lamp switched on: all re-optimized
+    # a lamp switched on: all re-optimized
+    lighter = Frame(np.clip(clip[1].astype(int) + 40, 0, 255).astype(np.uint8))
     assert compare_to_key(lighter, key.source, 0.03).unchanged.mean() < 0.05
 
     after = key.after(clip[1], clip[1], still, weight)
@@ -87,9 +84,8 @@ def test_unchanged_pixels_are_held_once_settled():
     assert changed[16 : 16 + SQUARE, 7 : 7 + SQUARE].mean() > 0.8
     assert np.array_equal(after.result[40:], clip[0][40:])  # held pixels keep their key
     fresh = weight < 0.5
-    assert np.array_equal(
-        after.source[fresh], clip[1][fresh]
-    )  # pixels mostly free take this frame's
+    # pixels mostly free take this frame's
+    assert np.array_equal(after.source[fresh], clip[1][fresh])
     assert (
         after.age[changed] == 0
     ).all()  # and wait HOLD_SETTLE unchanged frames before they are held
@@ -118,10 +114,8 @@ def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
     assert still.unchanged.all()
     hold = hold_of(key, hold_weight(still.unchanged, key), still)
     shown = hold.image[0].permute(1, 2, 0).numpy()
-    inner = (
-        slice(8, H - 8),
-        slice(8, W - 8),
-    )  # away from the borders, where the light's blur is one-sided
+    # away from the borders, where the light's blur is one-sided
+    inner = (slice(8, H - 8), slice(8, W - 8))
     change, input_change = (
         shown - to_float(key.result),
         to_float(shadowed) - to_float(wall.astype(np.uint8)),
@@ -131,9 +125,10 @@ def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
         np.abs(change - input_change.mean(axis=2, keepdims=True))[inner][kept[inner]].mean() < 0.01
     )
     moved = shadowed.copy()
+    # something new
     moved[16:32, 20:36] = np.kron(
         rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)
-    )  # something new
+    )
     assert not compare_to_key(Frame(moved), key.source, 0.03).unchanged[20:28, 24:32].any()
 
 
@@ -171,9 +166,8 @@ def test_a_still_background_stays_put_and_a_resumed_run_gives_the_same_frames(tm
     below = slice(40, H)  # rows the square never reaches (its blur neither)
     assert all(np.array_equal(frames[i][below], frames[0][below]) for i in range(1, len(clip)))
     square_rows = slice(16, 16 + SQUARE)
-    assert (
-        np.abs(frames[-1][square_rows] - frames[0][square_rows]).mean() > 0.02
-    )  # the square's strokes moved on
+    # the square's strokes moved on
+    assert np.abs(frames[-1][square_rows] - frames[0][square_rows]).mean() > 0.02
 
 
 def test_a_key_never_crosses_a_scene_cut_and_a_chunk_head_keeps_the_shots_still_pixels(
@@ -200,6 +194,5 @@ def test_a_key_never_crosses_a_scene_cut_and_a_chunk_head_keeps_the_shots_still_
     )
     head, _ = head_stylizer.shot_head(last, (Frame(clip[0]), frames[0]), tuple(flows))
     below = slice(40, H)
-    assert np.array_equal(
-        head[below], frames[0][below]
-    )  # a chunk inside the shot starts with its still pixels as they were
+    # a chunk inside the shot starts with its still pixels as they were
+    assert np.array_equal(head[below], frames[0][below])

@@ -27,9 +27,10 @@ from pipeline.video_job import stylize_video
 from tests.conftest import data_file
 
 REPO = Path(__file__).parents[1]
+# frame 0 as decoded
 IDENTITY = StyleSettings(
     size=None, iterations=0, coarse_to_fine=False, style_scale=0.25, device="cpu"
-)  # frame 0 as decoded
+)
 COPY = VideoSettings(iterations_next=0)
 
 
@@ -56,9 +57,8 @@ def rgb(path: Path) -> np.ndarray:
 def smaller(picture: Path, folder: Path) -> Path:
     path = folder / "picture-360.png"
     small = cv2.resize(cv2.imread(str(picture)), (640, 360), interpolation=cv2.INTER_AREA)
-    cv2.imwrite(
-        str(path), cv2.GaussianBlur(small, (0, 0), 1)
-    )  # as soft per pixel as the 720p picture
+    # as soft per pixel as the 720p picture
+    cv2.imwrite(str(path), cv2.GaussianBlur(small, (0, 0), 1))
     return path
 
 
@@ -175,9 +175,8 @@ CASES = {
 def test_a_video_round_trip_keeps_its_colours(tmp_path, picture, starry_night, case):
     vf, *codec = CASES[case]
     clip = tmp_path / "clip.mkv"
-    if (
-        "720p" not in case
-    ):  # the other cases at a quarter of the pixels: one VGG evaluation each costs less
+    # the other cases at a quarter of the pixels: one VGG evaluation each costs less
+    if "720p" not in case:
         picture = smaller(picture, tmp_path)
     ffmpeg(
         "-loop", "1", "-i", str(picture), "-frames:v", "2", "-r", "25", "-vf", vf, *codec, str(clip)
@@ -200,14 +199,12 @@ def test_a_video_round_trip_keeps_its_colours(tmp_path, picture, starry_night, c
 
 
 def test_a_sequence_round_trip_keeps_its_colours_and_16_bits(tmp_path, picture, starry_night):
-    image = cv2.imread(
-        str(smaller(picture, tmp_path))
-    )  # yuv420p halves the chroma: a camera-soft picture keeps it
+    # yuv420p halves the chroma: a camera-soft picture keeps it
+    image = cv2.imread(str(smaller(picture, tmp_path)))
     eight, deep = tmp_path / "eight", tmp_path / "deep"
     eight.mkdir(), deep.mkdir()
-    ramp = (
-        np.linspace(0, 65535, 320 * 180 * 3).reshape(180, 320, 3).astype(np.uint16)
-    )  # values no 8-bit frame holds
+    # values no 8-bit frame holds
+    ramp = np.linspace(0, 65535, 320 * 180 * 3).reshape(180, 320, 3).astype(np.uint16)
     for index in range(2):
         cv2.imwrite(str(eight / f"f{index:03d}.png"), image)
         cv2.imwrite(str(deep / f"f{index:03d}.png"), ramp)
@@ -224,9 +221,8 @@ def test_a_sequence_round_trip_keeps_its_colours_and_16_bits(tmp_path, picture, 
     stylize_video(deep, [starry_night], tmp_path / "out", IDENTITY, COPY)
     written = cv2.imread(str(tmp_path / "out" / "f000.png"), cv2.IMREAD_UNCHANGED)
     assert written.dtype == np.uint16
-    assert (
-        np.abs(written.astype(int) - ramp).max() <= 2
-    )  # 16 bits in, 16 bits out: not rounded to 8 (257 apart)
+    # 16 bits in, 16 bits out: not rounded to 8 (257 apart)
+    assert np.abs(written.astype(int) - ramp).max() <= 2
 
 
 def vfr_clip(path: Path) -> Path:

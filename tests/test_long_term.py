@@ -29,9 +29,8 @@ def test_the_closest_frame_wins_where_masks_overlap():
     everywhere = np.ones((H, W), np.float32)
     target = long_term([constant(0.2, right), constant(0.5, everywhere), constant(0.8, everywhere)])
     assert target.image[:, W // 2 + 5 :] == pytest.approx(0.2, abs=1e-4)  # t-1 where it holds
-    assert target.image[:, : W // 2 - 5] == pytest.approx(
-        0.5, abs=1e-4
-    )  # then t-2, never the farther t-4
+    # then t-2, never the farther t-4
+    assert target.image[:, : W // 2 - 5] == pytest.approx(0.5, abs=1e-4)
     assert target.mask[:, 5:-5] == pytest.approx(1.0, abs=1e-4)  # every pixel counted once
     nothing = long_term([constant(0.2, np.zeros((H, W))), constant(0.5, np.zeros((H, W)))])
     assert nothing.mask.max() == 0.0
@@ -49,16 +48,14 @@ def moving_square(shift: int) -> tuple[np.ndarray, np.ndarray]:
 def test_occluded_and_motion_boundary_pixels_are_left_out():
     backward, forward = moving_square(6)
     mask = consistency_mask(backward, forward)
-    assert (
-        mask[2:10, 2:10].min() == 1 and mask[17:23, 33:39].min() == 1
-    )  # still background; the square's inside
+    # still background; the square's inside
+    assert mask[2:10, 2:10].min() == 1 and mask[17:23, 33:39].min() == 1
     assert mask[17:23, 24:30].max() == 0  # uncovered behind the square: the flows disagree
     assert mask[20, 29:31].max() == 0 and mask[20, 41:43].max() == 0  # its edges: motion boundaries
     earlier = warp_along(np.full((H, W, 3), 0.7, np.float32), backward, forward)
     target = long_term([earlier, constant(0.3, np.ones((H, W)))])
-    assert target.image[20, 26] == pytest.approx(
-        0.3, abs=0.01
-    )  # a farther frame fills what t-1 cannot vouch for (blur: a little of t-1)
+    # a farther frame fills what t-1 cannot vouch for (blur: a little of t-1)
+    assert target.image[20, 26] == pytest.approx(0.3, abs=0.01)
     assert target.image[5, 5] == pytest.approx(0.7, abs=1e-3)
 
 
@@ -123,9 +120,8 @@ def test_resume_with_long_term_terms_gives_the_frames_of_an_uninterrupted_run(
         [load_rgb(starry_night)],
         embedded_weights,
     )
-    _, computed = resumed_after_kill(
-        tmp_path, clip, stylizer, video, kill_at=4, left="flows/*.npz"
-    )  # the cached long-term flows
+    # the cached long-term flows
+    _, computed = resumed_after_kill(tmp_path, clip, stylizer, video, kill_at=4, left="flows/*.npz")
     assert computed == 2
 
 
@@ -230,12 +226,10 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
     assert np.abs(dis[background_rows]).max() > 0.05  # DIS's own noise on the still part
     assert not still[background_rows].any()
     inside = still[42:54, 60:72]
-    assert (
-        np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0
-    )  # back to where it was
-    panned = Frame(
-        np.ascontiguousarray(np.roll(now.rgb, 2, axis=1))
-    )  # a moving camera: its flat areas move with it
+    # back to where it was
+    assert np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0
+    # a moving camera: its flat areas move with it
+    panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
     assert np.array_equal(
         FlowEstimator().flow(panned, now), FlowEstimator(still=False).flow(panned, now)
     )
@@ -243,13 +237,13 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
 
 def flat_ground_with_a_large_block(x: int | None, rng: np.random.Generator) -> np.ndarray:
     """A still camera over a car park from above (slightly noisy asphalt) that a red car crosses."""
+    # asphalt
     texture = cv2.GaussianBlur(
         np.random.default_rng(9).normal(0, 20, (96, 160)).astype(np.float32), (0, 0), 1.0
-    )  # asphalt
+    )
     ground = np.round(90 + texture[..., None] + rng.normal(0, 1, (96, 160, 3))).astype(np.int16)
-    block = np.array([200, 60, 60]) + np.random.default_rng(5).integers(
-        -40, 41, (60, 70, 3)
-    )  # a red car
+    # a red car
+    block = np.array([200, 60, 60]) + np.random.default_rng(5).integers(-40, 41, (60, 70, 3))
     if x is not None:  # None: out of view
         ground[18:78, x : x + 70] = block
     return np.clip(ground, 0, 255).astype(np.uint8)
@@ -288,9 +282,8 @@ def test_a_pixel_the_flow_drags_an_object_over_is_not_vouched_for():
     flow = np.zeros((96, 160, 2), np.float32)
     flow[
         18:78, 46:116, 0
-    ] = (
-        -6
-    )  # the block, back to where it was; the ground it left stays put, and brings the block back
+        # the block, back to where it was; the ground it left stays put, and brings the block back
+    ] = -6
     alike = looks_alike(now, before, flow)
     assert (
         alike[20:76, 48:114].min() > 0.99
@@ -310,9 +303,8 @@ def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light
     rng = np.random.default_rng(6)
     first_input = flat_ground_with_a_large_block(None, rng)  # the ground only
     first_result = rng.integers(0, 256, first_input.shape, dtype=np.uint8)
-    now = (
-        flat_ground_with_a_large_block(20, rng).astype(np.int16) + 10
-    )  # the block is in; the exposure rose
+    # the block is in; the exposure rose
+    now = flat_ground_with_a_large_block(20, rng).astype(np.int16) + 10
     now = Frame(np.clip(now, 0, 255).astype(np.uint8))
     mud = np.full(first_input.shape, 0.5, np.float32)
     vouched = np.ones(first_input.shape[:2], np.float32)
@@ -324,9 +316,8 @@ def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light
     expected = np.clip(first_result[22:74, 104:126] / 255 + 10 / 255, 0, 1)
     assert np.abs(carried.image[22:74, 104:126] - expected).mean() < 0.01
     assert carried.mask[22:74, 104:126].min() > 0.99
-    assert (
-        np.allclose(carried.image[35:55, 35:55], 0.5) and carried.mask[35:55, 35:55].max() < 0.01
-    )  # the block: not the ground's strokes
+    # the block: not the ground's strokes
+    assert np.allclose(carried.image[35:55, 35:55], 0.5) and carried.mask[35:55, 35:55].max() < 0.01
     assert np.allclose(carried.image[:, 140:], 0.5)  # vouched pixels keep the carried result
 
 

@@ -113,9 +113,8 @@ def test_full_disk_during_frames_and_during_the_encode(tmp_path, starry_night):
         output = disk / "out.mp4"
         args = (clip, "-s", starry_night, "-o", output)
         # frames: the disk fills after a few of them
-        ballast = fill(
-            disk, 160
-        )  # frame 0 and its carried curvature (a 64-px frame: 55 KiB a history pair) fit
+        # frame 0 and its carried curvature (a 64-px frame: 55 KiB a history pair) fit
+        ballast = fill(disk, 160)
         one_line_error(stylize_video(*args), 2, "No space left on device")
         kept = frames_in(disk)
         assert 0 < len(kept) < 30 and not output.exists()

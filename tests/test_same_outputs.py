@@ -101,9 +101,8 @@ def test_image_and_folder_give_the_same_bytes(reference_tree, tmp_path, tubingen
         "--iterations",
         "6",
     )
-    assert (
-        same_files(before, after, "styled/**/*.jpg") == 6
-    )  # two photos, and each one's two gallery thumbnails
+    # two photos, and each one's two gallery thumbnails
+    assert same_files(before, after, "styled/**/*.jpg") == 6
 
 
 # main before the frame path was restructured

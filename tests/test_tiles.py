@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.engine import Stylizer, rung_budget, scale_ladder
+from pipeline.engine import Plan, Stylizer, rung_budget, scale_ladder
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import weighted_parts
@@ -121,9 +121,8 @@ def test_a_large_scale_spends_its_whole_evaluation_budget(embedded_weights, tubi
     stylizer.stylize(
         content, callback=lambda p: spent.__setitem__(p.scale, (p.iteration, p.evaluations))
     )
-    assert (
-        spent[2][1] in (10, 11) and spent[2][0] < 10
-    )  # ten evaluations (a line search may end one over), fewer iterations
+    # ten evaluations (a line search may end one over), fewer iterations
+    assert spent[2][1] in (10, 11) and spent[2][0] < 10
     assert spent[1][0] == 40 and spent[1][1] <= 50
 
 
@@ -169,20 +168,17 @@ def test_an_image_too_big_for_max_memory_runs_tiled_within_it(starry_night):
 
 @pytest.mark.slow
 def test_a_large_scale_starts_from_the_curvature_of_the_scale_below(
-    embedded_weights, tubingen, starry_night, monkeypatch
+    embedded_weights, tubingen, starry_night
 ):
     """With a budget of a few evaluations, a cold L-BFGS start spends them finding its step length;
     the scale below's curvature gives it a step of the right size at once: lower loss, same
     evaluations."""
-    from pipeline import engine
-
     settings = StyleSettings(
         size=None, iterations=40, coarse_threshold=96, coarse_min_size=96, tolerance=0.0
     )
     stylizer = Stylizer(settings, [load_rgb(starry_night, 128)], weights=embedded_weights)
     content = load_rgb(tubingen, 192)
     carried = stylizer.stylize(content)
-    monkeypatch.setattr(engine, "CARRY_CURVATURE_ACROSS_SCALES", False)
-    cold = stylizer.stylize(content)
+    cold = stylizer.stylize(content, Plan(carry_between_scales=False))
     assert carried.losses["total"] < 0.9 * cold.losses["total"], (carried.losses, cold.losses)
     assert abs(carried.evaluations - cold.evaluations) <= 2

@@ -202,9 +202,8 @@ def test_kill_during_stylization_then_resume(tmp_path, starry_night):
     before = {
         p.name: p.stat().st_mtime_ns for p in sorted(tmp_path.glob(".out.mp4.frames-*/0*.png"))
     }
-    assert not list(
-        tmp_path.glob(".out.mp4.frames-*/.*tmp*")
-    )  # nothing half-written survives as a frame
+    # nothing half-written survives as a frame
+    assert not list(tmp_path.glob(".out.mp4.frames-*/.*tmp*"))
     rerun = subprocess.run(command, cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     frames = sorted(tmp_path.glob(".out.mp4.frames-*/0*.png"))
