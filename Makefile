@@ -28,7 +28,7 @@ tubingen:  ## the README's real-world run: tubingen x starry_night at 512 px
 	$(BIN)/stylize image $(DATA)/contents/tubingen.jpg -s $(DATA)/styles/starry_night.jpg -o $(OUTDIR)/tubingen_starry.jpg --overwrite
 
 bench:  ## engine benchmarks; results go to docs/benchmarks.md by hand
-	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python -m benchmarks.bench_engine $(ARGS)
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf $(OUTDIR) .pytest_cache samples/content.png samples/style.png

@@ -7,45 +7,49 @@ report; images go to docs/images/. Run: make bench  (about 15 minutes on 2 cores
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
+import copy
 import statistics
 import subprocess
 import sys
-import time
-from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-CONTENT = DATA / "contents" / "tubingen.jpg"
-STYLE = DATA / "styles" / "starry_night.jpg"
-IMAGES = ROOT / "docs" / "images"
+from benchmarks.harness import (
+    IMAGES,
+    STYLE,
+    TUBINGEN,
+    Stamps,
+    argument_parser,
+    flags,
+    heading,
+    require,
+    row,
+    run_child,
+    table,
+    timed,
+)
+
+OVERHEAD_COLUMNS = (
+    "s / evaluation (engine)",
+    "s / bare network pass",
+    "overhead",
+    "s / bare deepest-only pass",
+    "overhead",
+    "s / bare pass, autocast",
+    "overhead",
+)
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def bare_passes(stylizer, image) -> dict:
+    """One forward and backward of the engine's truncated VGG-19 (same weights, channels-last):
 
-
-def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 3) -> dict:
-    """Seconds per L-BFGS evaluation inside the engine against bare passes of the same truncated
-    VGG-19 (same weights and channels-last layout), in alternating rounds so that drifts of a
-    shared machine hit all alike. Medians of the steady state.
-
-    - network: forward to the deepest layer in use, backward to the pixels with a gradient
-      entering at every layer the losses read (what any loss on those layers must pay);
-    - deepest: the same with a gradient entering at the deepest layer only;
-    - autocast (bf16 only): the deepest-only pass, with a bare pass in fp32
-      weights under bf16 autocast (the engine stores its weights in bf16 instead).
+    - network: a gradient entering at every layer the losses read (what any loss on those layers
+      must pay);
+    - deepest: a gradient entering at the deepest layer only;
+    - autocast (bf16 on a CPU only): the deepest-only pass with fp32 weights under bf16 autocast
+      (the engine stores its weights in bf16 instead).
     """
-    from pipeline.engine import Plan
-
-    import copy
-
     import torch
 
-    image = content.clone().requires_grad_(True)
     gradients = [torch.ones_like(f) for f in stylizer.features(image).values()]  # allocated once
     fp32_body = copy.deepcopy(stylizer.vgg.body).float()
 
@@ -63,34 +67,54 @@ def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 
                 x = module(x)
         x.backward(gradients[-1])
 
-    bare_passes = {"network": network, "deepest": deepest}
+    passes = {"network": network, "deepest": deepest}
     if stylizer.dtype == torch.bfloat16 and stylizer.device.type == "cpu":
-        bare_passes["autocast"] = autocast
-    samples: dict[str, list[float]] = {"engine": []} | {name: [] for name in bare_passes}
+        passes["autocast"] = autocast
+    return passes
+
+
+def evaluation_overhead(stylizer, content, evaluations: int = 15, rounds: int = 3) -> dict:
+    """Seconds per L-BFGS evaluation inside the engine against the bare passes, in alternating
+    rounds so that drifts of a shared machine hit all alike. Medians of the steady state."""
+    from pipeline.engine import Plan
+
+    image = content.clone().requires_grad_(True)
+    passes = bare_passes(stylizer, image)
+    samples: dict[str, list[float]] = {"engine": []} | {name: [] for name in passes}
     for _ in range(rounds):
-        stamps: list[float] = []
-        stylizer.stylize(
-            content,
-            Plan(iterations=evaluations, patience=evaluations),
-            callback=lambda p: stamps.append(time.perf_counter()),
-        )
-        samples["engine"] += [
-            b - a for a, b in zip(stamps[2:], stamps[3:])
-        ]  # the first ones warm up oneDNN
-        for name, bare in bare_passes.items():
+        stamps = Stamps()
+        plan = Plan(iterations=evaluations, patience=evaluations)
+        stylizer.stylize(content, plan, callback=stamps)
+        samples["engine"] += stamps.gaps(skip=2)  # the first ones warm up oneDNN
+        for name, bare in passes.items():
             for repeat in range(8):
-                start = time.perf_counter()
-                bare()
+                _, seconds = timed(bare)
                 image.grad = None
                 if repeat >= 2:
-                    samples[name].append(time.perf_counter() - start)
+                    samples[name].append(seconds)
     seconds = {name: statistics.median(values) for name, values in samples.items()}
     return {f"{name}_s": value for name, value in seconds.items()} | {
-        f"overhead_{name}": seconds["engine"] / seconds[name] - 1 for name in bare_passes
+        f"overhead_{name}": seconds["engine"] / seconds[name] - 1 for name in passes
     }
 
 
+def overhead_cells(r: dict) -> list[str]:
+    """The OVERHEAD_COLUMNS cells of an evaluation_overhead result."""
+    autocast = ["—", "—"]
+    if "autocast_s" in r:
+        autocast = [f"{r['autocast_s']:.3f}", f"{100 * r['overhead_autocast']:+.1f} %"]
+    return [
+        f"{r['engine_s']:.3f}",
+        f"{r['network_s']:.3f}",
+        f"{100 * r['overhead_network']:+.1f} %",
+        f"{r['deepest_s']:.3f}",
+        f"{100 * r['overhead_deepest']:+.1f} %",
+        *autocast,
+    ]
+
+
 def per_evaluation(size: int, precision: str) -> dict:
+    """Child: evaluation_overhead on tubingen x starry_night at one size and precision."""
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings
@@ -99,68 +123,31 @@ def per_evaluation(size: int, precision: str) -> dict:
         size=size, precision=precision, tolerance=0, coarse_to_fine=False, device="cpu"
     )
     stylizer = Stylizer(settings, [load_rgb(STYLE)])
-    return {
-        "size": size,
-        "precision": precision,
-        **evaluation_overhead(stylizer, load_rgb(CONTENT, size)),
-        "peak_rss_mib": peak_rss_mib(),
-    }
-
-
-def overhead_header(first: tuple[str, ...], last: tuple[str, ...] = ()) -> str:
-    """Markdown header of the overhead table: `first` columns, the overhead_row columns, then
-    `last`."""
-    columns = (
-        *first,
-        "s / evaluation (engine)",
-        "s / bare network pass",
-        "overhead",
-        "s / bare deepest-only pass",
-        "overhead",
-        "s / bare pass, autocast",
-        "overhead",
-        *last,
-    )
-    return "| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns)
-
-
-def overhead_row(first_cells: str, r: dict) -> str:
-    autocast = (
-        f"{r['autocast_s']:.3f} | {100 * r['overhead_autocast']:+.1f} %"
-        if "autocast_s" in r
-        else "— | —"
-    )
-    return (
-        f"| {first_cells} | {r['engine_s']:.3f} | {r['network_s']:.3f} | "
-        f"{100 * r['overhead_network']:+.1f} % | "
-        f"{r['deepest_s']:.3f} | {100 * r['overhead_deepest']:+.1f} % | {autocast} |"
-    )
+    return evaluation_overhead(stylizer, load_rgb(TUBINGEN, size))
 
 
 def full_run(size: int, coarse: bool, iterations: int = 300) -> dict:
+    """Child: one whole stylization of tubingen x starry_night, its image to docs/images."""
     from pipeline.engine import Stylizer
     from pipeline.image_io import Photo, load_rgb, to_array, write_photo
     from pipeline.settings import StyleSettings
 
     settings = StyleSettings(size=size, iterations=iterations, coarse_to_fine=coarse, tolerance=0)
-    content = load_rgb(CONTENT, size)
-    start = time.perf_counter()
-    stylizer = Stylizer(settings, [load_rgb(STYLE)])
-    result = stylizer.stylize(content)
-    wall = time.perf_counter() - start
+    content = load_rgb(TUBINGEN, size)
+
+    def run():
+        stylizer = Stylizer(settings, [load_rgb(STYLE)])
+        return stylizer, stylizer.stylize(content)
+
+    (stylizer, result), wall = timed(run)
     name = f"tubingen_starry_{size}{'_c2f' if coarse else ''}.jpg"
     write_photo(Photo(to_array(result.image)), IMAGES / name)
     return {
-        "size": size,
-        "coarse_to_fine": coarse,
         "wall_s": wall,
         "evaluations": result.evaluations,
-        "content": result.losses["content"],
-        "style": result.losses["style"],
-        "total": result.losses["total"],
+        **{part: result.losses[part] for part in ("content", "style", "total")},
         "image": f"images/{name}",
         "precision": str(stylizer.dtype),
-        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -170,147 +157,81 @@ def losses_of(path: Path, size: int) -> dict:
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings
 
-    content = load_rgb(CONTENT, size)
+    content = load_rgb(TUBINGEN, size)
     stylizer = Stylizer(StyleSettings(size=size, precision="fp32"), [load_rgb(STYLE)])
     image = resize_image(load_rgb(path), tuple(content.shape[-2:]))
     return stylizer.evaluate(image, content)
 
 
-def peer(size: int, iterations: int) -> dict:
-    """pastiche's CLI and `stylize image`, same image, size and iteration count, timed as
-    commands."""
-    bin_dir = Path(sys.executable).parent
+def peer_commands(size: int, iterations: int) -> dict[str, tuple[list[str], Path]]:
+    """pastiche's CLI and `stylize image` on the same image, size and iteration count."""
+    stylize = str(Path(sys.executable).with_name("stylize"))
     ours, theirs = IMAGES / f"peer_stylize_{size}.jpg", IMAGES / f"peer_pastiche_{size}.jpg"
-    runs = {
-        "stylize (default, auto precision)": (
-            [
-                str(bin_dir / "stylize"),
-                "image",
-                str(CONTENT),
-                "-s",
-                str(STYLE),
-                "-o",
-                str(ours),
-                "--size",
-                str(size),
-                "--iterations",
-                str(iterations),
-                "--tolerance",
-                "0",
-                "--overwrite",
-            ],
-            ours,
-        ),
-        "stylize --precision fp32": (
-            [
-                str(bin_dir / "stylize"),
-                "image",
-                str(CONTENT),
-                "-s",
-                str(STYLE),
-                "-o",
-                str(ours.with_suffix(".fp32.jpg")),
-                "--size",
-                str(size),
-                "--iterations",
-                str(iterations),
-                "--tolerance",
-                "0",
-                "--precision",
-                "fp32",
-                "--overwrite",
-            ],
-            ours.with_suffix(".fp32.jpg"),
-        ),
-        "pastiche": (
-            [
-                sys.executable,
-                "-m",
-                "pastiche",
-                "--device",
-                "cpu",
-                "--content",
-                str(CONTENT),
-                "--styles",
-                str(STYLE),
-                "--output",
-                str(theirs),
-                "--size",
-                str(size),
-                "--num-steps",
-                str(iterations),
-                "--no-verbose",
-            ],
-            theirs,
-        ),
+    ours_fp32 = ours.with_suffix(".fp32.jpg")
+
+    def ours_command(output: Path, precision: str | None) -> list[str]:
+        options = flags(
+            size=size, iterations=iterations, tolerance=0, precision=precision, overwrite=True
+        )
+        return [stylize, "image", str(TUBINGEN), "-s", str(STYLE), "-o", str(output), *options]
+
+    pastiche = [sys.executable, "-m", "pastiche", "--content", str(TUBINGEN), "--styles"]
+    pastiche += [str(STYLE), "--output", str(theirs)]
+    pastiche += flags(device="cpu", size=size, num_steps=iterations, no_verbose=True)
+    return {
+        "stylize (default, auto precision)": (ours_command(ours, None), ours),
+        "stylize --precision fp32": (ours_command(ours_fp32, "fp32"), ours_fp32),
+        "pastiche": (pastiche, theirs),
     }
+
+
+def peer(size: int, iterations: int) -> dict:
+    """Child: each peer command timed as a command, its output judged with our losses."""
     out = {}
-    for name, (command, image) in runs.items():
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        out[name] = {
-            "wall_s": time.perf_counter() - start,
-            **{k: v for k, v in losses_of(image, size).items() if ":" not in k},
-            "image": f"images/{image.name}",
-        }
+    for name, (command, image) in peer_commands(size, iterations).items():
+        _, wall = timed(subprocess.run, command, check=True, capture_output=True)
+        losses = {k: v for k, v in losses_of(image, size).items() if ":" not in k}
+        out[name] = {"wall_s": wall, **losses, "image": f"images/{image.name}"}
     return out
 
 
-def run_child(kind: str, *args: str) -> dict:
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", kind, *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def report() -> None:
-    import torch
-
-    from pipeline.device import cpu_description
-
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    print(
-        f"## make bench — {date.today()}, {cpu_description()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}\n"
-    )
-    print(overhead_header(("size", "precision"), ("peak RSS MiB",)))
+def overhead_section() -> None:
+    print(table(("size", "precision", *OVERHEAD_COLUMNS, "peak RSS MiB")), flush=True)
     for size in (256, 512):
         for precision in ("fp32", "bf16"):
-            r = run_child("eval", str(size), precision)
-            print(overhead_row(f"{size} | {precision}", r) + f" {r['peak_rss_mib']:.0f} |")
+            run = run_child(per_evaluation, size, precision)
+            cells = overhead_cells(run.result)
+            print(row([size, precision, *cells, f"{run.peak_rss_mib:.0f}"]), flush=True)
+
+
+def full_run_section(size: int = 512) -> None:
     print(
-        "\n300 iterations at 512 px, tubingen x starry_night, default settings otherwise "
+        f"\n300 iterations at {size} px, tubingen x starry_night, default settings otherwise "
         "(tolerance 0):\n"
     )
-    print(
-        "| coarse-to-fine | precision | wall s | evaluations | content | style | total | peak RSS "
-        "MiB | image |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    columns = ("coarse-to-fine", "precision", "wall s", "evaluations", "content", "style")
+    print(table((*columns, "total", "peak RSS MiB", "image")), flush=True)
     for coarse in (False, True):
-        r = run_child("full", "512", str(int(coarse)))
-        print(
-            f"| {'on (256 then 512)' if coarse else 'off'} | {r['precision']} | {r['wall_s']:.1f} "
-            f"| {r['evaluations']} | {r['content']:.3f} | "
-            f"{r['style']:.3f} | {r['total']:.3f} | {r['peak_rss_mib']:.0f} | ![]({r['image']}) |"
-        )
-    size, iterations = 256, 100
+        run = run_child(full_run, size, coarse)
+        r = run.result
+        losses = [f"{r[part]:.3f}" for part in ("content", "style", "total")]
+        mode = f"on ({size // 2} then {size})" if coarse else "off"
+        first = [mode, r["precision"], f"{r['wall_s']:.1f}", r["evaluations"]]
+        print(row([*first, *losses, f"{run.peak_rss_mib:.0f}", f"![]({r['image']})"]), flush=True)
+
+
+def peer_section(size: int = 256, iterations: int = 100) -> None:
     print(
         f"\nPeer: pastiche's command line vs `stylize image`, {size} px, {iterations} iterations, "
-        "same weights; "
-        "losses of each output measured with our fp32 losses:\n"
+        "same weights; losses of each output measured with our fp32 losses:\n"
     )
-    print("| command | wall s | content | style | total | image |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    results = run_child("peer", str(size), str(iterations))
-    for name, r in results.items():
-        print(
-            f"| {name} | {r['wall_s']:.1f} | {r['content']:.3f} | {r['style']:.3f} | "
-            f"{r['total']:.3f} | ![]({r['image']}) |"
-        )
+    results = run_child(peer, size, iterations).result
+    rows = [
+        [name, f"{r['wall_s']:.1f}", *(f"{r[k]:.3f}" for k in ("content", "style", "total"))]
+        + [f"![]({r['image']})"]
+        for name, r in results.items()
+    ]
+    print(table(("command", "wall s", "content", "style", "total", "image"), rows))
     base = results["pastiche"]["wall_s"]
     print(
         "\nWall-time ratio pastiche / stylize: "
@@ -320,21 +241,16 @@ def report() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if not CONTENT.is_file():
-        sys.exit(f"{CONTENT}: benchmark data not found (../shared/data beside the repository)")
-    if not args.child:
-        return report()
-    kind, *rest = args.child
-    if kind == "eval":
-        result = per_evaluation(int(rest[0]), rest[1])
-    elif kind == "full":
-        result = full_run(int(rest[0]), bool(int(rest[1])))
-    else:
-        result = peer(int(rest[0]), int(rest[1]))
-    print(json.dumps(result))
+    argument_parser(__doc__).parse_args()
+    require(TUBINGEN, STYLE)
+    import torch
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    threads = f"{torch.get_num_threads()} threads"
+    print(heading("make bench", threads, f"torch {torch.__version__}"), flush=True)
+    overhead_section()
+    full_run_section()
+    peer_section()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ every photo of a folder done and linked from a valid gallery.
   car      the whole car-detection.mp4 (377 frames, AAC audio)
   bottle   the whole bottle-detection.mp4 (1189 frames, a fixed camera) with --hold-still 0.03
   phone    car-detection.mp4 made into a phone's clip: HEVC 10-bit HLG (bt2020), variable frame
-  rate,
-           rotated 90 degrees, two audio tracks and a creation time
+           rate, rotated 90 degrees, two audio tracks and a creation time
   lavfi    a ten-minute clip made with ffmpeg's lavfi sources (moving testsrc2, sine audio)
   folder   500 generated photos of assorted sizes in a tree
 
@@ -26,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +33,9 @@ import av
 import cv2
 import numpy as np
 
-from pipeline.device import cpu_description
+from benchmarks.harness import CLIPS, ROOT, STYLE, argument_parser, flags, heading
 from pipeline.video_io import ffmpeg_binary, probe
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-STYLE = DATA / "styles" / "starry_night.jpg"
 SAMPLE_EVERY = 60.0
 
 
@@ -53,6 +50,11 @@ class Soak:
     # the video work folders' size at each sample
     work_mib: list[float] = field(default_factory=list)
     checks: dict[str, object] = field(default_factory=dict)
+
+    def sample(self, minute: float, pid: int, work: Path) -> None:
+        self.rss_mib.append((minute, tree_rss_mib(pid)))
+        self.work_mib.append(folder_mib(work.glob(".*.frames-*")))
+        print(f"  {self.name}: {minute:.1f} min, {self.rss_mib[-1][1]:.0f} MiB", file=sys.stderr)
 
 
 def tree_rss_mib(pid: int) -> float:
@@ -78,10 +80,14 @@ def tree_rss_mib(pid: int) -> float:
     return total / 1024
 
 
-def soak(name: str, args: list[str], log_dir: Path) -> Soak:
+def folder_mib(folders) -> float:
+    return sum(f.stat().st_size for d in folders for f in d.rglob("*") if f.is_file()) / 2**20
+
+
+def soak(name: str, args: list[str], work: Path) -> Soak:
     """Run `stylize ARGS` to the end, sampling memory each minute."""
     run = Soak(name, [sys.executable, "-m", "cli.main", *args])
-    log = log_dir / f"{name}.log"
+    log = work / f"{name}.log"
     start = time.monotonic()
     with open(log, "wb") as sink:
         process = subprocess.Popen(
@@ -92,26 +98,11 @@ def soak(name: str, args: list[str], log_dir: Path) -> Soak:
             time.sleep(1.0)
             now = time.monotonic()
             if now >= next_sample:
-                run.rss_mib.append(((now - start) / 60, tree_rss_mib(process.pid)))
-                run.work_mib.append(
-                    sum(
-                        f.stat().st_size
-                        for d in log_dir.glob(".*.frames-*")
-                        for f in d.rglob("*")
-                        if f.is_file()
-                    )
-                    / 2**20
-                )
+                run.sample((now - start) / 60, process.pid, work)
                 next_sample = now + SAMPLE_EVERY
-                print(
-                    f"  {name}: {run.rss_mib[-1][0]:.1f} min, {run.rss_mib[-1][1]:.0f} MiB",
-                    file=sys.stderr,
-                    flush=True,
-                )
     run.wall, run.returncode = time.monotonic() - start, process.returncode
-    run.checks["log tail"] = " / ".join(log.read_text(errors="replace").strip().splitlines()[-2:])[
-        -300:
-    ]
+    tail = log.read_text(errors="replace").strip().splitlines()[-2:]
+    run.checks["log tail"] = " / ".join(tail)[-300:]
     return run
 
 
@@ -129,38 +120,29 @@ def video_checks(source: Path, output: Path) -> dict[str, object]:
     }
 
 
+def ffmpeg(*args: str) -> None:
+    quiet = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+    }
+    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", *args], check=True, **quiet)
+
+
 def lavfi_clip(path: Path, seconds: int, fps: int, size: str) -> Path:
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate={fps}",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-shortest",
-            str(path),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    video, audio = f"testsrc2=size={size}:rate={fps}", "sine=frequency=440:sample_rate=44100"
+    encode = "-c:v libx264 -pix_fmt yuv420p -c:a aac -shortest".split()
+    sources = ["-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio]
+    ffmpeg(*sources, "-t", str(seconds), *encode, str(path))
     return path
+
+
+# HEVC 10-bit HLG in bt2020, the input's frame times kept, the clip's audio and a second track
+PHONE_ENCODE = (
+    "-map 0:v -map 0:a -map 1:a -fps_mode passthrough -c:v libx265 -crf 20 -x265-params "
+    "log-level=error -colorspace bt2020nc -color_primaries bt2020 -color_trc arib-std-b67 "
+    "-color_range tv -c:a aac -shortest"
+).split()
 
 
 def phone_clip(source: Path, path: Path) -> Path:
@@ -173,57 +155,10 @@ def phone_clip(source: Path, path: Path) -> Path:
         "format=yuv420p10le,"
         f"setpts='(N+floor(N/8))*{frame}/TB'"
     )
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-v",
-            "error",
-            "-y",
-            "-noautorotate",
-            "-display_rotation",
-            "90",
-            "-i",
-            str(source),
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=660",
-            "-map",
-            "0:v",
-            "-map",
-            "0:a",
-            "-map",
-            "1:a",
-            "-vf",
-            hlg,
-            "-fps_mode",
-            "passthrough",
-            "-c:v",
-            "libx265",
-            "-crf",
-            "20",
-            "-x265-params",
-            "log-level=error",
-            "-colorspace",
-            "bt2020nc",
-            "-color_primaries",
-            "bt2020",
-            "-color_trc",
-            "arib-std-b67",
-            "-color_range",
-            "tv",
-            "-c:a",
-            "aac",
-            "-shortest",
-            "-metadata",
-            "creation_time=2026-07-14T18:30:00Z",
-            str(path),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    rotated = ["-noautorotate", "-display_rotation", "90", "-i", str(source)]
+    sine = ["-f", "lavfi", "-i", "sine=frequency=660"]
+    created = ["-metadata", "creation_time=2026-07-14T18:30:00Z"]
+    ffmpeg(*rotated, *sine, "-vf", hlg, *PHONE_ENCODE, *created, str(path))
     return path
 
 
@@ -343,8 +278,62 @@ def markdown(run: Soak) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass(frozen=True)
+class Case:
+    label: str
+    arguments: list[str]  # of `stylize`
+    check: Callable[[], dict[str, object]]  # of the result, once the run is over
+
+
+def video_case(
+    label: str, source: Path, output: Path, size: int, check=None, **options: object
+) -> Case:
+    """`stylize video` of `source` at `size`, with `options`; its output checked against the
+    source with `check` (default: video_checks)."""
+    options = flags(size=size, **options, overwrite=True)
+    arguments = ["video", str(source), "-s", str(STYLE), "-o", str(output), *options]
+    return Case(label, arguments, lambda: (check or video_checks)(source, output))
+
+
+def folder_case(args: argparse.Namespace, work: Path) -> Case:
+    source, output = make_photos(work / "photos", args.photos), work / "photos-styled"
+    options = flags(size=args.photo_size, iterations=args.photo_iterations)
+    arguments = ["folder", str(source), "-s", str(STYLE), "-o", str(output), *options]
+    return Case(
+        f"folder of {args.photos} photos", arguments, lambda: folder_checks(output, args.photos)
+    )
+
+
+CASES: dict[str, Callable[[argparse.Namespace, Path], Case]] = {
+    "car": lambda args, work: video_case(
+        "car-detection, whole clip", CLIPS["car"], work / "car-styled.mp4", args.car_size
+    ),
+    "bottle": lambda args, work: video_case(
+        "bottle-detection, whole clip, --hold-still 0.03",
+        CLIPS["bottle"],
+        work / "bottle-styled.mp4",
+        args.bottle_size,
+        hold_still=0.03,
+    ),
+    "phone": lambda args, work: video_case(
+        "car-detection as a phone's clip (HEVC 10-bit HLG, VFR, rotated, two audio tracks)",
+        phone_clip(CLIPS["car"], work / "phone.mov"),
+        work / "phone-styled.mp4",
+        args.phone_size,
+        phone_checks,
+    ),
+    "lavfi": lambda args, work: video_case(
+        f"ten-minute lavfi clip ({600 * args.lavfi_fps} frames)",
+        lavfi_clip(work / "lavfi-10min.mp4", 600, args.lavfi_fps, "320x180"),
+        work / "lavfi-styled.mp4",
+        args.lavfi_size,
+    ),
+    "folder": folder_case,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "cases", nargs="*", help="car, bottle, phone, lavfi, folder (default: car, lavfi, folder)"
     )
@@ -357,119 +346,24 @@ def main() -> None:
     parser.add_argument("--photo-size", type=int, default=128)
     parser.add_argument("--photo-iterations", type=int, default=15)
     parser.add_argument(
-        "--work",
-        type=Path,
-        default=None,
-        help="where inputs and outputs go (default: a temporary folder)",
+        "--work", type=Path, help="where inputs and outputs go (default: a temporary folder)"
     )
     args = parser.parse_args()
-    unknown = set(args.cases) - {"car", "bottle", "phone", "lavfi", "folder"}
+    unknown = set(args.cases) - set(CASES)
     if unknown:
-        parser.error(
-            f"unknown case {', '.join(sorted(unknown))}: use car, bottle, phone, lavfi or folder"
-        )
+        parser.error(f"unknown case {', '.join(sorted(unknown))}: use {', '.join(CASES)}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-long-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"## make bench-long — {time.strftime('%Y-%m-%d')}, {cpu_description()}\n", flush=True)
-    for case in args.cases or ["car", "lavfi", "folder"]:
-        if case == "car":
-            source = DATA / "videos" / "car-detection.mp4"
-            output = work / "car-styled.mp4"
-            run = soak(
-                "car-detection, whole clip",
-                [
-                    "video",
-                    str(source),
-                    "-s",
-                    str(STYLE),
-                    "-o",
-                    str(output),
-                    "--size",
-                    str(args.car_size),
-                    "--overwrite",
-                ],
-                work,
-            )
-            run.checks.update(video_checks(source, output))
-        elif case == "bottle":
-            source = DATA / "videos" / "bottle-detection.mp4"
-            output = work / "bottle-styled.mp4"
-            run = soak(
-                "bottle-detection, whole clip, --hold-still 0.03",
-                [
-                    "video",
-                    str(source),
-                    "-s",
-                    str(STYLE),
-                    "-o",
-                    str(output),
-                    "--size",
-                    str(args.bottle_size),
-                    "--hold-still",
-                    "0.03",
-                    "--overwrite",
-                ],
-                work,
-            )
-            run.checks.update(video_checks(source, output))
-        elif case == "phone":
-            source = phone_clip(DATA / "videos" / "car-detection.mp4", work / "phone.mov")
-            output = work / "phone-styled.mp4"
-            run = soak(
-                "car-detection as a phone's clip (HEVC 10-bit HLG, VFR, rotated, two audio tracks)",
-                [
-                    "video",
-                    str(source),
-                    "-s",
-                    str(STYLE),
-                    "-o",
-                    str(output),
-                    "--size",
-                    str(args.phone_size),
-                    "--overwrite",
-                ],
-                work,
-            )
-            run.checks.update(phone_checks(source, output))
-        elif case == "lavfi":
-            source = lavfi_clip(work / "lavfi-10min.mp4", 600, args.lavfi_fps, "320x180")
-            output = work / "lavfi-styled.mp4"
-            run = soak(
-                f"ten-minute lavfi clip ({600 * args.lavfi_fps} frames)",
-                [
-                    "video",
-                    str(source),
-                    "-s",
-                    str(STYLE),
-                    "-o",
-                    str(output),
-                    "--size",
-                    str(args.lavfi_size),
-                    "--overwrite",
-                ],
-                work,
-            )
-            run.checks.update(video_checks(source, output))
-        else:
-            source = make_photos(work / "photos", args.photos)
-            output = work / "photos-styled"
-            run = soak(
-                f"folder of {args.photos} photos",
-                [
-                    "folder",
-                    str(source),
-                    "-s",
-                    str(STYLE),
-                    "-o",
-                    str(output),
-                    "--size",
-                    str(args.photo_size),
-                    "--iterations",
-                    str(args.photo_iterations),
-                ],
-                work,
-            )
-            run.checks.update(folder_checks(output, args.photos))
+    print(heading("make bench-long"), flush=True)
+    for name in args.cases or ["car", "lavfi", "folder"]:
+        case = CASES[name](args, work)
+        run = soak(case.label, case.arguments, work)
+        run.checks.update(case.check())
         print(markdown(run), flush=True)
 
 

@@ -14,110 +14,137 @@ Run: make bench-print [ARGS="--max-memory 4G --width 4032"]. Prints markdown for
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.device import cpu_description
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-STYLE = DATA / "styles" / "starry_night.jpg"
-PHOTO = DATA / "contents" / "golden_gate.jpg"
-IMAGES = ROOT / "docs" / "images"
-
-# One child process: stylize, recording each scale's figures through the progress callback.
-CHILD = r"""
-import json, sys, time, torch
-from pipeline.device import peak_rss_bytes
-from pipeline.engine import Stylizer
-from pipeline.image_io import Photo, load_rgb, read_photo, to_array, to_tensor, write_photo,
-resize_long_side from pipeline.settings import StyleSettings, parse_bytes
-photo_path, style_path, out_path, size, budget = sys.argv[1:6]
-settings = StyleSettings(size=None if size == "full" else int(size), max_memory=parse_bytes(budget))
-stylizer = Stylizer(settings, [load_rgb(style_path)])
-content = to_tensor(resize_long_side(read_photo(photo_path).rgb, settings.size))
-scales, start = {}, time.perf_counter()
-def record(progress):
-    entry = scales.setdefault(progress.scale, {"size": list(progress.image.shape[-2:]), "start":
-    time.perf_counter() - start}) entry.update(end=time.perf_counter() - start,
-    iterations=progress.iteration, evaluations=progress.evaluations,
-                 budget=progress.iterations, peak_mib=peak_rss_bytes() / 2**20,
-                 tiles=len(stylizer.memory_plan(*progress.image.shape[-2:]).tiles or []))
-    if progress.tile is None and progress.evaluations % 5 == 1:
-        print(f"scale {progress.scale}/{progress.scales} {entry['size']} eval {progress.evaluations}
-        "
-              f"{entry['end']:.0f} s {entry['peak_mib']:.0f} MiB", file=sys.stderr, flush=True)
-result = stylizer.stylize(content, callback=record)
-write_photo(Photo(to_array(result.image)), out_path)
-print(json.dumps({"scales": scales, "losses": result.losses, "seconds": result.seconds,
-                  "peak_mib": peak_rss_bytes() / 2**20}))
-"""
-
-# Judge an output at full size: its losses against the full-size content (tiled when needed).
-JUDGE = r"""
-import json, sys, torch
-from pipeline.engine import Stylizer, resize_image
-from pipeline.image_io import load_rgb
-from pipeline.settings import StyleSettings, parse_bytes
-photo_path, style_path, budget = sys.argv[1:4]
-stylizer = Stylizer(StyleSettings(size=None, max_memory=parse_bytes(budget)),
-[load_rgb(style_path)]) content = load_rgb(photo_path)
-out = {}
-for name in sys.argv[4:]:
-    image = resize_image(load_rgb(name), tuple(content.shape[-2:]))
-    out[name] = stylizer.evaluate(image, content)
-print(json.dumps(out))
-"""
+from benchmarks.harness import (
+    GOLDEN_GATE,
+    IMAGES,
+    STYLE,
+    argument_parser,
+    heading,
+    row,
+    run_child,
+    table,
+)
 
 
-# Calibration of tiles.ACTIVATION_BYTES: peak RSS growth of one whole-image evaluation, per pixel.
-CALIBRATE = r"""
-import json, sys, torch
-from pipeline.device import peak_rss_bytes
-from pipeline.engine import Stylizer, Plan
-from pipeline.image_io import load_rgb
-from pipeline.settings import StyleSettings
-precision, side, style = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-settings = StyleSettings(size=side, precision=precision, coarse_to_fine=False, tolerance=0.0,
-max_memory=2**40) stylizer = Stylizer(settings, [load_rgb(style)])
-stylizer.stylize(torch.rand(1, 3, 48, 64), Plan(iterations=1))
-height = side * 3 // 4
-content = torch.rand(1, 3, height, side, generator=torch.Generator().manual_seed(0))
-terms = stylizer.loss_terms(content)
-before = peak_rss_bytes()
-image = content.clone().requires_grad_(True)
-stylizer._evaluate(image, terms, stylizer.memory_plan(height, side))
-growth = peak_rss_bytes() - before
-print(json.dumps({"precision": precision, "side": side, "bytes_per_pixel": growth / (height *
-side)}))
-"""
+class ScaleRecorder:
+    """A progress callback that keeps each scale's figures: size, start and end (seconds from the
+    start), iterations, evaluations, budget, peak RSS so far and tiles."""
+
+    def __init__(self, stylizer) -> None:
+        self.stylizer, self.scales, self.start = stylizer, {}, time.perf_counter()
+
+    def __call__(self, progress) -> None:
+        from pipeline.device import peak_rss_bytes
+
+        elapsed = time.perf_counter() - self.start
+        height, width = progress.image.shape[-2:]
+        entry = self.scales.setdefault(progress.scale, {"size": [height, width], "start": elapsed})
+        entry.update(
+            end=elapsed,
+            iterations=progress.iteration,
+            evaluations=progress.evaluations,
+            budget=progress.iterations,
+            peak_mib=peak_rss_bytes() / 2**20,
+            tiles=len(self.stylizer.memory_plan(height, width).tiles or []),
+        )
+        if progress.tile is None and progress.evaluations % 5 == 1:
+            print(
+                f"scale {progress.scale}/{progress.scales} {entry['size']} eval "
+                f"{progress.evaluations} {elapsed:.0f} s {entry['peak_mib']:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
-def calibrate(sizes: tuple[int, ...] = (512, 1024)) -> str:
-    lines = [
-        "Peak RSS growth of one whole-image evaluation (forward and backward), per input pixel:",
-        "",
-        "| precision | size | bytes per pixel |",
-        "|---|---|---|",
-    ]
+def stylize_photo(photo: str, output: str, size: str, budget: str) -> dict:
+    """Child: `photo` stylized at `size` ("full" or a long side in pixels) into `output`."""
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import (
+        Photo,
+        load_rgb,
+        read_photo,
+        resize_long_side,
+        to_array,
+        to_tensor,
+        write_photo,
+    )
+    from pipeline.settings import StyleSettings, parse_bytes
+
+    long_side = None if size == "full" else int(size)
+    settings = StyleSettings(size=long_side, max_memory=parse_bytes(budget))
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    content = to_tensor(resize_long_side(read_photo(Path(photo)).rgb, settings.size))
+    recorder = ScaleRecorder(stylizer)
+    result = stylizer.stylize(content, callback=recorder)
+    write_photo(Photo(to_array(result.image)), Path(output))
+    return {"scales": recorder.scales, "losses": result.losses, "seconds": result.seconds}
+
+
+def judge(photo: str, budget: str, outputs: list[str]) -> dict:
+    """Child: each output's losses at full size against the full-size content (tiled when
+    needed)."""
+    from pipeline.engine import Stylizer, resize_image
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings, parse_bytes
+
+    settings = StyleSettings(size=None, max_memory=parse_bytes(budget))
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    content = load_rgb(Path(photo))
+    return {
+        name: stylizer.evaluate(
+            resize_image(load_rgb(Path(name)), tuple(content.shape[-2:])), content
+        )
+        for name in outputs
+    }
+
+
+def activation_bytes(precision: str, side: int) -> float:
+    """Child: the peak RSS growth of one whole-image evaluation (forward and backward), per input
+    pixel: the calibration of tiles.ACTIVATION_BYTES."""
+    import torch
+
+    from pipeline.device import peak_rss_bytes
+    from pipeline.engine import Plan, Stylizer
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings
+
+    settings = StyleSettings(
+        size=side, precision=precision, coarse_to_fine=False, tolerance=0.0, max_memory=2**40
+    )
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    stylizer.stylize(torch.rand(1, 3, 48, 64), Plan(iterations=1))
+    height = side * 3 // 4
+    content = torch.rand(1, 3, height, side, generator=torch.Generator().manual_seed(0))
+    terms = stylizer.loss_terms(content)
+    before = peak_rss_bytes()
+    image = content.clone().requires_grad_(True)
+    stylizer._evaluate(image, terms, stylizer.memory_plan(height, side))
+    return (peak_rss_bytes() - before) / (height * side)
+
+
+def calibrate(sizes: tuple[int, ...] = (512, 1024)) -> None:
+    print(heading("Activation memory — `make bench-print ARGS=--calibrate`"))
+    print(
+        "Peak RSS growth of one whole-image evaluation (forward and backward), per input pixel:\n"
+    )
+    print(table(("precision", "size", "bytes per pixel")), flush=True)
     for precision in ("fp32", "bf16"):
         for side in sizes:
-            out = child(CALIBRATE, precision, side, STYLE)
-            lines.append(f"| {precision} | {side}x{side * 3 // 4} | {out['bytes_per_pixel']:.0f} |")
-    return "\n".join(lines)
+            growth = run_child(activation_bytes, precision, side).result
+            print(row([precision, f"{side}x{side * 3 // 4}", f"{growth:.0f}"]), flush=True)
 
 
 def camera_photo(folder: Path, width: int) -> Path:
     """golden_gate.jpg upscaled to a phone's 4:3 frame (4032x3024 by default)."""
-    rgb = cv2.imread(str(PHOTO))
+    rgb = cv2.imread(str(GOLDEN_GATE))
     height = width * 3 // 4
     source_h, source_w = rgb.shape[:2]
     crop_h = min(source_h, source_w * 3 // 4)
@@ -133,20 +160,7 @@ def camera_photo(folder: Path, width: int) -> Path:
     return path
 
 
-def child(code: str, *args: str) -> dict:
-    """Run `code` in a fresh process (its stderr shows progress); its last stdout line is JSON."""
-    started = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    if run.returncode != 0:
-        raise SystemExit(f"child failed ({run.returncode})")
-    out = json.loads(run.stdout.strip().splitlines()[-1])
-    out["wall"] = time.monotonic() - started
-    return out
-
-
-def crop_pair(full: Path, small: Path, width: int) -> str:
+def crop_pair(full: Path, small: Path) -> str:
     """The same 600x400 crop of the full-size result and of the 512-px result scaled up."""
     big = cv2.imread(str(full))
     up = cv2.resize(
@@ -165,142 +179,130 @@ def crop_pair(full: Path, small: Path, width: int) -> str:
     return "images/print-crop.jpg"
 
 
-def report(
-    args: argparse.Namespace,
-    photo: Path,
-    full: dict,
-    small: dict,
-    judged: dict,
-    crop: str,
-    outputs: dict,
-) -> str:
-    lines = [
-        f"## Print size — `make bench-print`, {date.today()}",
-        "",
-        f"Machine: {cpu_description()}. Photo: {photo.name}; style starry_night.jpg; --max-memory "
-        f"{args.max_memory}.",
-        "",
-        "| scale | size | iterations / budget | evaluations | tiles | wall | peak RSS at its end |",
-        "|---|---|---|---|---|---|---|",
+def scales_table(scales: dict) -> str:
+    columns = ("scale", "size", "iterations / budget", "evaluations", "tiles", "wall")
+    rows = [
+        [
+            index,
+            f"{scale['size'][1]}x{scale['size'][0]}",
+            f"{scale['iterations']} / {scale['budget']}",
+            scale["evaluations"],
+            scale["tiles"] or "whole",
+            f"{(scale['end'] - scale['start']) / 60:.1f} min",
+            f"{scale['peak_mib']:.0f} MiB",
+        ]
+        for index, scale in sorted(scales.items(), key=lambda item: int(item[0]))
     ]
-    for index, scale in sorted(full["scales"].items(), key=lambda item: int(item[0])):
-        h, w = scale["size"]
-        lines.append(
-            f"| {index} | {w}x{h} | {scale['iterations']} / {scale['budget']} | "
-            f"{scale['evaluations']} | "
-            f"{scale['tiles'] or 'whole'} | {(scale['end'] - scale['start']) / 60:.1f} min | "
-            f"{scale['peak_mib']:.0f} MiB |"
-        )
-    lines += [
-        "",
-        f"Full size: {full['wall'] / 60:.1f} min in all, peak RSS {full['peak_mib']:.0f} MiB. "
-        f"512 px: {small['wall'] / 60:.1f} min, peak RSS {small['peak_mib']:.0f} MiB.",
-        "",
-        "Judged at full size (weighted losses against the full-size content; lower is better):",
-        "",
-        "| result | content | style | total |",
-        "|---|---|---|---|",
-    ]
-    for label, key in (("full size", outputs["full"]), ("512 px scaled up", outputs["small"])):
-        losses = judged[key]
-        lines.append(
-            f"| {label} | {losses['content']:.4g} | {losses['style']:.4g} | {losses['total']:.4g} |"
-        )
-    lines += ["", f"![crop]({crop})  (left: full size; right: 512 px scaled up)"]
-    return "\n".join(lines)
+    return table((*columns, "peak RSS at its end"), rows)
 
 
-def budget_table(
-    photo: Path,
-    device: str,
-    max_memory: str,
-    iterations: int = 300,
-    cold: bool = False,
-    top: tuple[int, ...] = (0, 2, 5, 10, 20, 40),
-    below: tuple[int, ...] = (0, 5, 10, 19, 40, 80),
-) -> str:
-    """How few evaluations the two largest scales need: each budget run from the same start (the
-    default ladder's result one scale down, scaled up) and judged at full size. The rest of the
-    ladder keeps its default budgets; "below" varies the second-largest scale, the largest at its
-    default."""
-    import torch
-    from pipeline.engine import Plan, Stylizer, rung_budget, resize_image
-    from pipeline.image_io import load_rgb
-    from pipeline.settings import StyleSettings, parse_bytes
-
-    settings = StyleSettings(
-        size=None, max_memory=parse_bytes(max_memory), device=device, iterations=iterations
+def print_size(work: Path, width: int, max_memory: str) -> None:
+    """The full-size run and the 512-px run, each judged at full size, and their crops."""
+    photo = camera_photo(work, width)
+    full_path, small_path = work / "full.png", work / "small-512.png"
+    full = run_child(stylize_photo, photo, full_path, "full", max_memory)
+    small = run_child(stylize_photo, photo, small_path, "512", max_memory)
+    judged = run_child(judge, photo, max_memory, [str(full_path), str(small_path)]).result
+    print(heading("Print size — `make bench-print`"))
+    print(f"Photo: {photo.name}; style starry_night.jpg; --max-memory {max_memory}.\n")
+    print(scales_table(full.result["scales"]))
+    print(
+        f"\nFull size: {full.wall_s / 60:.1f} min in all, peak RSS {full.peak_rss_mib:.0f} MiB. "
+        f"512 px: {small.wall_s / 60:.1f} min, peak RSS {small.peak_rss_mib:.0f} MiB.\n"
     )
-    stylizer = Stylizer(settings, [load_rgb(STYLE)])
-    content = load_rgb(photo)
-    ladder = stylizer.ladder(content)
-    default = [rung_budget(size, settings.iterations, settings, ladder)[1] for size in ladder]
+    print("Judged at full size (weighted losses against the full-size content; lower is better):\n")
+    rows = [
+        [label, *(f"{judged[str(path)][part]:.4g}" for part in ("content", "style", "total"))]
+        for label, path in (("full size", full_path), ("512 px scaled up", small_path))
+    ]
+    print(table(("result", "content", "style", "total"), rows))
+    crop = crop_pair(full_path, small_path)
+    print(f"\n![crop]({crop})  (left: full size; right: 512 px scaled up)")
 
-    def timed(image: torch.Tensor, start=None, evaluations: int | None = None, carry: bool = True):
-        """From `start` (a Result one scale down: its image scaled up, its curvature carried as
-        the ladder does, or not)."""
+
+class BudgetRuns:
+    """The photo at full size with the default ladder, and runs of one scale from the result one
+    scale down (scaled up; its L-BFGS curvature carried as the ladder does, or not)."""
+
+    def __init__(self, photo: Path, device: str, max_memory: str, iterations: int) -> None:
+        from pipeline.engine import Stylizer, rung_budget
+        from pipeline.image_io import load_rgb
+        from pipeline.settings import StyleSettings, parse_bytes
+
+        self.settings = StyleSettings(
+            size=None, max_memory=parse_bytes(max_memory), device=device, iterations=iterations
+        )
+        self.stylizer = Stylizer(self.settings, [load_rgb(STYLE)])
+        self.content = load_rgb(photo)
+        self.ladder = self.stylizer.ladder(self.content)
+        self.default = [
+            rung_budget(size, iterations, self.settings, self.ladder)[1] for size in self.ladder
+        ]
+
+    def at(self, scale: int):
+        """The content at ladder[scale]."""
+        from pipeline.engine import resize_image
+
+        return resize_image(self.content, self.ladder[scale])
+
+    def run(self, image, start=None, evaluations: int | None = None, carry: bool = True):
+        """`image` stylized: the default ladder without `start`, else from it at one scale."""
+        from pipeline.engine import Plan, resize_image
+
         if start is None:
-            return stylizer.stylize(image)
-        size = tuple(image.shape[-2:])
+            return self.stylizer.stylize(image)
         plan = Plan(
-            init=resize_image(start.image, size),
+            init=resize_image(start.image, tuple(image.shape[-2:])),
             iterations=evaluations,
             evaluations=evaluations,
             curvature=start.curvature if carry else None,
         )
-        return stylizer.stylize(image, plan)
+        return self.stylizer.stylize(image, plan)
 
-    def judged(result) -> str:
-        losses = stylizer.evaluate(result.image, content)
-        per = result.seconds / max(1, result.evaluations)
-        figures = " | ".join(f"{losses[part]:.4g}" for part in ("content", "style", "total"))
-        return f"{result.evaluations} | {result.seconds:.1f} s ({per:.2f} s each) | {figures} |"
+    def judged(self, result) -> list[str]:
+        """Evaluations, seconds and the losses at full size of a result."""
+        losses = self.stylizer.evaluate(result.image, self.content)
+        each = result.seconds / max(1, result.evaluations)
+        figures = [f"{losses[part]:.4g}" for part in ("content", "style", "total")]
+        return [result.evaluations, f"{result.seconds:.1f} s ({each:.2f} s each)", *figures]
 
-    def emit(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
 
-    lines: list[str] = []
-    for line in [
-        f"Scale budgets, {device} "
-        f"({torch.cuda.get_device_name(0) if device == 'cuda' else cpu_description()}), "
-        f"{settings.precision} precision; ladder {[max(size) for size in ladder]}, default "
-        f"evaluations {default}",
-        "",
-        "| varied scale | its evaluations (asked) | used | wall | content | style | total |",
-        "|---|---|---|---|---|---|---|",
-    ]:
-        emit(line)
-    start_top = timed(resize_image(content, ladder[-2]))
+def budget_table(photo: Path, args: argparse.Namespace) -> None:
+    """How few evaluations the two largest scales need: each budget run from the same start (the
+    default ladder's result one scale down, scaled up) and judged at full size. The rest of the
+    ladder keeps its default budgets; "below" varies the second-largest scale, the largest at its
+    default."""
+    runs = BudgetRuns(photo, args.device, args.max_memory, args.iterations)
+    top, below = (tuple(int(n) for n in text.split(",") if n) for text in (args.top, args.below))
+    largest, second = max(runs.ladder[-1]), max(runs.ladder[-2])
+    precision = f"{runs.settings.precision} precision"
+    title = "Scale budgets — `make bench-print ARGS=--budgets`"
+    print(heading(title, precision, device=args.device))
+    sides = [max(size) for size in runs.ladder]
+    print(f"Ladder {sides}, default evaluations {runs.default}.\n")
+    columns = ("varied scale", "its evaluations (asked)", "used", "wall", "content", "style")
+    print(table((*columns, "total")), flush=True)
+    start_top = runs.run(runs.at(-2))
     for budget in top:
-        emit(
-            f"| {max(ladder[-1])} px, curvature carried | {budget} | "
-            + judged(timed(content, start_top, budget))
-        )
-        if cold and budget:
-            emit(
-                f"| {max(ladder[-1])} px, cold start | {budget} | "
-                + judged(timed(content, start_top, budget, carry=False))
-            )
-    start_below = timed(resize_image(content, ladder[-3])) if below else None
+        carried = runs.judged(runs.run(runs.content, start_top, budget))
+        print(row([f"{largest} px, curvature carried", budget, *carried]), flush=True)
+        if args.cold and budget:
+            cold = runs.judged(runs.run(runs.content, start_top, budget, carry=False))
+            print(row([f"{largest} px, cold start", budget, *cold]), flush=True)
+    start_below = runs.run(runs.at(-3)) if below else None
     for budget in below:
-        middle = timed(resize_image(content, ladder[-2]), start_below, budget)
-        emit(
-            f"| {max(ladder[-2])} px (then {default[-1]} at {max(ladder[-1])}) | {budget} | "
-            + judged(timed(content, middle, default[-1]))
-        )
-    return "\n".join(lines)
+        middle = runs.run(runs.at(-2), start_below, budget)
+        judged = runs.judged(runs.run(runs.content, middle, runs.default[-1]))
+        label = f"{second} px (then {runs.default[-1]} at {largest})"
+        print(row([label, budget, *judged]), flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args() -> argparse.Namespace:
+    parser = argument_parser(__doc__)
     parser.add_argument("--width", type=int, default=4032)
     parser.add_argument("--max-memory", default="4G")
     parser.add_argument(
-        "--work",
-        type=Path,
-        default=None,
-        help="where inputs and outputs go (default: a temporary folder)",
+        "--work", type=Path, help="where inputs and outputs go (default: a temporary folder)"
     )
     parser.add_argument(
         "--calibrate",
@@ -312,60 +314,30 @@ def main() -> None:
         action="store_true",
         help="only the table of the two largest scales' evaluation budgets",
     )
-    parser.add_argument("--device", default="auto", help="with --budgets: cpu, cuda or auto")
-    parser.add_argument(
-        "--iterations", type=int, default=300, help="with --budgets: the settings' --iterations"
+    budgets = parser.add_argument_group("with --budgets")
+    budgets.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    budgets.add_argument("--iterations", type=int, default=300, help="the settings' --iterations")
+    budgets.add_argument(
+        "--cold", action="store_true", help="also each top budget from a cold L-BFGS start"
     )
-    parser.add_argument(
-        "--cold",
-        action="store_true",
-        help="with --budgets: also each top budget from a cold L-BFGS start",
+    budgets.add_argument(
+        "--top", default="0,2,5,10,20,40", help="evaluations tried at the largest scale"
     )
-    parser.add_argument(
-        "--top",
-        default="0,2,5,10,20,40",
-        help="with --budgets: evaluations tried at the largest scale",
+    budgets.add_argument(
+        "--below", default="0,5,10,19,40,80", help="at the second largest (empty: none)"
     )
-    parser.add_argument(
-        "--below",
-        default="0,5,10,19,40,80",
-        help="with --budgets: at the second largest (empty: none)",
-    )
-    args = parser.parse_args()
-    if args.budgets:
-        work = args.work or Path(tempfile.mkdtemp(prefix="bench-print-"))
-        work.mkdir(parents=True, exist_ok=True)
-        budget_table(
-            camera_photo(work, args.width),
-            args.device,
-            args.max_memory,
-            args.iterations,
-            args.cold,
-            tuple(int(n) for n in args.top.split(",") if n),
-            tuple(int(n) for n in args.below.split(",") if n),
-        )
-        return
-    if args.calibrate:
-        print(calibrate())
-        return
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.calibrate and not args.budgets:
+        return calibrate()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-print-"))
     work.mkdir(parents=True, exist_ok=True)
-    photo = camera_photo(work, args.width)
-    outputs = {"full": str(work / "full.png"), "small": str(work / "small-512.png")}
-    full = child(CHILD, photo, STYLE, outputs["full"], "full", args.max_memory)
-    small = child(CHILD, photo, STYLE, outputs["small"], "512", args.max_memory)
-    judged = child(JUDGE, photo, STYLE, args.max_memory, outputs["full"], outputs["small"])
-    print(
-        report(
-            args,
-            photo,
-            full,
-            small,
-            judged,
-            crop_pair(Path(outputs["full"]), Path(outputs["small"]), args.width),
-            outputs,
-        )
-    )
+    if args.budgets:
+        return budget_table(camera_photo(work, args.width), args)
+    print_size(work, args.width, args.max_memory)
 
 
 if __name__ == "__main__":

@@ -2,40 +2,44 @@
 
 For every (clip, setting): the drift of the static background over the clip, the warping error at
 k = 1 and k = 30 as ratios to the input's own (judged with the still-aware flow, and with DIS's
-own), the static background's difference between frames t
-and t-1 and t-30 against the input's (pixels compared in place: no flow, whose noise on a still
-area the warping error counts against an output that holds still), evaluations and seconds per
-later frame, and the later frames' content and style losses (of the whole frame as written, as a
-cold frame's are counted) against a cold 300-iteration stylization of the same frames. Each run is
-its own process (`--jobs N` runs N at once: for a GPU machine; on a 2-core CPU keep 1).
+own), the static background's difference between frames t and t-1 and t-30 against the input's
+(pixels compared in place: no flow, whose noise on a still area the warping error counts against
+an output that holds still), evaluations and seconds per later frame, and the later frames'
+content and style losses (of the whole frame as written, as a cold frame's are counted) against a
+cold 300-iteration stylization of the same frames. Each run is its own process (`--jobs N` runs N
+at once: for a GPU machine; on a 2-core CPU keep 1).
 
 The frames are measured as written to the work folder (lossless), so that runs on machines without
 ffmpeg (PyAV decodes there) compare with the rest. Run: make bench-temporal [ARGS="--frames 300
---settings default,long-term"]. Prints markdown.
+--settings default,default+passes-3"]. Prints markdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-STYLE = DATA / "styles" / "starry_night.jpg"
-CLIPS = {
-    "bottle": DATA / "videos" / "bottle-detection.mp4",
-    "car": DATA / "videos" / "car-detection.mp4",
-}
-IMAGES = ROOT / "docs" / "images"
-SETTINGS = {  # VideoSettings fields that each setting changes from today's defaults
+from benchmarks.harness import (
+    CLIPS,
+    IMAGES,
+    STYLE,
+    TUBINGEN,
+    ChildFailed,
+    argument_parser,
+    heading,
+    run_child,
+    stylize_in_memory,
+    table,
+)
+from benchmarks.harness import decode as decode_clip
+
+SETTINGS = {  # VideoSettings fields that each setting changes from the defaults
     "default": {},
     "default+one-frame": {"temporal_frames": (1,)},
     "default+no-carry": {"carry_curvature": False},
@@ -49,20 +53,19 @@ SETTINGS = {  # VideoSettings fields that each setting changes from today's defa
     "default+no-restore+no-photo-check": {"restore_still": False, "photo_check": False},
 }
 REFERENCE_FRAMES = (50, 150, 250)  # judged against a cold 300-iteration stylization
-
-
-# "pan": a camera panning over this photo, for what holds still where nothing is
-PAN = DATA / "contents" / "tubingen.jpg"
+COLD = "cold-300"  # the setting name of that reference
 
 
 def panned(count: int, size: int, speed: float = 1.5) -> list[np.ndarray]:
-    """A moving camera: a 16:9 window panning right over PAN at `speed` px a frame (of the output's
-    size), with a little sensor noise, RGB uint8."""
+    """The clip "pan", a moving camera (for what holds still where nothing is): a 16:9 window
+    panning right over tubingen.jpg at `speed` px a frame (of the output's size), with a little
+    sensor noise, RGB uint8."""
     import cv2
+
     from pipeline.image_io import read_photo
 
     width, height = size, round(size * 9 / 16 / 2) * 2
-    photo = read_photo(PAN).rgb * 255  # float, 0-1
+    photo = read_photo(TUBINGEN).rgb * 255  # float, 0-1
     scale = (width + speed * count) / photo.shape[1]  # wide enough for the whole pan
     photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     rng, frames = np.random.default_rng(0), []
@@ -76,43 +79,18 @@ def panned(count: int, size: int, speed: float = 1.5) -> list[np.ndarray]:
 
 
 def decode(clip: str, count: int, size: int) -> list[np.ndarray]:
-    """The first `count` frames at `size` (long side), RGB uint8: with ffmpeg, or PyAV where no
-    ffmpeg is found."""
-    from pipeline.video_io import Reader, even_size, ffmpeg_binary, probe
-
-    if clip == "pan":
-        return panned(count, size)
-    info = probe(CLIPS[clip])
-    width, height = even_size(info.width, info.height, size)
-    try:
-        ffmpeg_binary()
-    except Exception:  # noqa: BLE001 - a machine with only PyAV (the GPU machine here)
-        import av
-        import cv2
-
-        with av.open(str(CLIPS[clip])) as container:
-            frames = (f.to_ndarray(format="rgb24") for f in container.decode(video=0))
-            return [
-                cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA)
-                for _, f in zip(range(count), frames)
-            ]
-    with Reader(info, (width, height)) as reader:
-        return list(reader.frames(count))
+    """The first `count` frames of `clip` (a name of CLIPS, or "pan") at `size`, RGB uint8."""
+    return panned(count, size) if clip == "pan" else decode_clip(CLIPS[clip], count, size)
 
 
-def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: Path) -> dict:
-    """Stylize `frames` frames of `clip` with `setting` (as `stylize video` does, into a work
-    folder) and measure the stylized frames themselves (lossless, before any encoder)."""
-    import shutil
-
-    from pipeline.device import cpu_description
-    from pipeline.frames import FrameStylizer, stylize_frames
-    from pipeline.passes import pass_folder, refine_pass
-    from pipeline.image_io import load_rgb
+def stylized(clip: str, setting: str, frames: int, size: int, device: str, work: Path):
+    """`frames` frames of `clip` stylized with `setting` into a work folder, as `stylize video`
+    does: the inputs, the stylizer, the folder of the last pass and the later frames' mean
+    evaluations and seconds (later passes included)."""
     from pipeline.engine import Stylizer
+    from pipeline.frames import FrameStylizer
+    from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings, VideoSettings
-    from pipeline.temporal_eval import figures_of_frames
-    from pipeline.work_folder import frame_path, read_frame
 
     inputs = decode(clip, frames, size)
     folder = work / f"{clip}-{setting}"
@@ -120,22 +98,31 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
     video = replace(VideoSettings(), **SETTINGS[setting])
     stylizer = Stylizer(StyleSettings(size=size, device=device), [load_rgb(STYLE)])
     reports, refined = [], []
-    frame_stylizer = FrameStylizer(stylizer, video, folder)
-    done = stylize_frames(inputs, frame_stylizer, folder, video, len(inputs), reports.append)
-    for number in range(2, video.passes + 1):  # as video_job.run_passes, from the frames in memory
-        order = list(enumerate(inputs))
-        refine_pass(
-            order[::-1] if number % 2 == 0 else order,
-            frame_stylizer,
-            folder,
-            number,
-            done.cuts,
-            lambda position, index, skipped, stats: refined.append(stats),
-        )
-    final = pass_folder(folder, video.passes)
+    final = stylize_in_memory(
+        inputs,
+        FrameStylizer(stylizer, video, folder),
+        folder,
+        video,
+        reports.append,
+        lambda position, index, skipped, stats: refined.append(stats),
+    )
     later = [r for r in reports if not r.cold]
-    passes_evals = sum(s.get("evaluations", 0) for s in refined) / max(1, len(later))
-    passes_seconds = sum(s.get("seconds", 0.0) for s in refined) / max(1, len(later))
+    cost = {
+        "evaluations": np.mean([r.evaluations for r in later])
+        + sum(s.get("evaluations", 0) for s in refined) / max(1, len(later)),
+        "seconds": np.mean([r.seconds for r in later])
+        + sum(s.get("seconds", 0.0) for s in refined) / max(1, len(later)),
+    }
+    return inputs, stylizer, final, {k: float(v) for k, v in cost.items()}
+
+
+def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: str) -> dict:
+    """Child: `clip` stylized with `setting`, measured on the stylized frames themselves (lossless,
+    before any encoder)."""
+    from pipeline.temporal_eval import figures_of_frames
+    from pipeline.work_folder import frame_path, read_frame
+
+    inputs, stylizer, final, cost = stylized(clip, setting, frames, size, device, Path(work))
     outputs = [read_frame(frame_path(final, i)) for i in range(len(inputs))]
     figures, dis_figures = (
         figures_of_frames(inputs, outputs, (1, 30), still_flow) for still_flow in (True, False)
@@ -145,10 +132,9 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
         "setting": setting,
         "frames": len(inputs),
         "work_dir": str(final),
-        "evaluations": float(np.mean([r.evaluations for r in later])) + passes_evals,
-        "seconds": float(np.mean([r.seconds for r in later])) + passes_seconds,
+        **cost,
         "losses": {
-            i: whole_frame_losses(stylizer, inputs[i], read_frame(frame_path(final, i)))
+            i: whole_frame_losses(stylizer, inputs[i], outputs[i])
             for i in REFERENCE_FRAMES
             if i < len(inputs)
         },
@@ -157,7 +143,6 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
         "static": {k: list(v) for k, v in figures.static_difference.items()},
         "static_share": figures.static_share,
         "drift": list(figures.drift),
-        "machine": machine(device, cpu_description()),
     }
 
 
@@ -171,10 +156,11 @@ def whole_frame_losses(stylizer, content: np.ndarray, frame: np.ndarray) -> dict
 
 
 def run_cold(clip: str, frames: int, size: int, device: str) -> dict:
-    """The reference: frames of `clip` stylized cold, 300 iterations at one scale. Besides the loss
-    reference frames, the frame where the input's still background moves furthest from the first
-    frames, and frame 2: how far an independent stylization's own still background moves there
-    (what following the input's exposure costs, beside the drift a warm-started chain adds)."""
+    """Child, the reference: frames of `clip` stylized cold, 300 iterations at one scale. Besides
+    the loss reference frames, the frame where the input's still background moves furthest from
+    the first frames, and frame 2: how far an independent stylization's own still background moves
+    there (what following the input's exposure costs, beside the drift a warm-started chain
+    adds)."""
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb, to_array, to_tensor
     from pipeline.settings import StyleSettings
@@ -190,7 +176,7 @@ def run_cold(clip: str, frames: int, size: int, device: str) -> dict:
     }
     still = still_pixels(inputs[:frames])
     if not still.any():
-        return {"clip": clip, "setting": "cold-300", "losses": losses}
+        return {"clip": clip, "setting": COLD, "losses": losses}
     means = np.array([to_float(frame)[still].mean(axis=0) for frame in inputs[:frames]])
     furthest = int(np.abs(means - means[:FIRST_FRAMES].mean(axis=0)).max(axis=1).argmax())
     first, last = (
@@ -203,30 +189,10 @@ def run_cold(clip: str, frames: int, size: int, device: str) -> dict:
     ]
     return {
         "clip": clip,
-        "setting": "cold-300",
+        "setting": COLD,
         "losses": losses,
         "cold_drift": {"frame": furthest, "drift": drift},
     }
-
-
-def machine(device: str, cpu: str) -> str:
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.get_device_name(0)
-    return cpu
-
-
-def child(*args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_temporal", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    if done.returncode != 0:
-        return {"error": f"{args}: exit {done.returncode}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def loss_ratio(run: dict, cold: dict, part: str) -> float:
@@ -238,34 +204,45 @@ def loss_ratio(run: dict, cold: dict, part: str) -> float:
     return float(np.mean([mine / theirs for mine, theirs in pairs])) if pairs else float("nan")
 
 
-def table(runs: list[dict], colds: dict[str, dict]) -> str:
-    lines = [
-        "| clip | setting | frames | drift (input) | k=1 ratio | k=30 ratio | k=1, k=30 (DIS "
-        "flow) | static t vs t-1 (x input) | "
-        "static t vs t-30 (x input) | evals / later frame | s / later frame | content vs cold 300 "
-        "| style vs cold 300 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+COLUMNS = (
+    "clip",
+    "setting",
+    "frames",
+    "drift (input)",
+    "k=1 ratio",
+    "k=30 ratio",
+    "k=1, k=30 (DIS flow)",
+    "static t vs t-1 (x input)",
+    "static t vs t-30 (x input)",
+    "evals / later frame",
+    "s / later frame",
+    "content vs cold 300",
+    "style vs cold 300",
+)
+
+
+def result_row(run: dict, cold: dict) -> list[str]:
+    if "error" in run:
+        return [run["error"]]
+    nan = float("nan")
+    ratio, dis = (
+        {k: v[0] / v[1] if v[1] > 0 else nan for k, v in run.get(which, {}).items()}
+        for which in ("warping", "warping_dis")
+    )
+    static = [run["static"][k][0] / max(run["static"][k][1], 1e-12) for k in ("1", "30")]
+    return [
+        run["clip"],
+        run["setting"],
+        run["frames"],
+        f"{run['drift'][0]:.2f} % ({run['drift'][1]:.2f} %)",
+        f"{ratio['1']:.2f}",
+        f"{ratio['30']:.2f}",
+        f"{dis.get('1', nan):.2f}, {dis.get('30', nan):.2f}",
+        *(f"{value:.1f}" for value in static),
+        f"{run['evaluations']:.1f}",
+        f"{run['seconds']:.2f}",
+        *(f"{loss_ratio(run, cold, part):.2f}" for part in ("content", "style")),
     ]
-    for run in runs:
-        if "error" in run:
-            lines.append(f"| {run['error']} |")
-            continue
-        ratio, dis = (
-            {k: v[0] / v[1] if v[1] > 0 else float("nan") for k, v in run.get(which, {}).items()}
-            for which in ("warping", "warping_dis")
-        )
-        static, static_1 = run["static"]["30"], run["static"]["1"]
-        cold = colds.get(run["clip"], {"losses": {}})
-        lines.append(
-            f"| {run['clip']} | {run['setting']} | {run['frames']} | {run['drift'][0]:.2f} % "
-            f"({run['drift'][1]:.2f} %) | "
-            f"{ratio['1']:.2f} | {ratio['30']:.2f} | {dis.get('1', float('nan')):.2f}, "
-            f"{dis.get('30', float('nan')):.2f} | {static_1[0] / max(static_1[1], 1e-12):.1f} "
-            f"| {static[0] / max(static[1], 1e-12):.1f} | {run['evaluations']:.1f} | "
-            f"{run['seconds']:.2f} | {loss_ratio(run, cold, 'content'):.2f} | "
-            f"{loss_ratio(run, cold, 'style'):.2f} |"
-        )
-    return "\n".join(lines)
 
 
 def picture(
@@ -276,6 +253,7 @@ def picture(
 ) -> str | None:
     """The same static crop at frames 0, 100, 200 and 299 for two settings (rows)."""
     import cv2
+
     from pipeline.temporal_eval import still_pixels
     from pipeline.work_folder import frame_path
 
@@ -311,12 +289,28 @@ def picture(
     return f"images/{name}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", default="bottle,car")
+def measure(clip: str, setting: str, args: argparse.Namespace) -> dict:
+    """One run in its own process; its result is also kept in the work folder, should the whole
+    run be stopped."""
+    try:
+        if setting == COLD:
+            out = run_child(run_cold, clip, args.frames, args.size, args.device).result
+        else:
+            common = (args.frames, args.size, args.device, args.work)
+            out = run_child(run_one, clip, setting, *common).result
+    except ChildFailed as failed:
+        return {"error": str(failed)}
+    (args.work / f"result-{clip}-{setting}.json").write_text(json.dumps(out))
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argument_parser(__doc__)
+    parser.add_argument("--clips", default="bottle,car", help="of bottle, car and pan")
     parser.add_argument(
         "--settings",
-        default="before,default,default+hold-0.03,default+passes-3",
+        default="default,default+hold-0.03,default+passes-3",
+        help=f"of {', '.join(SETTINGS)}",
     )
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", type=int, default=256)
@@ -335,56 +329,42 @@ def main() -> None:
         action="store_true",
         help="skip the cold 300-iteration reference (its loss columns then read nan)",
     )
-    parser.add_argument("--one", nargs=2, metavar=("CLIP", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    unknown = set(args.settings.split(",")) - set(SETTINGS)
+    if unknown:
+        parser.error(f"unknown setting {', '.join(sorted(unknown))}")
+    return args
+
+
+def cold_drift_notes(colds: dict[str, dict]) -> None:
+    for clip, cold in colds.items():
+        if "cold_drift" in cold:
+            drift = cold["cold_drift"]
+            print(
+                f"\n{clip}: two cold stylizations, of frame 2 and of frame {drift['frame']} "
+                "(where the input's still background moves furthest), differ there by "
+                f"{drift['drift'][0]:.2f} % (the input: {drift['drift'][1]:.2f} %)."
+            )
+
+
+def main() -> None:
+    args = parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.one:
-        clip, setting = args.one
-        out = (
-            run_cold(clip, args.frames, args.size, args.device)
-            if setting == "cold-300"
-            else run_one(clip, setting, args.frames, args.size, args.device, args.work)
-        )
-        # kept should the whole run be stopped
-        (args.work / f"result-{clip}-{setting}.json").write_text(json.dumps(out))
-        print(json.dumps(out))
-        return
-    common = [
-        "--frames",
-        str(args.frames),
-        "--size",
-        str(args.size),
-        "--device",
-        args.device,
-        "--work",
-        str(args.work),
-    ]
-    reference = ["cold-300"] if not args.no_cold else []
+    reference = [] if args.no_cold else [COLD]
     jobs = [
         (clip, setting)
         for clip in args.clips.split(",")
         for setting in [*reference, *args.settings.split(",")]
     ]
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: child(*common, "--one", *job), jobs))
-    colds = {r["clip"]: r for r in results if r.get("setting") == "cold-300"}
-    runs = [r for r in results if r.get("setting") != "cold-300"]
-    machines = sorted({r["machine"] for r in runs if "machine" in r})
-    print(f"## Long-term temporal consistency — `make bench-temporal`, {date.today()}\n")
-    print(
-        f"Machine: {'; '.join(machines)}. {args.frames} frames of each clip at {args.size} px, "
-        "starry_night.jpg.\n"
-    )
-    print(table(runs, colds))
-    for clip, cold in colds.items():
-        if "cold_drift" in cold:
-            drift = cold["cold_drift"]
-            print(
-                f"\n{clip}: two cold stylizations, of frame 2 and of frame {drift['frame']} "
-                "(where the input's still "
-                f"background moves furthest), differ there by {drift['drift'][0]:.2f} % (the "
-                f"input: {drift['drift'][1]:.2f} %)."
-            )
+        results = list(pool.map(lambda job: measure(*job, args), jobs))
+    colds = {r["clip"]: r for r in results if r.get("setting") == COLD}
+    runs = [r for r in results if r.get("setting") != COLD]
+    print(heading("Long-term temporal consistency — `make bench-temporal`", device=args.device))
+    print(f"{args.frames} frames of each clip at {args.size} px, starry_night.jpg.\n")
+    no_cold = {"losses": {}}
+    print(table(COLUMNS, [result_row(run, colds.get(run.get("clip"), no_cold)) for run in runs]))
+    cold_drift_notes(colds)
     crop = picture(runs, tuple(args.picture.split(",")))
     if crop:
         print(f"\n![static crop]({crop})  (frames 0, 100, 200, 299; rows: {args.picture})")

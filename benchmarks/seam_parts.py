@@ -10,14 +10,15 @@ Run: python -m benchmarks.seam_parts [--clip bottle] [--chunk 60] [--overlap 6] 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_cluster import SEAM_CLIPS, STYLE, seam_and_inside, seam_style
+from benchmarks.bench_cluster import seam_and_inside, seam_style
+from benchmarks.harness import CLIPS, STYLE, argument_parser
 from pipeline import chunks
 from pipeline.engine import Stylizer
 from pipeline.settings import VideoSettings
@@ -98,22 +99,15 @@ def seam_errors(
 
 def unchunked_errors(job: chunks.VideoJob, stylizer: Stylizer, count: int) -> list[float]:
     """The pair errors of the same frames stylized in one chunk (the sequential run)."""
-    single = chunks.VideoJob(
-        job.source,
-        job.style_images,
-        job.style_settings,
-        job.video,
-        job.size,
-        job.work_dir / "unchunked",
-    )
+    single = replace(job, work_dir=job.work_dir / "unchunked")
     planned = chunks.plan_chunks(count, [], count + 1, 0)
     chunks.stylize_chunk(single, stylizer, planned[0])
     return pair_errors(single, planned, count, 0)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clip", default="bottle", choices=sorted(SEAM_CLIPS))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--clip", default="bottle", choices=sorted(CLIPS))
     parser.add_argument("--chunk", type=int, default=60)
     parser.add_argument("--overlap", type=int, default=6)
     parser.add_argument(
@@ -125,7 +119,7 @@ def main() -> None:
     parser.add_argument("--video", default="{}", help="VideoSettings fields, as JSON")
     parser.add_argument("--work", type=Path, default=Path("/tmp/seam-parts"))
     args = parser.parse_args()
-    source = SEAM_CLIPS[args.clip]
+    source = CLIPS[args.clip]
     info, count = probe(source), 2 * args.chunk - args.overlap
     shutil.rmtree(args.work, ignore_errors=True)
     job = chunks.VideoJob(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 import functools
 import inspect
 import logging
@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -29,7 +29,7 @@ from rich.progress import (
 
 from cli import signals
 from pipeline.errors import SettingsError, StylizeError
-from pipeline.report import format_duration
+from pipeline.report import BatchReport, format_duration
 from pipeline.settings import (
     JPEG_QUALITY,
     parse_bytes,
@@ -51,6 +51,10 @@ from pipeline.settings import (
     Precision as PrecisionName,
     Preset as PresetName,
 )
+
+if TYPE_CHECKING:  # the jobs (and torch) load only when a command runs them
+    from pipeline.frames import FrameReport
+    from pipeline.video_job import VideoResult
 
 
 def _click_errors() -> tuple[type[Exception], ...]:
@@ -594,92 +598,80 @@ FOLDER = FolderSettings()
 CLUSTER = ClusterSettings()
 
 
+def option(kind: Any, *names: str, **settings: Any) -> Any:
+    """A typer option of `kind`: its flag names (default: from the parameter) and settings."""
+    return Annotated[kind, typer.Option(*names, **settings)]
+
+
+VideoInitOption = option(
+    WarmStart,
+    "--video-init",
+    help="Start of each later frame: flow (warped), prev (as is), content (cold).",
+)
+IterationsNextOption = option(int, min=0, help="Iterations of each later frame of a shot.")
+PatienceNextOption = option(
+    int, min=1, help="Early-stop window of each later frame, in iterations."
+)
+TemporalWeightOption = option(float, min=0, help="Weight of the temporal loss (0: off).")
+TemporalFramesOption = option(
+    str, help="Earlier frames the temporal loss looks back at, e.g. 1,2,4."
+)
+EvaluationsNextOption = option(int, min=1, help="Loss evaluations each later frame may take.")
+CarryCurvatureOption = option(
+    bool,
+    "--carry-curvature/--no-carry-curvature",
+    help="Start each later frame's L-BFGS from the previous frame's curvature.",
+)
+RestoreStillOption = option(
+    bool, help="Still camera: refill uncovered pixels from the shot's first result."
+)
+PhotoCheckOption = option(bool, help="Trust the warp only where the warped input matches too.")
+HoldStillOption = option(
+    float, min=0, max=1, help="Fixed camera: keep results where the input changed less (try 0.03)."
+)
+PassesOption = option(
+    int, min=1, help="Passes over the video; more refine each frame toward its neighbours."
+)
+FillOption = option(Fill, help="Uncovered pixels of the warm start: content, warp or blend.")
+SceneThresholdOption = option(
+    float, min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot."
+)
+StartOption = option(float, min=0, help="Seconds into the input to start at.")
+DurationOption = option(Optional[float], help="Seconds to stylize (default: to the end).")
+MaxFramesOption = option(Optional[int], min=1, help="Stop after this many frames.")
+FpsOption = option(
+    Optional[str], help="Frame rate of a sequence of frames (default: 24); a video keeps its own."
+)
+CodecOption = option(
+    Optional[str], help="ffmpeg video encoder (default: libx264; libvpx-vp9 for .webm)."
+)
+CrfOption = option(int, min=0, max=63, help="Encoder quality, lower is better (x264/x265: 0-51).")
+KeepFramesOption = option(
+    bool, "--keep-frames", help="Keep the work folder of stylized frames after encoding."
+)
+
+
 def _video_options(
-    video_init: Annotated[
-        WarmStart,
-        typer.Option(
-            "--video-init",
-            help="Start of each later frame: flow (warped), prev (as is), content (cold).",
-        ),
-    ] = VIDEO.warm_start,
-    iterations_next: Annotated[
-        int, typer.Option(min=0, help="Iterations of each later frame of a shot.")
-    ] = VIDEO.iterations_next,
-    patience_next: Annotated[
-        int, typer.Option(min=1, help="Early-stop window of each later frame, in iterations.")
-    ] = VIDEO.patience_next,
-    temporal_weight: Annotated[
-        float, typer.Option(min=0, help="Weight of the temporal loss (0: off).")
-    ] = VIDEO.temporal_weight,
-    temporal_frames: Annotated[
-        str, typer.Option(help="Earlier frames the temporal loss looks back at, e.g. 1,2,4.")
-    ] = ",".join(map(str, VIDEO.temporal_frames)),
-    evaluations_next: Annotated[
-        int, typer.Option(min=1, help="Loss evaluations each later frame may take.")
-    ] = VIDEO.evaluations_next,
-    carry_curvature: Annotated[
-        bool,
-        typer.Option(
-            "--carry-curvature/--no-carry-curvature",
-            help="Start each later frame's L-BFGS from the previous frame's curvature.",
-        ),
-    ] = VIDEO.carry_curvature,
-    restore_still: Annotated[
-        bool,
-        typer.Option(help="Still camera: refill uncovered pixels from the shot's first result."),
-    ] = VIDEO.restore_still,
-    photo_check: Annotated[
-        bool, typer.Option(help="Trust the warp only where the warped input matches too.")
-    ] = VIDEO.photo_check,
-    hold_still: Annotated[
-        float,
-        typer.Option(
-            min=0, max=1, help="Fixed camera: keep results where the input changed less (try 0.03)."
-        ),
-    ] = VIDEO.hold_still,
-    passes: Annotated[
-        int,
-        typer.Option(
-            min=1, help="Passes over the video; more refine each frame toward its neighbours."
-        ),
-    ] = VIDEO.passes,
-    fill: Annotated[
-        Fill, typer.Option(help="Uncovered pixels of the warm start: content, warp or blend.")
-    ] = VIDEO.fill,
-    scene_threshold: Annotated[
-        float,
-        typer.Option(
-            min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot."
-        ),
-    ] = VIDEO.scene_threshold,
-    start: Annotated[
-        float, typer.Option(min=0, help="Seconds into the input to start at.")
-    ] = VIDEO.start,
-    duration: Annotated[
-        Optional[float], typer.Option(help="Seconds to stylize (default: to the end).")
-    ] = None,
-    max_frames: Annotated[
-        Optional[int], typer.Option(min=1, help="Stop after this many frames.")
-    ] = None,
-    fps: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Frame rate of a sequence of frames (default: 24); a video keeps its own."
-        ),
-    ] = None,
-    codec: Annotated[
-        Optional[str],
-        typer.Option(help="ffmpeg video encoder (default: libx264; libvpx-vp9 for .webm)."),
-    ] = None,
-    crf: Annotated[
-        int, typer.Option(min=0, max=63, help="Encoder quality, lower is better (x264/x265: 0-51).")
-    ] = VIDEO.crf,
-    keep_frames: Annotated[
-        bool,
-        typer.Option(
-            "--keep-frames", help="Keep the work folder of stylized frames after encoding."
-        ),
-    ] = False,
+    video_init: VideoInitOption = VIDEO.warm_start,
+    iterations_next: IterationsNextOption = VIDEO.iterations_next,
+    patience_next: PatienceNextOption = VIDEO.patience_next,
+    temporal_weight: TemporalWeightOption = VIDEO.temporal_weight,
+    temporal_frames: TemporalFramesOption = ",".join(map(str, VIDEO.temporal_frames)),
+    evaluations_next: EvaluationsNextOption = VIDEO.evaluations_next,
+    carry_curvature: CarryCurvatureOption = VIDEO.carry_curvature,
+    restore_still: RestoreStillOption = VIDEO.restore_still,
+    photo_check: PhotoCheckOption = VIDEO.photo_check,
+    hold_still: HoldStillOption = VIDEO.hold_still,
+    passes: PassesOption = VIDEO.passes,
+    fill: FillOption = VIDEO.fill,
+    scene_threshold: SceneThresholdOption = VIDEO.scene_threshold,
+    start: StartOption = VIDEO.start,
+    duration: DurationOption = None,
+    max_frames: MaxFramesOption = None,
+    fps: FpsOption = None,
+    codec: CodecOption = None,
+    crf: CrfOption = VIDEO.crf,
+    keep_frames: KeepFramesOption = False,
 ) -> None:
     """The VideoSettings options of the `video` command."""
 
@@ -749,16 +741,32 @@ def video(
             overlap_frames=overlap_frames,
         )
         check_style_count(settings, len(style))
-        from pipeline.settings import check_crf
-        from pipeline.video_io import check_encoder, default_codec
+        from pipeline.video_io import encode_settings
 
-        codec = video_settings.codec or default_codec(output)
-        check_encoder(codec)
-        check_crf(codec, video_settings.crf)
+        encode_settings(output, video_settings.codec, video_settings.crf)
     cluster = cluster if ray else None
+    job = {"style_settings": settings, "video": video_settings, "weights": weights}
     if dry_run:
-        print_video_estimate(source, style, output, settings, video_settings, weights)
+        print_video_estimate(source, style, output, job)
         return
+    started = time.monotonic()
+    result = stylize_video_with_progress(
+        source, style, output, job, overwrite=overwrite, cluster=cluster
+    )
+    print_video_result(result, video_settings.keep_frames, time.monotonic() - started)
+
+
+def stylize_video_with_progress(
+    source: Path,
+    style: list[Path],
+    output: Path,
+    job: dict[str, Any],
+    *,
+    overwrite: bool,
+    cluster: ClusterSettings | None,
+) -> VideoResult:
+    """`stylize_video` under a bar of frames and, with --ray, one of chunks. `job`: the
+    settings and weights, as `stylize_video` and `estimate_video` take them."""
     from pipeline.video_job import stylize_video
 
     with (
@@ -766,60 +774,62 @@ def video(
         progress_bar(source.name) as show_frames,
         progress_bar(f"{source.name} chunks") as show_chunks,
     ):
-
-        def on_frame(report) -> None:
-            info = (
-                "resumed"
-                if report.skipped
-                else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals "
-                f"{report.seconds:.1f} s"
-            )
-            show_frames(report.index + 1, report.total, info)
-
-        def on_chunk(done: int, total: int, workers: int) -> None:
-            show_chunks(done, total, f"{workers} workers")
-
-        started = time.monotonic()
-        result = stylize_video(
+        return stylize_video(
             source,
             style,
             output,
-            settings,
-            video_settings,
-            weights,
-            overwrite,
-            on_frame,
-            cluster,
-            on_chunk,
+            **job,
+            overwrite=overwrite,
+            on_frame=frame_progress(show_frames),
+            cluster=cluster,
+            on_chunk=chunk_progress(show_chunks),
         )
+
+
+def frame_progress(show: Callable[..., None]) -> Callable[[FrameReport], None]:
+    """The video job's callback: frames done, each with how it started and what it cost."""
+
+    def update(report: FrameReport) -> None:
+        info = (
+            "resumed"
+            if report.skipped
+            else f"{'cold' if report.cold else 'warm'} {report.evaluations} evals "
+            f"{report.seconds:.1f} s"
+        )
+        show(report.index + 1, report.total, info)
+
+    return update
+
+
+def chunk_progress(show: Callable[..., None]) -> Callable[[int, int, int], None]:
+    """The chunked video job's callback: chunks done, and how many Ray workers run them."""
+
+    def update(done: int, total: int, workers: int) -> None:
+        show(done, total, f"{workers} workers")
+
+    return update
+
+
+def print_video_result(result: VideoResult, keep_frames: bool, seconds: float) -> None:
     for line in result.log:
         err.print(line, highlight=False)
-    kept = (
-        f"; frames and per-frame log kept in {result.work_dir}"
-        if video_settings.keep_frames
-        else ""
-    )
+    kept = f"; frames and per-frame log kept in {result.work_dir}" if keep_frames else ""
     out.print(
         f"wrote {result.output}  ({result.frames} frames, {result.computed} stylized by this run "
-        "in "
-        f"{format_duration(time.monotonic() - started)}, {len(result.cuts)} scene cuts{kept})",
+        f"in {format_duration(seconds)}, {len(result.cuts)} scene cuts{kept})",
         highlight=False,
         soft_wrap=True,
     )
 
 
 def print_video_estimate(
-    source: Path,
-    style: list[Path],
-    output: Path,
-    settings: StyleSettings,
-    video_settings: VideoSettings,
-    weights: str | None,
+    source: Path, style: list[Path], output: Path, job: dict[str, Any]
 ) -> None:
     from pipeline.video_estimate import estimate_video
 
+    video_settings = job["video"]
     with user_errors():
-        guess = estimate_video(source, style, output, settings, video_settings, weights)
+        guess = estimate_video(source, style, output, **job)
     cuts = (
         " (cuts before frames "
         f"{', '.join(map(str, guess.cuts[:12]))}{', ...' if len(guess.cuts) > 12 else ''})"
@@ -985,26 +995,59 @@ def folder(
         )
         check_style_count(settings, 1, "a folder run applies each --style on its own")
     cluster = cluster if ray else None
-    from pipeline.batch import estimate_seconds, plan, stylize_folder, triage
-
+    job = FolderJob(source, output, style, settings, folder_settings, weights)
     if dry_run:
-        with user_errors():
-            settled, todo = triage(plan(source, output, style, folder_settings), output, overwrite)
-            for item in todo:
-                out.print(f"{item.source} -> {item.output}", highlight=False)
-            seconds = estimate_seconds(todo, settings, weights)
-        failed = sum(r.status == "failed" for r in settled)
-        out.print(
-            f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not "
-            "retried); "
-            f"estimated {format_duration(seconds)} at "
-            f"{f'{settings.size} px' if settings.size else 'full size'}, "
-            f"{settings.iterations} iterations",
-            highlight=False,
-        )
+        print_folder_estimate(job)
         return
     started = time.monotonic()
-    with user_errors(), progress_bar(f"photos on Ray ({ray})" if ray else "photos") as show:
+    label = f"photos on Ray ({ray})" if ray else "photos"
+    report = stylize_folder_with_progress(job, cluster=cluster, label=label)
+    print_summary(report, time.monotonic() - started)
+    if report.new_failures:
+        raise typer.Exit(1)
+
+
+@dataclass(frozen=True)
+class FolderJob:
+    """What a folder run is asked to do, for its dry run and for the run itself."""
+
+    source: Path
+    output: Path
+    style: list[Path]
+    settings: StyleSettings
+    folder_settings: FolderSettings
+    weights: str | None
+
+
+def print_folder_estimate(job: FolderJob) -> None:
+    """A folder's dry run: each photo still to do, and the estimated time of them all."""
+    from pipeline.batch import estimate_seconds, plan, triage
+
+    source, output, style, settings = job.source, job.output, job.style, job.settings
+    folder_settings, weights = job.folder_settings, job.weights
+    with user_errors():
+        items = plan(source, output, style, folder_settings)
+        settled, todo = triage(items, output, folder_settings.overwrite)
+        for item in todo:
+            out.print(f"{item.source} -> {item.output}", highlight=False)
+        seconds = estimate_seconds(todo, settings, weights)
+    failed = sum(r.status == "failed" for r in settled)
+    out.print(
+        f"{len(todo)} to do, {len(settled) - failed} done before, {failed} failed before (not "
+        f"retried); estimated {format_duration(seconds)} at "
+        f"{f'{settings.size} px' if settings.size else 'full size'}, "
+        f"{settings.iterations} iterations",
+        highlight=False,
+    )
+
+
+def stylize_folder_with_progress(
+    job: FolderJob, *, cluster: ClusterSettings | None, label: str
+) -> BatchReport:
+    """`stylize_folder` under a bar of photos that names each one and, on Ray, the workers."""
+    from pipeline.batch import stylize_folder
+
+    with user_errors(), progress_bar(label) as show:
         workers = []
 
         def on_item(index, total, item, result) -> None:
@@ -1012,20 +1055,17 @@ def folder(
             pool = f"{workers[0]} workers, " if workers else ""
             show(index + (result is not None), total, f"{pool}{item.source.name}{status}")
 
-        report = stylize_folder(
-            source,
-            output,
-            style,
-            settings,
-            folder_settings,
-            weights,
+        return stylize_folder(
+            job.source,
+            job.output,
+            job.style,
+            job.settings,
+            job.folder_settings,
+            job.weights,
             on_item,
             cluster,
             workers.append,
         )
-    print_summary(report, time.monotonic() - started)
-    if report.new_failures:
-        raise typer.Exit(1)
 
 
 def _size(count: float) -> str:

@@ -11,19 +11,20 @@ frame, held there by the temporal loss, so that neighbouring chunks begin from t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.engine import Stylizer
+from pipeline.engine import Plan, Stylizer
 from pipeline.errors import OutputError, SettingsError
 from pipeline.executor import make_executor
 from pipeline.frames import FramesDone, FrameStylizer, stylize_frames
-from pipeline.image_io import load_styles
+from pipeline.image_io import load_styles, to_tensor
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
-from pipeline.temporal import Frame, chained_flows, is_cut
+from pipeline.shot_memory import HoldReference, PastFrame
+from pipeline.temporal import FlowPair, Frame, chained_flows, is_cut, to_float
 from pipeline.sources import open_reader, probe
 from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
@@ -155,16 +156,34 @@ def head_from_shot(
     with reader_from(job, info, chunk.shot_start) as reader:
         decoding = frames(reader)
         first = next(decoding, None)
-        last, backward, forward = (
-            chained_flows(first, decoding, frame_stylizer.flows)
-            if first is not None
-            else (None, None, None)
-        )
-    if decoded != count or first is None or last is None:
+        if first is not None:
+            last, flows = chained_flows(first, decoding, frame_stylizer.flows)
+    if decoded != count or first is None:
         raise OutputError(
             f"{job.source}: frames {chunk.shot_start}-{chunk.start} decoded {decoded}"
         )
-    return frame_stylizer.shot_head(last, (first, shot_result), (backward, forward))
+    return stylize_head(frame_stylizer, last, PastFrame(0, first, shot_result), flows)
+
+
+def stylize_head(
+    frame_stylizer: FrameStylizer, frame: Frame, shot_first: PastFrame, flows: FlowPair
+) -> tuple[np.ndarray, dict]:
+    """The first frame of a chunk inside a shot: the shot's first result carried onto it along
+    `flows` (`temporal.chained_flows`: the path the previous chunk's frames took), then a cold
+    frame's budget of iterations with the temporal loss holding it where the flows agree. Where they
+    cannot vouch for a pixel, it is restored from the shot's first result where the input looks as
+    then (a still camera, --restore-still), as in the previous chunk."""
+    video = frame_stylizer.video
+    reference = None
+    if video.hold_still > 0:
+        reference = HoldReference.settled(shot_first.result, shot_first.frame.rgb)
+    first = replace(shot_first, shot_start=True)
+    warm, terms = frame_stylizer.warm_start(
+        frame, 0, shot_first, flows=flows, past=(first,), reference=reference
+    )
+    plan = Plan(init=to_tensor(warm.first_image), extra_terms=tuple(terms), hold=warm.hold)
+    result = frame_stylizer.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan)
+    return frame_stylizer.finish(0, frame, result, reference, warm)
 
 
 def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResult:

@@ -24,8 +24,8 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.5em}
 .grid{display:flex;flex-wrap:wrap;gap:12px}
 figure{margin:0;background:#fff;border:1px solid #ddd;padding:6px;border-radius:4px}
-figure
-img{height:120px;margin-right:4px}figcaption{font-size:.8em;max-width:500px;word-break:break-all}
+figure img{height:120px;margin-right:4px}
+figcaption{font-size:.8em;max-width:500px;word-break:break-all}
 .failed td{padding:2px 10px}.counts span{margin-right:1.5em}"""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -178,13 +178,21 @@ def summarize(terms: Sequence[Term], parts: dict[str, torch.Tensor]) -> dict[str
     return values
 
 
-class ContentLoss(nn.Module):
-    def __init__(self, target: torch.Tensor):
+class _Normalized(nn.Module):
+    """A loss against a target, divided by its value for an all-zero feature map: a dimensionless
+    relative error, so that one pair of weights works at any size and with either weights."""
+
+    def __init__(
+        self, target: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ):
         super().__init__()
         self.register_buffer("target", target.detach().float())
-        self.zero_loss = (
-            content_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
-        )
+        self.zero_loss = loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
+
+
+class ContentLoss(_Normalized):
+    def __init__(self, target: torch.Tensor):
+        super().__init__(target, content_loss)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return content_loss(features, self.target) / self.zero_loss
@@ -194,15 +202,11 @@ class ContentLoss(nn.Module):
         return content_loss(features, self.target[..., rows, cols]) / self.zero_loss
 
 
-class StyleLoss(nn.Module):
+class StyleLoss(_Normalized):
     """One layer's Gram target (blended over several style images by the caller)."""
 
     def __init__(self, target_gram: torch.Tensor):
-        super().__init__()
-        self.register_buffer("target", target_gram.detach().float())
-        self.zero_loss = (
-            style_layer_loss(torch.zeros_like(self.target), self.target).clamp_min(1e-12).item()
-        )
+        super().__init__(target_gram, style_layer_loss)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return _GramStyleLoss.apply(features, self.target) / self.zero_loss

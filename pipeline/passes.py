@@ -13,9 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.frames import FrameCallback, FrameReport, FramesDone, FrameStylizer
+from pipeline.frames import (
+    FrameCallback,
+    FrameReport,
+    FramesDone,
+    FrameStylizer,
+    frame_and_stats,
+    temporal_loss,
+)
+from pipeline.image_io import to_tensor
+from pipeline.losses import Term
 from pipeline.settings import VideoSettings
-from pipeline.temporal import Frame
+from pipeline.temporal import Frame, carry, to_float
+from pipeline.tuning import PASS_BLEND
 from pipeline.sources import open_reader
 from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
@@ -116,7 +126,7 @@ def refine_pass(
                     if neighbour[2] is not None
                     else read_frame(frame_path(folder, neighbour[0]))
                 )
-                result, stats = frame_stylizer.refine(frame, own, (neighbour[1], near))
+                result, stats = refine_frame(frame_stylizer, frame, own, (neighbour[1], near))
             else:
                 result = own  # a shot's first frame in this direction has no neighbour yet
             write_frame(path, result)
@@ -125,3 +135,21 @@ def refine_pass(
             on_frame(position, index, result is None, stats)
         neighbour = (index, frame, result)
     return computed
+
+
+def refine_frame(
+    frame_stylizer: FrameStylizer,
+    frame: Frame,
+    own: np.ndarray,
+    neighbour: tuple[Frame, np.ndarray],
+) -> tuple[np.ndarray, dict]:
+    """A frame of a later pass: its own result blended with its neighbour's new result carried
+    onto it where the flow agrees, then re-optimized briefly with the temporal loss toward it."""
+    flows = frame_stylizer.flows.pair(frame, neighbour[0], neighbours=True)
+    carried = carry(to_float(neighbour[1]), flows)
+    share = carried.mask[..., None] * PASS_BLEND
+    init = share * carried.image + (1 - share) * to_float(own)
+    temporal = Term("temporal", temporal_loss(carried), frame_stylizer.video.temporal_weight)
+    plan = frame_stylizer.later_plan(init, (temporal,))
+    result = frame_stylizer.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan)
+    return frame_and_stats(result, frame.rgb.dtype)

@@ -136,12 +136,13 @@ def _run_estimate(
             settings,
             network,
         )
-    # noqa: PLC0415 (decodes the whole video: only for a video)
-    from pipeline.video_estimate import estimate_video
+    from pipeline.video_estimate import estimate_video  # it decodes the whole video: only here
 
-    return estimate_video(
-        source, style_images, output.with_suffix(".mp4"), settings, video, network
-    ).seconds
+    target = output.with_suffix(".mp4")
+    guess = estimate_video(
+        source, style_images, target, style_settings=settings, video=video, weights=network
+    )
+    return guess.seconds
 
 
 def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], header: str) -> np.ndarray:

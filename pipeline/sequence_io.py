@@ -18,7 +18,7 @@ from PIL import Image
 
 from pipeline.errors import InputError, OutputError
 from pipeline.temporal import from_float, to_float
-from pipeline.video_io import VIDEO_SUFFIXES, Colour, VideoInfo, is_crop
+from pipeline.video_io import VIDEO_SUFFIXES, Colour, FrameReader, VideoInfo, is_crop
 from pipeline.work_folder import write_atomically
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".exr")
@@ -166,22 +166,14 @@ def _read_exr(path: Path) -> np.ndarray:
     return from_float(encoded, np.uint16)
 
 
-class SequenceReader:
+class SequenceReader(FrameReader):
     """A sequence's frames as a `video_io.Reader` gives a video's: at `size`, from frame `index`
     of the range."""
 
-    def __init__(
-        self,
-        info: VideoInfo,
-        size: tuple[int, int],
-        start: float = 0.0,
-        duration: float | None = None,
-        index: int = 0,
-    ):
-        self.info, self.size = info, size
+    def open(self, start: float, duration: float | None, index: int) -> None:
+        info = self.info
         self.next = info.first_index(start) + index
         self.stop = info.frames if duration is None else info.first_index(start + duration)
-        self.deep = info.colour.bits > 8
 
     def read(self) -> np.ndarray | None:
         if self.next >= min(self.stop, len(self.info.files)):
@@ -202,24 +194,6 @@ class SequenceReader:
         return np.ascontiguousarray(
             frame if frame.dtype == wanted else from_float(to_float(frame), wanted)
         )
-
-    def frames(self, limit: int | None = None):
-        count = 0
-        while limit is None or count < limit:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
-            count += 1
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> SequenceReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def is_sequence_output(output: Path) -> bool:

@@ -159,6 +159,33 @@ class StyleSettings:
         _at_least("--content-weight", self.content_weight, 0)
         _at_least("--style-weight", self.style_weight, 0)
         _at_least("--tv-weight", self.tv_weight, 0)
+        self._check_layers()
+        if self.style_blend is not None:
+            if not self.style_blend:
+                raise _fail(
+                    "--style-blend",
+                    self.style_blend,
+                    "give one weight per style image, or None for equal weights",
+                )
+            _weights("--style-blend", self.style_blend)
+        _above("--style-scale", self.style_scale, 0)
+        _choice("--pooling", self.pooling, Pooling)
+        _choice("--optimizer", self.optimizer, Optimizer)
+        _above("--lr", self.learning_rate, 0)
+        if not isinstance(self.init, str) or not self.init:
+            raise _fail("--init", self.init, "use content, noise or the path of an image")
+        _at_least("--tolerance", self.tolerance, 0)
+        _at_least("--patience", self.patience, 1, integer=True)
+        self._check_scales()
+        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
+            raise _fail("--device", self.device, "use auto, cpu, cuda or cuda:N")
+        _choice("--precision", self.precision, Precision)
+        _at_least("--save-every", self.save_every, 0, integer=True)
+        if self.max_memory is not None:
+            _at_least("--max-memory", self.max_memory, 2**20, integer=True)
+
+    def _check_layers(self) -> None:
+        """The content layer, the style layers and their weights, one per style layer."""
         _layer("--content-layer", self.content_layer)
         if isinstance(self.style_layers, str) or not self.style_layers:
             raise _fail(
@@ -177,22 +204,9 @@ class StyleSettings:
                     "layers (one per --style-layers entry)",
                 )
             _weights("--style-layer-weights", self.style_layer_weights)
-        if self.style_blend is not None:
-            if not self.style_blend:
-                raise _fail(
-                    "--style-blend",
-                    self.style_blend,
-                    "give one weight per style image, or None for equal weights",
-                )
-            _weights("--style-blend", self.style_blend)
-        _above("--style-scale", self.style_scale, 0)
-        _choice("--pooling", self.pooling, Pooling)
-        _choice("--optimizer", self.optimizer, Optimizer)
-        _above("--lr", self.learning_rate, 0)
-        if not isinstance(self.init, str) or not self.init:
-            raise _fail("--init", self.init, "use content, noise or the path of an image")
-        _at_least("--tolerance", self.tolerance, 0)
-        _at_least("--patience", self.patience, 1, integer=True)
+
+    def _check_scales(self) -> None:
+        """Coarse-to-fine: the switch and the sizes that decide its scales."""
         if self.coarse_to_fine not in (None, True, False):
             raise _fail(
                 "--coarse-to-fine",
@@ -201,12 +215,6 @@ class StyleSettings:
             )
         _at_least("coarse_threshold", self.coarse_threshold, 0, integer=True)
         _at_least("coarse_min_size", self.coarse_min_size, 1, integer=True)
-        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
-            raise _fail("--device", self.device, "use auto, cpu, cuda or cuda:N")
-        _choice("--precision", self.precision, Precision)
-        _at_least("--save-every", self.save_every, 0, integer=True)
-        if self.max_memory is not None:
-            _at_least("--max-memory", self.max_memory, 2**20, integer=True)
 
 
 def parse_size(text: str) -> int | None:
@@ -294,15 +302,11 @@ class VideoSettings:
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds to take (None: to the end)
     max_frames: int | None = None
-    fps: Fraction | None = (
-        # frame rate of an image sequence (None: sequence_io.DEFAULT_FPS); a video keeps its own
-        None
-    )
-    codec: str | None = (
-        # any video encoder of the ffmpeg in use (None: the container's default,
-        # `video_io.default_codec`)
-        None
-    )
+    # frame rate of an image sequence (None: sequence_io.DEFAULT_FPS); a video keeps its own
+    fps: Fraction | None = None
+    # any video encoder of the ffmpeg in use (None: the container's default,
+    # `video_io.default_codec`)
+    codec: str | None = None
     crf: int = VIDEO_CRF
     keep_frames: bool = False
 

@@ -15,8 +15,20 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from pipeline.tuning import (
+    LIGHT_BLUR,
+    MASK_BLUR,
+    PHOTO_BLUR,
+    PHOTO_CHANGE,
+    STILL_BLUR,
+    STILL_CAMERA,
+    STILL_MARGIN,
+    STILL_SHIFT_GAIN,
+    STILL_WORSE,
+)
 
-def gray(frame: np.ndarray) -> np.ndarray:
+
+def grey(frame: np.ndarray) -> np.ndarray:
     """8-bit grey, what the flow and the cut check look at (also of 16-bit frames)."""
     frame = frame if frame.dtype == np.uint8 else from_float(to_float(frame), np.uint8)
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
@@ -31,21 +43,7 @@ class Frame:
 
     @cached_property
     def grey(self) -> np.ndarray:
-        return gray(self.rgb)
-
-
-STILL_BLUR = 2.0  # px: neighbourhood over which staying put and the flow's motion are compared
-# px: a difference smoother than this is a change of light, which no motion explains
-STILL_LIGHT_BLUR = 6.0
-# grey: how much worse than the flow staying put may match and still be chosen
-STILL_MARGIN = 1.0 / 255
-STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera
-# a larger one is a moving camera (whose flat areas move with it) where shifting by it explains this
-# much of the frames' difference
-STILL_SHIFT_GAIN = 0.1
-# neighbouring frames: a shift by it that makes this share of the pixels it changes match worse is a
-# moving object's, not the camera's
-STILL_WORSE = 0.1
+        return grey(self.rgb)
 
 
 class FlowEstimator:
@@ -59,34 +57,45 @@ class FlowEstimator:
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, still: bool = True):
         self.dis, self.still = cv2.DISOpticalFlow_create(preset), still
 
-    def flow(self, source: Frame, target: Frame, neighbours: bool = False) -> np.ndarray:
-        """H x W x 2 displacement: for each pixel of `source`, where it lies in `target`.
-        `neighbours`: the two frames follow each other (see `camera_still`)."""
-        flow = self.dis.calc(source.grey, target.grey, None)
-        return (
-            still_where_unmoved(flow, source.grey, target.grey, neighbours) if self.still else flow
-        )
+    def pair(self, frame: Frame, earlier: Frame, neighbours: bool = False) -> FlowPair:
+        """The flows between `frame` and an earlier frame in both directions, and one verdict on
+        whether the camera stood still between them (judged on the backward flow, see
+        `camera_still`), which both directions and every later step share. `neighbours`: the two
+        frames follow each other."""
+        backward = self.dis.calc(frame.grey, earlier.grey, None)
+        forward = self.dis.calc(earlier.grey, frame.grey, None)
+        still = camera_still(backward, frame.grey, earlier.grey, neighbours)
+        if self.still and still:
+            backward = zero_where_unmoved(backward, frame.grey, earlier.grey)
+            forward = zero_where_unmoved(forward, earlier.grey, frame.grey)
+        return FlowPair(backward, forward, still)
 
 
-def still_where_unmoved(
-    flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False
-) -> np.ndarray:
+@dataclass
+class FlowPair:
+    """The flows between frame t and an earlier frame s."""
+
+    backward: np.ndarray  # H x W x 2: for each pixel of t, where it lies in s
+    forward: np.ndarray  # H x W x 2: for each pixel of s, where it lies in t
+    camera_still: bool  # the camera did not move between the two
+
+
+def zero_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """`flow` set to zero where `target` matches `source` in place (grey, blurred) within
     STILL_MARGIN of how well it matches along the flow, changes of light set aside: on a smooth wall
     a shadow or the exposure moving would otherwise be matched best by a shift of several pixels.
     Only for a still camera: where it moves, a flat area (a clear sky) matches in place as well as
     anywhere, and its strokes must move with the rest of the picture."""
-    if not camera_still(flow, source, target, neighbours):
-        return flow
     source, target = to_float(source), to_float(target)
-    in_place, moved = _mismatch(source - target), _mismatch(source - warp(target, flow))
+    in_place, moved = mismatch(source - target), mismatch(source - warp(target, flow))
     return np.where((in_place <= moved + STILL_MARGIN)[..., None], 0.0, flow).astype(np.float32)
 
 
-def _mismatch(difference: np.ndarray) -> np.ndarray:
-    """Where two grey frames differ, changes of light set aside, blurred over STILL_BLUR."""
+def mismatch(difference: np.ndarray) -> np.ndarray:
+    """How badly two grey frames match at each pixel: their difference with the change of light
+    set aside, blurred over STILL_BLUR."""
     return cv2.GaussianBlur(
-        np.abs(difference - cv2.GaussianBlur(difference, (0, 0), STILL_LIGHT_BLUR)),
+        np.abs(difference - cv2.GaussianBlur(difference, (0, 0), LIGHT_BLUR)),
         (0, 0),
         STILL_BLUR,
     )
@@ -111,7 +120,7 @@ def camera_still(
         return True
     source, target = to_float(source), to_float(target)
     shifted = warp(target, np.broadcast_to(median.astype(np.float32), flow.shape).copy())
-    in_place, moved = _mismatch(source - target), _mismatch(source - shifted)
+    in_place, moved = mismatch(source - target), mismatch(source - shifted)
     if moved.mean() >= (1 - STILL_SHIFT_GAIN) * in_place.mean():
         return True
     if not neighbours:
@@ -156,76 +165,65 @@ def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class WarpedPrevious:
-    image: np.ndarray  # the previous result carried onto this frame
-    mask: np.ndarray  # consistency mask, H x W
+class Carried:
+    """A result carried onto this frame, and where it can be trusted."""
+
+    image: np.ndarray  # H x W x 3 float
+    mask: np.ndarray  # H x W in [0, 1]: 1 where the flow (and any later check) vouches for a pixel
 
 
-def carry_over(
-    previous_result: np.ndarray, previous_frame: Frame, frame: Frame, flows: FlowEstimator
-) -> WarpedPrevious:
-    """The previous frame's result warped along the flow onto `frame`, with its consistency mask."""
-    return warp_along(
-        previous_result,
-        flows.flow(frame, previous_frame, True),
-        flows.flow(previous_frame, frame, True),
-    )
+def carry(result: np.ndarray, flows: FlowPair) -> Carried:
+    """An earlier result warped onto this frame, vouched for where the two flows agree."""
+    return Carried(warp(result, flows.backward), consistency_mask(flows.backward, flows.forward))
 
 
 def chained_flows(
     first: Frame, later: Iterable[Frame], flows: FlowEstimator
-) -> tuple[Frame, np.ndarray, np.ndarray]:
-    """The last of `later` and the (backward, forward) flows between it and `first` along the path a
-    result carried frame by frame takes: zero where the camera stood still between every pair of
-    neighbours (the still-aware flows keep a still background in place, and what moved across it is
-    restored from the shot's first result), else the flows between neighbours composed. The flow
-    between two frames far apart follows a hovering camera's slow drift (0.9 px over 135 frames of
+) -> tuple[Frame, FlowPair]:
+    """The last of `later` and the flows between it and `first` along the path a result carried
+    frame by frame takes: zero where the camera stood still between every pair of neighbours (the
+    still-aware flows keep a still background in place, and what moved across it is restored from
+    the shot's first result), else the flows between neighbours composed. The flow between two
+    frames far apart follows a hovering camera's slow drift (0.9 px over 135 frames of
     car-detection), which the path from neighbour to neighbour does not."""
     previous, still = first, True
     backward, forward = (np.zeros((*first.grey.shape, 2), np.float32) for _ in range(2))
     for frame in later:
-        step_back, step_on = flows.flow(frame, previous, True), flows.flow(previous, frame, True)
-        still = still and camera_still(step_back, frame.grey, previous.grey, True)
-        # backward(x) = step_back(x) + backward(x + step_back(x)); forward(x) = forward(x) +
-        # step_on(x + forward(x))
-        backward, forward = step_back + warp(backward, step_back), forward + warp(step_on, forward)
+        step = flows.pair(frame, previous, neighbours=True)
+        still = still and step.camera_still
+        # backward(x) = step back(x) + backward(x + step back(x));
+        # forward(x) = forward(x) + step on(x + forward(x))
+        backward = step.backward + warp(backward, step.backward)
+        forward = forward + warp(step.forward, forward)
         previous = frame
     if still:
-        return previous, np.zeros_like(backward), np.zeros_like(forward)
-    return previous, backward, forward
-
-
-MASK_BLUR_SIGMA = 1.0  # px: long-term masks are blurred slightly, as artistic-videos does
-
-
-# mean RGB (0-1): an input pixel the flow brings from the earlier frame differing more is not
-# vouched for
-PHOTO_CHANGE = 0.1
-PHOTO_BLUR = 1.0  # px: both inputs are blurred first
+        return previous, FlowPair(np.zeros_like(backward), np.zeros_like(forward), True)
+    return previous, FlowPair(backward, forward, False)
 
 
 def looks_alike(
-    frame: Frame,
-    earlier: Frame,
-    backward: np.ndarray,
-    change: float = PHOTO_CHANGE,
-    blur: float = PHOTO_BLUR,
+    difference: np.ndarray, change: float, light: np.ndarray | float = 0.0
 ) -> np.ndarray:
-    """H x W in [0, 1]: 1 where the earlier input frame, warped along `backward`, differs from this
-    one by less than `change` (mean RGB), both blurred by `blur` px first (0: not blurred). The
-    flows can agree and still be wrong: DIS smooths a moving car's motion over the flat road behind
-    it, and warping drags the car's strokes over the road (a trail that stays)."""
-
-    def blurred(
-        rgb: np.ndarray,
-    ) -> np.ndarray:  # a sharp edge resampled between pixels differs by itself
-        return cv2.GaussianBlur(to_float(rgb), (0, 0), blur) if blur > 0 else to_float(rgb)
-
-    difference = np.abs(warp(blurred(earlier.rgb), backward) - blurred(frame.rgb)).mean(axis=2)
-    return cv2.GaussianBlur((difference < change).astype(np.float32), (0, 0), MASK_BLUR_SIGMA)
+    """H x W bool: where two (blurred) RGB images whose difference is `difference` look alike: they
+    differ by less than `change` (mean RGB), the change of light `light` set aside. The one test
+    behind the photo check, the hold reference and the restore of a still camera's pixels."""
+    return np.abs(difference - light).mean(axis=2) < change
 
 
-def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
+def photo_check(frame: Frame, earlier: Frame, backward: np.ndarray) -> np.ndarray:
+    """H x W in [0, 1]: 1 where the earlier input frame, carried along `backward`, looks like this
+    one (both blurred by PHOTO_BLUR first: a sharp edge resampled between pixels differs by
+    itself). The flows can agree and still be wrong: DIS smooths a moving car's motion over the
+    flat road behind it, and warping drags the car's strokes over the road (a trail that stays)."""
+
+    def blurred(rgb: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(to_float(rgb), (0, 0), PHOTO_BLUR)
+
+    alike = looks_alike(warp(blurred(earlier.rgb), backward) - blurred(frame.rgb), PHOTO_CHANGE)
+    return cv2.GaussianBlur(alike.astype(np.float32), (0, 0), MASK_BLUR)
+
+
+def long_term(carried: list[Carried]) -> Carried:
     """One target and mask for the temporal loss from earlier results warped onto this frame,
     closest first (Ruder et al. 2018): each frame counts where its own mask holds and no closer
     frame's does, c_long_j = max(c_j - sum of the closer c_i, 0). The masks are blurred slightly.
@@ -238,31 +236,13 @@ def long_term(carried: list[WarpedPrevious]) -> WarpedPrevious:
     for item in carried:
         mask = np.clip(item.mask - covered, 0.0, 1.0)
         covered = covered + item.mask
-        mask = cv2.GaussianBlur(mask, (0, 0), MASK_BLUR_SIGMA)
+        mask = cv2.GaussianBlur(mask, (0, 0), MASK_BLUR)
         weighted += mask[..., None] * item.image
         total += mask
     image = np.where(
         total[..., None] > 1e-6, weighted / np.maximum(total, 1e-6)[..., None], carried[0].image
     )
-    return WarpedPrevious(image.astype(np.float32), np.clip(total, 0.0, 1.0).astype(np.float32))
-
-
-def warp_along(result: np.ndarray, backward: np.ndarray, forward: np.ndarray) -> WarpedPrevious:
-    """An earlier result carried onto this frame with flows already computed (t->s and s->t)."""
-    return WarpedPrevious(warp(result, backward), consistency_mask(backward, forward))
-
-
-def fill_disocclusions(warped: WarpedPrevious, content: np.ndarray, fill: str) -> np.ndarray:
-    """The warm start: the warped result, with pixels the flow cannot vouch for filled by `fill`.
-
-    fill: "warp" (keep the warped pixels), "content" (the raw content frame),
-    "blend" (half warped, half content).
-    """
-    if fill == "warp":
-        return warped.image
-    mask = warped.mask[..., None]
-    other = content if fill == "content" else 0.5 * (warped.image + content)
-    return mask * warped.image + (1 - mask) * other
+    return Carried(image.astype(np.float32), np.clip(total, 0.0, 1.0).astype(np.float32))
 
 
 def scene_change(previous_frame: Frame, frame: Frame) -> float:
@@ -280,10 +260,18 @@ def is_cut(previous_frame: Frame, frame: Frame, threshold: float) -> bool:
     return scene_change(previous_frame, frame) > threshold
 
 
+def warping_error(image: np.ndarray, earlier_image: np.ndarray, flows: FlowPair) -> float:
+    """Flicker between two frames (values in [0, 1]): the mean squared difference between `image`
+    and `earlier_image` carried onto it along the input's flows, where the flows agree."""
+    carried = carry(earlier_image, flows)
+    mask = carried.mask[..., None]
+    squared = mask * (image - carried.image) ** 2
+    return float(squared.sum() / max(3.0 * mask.sum(), 1.0))
+
+
 class WarpingError:
-    """Flicker, measured: the masked mean squared difference between each output frame and the
-    previous output frame warped along the flow of the input frames (values in [0, 1]); the
-    still-aware flow unless `still_flow` is False.
+    """Flicker, measured: `warping_error` of each output frame against the one before it, along the
+    input frames' flows (the still-aware flow unless `still_flow` is False).
 
     Feed pairs in order with `add(input_frame, output_frame)`; `value` is the mean over frame pairs.
     """
@@ -296,10 +284,8 @@ class WarpingError:
     def add(self, frame_in: np.ndarray, frame_out: np.ndarray) -> None:
         frame_in, frame_out = Frame(frame_in), to_float(frame_out)
         if self._previous is not None:
-            carried = carry_over(self._previous[1], self._previous[0], frame_in, self.flows)
-            mask = carried.mask[..., None]
-            squared = mask * (frame_out - carried.image) ** 2
-            self.errors.append(float(squared.sum() / max(3.0 * mask.sum(), 1.0)))
+            flows = self.flows.pair(frame_in, self._previous[0], neighbours=True)
+            self.errors.append(warping_error(frame_out, self._previous[1], flows))
         self._previous = (frame_in, frame_out)
 
     @property

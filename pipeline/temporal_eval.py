@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.temporal import FlowEstimator, Frame, consistency_mask, to_float, warp
+from pipeline.temporal import FlowEstimator, Frame, to_float, warping_error
 from pipeline.sources import open_reader, probe
 
 STATIC_RANGE = (
@@ -55,23 +55,6 @@ def _blurred_grey(frame: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(Frame(frame).grey, (5, 5), 0).astype(np.float32) / 255.0
 
 
-def _pair_error(
-    flows: FlowEstimator,
-    frame: Frame,
-    earlier: Frame,
-    image: np.ndarray,
-    earlier_image: np.ndarray,
-    neighbours: bool,
-) -> float:
-    backward, forward = (
-        flows.flow(frame, earlier, neighbours),
-        flows.flow(earlier, frame, neighbours),
-    )
-    mask = consistency_mask(backward, forward)[..., None]
-    squared = mask * (image - warp(earlier_image, backward)) ** 2
-    return float(squared.sum() / max(3.0 * mask.sum(), 1.0))
-
-
 class _Pairs:
     """Input and output frames in order; each k's errors against frame t-k."""
 
@@ -90,12 +73,9 @@ class _Pairs:
             if len(self.recent) <= k:
                 continue
             earlier, earlier_in, earlier_out = self.recent[-1 - k]
-            self.warping[k][0].append(
-                _pair_error(self.flows, frame, earlier, image_out, earlier_out, k == 1)
-            )
-            self.warping[k][1].append(
-                _pair_error(self.flows, frame, earlier, image_in, earlier_in, k == 1)
-            )
+            flows = self.flows.pair(frame, earlier, neighbours=k == 1)
+            self.warping[k][0].append(warping_error(image_out, earlier_out, flows))
+            self.warping[k][1].append(warping_error(image_in, earlier_in, flows))
             for which, (now, then) in enumerate(((image_out, earlier_out), (image_in, earlier_in))):
                 self.static_diff[k][which].append(
                     float(((now - then)[self.static] ** 2).mean()) if self.static.any() else 0.0

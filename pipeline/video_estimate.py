@@ -45,6 +45,7 @@ def estimate_video(
     source: Path,
     style_images: list[Path],
     output: Path,
+    *,
     style_settings: StyleSettings,
     video: VideoSettings = VideoSettings(),
     weights: VGGWeights | str | None = None,

@@ -26,7 +26,7 @@ import numpy as np
 
 from pipeline.errors import InputError, OutputError, SettingsError, first_line
 from pipeline.image_io import atomic_path
-from pipeline.settings import VIDEO_CODEC, VIDEO_CRF
+from pipeline.settings import VIDEO_CODEC, VIDEO_CRF, check_crf
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v")
 
@@ -215,10 +215,8 @@ class VideoInfo:
     audio: tuple[str, ...]  # codec names of the audio streams
     subtitles: tuple[str, ...] = ()  # codec names of the subtitle streams
     colour: Colour = Colour()
-    times: tuple[
-        float, ...
-        # each frame's presentation time in seconds from the file's start, as ffmpeg's -ss counts
-    ] = ()
+    # each frame's presentation time in seconds from the file's start, as ffmpeg's -ss counts
+    times: tuple[float, ...] = ()
     files: tuple[Path, ...] = ()  # an image sequence's frames, in order (empty for a video file)
     # of the video stream's timestamps (None: a sequence's, 1/fps)
     time_base: Fraction | None = None
@@ -270,41 +268,47 @@ def probe(path: Path) -> VideoInfo:
         raise InputError(f"{path}: file not found")
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                kind = "an audio-only file" if container.streams.audio else "no video stream"
-                raise InputError(f"{path}: {kind}; give a video or a folder of frames")
-            stream = container.streams.video[0]
-            fps = Fraction(stream.average_rate or stream.guessed_rate or 0)
-            announced = stream.frames or _announced_frames(container, stream)
-            colour = _colour(stream)
-            rotation = _rotation(container, stream)
-            width, height = stream.codec_context.width, stream.codec_context.height
-            audio = tuple(a.codec_context.name for a in container.streams.audio)
-            subtitles = tuple(s.codec_context.name for s in container.streams.subtitles)
-            times = _frame_times(container, stream)
-            time_base = Fraction(stream.time_base) if stream.time_base else None
+            info = _stored_video(path, container)
     except InputError:
         raise
     except Exception as err:
         raise InputError(f"{path}: not a readable video ({first_line(err)})") from None
-    frames = announced or len(times)
-    if frames <= 0 or fps <= 0 or width <= 0:
+    if info.frames <= 0 or info.fps <= 0 or info.width <= 0:
         raise InputError(f"{path}: video stream has no decodable frames")
-    if rotation % 180:
-        width, height = height, width
+    if info.rotation % 180:  # decoding turns the frames upright
+        info = replace(info, width=info.height, height=info.width)
+    return info
+
+
+def _stored_video(path: Path, container) -> VideoInfo:
+    """The first video stream as stored (its size before rotation), beside the other streams.
+    `probe` refuses one without frames or rate."""
+    if not container.streams.video:
+        kind = "an audio-only file" if container.streams.audio else "no video stream"
+        raise InputError(f"{path}: {kind}; give a video or a folder of frames")
+    stream = container.streams.video[0]
+    fps = Fraction(stream.average_rate or stream.guessed_rate or 0)
+    announced = stream.frames or _announced_frames(container, stream)
+    colour = _colour(stream)
+    rotation = _rotation(container, stream)  # decodes a frame, then seeks back to the start
+    width, height = stream.codec_context.width, stream.codec_context.height
+    audio = tuple(a.codec_context.name for a in container.streams.audio)
+    subtitles = tuple(s.codec_context.name for s in container.streams.subtitles)
+    times = _frame_times(container, stream)
+    frames = announced or len(times)
     return VideoInfo(
         path,
         width,
         height,
         fps,
         frames,
-        float(frames / fps),
+        float(frames / fps) if fps > 0 else 0.0,
         rotation,
         audio,
         subtitles,
         colour,
         times,
-        time_base=time_base,
+        time_base=Fraction(stream.time_base) if stream.time_base else None,
     )
 
 
@@ -399,9 +403,10 @@ def _to_rgb(stream, colour: Colour):
     return stream.filter("format", "gbrpf32le")
 
 
-class Reader:
-    """Decoded frames as H x W x 3 RGB at `size`, one at a time: `read() -> frame or None`; uint8
-    for 8-bit video, uint16 for deeper video. `index`: start at that frame of the range (a seek)."""
+class FrameReader:
+    """What every reader of frames offers: frames of the range [start, start + duration) at `size`
+    from frame `index` of it on, `read() -> frame or None`, `frames(limit)`, `close()`, and use as
+    a context manager. Frames are uint8, or uint16 from a deeper input."""
 
     def __init__(
         self,
@@ -411,8 +416,42 @@ class Reader:
         duration: float | None = None,
         index: int = 0,
     ):
+        self.info, self.size, self.deep = info, size, info.colour.bits > 8
+        self.open(start, duration, index)
+
+    def open(self, start: float, duration: float | None, index: int) -> None:
+        raise NotImplementedError
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to release unless a reader holds a process or a file."""
+
+    def frames(self, limit: int | None = None) -> Iterator[np.ndarray]:
+        """Frames in order, at most `limit`."""
+        count = 0
+        while limit is None or count < limit:
+            frame = self.read()
+            if frame is None:
+                return
+            yield frame
+            count += 1
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Reader(FrameReader):
+    """Decoded frames as H x W x 3 RGB at `size`, one at a time: `read() -> frame or None`; uint8
+    for 8-bit video, uint16 for deeper video. `index`: start at that frame of the range (a seek)."""
+
+    def open(self, start: float, duration: float | None, index: int) -> None:
+        info, size = self.info, self.size
         self.width, self.height = size
-        self.deep = info.colour.bits > 8
         seek = seek_time(info, start, index)
         input_args = {"ss": seek} if seek else {}
         if duration:
@@ -439,27 +478,11 @@ class Reader:
         frame = np.frombuffer(data, "<u2").reshape(self.height, self.width, 3)
         return frame.astype(np.uint16) if self.deep else to_8_bits(frame)
 
-    def frames(self, limit: int | None = None) -> Iterator[np.ndarray]:
-        """Frames in order, at most `limit`."""
-        count = 0
-        while limit is None or count < limit:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
-            count += 1
-
     def close(self) -> None:
         self.process.stdout.close()
         self.process.kill()
         self.process.wait()
         self.log.close()
-
-    def __enter__(self) -> Reader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def to_8_bits(frame: np.ndarray) -> np.ndarray:
@@ -506,6 +529,15 @@ def default_codec(output: Path) -> str:
     return "libvpx-vp9" if Path(output).suffix.lower() == ".webm" else VIDEO_CODEC
 
 
+def encode_settings(output: Path, codec: str | None, crf: int) -> EncodeSettings:
+    """How `output` is encoded: `--codec` (else its container's default) at `--crf`; refused before
+    any work where this ffmpeg lacks the encoder or the CRF is out of its range."""
+    codec = codec or default_codec(output)
+    check_encoder(codec)
+    check_crf(codec, crf)
+    return EncodeSettings(codec=codec, crf=crf)
+
+
 @dataclass(frozen=True)
 class Streams:
     """What the output takes from the source besides the stylized video, settled before any work."""
@@ -527,6 +559,7 @@ class Writer:
         size: tuple[int, int],
         fps: Fraction,
         timing: Callable[[int], tuple[float, float]],
+        *,
         source: VideoInfo | None = None,
         start: float = 0.0,
         end: float | None = None,
@@ -613,7 +646,7 @@ class _TimedFrames:
 def _encode_graph(
     path: Path,
     start: float,
-    end: float,
+    end: float | None,
     source: VideoInfo | None,
     settings: EncodeSettings,
     streams: Streams,
@@ -621,35 +654,16 @@ def _encode_graph(
 ):
     """ffmpeg-python's graph: the timed frames converted to the tagged bt709 the output says it
     holds, and the source's other streams beside them."""
-    video = (
-        ffmpeg.input("pipe:", format="nut")
-        .video.filter(
-            "scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int"
-        )
-        .filter(
-            "setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv"
-        )
-    )  # frames' own tags win over -color_*
-    inputs, args = (
-        [video],
-        {
-            "fps_mode": "passthrough",
-            "enc_time_base": f"{time_base.numerator}:{time_base.denominator}",
-            **_BT709_TAGS,
-        },
-    )
+    inputs = [_bt709_frames()]
+    args = {
+        "fps_mode": "passthrough",
+        "enc_time_base": f"{time_base.numerator}:{time_base.denominator}",
+        **_BT709_TAGS,
+    }
     if source is not None and not source.files:
-        other = ffmpeg.input(
-            str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {})
-        )
-        # also what keeps the source an input for its tags, where it has no audio
-        inputs.append(other["a?"])
-        args["acodec"] = streams.audio or "copy"
-        if streams.subtitles:
-            inputs.append(other["s?"])
-            args["scodec"] = streams.subtitles
-        if streams.metadata:
-            args.update({"map_metadata": 1, "map_chapters": 1})
+        others, other_args = _source_streams(source, start, end, streams)
+        inputs += others
+        args.update(other_args)
     out = ffmpeg.output(
         *inputs,
         str(path),
@@ -659,6 +673,38 @@ def _encode_graph(
         **args,
     )
     return out.overwrite_output()
+
+
+def _bt709_frames():
+    """The timed frames from the pipe, converted to bt709 and tagged so: the frames' own tags win
+    over -color_*."""
+    return (
+        ffmpeg.input("pipe:", format="nut")
+        .video.filter(
+            "scale", out_color_matrix="bt709", out_range="tv", flags="accurate_rnd+full_chroma_int"
+        )
+        .filter(
+            "setparams", color_primaries="bt709", color_trc="bt709", colorspace="bt709", range="tv"
+        )
+    )
+
+
+def _source_streams(
+    source: VideoInfo, start: float, end: float | None, streams: Streams
+) -> tuple[list, dict]:
+    """The source's audio, subtitles, tags and chapters over the same range: its streams for the
+    graph, and the output arguments that copy or convert them."""
+    other = ffmpeg.input(
+        str(source.path), **({"ss": start} if start else {}), **({"t": end} if end else {})
+    )
+    # the audio stream also keeps the source an input for its tags, where it has no audio
+    inputs, args = [other["a?"]], {"acodec": streams.audio or "copy"}
+    if streams.subtitles:
+        inputs.append(other["s?"])
+        args["scodec"] = streams.subtitles
+    if streams.metadata:
+        args.update({"map_metadata": 1, "map_chapters": 1})
+    return inputs, args
 
 
 def _audio_codec_for(output: Path) -> str:
@@ -713,12 +759,12 @@ def _trial_encode(
                 (64, 64),
                 Fraction(10),
                 lambda k: (k / 10, (k + 1) / 10),
-                source,
-                0.0,
-                0.2,
-                settings,
-                streams,
-                output,
+                source=source,
+                start=0.0,
+                end=0.2,
+                settings=settings,
+                streams=streams,
+                name=output,
             )
             for _ in range(2):
                 writer.write(np.zeros((64, 64, 3), np.uint8))
@@ -733,6 +779,7 @@ def encode(
     output: Path,
     size: tuple[int, int],
     fps: Fraction,
+    *,
     source: VideoInfo | None = None,
     start: float = 0.0,
     count: int | None = None,
@@ -761,11 +808,11 @@ def encode(
             size,
             fps,
             timing,
-            source,
-            start,
-            end,
-            settings,
-            streams,
+            source=source,
+            start=start,
+            end=end,
+            settings=settings,
+            streams=streams,
             name=output,
             time_base=time_base,
         )

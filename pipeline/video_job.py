@@ -7,14 +7,16 @@ With `--ray`, chunks of frames run on Ray workers instead (`pipeline.chunks`).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pipeline.chunks import VideoJob, assemble, chunk_layout, stylize_chunks
 from pipeline.engine import Stylizer, check_size
 from pipeline.errors import OutputError, SettingsError
-from pipeline.frames import FrameCallback, FrameStylizer, stylize_frames
+from pipeline.frames import FrameCallback, FramesDone, FrameStylizer, stylize_frames
 from pipeline.image_io import check_output_file, load_styles
 from pipeline.passes import pass_folder, run_passes
 from pipeline.sequence_io import (
@@ -24,7 +26,7 @@ from pipeline.sequence_io import (
     output_names,
     write_sequence,
 )
-from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings, check_crf
+from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.sources import open_reader, probe
 from pipeline.temporal_eval import temporal_errors
 from pipeline.video_io import (
@@ -33,9 +35,8 @@ from pipeline.video_io import (
     Streams,
     VideoInfo,
     check_complete,
-    check_encoder,
-    default_codec,
     encode,
+    encode_settings,
     even_size,
     is_crop,
     plan_streams,
@@ -49,6 +50,10 @@ __all__ = [
     "stylize_video",
     "temporal_errors",
 ]  # temporal_errors: for the CLI
+
+
+# the stylized frames, in order, each time it is called: for the encoder or the frame files
+FrameSource = Callable[[], Iterable[np.ndarray]]
 
 
 @dataclass
@@ -92,7 +97,7 @@ class _Output:
 
     def write(
         self,
-        frames: Callable[[], object],
+        frames: FrameSource,
         info: VideoInfo,
         size: tuple[int, int],
         video: VideoSettings,
@@ -107,11 +112,11 @@ class _Output:
                 self.path,
                 size,
                 info.fps,
-                info,
-                video.start,
-                count,
-                self.encode,
-                self.streams,
+                source=info,
+                start=video.start,
+                count=count,
+                settings=self.encode,
+                streams=self.streams,
             )
 
 
@@ -132,10 +137,7 @@ def _plan_output(
         )
         return _Output(output, targets=tuple(targets))
     check_video_output(info.path, output, style_images, overwrite)
-    codec = video.codec or default_codec(output)
-    check_encoder(codec)
-    check_crf(codec, video.crf)
-    settings = EncodeSettings(codec=codec, crf=video.crf)
+    settings = encode_settings(output, video.codec, video.crf)
     return _Output(output, settings, plan_streams(info, output, settings))
 
 
@@ -143,6 +145,7 @@ def stylize_video(
     source: Path,
     style_images: list[Path],
     output: Path,
+    *,
     style_settings: StyleSettings,
     video: VideoSettings = VideoSettings(),
     weights: str | None = None,
@@ -154,18 +157,11 @@ def stylize_video(
     """Decode (a video or a sequence of frames), stylize frame by frame, encode (or write frames).
     `cluster`: run chunks of frames on Ray workers."""
     source, output, style_images = Path(source), Path(output), [Path(p) for p in style_images]
-    info = probe(source, video.fps)
-    check_range(info, video)
-    if not info.files:
-        check_complete(info)
+    info = _probe_range(source, video)
     styles = load_styles(style_images)  # also the check, before any work, that each style decodes
     size = even_size(info.width, info.height, style_settings.size)
     check_size(size[1], size[0], style_settings, source)
-    if cluster and video.passes > 1:
-        raise SettingsError(
-            f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in "
-            "one process)"
-        )
+    _check_cluster(video, cluster)
     # chunked frames differ from sequential ones near seams
     layout = chunk_layout(cluster) if cluster else None
     work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
@@ -173,27 +169,12 @@ def stylize_video(
     log = _input_notes(info, size) + list(target.streams.notes if target.streams else ())
     log += _start_over_notes(work_dir)
     if cluster is None:
-        frame_stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
-        with open_reader(info, size, video.start, video.duration) as reader:
-            done = stylize_frames(
-                reader.frames(video.max_frames),
-                frame_stylizer,
-                work_dir,
-                video,
-                _frames_in_range(info, video) * video.passes,
-                on_frame,
-            )
-        done.computed += run_passes(info, size, video, frame_stylizer, work_dir, done, on_frame)
-        final = pass_folder(work_dir, video.passes)
-        frames = lambda: (read_frame(frame_path(final, i)) for i in range(done.count))  # noqa: E731
+        stylizer = FrameStylizer(Stylizer(style_settings, styles, weights), video, work_dir)
+        done, frames = _stylize_in_order(info, size, video, stylizer, work_dir, on_frame)
     else:
         job = VideoJob(source, tuple(style_images), style_settings, video, size, work_dir)
-        done, chunks = stylize_chunks(job, info, cluster, weights, on_chunk)
-        frames = lambda: assemble(job, chunks, cluster.overlap_frames)  # noqa: E731
-        log.append(
-            f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by "
-            f"{cluster.overlap_frames}"
-        )
+        done, frames, note = _stylize_in_chunks(job, info, cluster, weights, on_chunk)
+        log.append(note)
     if done.count == 0:
         raise OutputError(f"{source}: no frames decoded in the chosen range")
     log += _short_decode_warning(info, video, done.count, work_dir)
@@ -204,14 +185,72 @@ def stylize_video(
     return VideoResult(output, done.count, done.computed, done.cuts, work_dir, log)
 
 
+def _probe_range(source: Path, video: VideoSettings) -> VideoInfo:
+    """The input's description, refused before any work where the range starts past its end or a
+    video file is cut short."""
+    info = probe(source, video.fps)
+    check_range(info, video)
+    if not info.files:
+        check_complete(info)
+    return info
+
+
+def _check_cluster(video: VideoSettings, cluster: ClusterSettings | None) -> None:
+    if cluster and video.passes > 1:
+        raise SettingsError(
+            f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in "
+            "one process)"
+        )
+
+
+def _stylize_in_order(
+    info: VideoInfo,
+    size: tuple[int, int],
+    video: VideoSettings,
+    stylizer: FrameStylizer,
+    work_dir: Path,
+    on_frame: FrameCallback | None,
+) -> tuple[FramesDone, FrameSource]:
+    """Every frame in this process, then the refinement passes; the frames to write are the last
+    pass's, read back from the work folder."""
+    with open_reader(info, size, video.start, video.duration) as reader:
+        done = stylize_frames(
+            reader.frames(video.max_frames),
+            stylizer,
+            work_dir,
+            video,
+            _frames_in_range(info, video) * video.passes,
+            on_frame,
+        )
+    done.computed += run_passes(info, size, video, stylizer, work_dir, done, on_frame)
+    final = pass_folder(work_dir, video.passes)
+    return done, lambda: (read_frame(frame_path(final, i)) for i in range(done.count))
+
+
+def _stylize_in_chunks(
+    job: VideoJob,
+    info: VideoInfo,
+    cluster: ClusterSettings,
+    weights: str | None,
+    on_chunk: Callable[[int, int, int], None] | None,
+) -> tuple[FramesDone, FrameSource, str]:
+    """Chunks of frames on Ray workers; the frames to write are the chunks blended across their
+    seams, and a note says how the video was cut up."""
+    done, chunks = stylize_chunks(job, info, cluster, weights, on_chunk)
+    note = (
+        f"{len(chunks)} chunks of up to {cluster.chunk_frames} frames, overlapping by "
+        f"{cluster.overlap_frames}"
+    )
+    return done, lambda: assemble(job, chunks, cluster.overlap_frames), note
+
+
 def _start_over_notes(work_dir: Path) -> list[str]:
     """A new run beside folders an earlier run left: they are not resumed, and take disk."""
     if work_dir.is_dir():
         return []
     return [
         f"{other}: frames of a run with other settings or an older version, not resumed; this run "
-        "starts over "
-        "(delete that folder to free its space)"
+        "starts over (delete that folder to free its space)"
         for other in other_work_folders(work_dir)
     ]
 
@@ -226,8 +265,7 @@ def _short_decode_warning(
         return []
     warning = (
         f"warning: {info.path}: only {decoded} of the {expected} frames announced could be "
-        "decoded; "
-        "the output is that much shorter"
+        "decoded; the output is that much shorter"
     )
     with FrameLog(work_dir) as frame_log:
         frame_log.write({"warning": warning})
@@ -253,8 +291,7 @@ def _input_notes(info: VideoInfo, size: tuple[int, int]) -> list[str]:
     if info.colour.hdr:
         notes.append(
             f"HDR ({info.colour.hdr}, bt{info.colour.primaries} primaries) tone-mapped to SDR "
-            "bt709 for "
-            f"the network; the output is SDR bt709"
+            "bt709 for the network; the output is SDR bt709"
         )
     elif info.colour.bits > 8:
         notes.append(f"{info.colour.bits}-bit input kept at 16 bits up to the network")

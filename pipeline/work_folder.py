@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.errors import OutputError
 from pipeline.image_io import atomic_path
 from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.temporal import FlowPair
 
 
 def file_digest(path: Path) -> str:
@@ -156,20 +157,27 @@ def flow_path(work_dir: Path, index: int, earlier: int) -> Path:
     return work_dir / "flows" / f"{index:06d}-{earlier:06d}.npz"
 
 
-def read_flows(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached (backward, forward) flows of a frame pair, or None when not there (or
-    unreadable)."""
+def read_flows(path: Path) -> FlowPair | None:
+    """The cached flows of a frame pair, or None when not there (or unreadable)."""
     try:
         with np.load(path) as data:
-            return data["backward"].astype(np.float32), data["forward"].astype(np.float32)
+            backward, forward = data["backward"], data["forward"]
+            return FlowPair(
+                backward.astype(np.float32), forward.astype(np.float32), bool(data["camera_still"])
+            )
     except (OSError, KeyError, ValueError):
         return None
 
 
-def write_flows(path: Path, backward: np.ndarray, forward: np.ndarray) -> None:
+def write_flows(path: Path, flows: FlowPair) -> None:
     """Atomically, in float16 (a flow needs no more; the run always uses what the cache holds)."""
     buffer = io.BytesIO()
-    np.savez(buffer, backward=backward.astype(np.float16), forward=forward.astype(np.float16))
+    np.savez(
+        buffer,
+        backward=flows.backward.astype(np.float16),
+        forward=flows.forward.astype(np.float16),
+        camera_still=flows.camera_still,
+    )
     write_atomically(path, buffer.getvalue())
 
 
@@ -184,5 +192,6 @@ def curvature_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"curvature-{index:06d}.pt"
 
 
-def key_path(work_dir: Path, index: int) -> Path:
-    return work_dir / f"key-{index:06d}.npz"
+def hold_path(work_dir: Path, index: int) -> Path:
+    """Frame `index`'s hold reference (--hold-still)."""
+    return work_dir / f"hold-{index:06d}.npz"

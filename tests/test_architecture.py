@@ -359,18 +359,19 @@ def test_a_frame_is_made_grey_once_and_its_result_never_read_back(
     import numpy as np
 
     import pipeline.frames
+    import pipeline.shot_memory
     import pipeline.temporal
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings, VideoSettings
 
     greys, reads = [], []
-    real_gray, real_read = pipeline.temporal.gray, pipeline.frames.read_frame
+    real_grey, real_read = pipeline.temporal.grey, pipeline.shot_memory.read_frame
     monkeypatch.setattr(
-        pipeline.temporal, "gray", lambda frame: greys.append(1) or real_gray(frame)
+        pipeline.temporal, "grey", lambda frame: greys.append(1) or real_grey(frame)
     )
     monkeypatch.setattr(
-        pipeline.frames, "read_frame", lambda path: reads.append(path) or real_read(path)
+        pipeline.shot_memory, "read_frame", lambda path: reads.append(path) or real_read(path)
     )
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)

@@ -132,7 +132,12 @@ def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
     video = VideoSettings(duration=seconds, iterations_next=10)
     cluster = ClusterSettings(workers=2, cpus_per_worker=1, chunk_frames=40, overlap_frames=4)
     result = stylize_video(
-        source, [starry_night], tmp_path / "chunks.mp4", style, video, cluster=cluster
+        source,
+        [starry_night],
+        tmp_path / "chunks.mp4",
+        style_settings=style,
+        video=video,
+        cluster=cluster,
     )
     info, out = probe(source), probe(tmp_path / "chunks.mp4")
     assert (
@@ -143,7 +148,7 @@ def test_video_in_two_overlapping_chunks(tmp_path, starry_night, local_cluster):
     assert any("2 chunks" in line for line in result.log)
     # the shot's first frame, the second chunk's head and every frame of the overlap twice
     assert result.computed == 76 + 4
-    stylize_video(source, [starry_night], tmp_path / "one.mp4", style, video)
+    stylize_video(source, [starry_night], tmp_path / "one.mp4", style_settings=style, video=video)
     chunked, one_run = (
         pair_errors(source, tmp_path / "chunks.mp4", seconds),
         pair_errors(source, tmp_path / "one.mp4", seconds),

@@ -100,7 +100,7 @@ def test_the_video_preset_reaches_the_later_frames(monkeypatch, tmp_path, starry
 
     seen = {}
 
-    def record(source, style, output, settings, video, *rest):
+    def record(source, style, output, *, video, **rest):
         seen["video"] = video
         raise SystemExit(0)
 

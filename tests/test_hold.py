@@ -9,16 +9,11 @@ import torch
 
 import pipeline.frames
 from pipeline.engine import Hold, Plan, Stylizer
-from pipeline.frames import (
-    HOLD_LIGHT_LIMIT,
-    HOLD_SETTLE,
-    FrameStylizer,
-    Key,
-    Stillness,
-    compare_to_key,
-    hold_of,
-    hold_weight,
-)
+from pipeline.chunks import stylize_head
+from pipeline.frames import FrameStylizer
+from pipeline.shot_memory import ChangeSinceReference, HoldReference, PastFrame
+from pipeline.tuning import HOLD_LIGHT_LIMIT, HOLD_SETTLE
+from pipeline.warm_start import change_since, hold_of, hold_weight
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import Frame, chained_flows, to_float
@@ -68,8 +63,8 @@ def test_held_pixels_keep_their_value_and_the_rest_is_optimized(stylizer):
 
 def test_unchanged_pixels_are_held_once_settled():
     clip = still_background_with_a_square(2)
-    key = Key.settled(clip[0], clip[0])
-    still = compare_to_key(Frame(clip[1]), key.source, 0.03)
+    key = HoldReference.settled(clip[0], clip[0])
+    still = change_since(Frame(clip[1]), key.source, 0.03)
     unchanged = still.unchanged
     weight = hold_weight(unchanged, key)
     # the background below the square: unchanged
@@ -77,7 +72,7 @@ def test_unchanged_pixels_are_held_once_settled():
     assert weight[16 : 16 + SQUARE, 7 : 7 + SQUARE].mean() < 0.2  # where the square moved
     # a lamp switched on: all re-optimized
     lighter = Frame(np.clip(clip[1].astype(int) + 40, 0, 255).astype(np.uint8))
-    assert compare_to_key(lighter, key.source, 0.03).unchanged.mean() < 0.05
+    assert change_since(lighter, key.source, 0.03).unchanged.mean() < 0.05
 
     after = key.after(clip[1], clip[1], still, weight)
     changed = ~unchanged
@@ -92,7 +87,7 @@ def test_unchanged_pixels_are_held_once_settled():
     y, x = 24, 14
     assert changed[y - 3 : y + 4, x - 3 : x + 4].all()
     everywhere = np.ones((H, W), bool)
-    nothing_changed = Stillness(everywhere, np.zeros((H, W, 3), np.float32))
+    nothing_changed = ChangeSinceReference(everywhere, np.zeros((H, W, 3), np.float32))
     for _ in range(HOLD_SETTLE - 1):
         after = after.after(clip[1], clip[1], nothing_changed, hold_weight(everywhere, after))
         assert hold_weight(everywhere, after)[y, x] < 0.05
@@ -109,8 +104,10 @@ def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
         None, :, None
     ]  # darker to the right
     shadowed = np.clip(wall - shade, 0, 255).astype(np.uint8)
-    key = Key.settled(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), wall.astype(np.uint8))
-    still = compare_to_key(Frame(shadowed), key.source, 0.03)
+    key = HoldReference.settled(
+        rng.integers(0, 256, (H, W, 3), dtype=np.uint8), wall.astype(np.uint8)
+    )
+    still = change_since(Frame(shadowed), key.source, 0.03)
     assert still.unchanged.all()
     hold = hold_of(key, hold_weight(still.unchanged, key), still)
     shown = hold.image[0].permute(1, 2, 0).numpy()
@@ -129,7 +126,7 @@ def test_a_held_pixel_follows_a_change_of_light_without_being_let_go():
     moved[16:32, 20:36] = np.kron(
         rng.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8)
     )
-    assert not compare_to_key(Frame(moved), key.source, 0.03).unchanged[20:28, 24:32].any()
+    assert not change_since(Frame(moved), key.source, 0.03).unchanged[20:28, 24:32].any()
 
 
 def test_a_moving_camera_holds_nothing(stylizer):
@@ -145,11 +142,11 @@ def test_a_moving_camera_holds_nothing(stylizer):
         stylizer, VideoSettings(iterations_next=2, evaluations_next=2, hold_still=0.03)
     )
     first, _ = frame_stylizer(Frame(clip[0]), None, 0)
-    still_camera = compare_to_key(Frame(clip[1]), frame_stylizer.key[1].source, 0.03)
+    still_camera = change_since(Frame(clip[1]), frame_stylizer.memory.reference[1].source, 0.03)
     assert still_camera.unchanged[-H // 8 :].all()  # compared in place, the band would be held
     _, stats = frame_stylizer(Frame(clip[1]), (Frame(clip[0]), first), 1)
     assert "held" not in stats
-    assert not frame_stylizer.key[1].age.any()
+    assert not frame_stylizer.memory.reference[1].age.any()
 
 
 def test_a_still_background_stays_put_and_a_resumed_run_gives_the_same_frames(tmp_path, stylizer):
@@ -159,7 +156,7 @@ def test_a_still_background_stays_put_and_a_resumed_run_gives_the_same_frames(tm
     )
 
     killed, computed = resumed_after_kill(
-        tmp_path, clip, stylizer, video, kill_at=3, left="key-*.npz"
+        tmp_path, clip, stylizer, video, kill_at=3, left="hold-*.npz"
     )
     assert computed == 3
     frames = [to_float(read_frame(frame_path(killed, i))) for i in range(len(clip))]
@@ -189,10 +186,10 @@ def test_a_key_never_crosses_a_scene_cut_and_a_chunk_head_keeps_the_shots_still_
     assert not np.array_equal(frames[3][top], frames[2][top])
 
     head_stylizer = pipeline.frames.FrameStylizer(stylizer, video)
-    last, *flows = chained_flows(
+    last, flows = chained_flows(
         Frame(clip[0]), (Frame(rgb) for rgb in clip[1:3]), head_stylizer.flows
     )
-    head, _ = head_stylizer.shot_head(last, (Frame(clip[0]), frames[0]), tuple(flows))
+    head, _ = stylize_head(head_stylizer, last, PastFrame(0, Frame(clip[0]), frames[0]), flows)
     below = slice(40, H)
     # a chunk inside the shot starts with its still pixels as they were
     assert np.array_equal(head[below], frames[0][below])

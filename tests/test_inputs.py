@@ -183,7 +183,11 @@ def test_a_video_round_trip_keeps_its_colours(tmp_path, picture, starry_night, c
     )
     output = tmp_path / "out.mp4"
     result = stylize_video(
-        clip, [starry_night], output, IDENTITY, VideoSettings(iterations_next=0, max_frames=1)
+        clip,
+        [starry_night],
+        output,
+        style_settings=IDENTITY,
+        video=VideoSettings(iterations_next=0, max_frames=1),
     )
     hdr = "hlg" in case
     reference = player_frame(clip, tonemap=True) if hdr else rgb(picture)
@@ -213,12 +217,12 @@ def test_a_sequence_round_trip_keeps_its_colours_and_16_bits(tmp_path, picture, 
         eight,
         [starry_night],
         tmp_path / "eight.mp4",
-        IDENTITY,
-        VideoSettings(iterations_next=0, max_frames=1),
+        style_settings=IDENTITY,
+        video=VideoSettings(iterations_next=0, max_frames=1),
     )
     assert_same_picture(player_frame(tmp_path / "eight.mp4"), image[..., ::-1] / 255.0)
 
-    stylize_video(deep, [starry_night], tmp_path / "out", IDENTITY, COPY)
+    stylize_video(deep, [starry_night], tmp_path / "out", style_settings=IDENTITY, video=COPY)
     written = cv2.imread(str(tmp_path / "out" / "f000.png"), cv2.IMREAD_UNCHANGED)
     assert written.dtype == np.uint16
     # 16 bits in, 16 bits out: not rounded to 8 (257 apart)
@@ -272,7 +276,11 @@ def test_a_variable_frame_rate_is_kept_frame_by_frame(tmp_path, starry_night):
     assert source.variable_rate and len(source.times) == 40
     output = tmp_path / "out.mp4"
     result = stylize_video(
-        clip, [starry_night], output, StyleSettings(size=64, iterations=0, device="cpu"), COPY
+        clip,
+        [starry_night],
+        output,
+        style_settings=StyleSettings(size=64, iterations=0, device="cpu"),
+        video=COPY,
     )
     written = probe(output)
     assert len(written.times) == 40
@@ -323,7 +331,7 @@ def test_a_folder_of_frames_in_and_out_warm_started_and_resumed_after_kill(tmp_p
         command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline, done = time.time() + 120, []
-    while time.time() < deadline and len(done) < 6:
+    while time.time() < deadline and len(done) < 6 and process.poll() is None:
         time.sleep(0.1)
         done = list(output.glob(".frames-*/0*.png"))
     os.kill(process.pid, signal.SIGKILL)
@@ -390,7 +398,11 @@ def test_every_stream_and_the_creation_time_are_kept(tmp_path, starry_night):
     )
     for output in (tmp_path / "out.mp4", tmp_path / "out.mkv"):
         stylize_video(
-            clip, [starry_night], output, StyleSettings(size=64, iterations=0, device="cpu"), COPY
+            clip,
+            [starry_night],
+            output,
+            style_settings=StyleSettings(size=64, iterations=0, device="cpu"),
+            video=COPY,
         )
         with av.open(str(output)) as container:
             assert len(container.streams.audio) == 2 and len(container.streams.subtitles) == 1, (
@@ -429,8 +441,8 @@ def test_webm_is_written_with_vp9_and_opus(tmp_path, starry_night):
         clip,
         [starry_night],
         tmp_path / "out.webm",
-        StyleSettings(size=64, iterations=0, device="cpu"),
-        COPY,
+        style_settings=StyleSettings(size=64, iterations=0, device="cpu"),
+        video=COPY,
     )
     with av.open(str(tmp_path / "out.webm")) as container:
         assert [s.codec_context.name for s in container.streams] == ["vp9", "opus"]
@@ -489,8 +501,8 @@ def test_a_pattern_names_the_frames_and_a_gap_is_reported(tmp_path, starry_night
         frames / "img%d.jpg",
         [starry_night],
         tmp_path / "out" / "%04d.jpg",
-        StyleSettings(size=48, iterations=0, device="cpu"),
-        VideoSettings(iterations_next=0, fps=Fraction(12)),
+        style_settings=StyleSettings(size=48, iterations=0, device="cpu"),
+        video=VideoSettings(iterations_next=0, fps=Fraction(12)),
     )
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [
         "0001.jpg",
@@ -516,8 +528,8 @@ def test_exr_frames_come_out_as_16_bit_png(tmp_path, starry_night):
         frames,
         [starry_night],
         tmp_path / "out",
-        StyleSettings(size=48, iterations=0, device="cpu"),
-        COPY,
+        style_settings=StyleSettings(size=48, iterations=0, device="cpu"),
+        video=COPY,
     )
     written = cv2.imread(str(tmp_path / "out" / "beauty.0001.png"), cv2.IMREAD_UNCHANGED)
     srgb = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)

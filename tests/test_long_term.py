@@ -12,15 +12,15 @@ import pipeline.frames
 from pipeline.engine import Plan, Stylizer
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.temporal import WarpedPrevious, consistency_mask, long_term, warp_along
+from pipeline.temporal import Carried, FlowPair, carry, consistency_mask, long_term
 from pipeline.work_folder import frame_path
 
 H, W = 40, 60
 LONG = dict(temporal_frames=(1, 2, 4), carry_curvature=True, evaluations_next=4)
 
 
-def constant(value: float, mask: np.ndarray) -> WarpedPrevious:
-    return WarpedPrevious(np.full((H, W, 3), value, np.float32), mask.astype(np.float32))
+def constant(value: float, mask: np.ndarray) -> Carried:
+    return Carried(np.full((H, W, 3), value, np.float32), mask.astype(np.float32))
 
 
 def test_the_closest_frame_wins_where_masks_overlap():
@@ -52,7 +52,7 @@ def test_occluded_and_motion_boundary_pixels_are_left_out():
     assert mask[2:10, 2:10].min() == 1 and mask[17:23, 33:39].min() == 1
     assert mask[17:23, 24:30].max() == 0  # uncovered behind the square: the flows disagree
     assert mask[20, 29:31].max() == 0 and mask[20, 41:43].max() == 0  # its edges: motion boundaries
-    earlier = warp_along(np.full((H, W, 3), 0.7, np.float32), backward, forward)
+    earlier = carry(np.full((H, W, 3), 0.7, np.float32), FlowPair(backward, forward, False))
     target = long_term([earlier, constant(0.3, np.ones((H, W)))])
     # a farther frame fills what t-1 cannot vouch for (blur: a little of t-1)
     assert target.image[20, 26] == pytest.approx(0.3, abs=0.01)
@@ -172,7 +172,9 @@ def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, star
     source = lavfi_clip(tmp_path / "clip.mp4", frames=8, size="96x64")
     style = StyleSettings(size=96, iterations=20, tolerance=0.0, precision="fp32", device="cpu")
     video = VideoSettings(iterations_next=6, keep_frames=True, passes=3)
-    result = stylize_video(source, [starry_night], tmp_path / "out.mp4", style, video)
+    result = stylize_video(
+        source, [starry_night], tmp_path / "out.mp4", style_settings=style, video=video
+    )
     assert result.frames == 8 and result.computed == 8 * 3
 
     def flicker(folder):
@@ -192,7 +194,12 @@ def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, star
     for index in (5, 6, 7):  # the forward pass 3 was killed after frame 4
         frame_path(pass_folder(result.work_dir, 3), index).unlink()
     rerun = stylize_video(
-        source, [starry_night], tmp_path / "out.mp4", style, video, overwrite=True
+        source,
+        [starry_night],
+        tmp_path / "out.mp4",
+        style_settings=style,
+        video=video,
+        overwrite=True,
     )
     assert rerun.computed == 3
     assert all(
@@ -221,7 +228,8 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
         return Frame(noisy)
 
     now, before = frame(54), frame(50)  # the square moved 4 px to the right
-    dis, still = FlowEstimator(still=False).flow(now, before), FlowEstimator().flow(now, before)
+    dis = FlowEstimator(still=False).pair(now, before).backward
+    still = FlowEstimator().pair(now, before).backward
     background_rows = slice(0, 28)
     assert np.abs(dis[background_rows]).max() > 0.05  # DIS's own noise on the still part
     assert not still[background_rows].any()
@@ -231,7 +239,8 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
     # a moving camera: its flat areas move with it
     panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
     assert np.array_equal(
-        FlowEstimator().flow(panned, now), FlowEstimator(still=False).flow(panned, now)
+        FlowEstimator().pair(panned, now).backward,
+        FlowEstimator(still=False).pair(panned, now).backward,
     )
 
 
@@ -262,17 +271,18 @@ def test_a_still_camera_is_told_from_a_pan_while_cars_cross_it():
         info, even_size(info.width, info.height, 256), start=seek_time(info, 0.0, 207)
     ) as reader:
         before, now = (Frame(rgb) for rgb in reader.frames(2))
-    dis = FlowEstimator(still=False).flow(now, before)
+    dis = FlowEstimator(still=False).pair(now, before).backward
     assert np.hypot(*np.median(dis.reshape(-1, 2), axis=0)) > 0.25
     assert camera_still(dis, now.grey, before.grey)
     panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
-    assert not camera_still(FlowEstimator(still=False).flow(panned, now), panned.grey, now.grey)
+    panned_flow = FlowEstimator(still=False).pair(panned, now).backward
+    assert not camera_still(panned_flow, panned.grey, now.grey)
 
 
 def test_a_pixel_the_flow_drags_an_object_over_is_not_vouched_for():
     """Consistent flows can still be wrong: a flow that moves the ground behind a block with it
     brings the block's pixels onto the ground; the inputs warped along it say so."""
-    from pipeline.temporal import Frame, looks_alike
+    from pipeline.temporal import Frame, photo_check
 
     rng = np.random.default_rng(4)
     now, before = (
@@ -280,11 +290,9 @@ def test_a_pixel_the_flow_drags_an_object_over_is_not_vouched_for():
         Frame(flat_ground_with_a_large_block(40, rng)),
     )
     flow = np.zeros((96, 160, 2), np.float32)
-    flow[
-        18:78, 46:116, 0
-        # the block, back to where it was; the ground it left stays put, and brings the block back
-    ] = -6
-    alike = looks_alike(now, before, flow)
+    # the block, back to where it was; the ground it left stays put, and brings the block back
+    flow[18:78, 46:116, 0] = -6
+    alike = photo_check(now, before, flow)
     assert (
         alike[20:76, 48:114].min() > 0.99
         and alike[:, 125:].min() > 0.99
@@ -297,8 +305,10 @@ def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light
     """Where the flow cannot vouch for a pixel and the input looks as in the shot's first frame, the
     warm start and the temporal target take the first result there, lit as the input is now;
     elsewhere they keep the carried result."""
-    from pipeline.frames import Earlier, restored
+    from pipeline.settings import VideoSettings
+    from pipeline.shot_memory import PastFrame
     from pipeline.temporal import Frame
+    from pipeline.warm_start import WarmContext, WarmStart, restore_still_camera
 
     rng = np.random.default_rng(6)
     first_input = flat_ground_with_a_large_block(None, rng)  # the ground only
@@ -310,9 +320,10 @@ def test_pixels_something_left_start_from_the_shots_first_result_in_todays_light
     vouched = np.ones(first_input.shape[:2], np.float32)
     vouched[:, 100:130] = 0  # the block just left these pixels
     vouched[30:60, 30:60] = 0  # and these are under it
-    carried = restored(
-        WarpedPrevious(mud, vouched), now, Earlier(0, Frame(first_input), first_result, anchor=True)
-    )
+    still = FlowPair(np.zeros((96, 160, 2), np.float32), np.zeros((96, 160, 2), np.float32), True)
+    first = PastFrame(0, Frame(first_input), first_result, shot_start=True)
+    context = WarmContext(now, None, Frame(first_input), still, VideoSettings(), shot_start=first)
+    carried = restore_still_camera(WarmStart(Carried(mud, vouched)), context).carried
     expected = np.clip(first_result[22:74, 104:126] / 255 + 10 / 255, 0, 1)
     assert np.abs(carried.image[22:74, 104:126] - expected).mean() < 0.01
     assert carried.mask[22:74, 104:126].min() > 0.99
@@ -335,13 +346,16 @@ def test_a_large_car_crossing_a_darkening_still_frame_is_no_pan():
         info, even_size(info.width, info.height, 96), start=seek_time(info, 0.0, 69)
     ) as reader:
         before, now = (Frame(rgb) for rgb in reader.frames(2))
-    dis = FlowEstimator(still=False).flow(now, before)
+    dis = FlowEstimator(still=False).pair(now, before).backward
     assert np.hypot(*np.median(dis.reshape(-1, 2), axis=0)) > 1.0
     assert not camera_still(dis, now.grey, before.grey)  # frames further apart get no vote
     assert camera_still(dis, now.grey, before.grey, neighbours=True)
     panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
     assert not camera_still(
-        FlowEstimator(still=False).flow(panned, now), panned.grey, now.grey, neighbours=True
+        FlowEstimator(still=False).pair(panned, now).backward,
+        panned.grey,
+        now.grey,
+        neighbours=True,
     )
 
 
@@ -358,7 +372,8 @@ def test_chained_flows_follow_a_pan_and_stay_zero_for_a_still_camera():
         1.0,
     )
     pan = [Frame(np.ascontiguousarray(scene[8:72, 2 * t : 2 * t + 96])) for t in range(4)]
-    last, backward, forward = chained_flows(pan[0], pan[1:], FlowEstimator())
+    last, flows = chained_flows(pan[0], pan[1:], FlowEstimator())
+    backward, forward = flows.backward, flows.forward
     assert last is pan[-1]
     inner = (slice(12, 52), slice(12, 60))  # away from the borders, which the pan uncovers
     assert np.allclose(np.median(backward[inner].reshape(-1, 2), axis=0), (6, 0), atol=0.5)
@@ -369,5 +384,5 @@ def test_chained_flows_follow_a_pan_and_stay_zero_for_a_still_camera():
         frame = np.ascontiguousarray(scene[8:72, :96]).copy()
         frame[20:40, 10 + 8 * t : 30 + 8 * t] = 240  # a bright block crossing
         still.append(Frame(frame))
-    _, backward, forward = chained_flows(still[0], still[1:], FlowEstimator())
-    assert not backward.any() and not forward.any()
+    _, flows = chained_flows(still[0], still[1:], FlowEstimator())
+    assert flows.camera_still and not flows.backward.any() and not flows.forward.any()

@@ -134,8 +134,10 @@ from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings
 budget, style = int(sys.argv[1]), sys.argv[2]
 torch.set_num_threads(2)
-settings = StyleSettings(size=640, precision="fp32", coarse_to_fine=False, tolerance=0.0,
-max_memory=budget) stylizer = Stylizer(settings, [load_rgb(style)])
+settings = StyleSettings(
+    size=640, precision="fp32", coarse_to_fine=False, tolerance=0.0, max_memory=budget
+)
+stylizer = Stylizer(settings, [load_rgb(style)])
 stylizer.stylize(torch.rand(1, 3, 48, 64), Plan(iterations=1))
 before = peak_rss_bytes()
 content = torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(0))

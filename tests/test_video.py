@@ -93,7 +93,9 @@ def test_output_keeps_frames_rate_duration_and_audio(tmp_path, starry_night, nam
     source = data_file(f"videos/{name}")
     output = tmp_path / f"out{source.suffix}"
     video = VideoSettings(iterations_next=2, duration=seconds)
-    result = stylize_video(source, [starry_night], output, StyleSettings(**FAST), video)
+    result = stylize_video(
+        source, [starry_night], output, style_settings=StyleSettings(**FAST), video=video
+    )
     facts = stream_facts(output)
     info = probe(source)
     expected = math.ceil(seconds * info.fps) if seconds else info.frames
@@ -133,8 +135,8 @@ def test_hard_cut_is_detected_at_the_right_frame(tmp_path, starry_night):
         clip,
         [starry_night],
         tmp_path / "out.mp4",
-        StyleSettings(**{**FAST, "size": 48}),
-        VideoSettings(iterations_next=1),
+        style_settings=StyleSettings(**{**FAST, "size": 48}),
+        video=VideoSettings(iterations_next=1),
     )
     assert result.cuts == [10]
     assert "scene cut before frame 10" in result.log
@@ -145,7 +147,10 @@ def test_size_too_small_for_the_network_is_refused_before_decoding(tmp_path, sta
     synthetic_cut_video(clip, frames=12)
     with pytest.raises(InputError, match=r"cut.mp4: 20x14 px is too small to stylize"):
         stylize_video(
-            clip, [starry_night], tmp_path / "out.mp4", StyleSettings(**{**FAST, "size": 20})
+            clip,
+            [starry_night],
+            tmp_path / "out.mp4",
+            style_settings=StyleSettings(**{**FAST, "size": 20}),
         )
     assert not list(tmp_path.glob(".out.mp4*"))
 
@@ -155,11 +160,11 @@ def test_existing_output_and_same_path_are_refused(tmp_path, starry_night):
 
     source = data_file("videos/thanks.mkv")
     with pytest.raises(OutputError, match="would overwrite an input"):
-        stylize_video(source, [starry_night], source, StyleSettings(**FAST))
+        stylize_video(source, [starry_night], source, style_settings=StyleSettings(**FAST))
     existing = tmp_path / "o.mp4"
     existing.write_bytes(b"x")
     with pytest.raises(OutputError, match="exists already"):
-        stylize_video(source, [starry_night], existing, StyleSettings(**FAST))
+        stylize_video(source, [starry_night], existing, style_settings=StyleSettings(**FAST))
 
 
 @pytest.mark.slow
@@ -241,8 +246,8 @@ def test_flow_warm_start_flickers_least(tmp_path, starry_night):
             source,
             [starry_night],
             output,
-            style,
-            VideoSettings(warm_start=mode, iterations_next=15, max_frames=6),
+            style_settings=style,
+            video=VideoSettings(warm_start=mode, iterations_next=15, max_frames=6),
         )
         errors[mode] = temporal_errors(source, output, max_frames=6)["output"]
     assert errors["flow"] < errors["prev"] < errors["content"], errors
@@ -359,8 +364,8 @@ def test_odd_frame_size_is_cropped_by_one_pixel_and_said(tmp_path, starry_night)
         clip,
         [starry_night],
         tmp_path / "out.mp4",
-        StyleSettings(**{**FAST, "size": 65}),
-        VideoSettings(iterations_next=1),
+        style_settings=StyleSettings(**{**FAST, "size": 65}),
+        video=VideoSettings(iterations_next=1),
     )
     out = probe(tmp_path / "out.mp4")
     assert (out.width, out.height, out.frames) == (64, 48, 4)
@@ -395,8 +400,8 @@ def test_rotated_input_is_stylized_and_written_upright(tmp_path, starry_night):
         rotated,
         [starry_night],
         tmp_path / "out.mp4",
-        StyleSettings(**FAST),
-        VideoSettings(iterations_next=1),
+        style_settings=StyleSettings(**FAST),
+        video=VideoSettings(iterations_next=1),
     )
     out = probe(tmp_path / "out.mp4")
     assert (out.width, out.height, out.rotation, out.frames) == (48, 64, 0, 5)

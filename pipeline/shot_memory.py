@@ -1,0 +1,202 @@
+"""What a later frame needs from the frames before it in its shot, in one place: the recent results
+(t-1 and the long-term frames), the shot's first frame, the L-BFGS curvature frame t-1 ended with,
+the hold reference (--hold-still) and the flows between long-term frame pairs. Everything is kept
+in memory and mirrored to the work folder, so that a resumed run reads back, through the same
+object, what an uninterrupted run would have kept in memory, and computes the same frames.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.engine import Curvature
+from pipeline.settings import VideoSettings
+from pipeline.temporal import FlowEstimator, FlowPair, Frame
+from pipeline.tuning import CARRIED_PAIRS, HOLD_SETTLE
+from pipeline.work_folder import (
+    curvature_path,
+    flow_path,
+    frame_path,
+    hold_path,
+    read_flows,
+    read_frame,
+    write_atomically,
+    write_flows,
+)
+
+
+@dataclass
+class PastFrame:
+    """A frame before this one in the shot, with its stylized result."""
+
+    index: int
+    frame: Frame
+    result: np.ndarray  # its stylized frame, uint8 (or uint16 from a deeper input)
+    # the shot's first frame, kept for --restore-still beyond the long-term offsets
+    shot_start: bool = False
+
+
+@dataclass
+class ChangeSinceReference:
+    """How the input at each pixel changed since the input its hold reference was made from."""
+
+    unchanged: np.ndarray  # H x W bool: the content looks as it did (the light may have changed)
+    light: np.ndarray  # H x W x 3 float: the change of light there, which a held pixel follows
+
+
+@dataclass
+class HoldReference:
+    """What each pixel's result was last made from (--hold-still): where the input still looks as
+    it did then, the pixel keeps that result instead of being re-optimized every frame. A pixel the
+    input changed at (something passed) is optimized for HOLD_SETTLE more frames once still again
+    before it is held: a result frozen one frame after a disocclusion keeps a ghost. A held pixel
+    follows the input's change of light; a frame where the camera moves holds nothing, and every
+    pixel settles again after it."""
+
+    result: np.ndarray  # uint8 H x W x 3
+    source: np.ndarray  # uint8 H x W x 3: the input frame's pixels it was made from
+    age: np.ndarray  # uint16 H x W: frames the input has been still there
+
+    @classmethod
+    def settled(cls, result: np.ndarray, source: np.ndarray) -> HoldReference:
+        """A cold frame's: every pixel converged (a cold frame's full budget), held from the next
+        frame on."""
+        return cls(result, source, np.full(result.shape[:2], HOLD_SETTLE, np.uint16))
+
+    def after(
+        self,
+        result: np.ndarray,
+        source: np.ndarray,
+        change: ChangeSinceReference | None,
+        held: np.ndarray | None,
+    ) -> HoldReference:
+        """The reference for the next frame: pixels held (mostly) this frame keep theirs, the rest
+        take this frame's. `change` None: the camera moved, every pixel starts settling again."""
+        if change is None or held is None:
+            return HoldReference(result, source, np.zeros(result.shape[:2], np.uint16))
+        fresh = (held < 0.5)[..., None]
+        older = np.minimum(self.age.astype(np.int32) + 1, HOLD_SETTLE)
+        age = np.where(change.unchanged, older, 0).astype(np.uint16)
+        return HoldReference(
+            np.where(fresh, result, self.result), np.where(fresh, source, self.source), age
+        )
+
+
+class ShotMemory:
+    """The shot's past, as later frames ask for it. `work_dir` None: in memory only."""
+
+    def __init__(self, video: VideoSettings, work_dir: Path | None = None):
+        self.offsets, self.keep_first = sorted(video.temporal_frames), video.restore_still
+        self.work_dir = work_dir
+        self.recent: deque[PastFrame] = deque(maxlen=max(self.offsets))
+        self.first: PastFrame | None = None
+        self.curvature: tuple[int, Curvature] | None = None  # (frame, what its L-BFGS ended with)
+        self.reference: tuple[int, HoldReference] | None = None  # (frame, the reference after it)
+
+    def mirror_to(self, work_dir: Path) -> None:
+        """Mirror to `work_dir` from now on (a memory made without a folder)."""
+        self.work_dir = self.work_dir or work_dir
+
+    def start_shot(self) -> None:
+        """A scene cut: nothing of the last shot is looked back at."""
+        self.recent.clear()
+        self.first = None
+
+    def add(self, index: int, frame: Frame, result: np.ndarray | None) -> None:
+        """Frame `index` and its result (None: an earlier run made it; read back when needed)."""
+        past = PastFrame(index, frame, result)
+        self.recent.append(past)
+        self.first = self.first or past
+
+    def previous(self, index: int) -> PastFrame:
+        """Frame t-1 with its result (exactly its lossless PNG)."""
+        return self._loaded(self.recent[-1])
+
+    def past_frames(self, index: int) -> list[PastFrame]:
+        """The long-term frames of frame `index` (t-2 and before, closest first) and, with
+        --restore-still, the shot's first frame when it is none of them."""
+        by_index = {past.index: past for past in self.recent}
+        wanted = [index - k for k in self.offsets if k > 1 and index - k in by_index]
+        chosen = [self._loaded(by_index[i]) for i in wanted]
+        first = self.first
+        if self.keep_first and first is not None and first.index < index - 1:
+            if first.index not in wanted:
+                loaded = self._loaded(first)
+                chosen.append(PastFrame(loaded.index, loaded.frame, loaded.result, shot_start=True))
+        return chosen
+
+    def _loaded(self, past: PastFrame) -> PastFrame:
+        if past.result is None:
+            past.result = read_frame(frame_path(self.work_dir, past.index))
+        return past
+
+    def flows(
+        self, index: int, frame: Frame, past: PastFrame, estimator: FlowEstimator
+    ) -> FlowPair:
+        """The flows between frame `index` and a long-term frame; from the work folder when there,
+        else computed and kept there (float16: the run always uses what the folder holds)."""
+        path = flow_path(self.work_dir, index, past.index) if self.work_dir else None
+        flows = read_flows(path) if path else None
+        if flows is None:
+            flows = estimator.pair(frame, past.frame)
+            if not path:
+                return flows
+            write_flows(path, flows)
+            flows = read_flows(path)
+        return flows
+
+    def curvature_before(self, index: int) -> Curvature | None:
+        """What frame t-1's L-BFGS ended with: in memory, or saved by the run that made t-1."""
+        if self.curvature is not None and self.curvature[0] == index - 1:
+            return self.curvature[1]
+        path = curvature_path(self.work_dir, index - 1) if self.work_dir else None
+        return torch.load(path, weights_only=False) if path and path.is_file() else None
+
+    def forget_curvature(self) -> None:
+        """A new shot: nothing learnt on the last one carries over."""
+        self.curvature = None
+
+    def keep_curvature(self, index: int, curvature: Curvature) -> None:
+        """This frame's newest history pairs, for frame t+1 (saved before the frame itself, so
+        that a resume finds them)."""
+        curvature = Curvature(
+            curvature.scale,
+            curvature.size,
+            [x.detach().cpu() for x in curvature.steps[-CARRIED_PAIRS:]],
+            [x.detach().cpu() for x in curvature.changes[-CARRIED_PAIRS:]],
+        )
+        self.curvature = (index, curvature)
+        if self.work_dir:
+            buffer = (
+                io.BytesIO()
+            )  # in memory first: torch.save on a full disk says only "unexpected pos"
+            torch.save(curvature, buffer)
+            write_atomically(curvature_path(self.work_dir, index), buffer.getvalue())
+            # t-1's stays until t's frame is written
+            curvature_path(self.work_dir, index - 2).unlink(missing_ok=True)
+
+    def reference_before(self, index: int, previous: PastFrame) -> HoldReference:
+        """Frame t-1's hold reference: in memory, or saved by the run that made t-1; where neither
+        has it (t-1 opened the shot from elsewhere), t-1's own result and input."""
+        if self.reference is not None and self.reference[0] == index - 1:
+            return self.reference[1]
+        path = hold_path(self.work_dir, index - 1) if self.work_dir else None
+        if path and path.is_file():
+            with np.load(path) as data:
+                return HoldReference(data["result"], data["source"], data["age"])
+        return HoldReference.settled(previous.result, previous.frame.rgb)
+
+    def keep_reference(self, index: int, reference: HoldReference) -> None:
+        """Saved before the frame itself, as the curvature is, so that a resume finds it."""
+        self.reference = (index, reference)
+        if self.work_dir:
+            buffer = io.BytesIO()
+            np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
+            write_atomically(hold_path(self.work_dir, index), buffer.getvalue())
+            hold_path(self.work_dir, index - 2).unlink(missing_ok=True)

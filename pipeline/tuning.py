@@ -1,0 +1,42 @@
+"""The temporal method's tuning constants, in one place. Each says what it measures; the figures
+behind the values come from `make bench-temporal` unless a comment names another benchmark.
+Colour differences are mean RGB in [0, 1], grey ones in [0, 1], blurs Gaussian sigmas in pixels.
+"""
+
+from __future__ import annotations
+
+# What changes slower across the image than this is light (a shadow, the camera's exposure), not
+# content: no motion explains it, and held or restored pixels follow it.
+LIGHT_BLUR = 6.0
+# Confidence masks are blurred slightly, as artistic-videos does.
+MASK_BLUR = 1.0
+
+# A still camera (temporal.camera_still, temporal.still_where_unmoved).
+STILL_BLUR = 2.0  # neighbourhood over which staying put and the flow's motion are compared
+STILL_MARGIN = 1.0 / 255  # how much worse than the flow staying put may match and still be chosen
+STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera
+# A larger median is a moving camera (whose flat areas move with it) where shifting the whole
+# frame by it explains this share of the frames' difference.
+STILL_SHIFT_GAIN = 0.1
+# Neighbouring frames: a shift that makes this share of the pixels it changes match worse is a
+# large moving object's, not the camera's.
+STILL_WORSE = 0.1
+
+# Looks alike (temporal.looks_alike): the photo check of a carried pixel.
+PHOTO_CHANGE = 0.1  # an input pixel the flow brings from the earlier frame differing more
+PHOTO_BLUR = 1.0  # both inputs are blurred first: a resampled sharp edge differs by itself
+
+# Looks alike: the hold reference of --hold-still.
+HOLD_BLUR = 1.5  # inputs are compared blurred (compression noise)
+HOLD_SETTLE = 20  # frames a pixel stays free once its input is still again (after something passed)
+HOLD_LIGHT_LIMIT = 0.1  # a larger change of light (a lamp switched on) lets the pixels go
+
+# Looks alike: pixels restored from the shot's first result (--restore-still).
+RESTORE_CHANGE = 0.03  # a pixel's input looks as in the shot's first frame
+# The camera's exposure (the frame's median change of light; car-detection's moves by 0.12 as
+# bright cars pass) is followed up to this.
+RESTORE_LIGHT_LIMIT = 0.3
+
+# The optimizer of a later frame.
+CARRIED_PAIRS = 5  # L-BFGS history pairs taken from frame t-1 (older ones describe older frames)
+PASS_BLEND = 0.5  # later passes: share of the neighbour's carried result in a frame's start
