@@ -85,7 +85,7 @@ def folder_run(source: Path, output: Path, cluster: ClusterSettings | None) -> t
             stamps()
 
     options = {"on_item": on_item, "cluster": cluster}
-    _, wall = timed(stylize_folder, source, output, [STYLE], SETTINGS, **options)
+    _, wall = timed(stylize_folder, source, output, [STYLE], style_settings=SETTINGS, **options)
     return wall, statistics.mean(stamps.gaps())
 
 
@@ -188,7 +188,9 @@ def main() -> None:
     )
     rows = local_rows(source, work)
     # everything exists: resume check only
-    _, rerun_seconds = timed(stylize_folder, source, work / "local_2_threads", [STYLE], SETTINGS)
+    _, rerun_seconds = timed(
+        stylize_folder, source, work / "local_2_threads", [STYLE], style_settings=SETTINGS
+    )
     init_seconds = start_ray()
     rows += ray_rows(source, work)
     seams = seams_table()

@@ -582,7 +582,14 @@ def image(
 
     with user_errors(), progress_bar(content.name) as show:
         result = stylize_file(
-            content, style, output, settings, weights, iteration_progress(show), quality, overwrite
+            content,
+            style,
+            output,
+            settings=settings,
+            weights=weights,
+            callback=iteration_progress(show),
+            quality=quality,
+            overwrite=overwrite,
         )
     losses = result.losses
     out.print(
@@ -898,13 +905,12 @@ def preview(
             source,
             style,
             output,
-            settings,
-            VideoSettings(),
-            tries,
-            samples,
-            weights,
-            overwrite,
-            lambda done, total: show(done, total),
+            settings=settings,
+            style_weights=tries,
+            samples=samples,
+            weights=weights,
+            overwrite=overwrite,
+            on_tile=lambda done, total: show(done, total),
         )
     out.print(
         f"wrote {sheet.path}  ({sheet.samples} inputs x {len(sheet.style_weights)} style weights; "
@@ -1059,12 +1065,12 @@ def stylize_folder_with_progress(
             job.source,
             job.output,
             job.style,
-            job.settings,
-            job.folder_settings,
-            job.weights,
-            on_item,
-            cluster,
-            workers.append,
+            style_settings=job.settings,
+            folder_settings=job.folder_settings,
+            weights=job.weights,
+            on_item=on_item,
+            cluster=cluster,
+            on_workers=workers.append,
         )
 
 

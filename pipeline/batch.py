@@ -168,6 +168,7 @@ def stylize_folder(
     source: Path,
     output: Path,
     style_images: list[Path],
+    *,
     style_settings: StyleSettings,
     folder_settings: FolderSettings = FolderSettings(),
     weights: VGGWeights | str | None = None,

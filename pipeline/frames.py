@@ -133,12 +133,7 @@ class FrameStylizer:
         return run_steps(self.past_steps, WarmStart.of(past.result), context).carried
 
     def later_plan(
-        self,
-        init: np.ndarray,
-        terms: Sequence[Term],
-        *,
-        curvature=None,
-        hold: Hold | None = None,
+        self, init: np.ndarray, terms: Sequence[Term], *, curvature=None, hold: Hold | None = None
     ) -> Plan:
         """A later frame's budget: a few evaluations from the warm start."""
         video = self.video

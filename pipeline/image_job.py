@@ -74,6 +74,7 @@ def stylize_file(
     content: Path,
     styles: Sequence[Path],
     output: Path,
+    *,
     settings: StyleSettings,
     weights: str | None = None,
     callback: ProgressCallback | None = None,

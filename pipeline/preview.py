@@ -49,6 +49,7 @@ def make_preview(
     source: Path,
     style_images: list[Path],
     output: Path,
+    *,
     settings: StyleSettings,
     video: VideoSettings = VideoSettings(),
     style_weights: tuple[float, ...] = (),

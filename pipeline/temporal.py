@@ -95,9 +95,7 @@ def mismatch(difference: np.ndarray) -> np.ndarray:
     """How badly two grey frames match at each pixel: their difference with the change of light
     set aside, blurred over STILL_BLUR."""
     return cv2.GaussianBlur(
-        np.abs(difference - cv2.GaussianBlur(difference, (0, 0), LIGHT_BLUR)),
-        (0, 0),
-        STILL_BLUR,
+        np.abs(difference - cv2.GaussianBlur(difference, (0, 0), LIGHT_BLUR)), (0, 0), STILL_BLUR
     )
 
 

@@ -71,3 +71,12 @@ def folder_command(
         str(output),
         *options,
     ]
+
+
+def run_ffmpeg(*args: str) -> None:
+    """ffmpeg (the one the tool uses) with `args`, quiet unless it fails: test clips from lavfi."""
+    import subprocess
+
+    from pipeline.video_io import ffmpeg_binary
+
+    subprocess.run([ffmpeg_binary(), "-v", "error", *args], check=True)

@@ -302,7 +302,7 @@ def test_a_folder_hands_picklable_work_to_the_executor(tmp_path, monkeypatch):
         tmp_path / "in",
         tmp_path / "out",
         [tmp_path / "style.png"],
-        StyleSettings(size=16),
+        style_settings=StyleSettings(size=16),
         cluster=ClusterSettings(workers=1),
     )
     setup, work, items = executor.handed

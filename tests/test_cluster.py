@@ -53,14 +53,16 @@ def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_clust
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the Ray workers run one thread each
     try:
-        local = stylize_folder(source, tmp_path / "local", [starry_night], StyleSettings(**SMALL))
+        local = stylize_folder(
+            source, tmp_path / "local", [starry_night], style_settings=StyleSettings(**SMALL)
+        )
     finally:
         torch.set_num_threads(threads)
     remote = stylize_folder(
         source,
         tmp_path / "ray",
         [starry_night],
-        StyleSettings(**SMALL),
+        style_settings=StyleSettings(**SMALL),
         cluster=ClusterSettings(workers=2, cpus_per_worker=1),
     )
     assert len(local.of("done")) == len(remote.of("done")) == 3
@@ -94,7 +96,7 @@ def test_killing_a_worker_loses_no_photo(tmp_path, starry_night, local_cluster):
         source,
         tmp_path / "out",
         [starry_night],
-        settings,
+        style_settings=settings,
         on_item=kill_once,
         cluster=ClusterSettings(workers=2, cpus_per_worker=1),
     )

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cli.main import REMOVED, app
 from pipeline.settings import PRESETS
-from tests.conftest import data_file
+from tests.conftest import data_file, run_ffmpeg
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def captured(monkeypatch):
 
     seen = {}
 
-    def record(content, style, output, settings, *rest):
+    def record(content, style, output, *, settings, **rest):
         seen["settings"] = settings
         raise SystemExit(0)
 
@@ -143,24 +143,17 @@ def test_removed_options_are_refused_with_a_hint(option, tmp_path, starry_night)
 
 def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_night):
     clip = tmp_path / "clip.mp4"
-    from pipeline.video_io import ffmpeg_binary
 
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x48:rate=10",
-            "-frames:v",
-            "5",
-            "-pix_fmt",
-            "yuv420p",
-            str(clip),
-        ],
-        check=True,
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10",
+        "-frames:v",
+        "5",
+        "-pix_fmt",
+        "yuv420p",
+        str(clip),
     )
     log = tmp_path / "run.log"
     with open(log, "w") as sink:
@@ -204,26 +197,19 @@ def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_nigh
 
 @pytest.fixture
 def short_clip(tmp_path):
-    from pipeline.video_io import ffmpeg_binary
 
     clip = tmp_path / "in" / "clip.mp4"
     clip.parent.mkdir()
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=64x48:rate=10",
-            "-frames:v",
-            "8",
-            "-pix_fmt",
-            "yuv420p",
-            str(clip),
-        ],
-        check=True,
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10",
+        "-frames:v",
+        "8",
+        "-pix_fmt",
+        "yuv420p",
+        str(clip),
     )
     return clip
 

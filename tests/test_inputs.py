@@ -24,7 +24,7 @@ import pytest
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.video_io import ffmpeg_binary, probe
 from pipeline.video_job import stylize_video
-from tests.conftest import data_file
+from tests.conftest import data_file, run_ffmpeg
 
 REPO = Path(__file__).parents[1]
 # frame 0 as decoded
@@ -35,7 +35,7 @@ COPY = VideoSettings(iterations_next=0)
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", *args], check=True)
+    run_ffmpeg("-y", *args)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pipeline.errors import InputError
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.video_io import encode, ffmpeg_binary, probe
 from pipeline.video_job import stylize_video, temporal_errors
-from tests.conftest import data_file
+from tests.conftest import data_file, run_ffmpeg
 
 FAST = dict(size=64, iterations=4, tolerance=0.0, device="cpu")
 
@@ -61,21 +61,7 @@ def test_probe_rejects_non_videos(tmp_path):
     with pytest.raises(InputError, match="cut.mp4"):
         probe(truncated)
     sound = tmp_path / "sound.m4a"
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=0.5",
-            "-c:a",
-            "aac",
-            str(sound),
-        ],
-        check=True,
-    )
+    run_ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "aac", str(sound))
     with pytest.raises(InputError, match="sound.m4a: an audio-only file"):
         probe(sound)
 

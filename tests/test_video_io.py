@@ -2,35 +2,29 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_ffmpeg
 from pipeline import video_io
 from pipeline.errors import OutputError
 from pipeline.video_io import EncodeSettings, Reader, encode, ffmpeg_binary, probe
 
 
 def lavfi_clip(path: Path, frames: int = 20, size: str = "64x48") -> Path:
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=10",
-            "-frames:v",
-            str(frames),
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate=10",
+        "-frames:v",
+        str(frames),
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
     )
     return path
 
