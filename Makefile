@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := ../shared/data
 OUTDIR  ?= out
 
-.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-presets bench-temporal video folder clean help
+.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-presets bench-temporal bench-motion video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -58,3 +58,6 @@ bench-presets:  ## each --preset: seconds per first and later frame, losses agai
 
 bench-temporal:  ## long-term consistency: drift, warping error at k=1 and 30, evaluations per frame; bottle- and car-detection at 256 px
 	$(BIN)/python -m benchmarks.bench_temporal $(ARGS)
+
+bench-motion:  ## fast motion: flows and stylized clips whose true motion is known (synthetic pans, zooms, a crossing object; windows over real clips)
+	$(BIN)/python -m benchmarks.bench_motion $(ARGS)

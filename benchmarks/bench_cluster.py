@@ -234,7 +234,7 @@ def seam_ratio(
         cluster=cluster,
     )
     out = probe(output)
-    error, dis_error = WarpingError(), WarpingError(still_flow=False)
+    error, dis_error = WarpingError(), WarpingError(flow="dis-raw")
     with (
         Reader(info, (out.width, out.height), 0.0, count / float(info.fps)) as a,
         Reader(out, (out.width, out.height)) as b,

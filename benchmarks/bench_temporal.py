@@ -125,7 +125,7 @@ def run_one(clip: str, setting: str, frames: int, size: int, device: str, work: 
     inputs, stylizer, final, cost = stylized(clip, setting, frames, size, device, Path(work))
     outputs = [read_frame(frame_path(final, i)) for i in range(len(inputs))]
     figures, dis_figures = (
-        figures_of_frames(inputs, outputs, (1, 30), still_flow) for still_flow in (True, False)
+        figures_of_frames(inputs, outputs, (1, 30), flow) for flow in ("dis", "dis-raw")
     )
     return {
         "clip": clip,

@@ -931,6 +931,10 @@ def eval_temporal(
         str,
         typer.Option("--k", help="Frame distances k of the long-term figures, comma-separated."),
     ] = "1,10,30",
+    flow: Annotated[
+        Literal["dis", "dis-raw", "farneback"],
+        typer.Option(help="Flow to judge with: the tool's (dis), DIS uncorrected, or Farneback's."),
+    ] = "dis",
 ) -> None:
     """Warping error of OUTPUT against frames t-k (flow and occlusions from SOURCE), beside SOURCE's
     own (a ratio near 1 flickers no more than the input); the static background's drift and its
@@ -939,9 +943,10 @@ def eval_temporal(
 
     with user_errors():
         distances = parse_offsets(offsets, "--k")
-        figures = temporal_figures(source, output, max_frames, distances)
+        figures = temporal_figures(source, output, max_frames, distances, flow)
     out.print(
-        f"{figures.frames} frames; static background: {figures.static_share:.0%} of the pixels"
+        f"{figures.frames} frames; static background: {figures.static_share:.0%} of the pixels; "
+        f"flow: {flow}"
     )
     for k in distances:
         (error, own), (static, static_own) = figures.warping[k], figures.static_difference[k]

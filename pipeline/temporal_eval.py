@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.temporal import FlowEstimator, Frame, to_float, warping_error
+from pipeline.temporal import Frame, flow_estimator, to_float, warping_error
 from pipeline.sources import open_reader, probe
 
 STATIC_RANGE = (
@@ -58,10 +58,10 @@ def _blurred_grey(frame: np.ndarray) -> np.ndarray:
 class _Pairs:
     """Input and output frames in order; each k's errors against frame t-k."""
 
-    def __init__(self, offsets: tuple[int, ...], static: np.ndarray, still_flow: bool = True):
+    def __init__(self, offsets: tuple[int, ...], static: np.ndarray, flow: str = "dis"):
         self.offsets, self.static = offsets, static
         self.recent: deque[tuple[Frame, np.ndarray, np.ndarray]] = deque(maxlen=max(offsets) + 1)
-        self.flows = FlowEstimator(still=still_flow)
+        self.flows = flow_estimator(flow)
         self.warping = {k: ([], []) for k in offsets}
         self.static_diff = {k: ([], []) for k in offsets}
         self.means: tuple[list, list] = ([], [])
@@ -126,15 +126,17 @@ def temporal_figures(
     output: Path,
     max_frames: int | None = None,
     offsets: tuple[int, ...] = (1, 10, 30),
+    flow: str = "dis",
 ) -> TemporalFigures:
     """Short- and long-term figures of `output` against `source` (decoded twice: the static mask
-    needs the whole clip first)."""
+    needs the whole clip first), judged with `flow` (a name of `temporal.FLOWS`)."""
+    flow_estimator(flow)  # a wrong name before the decoding
     source_info, output_info = probe(Path(source)), probe(Path(output))
     size = (output_info.width, output_info.height)
     static = static_background(source, size, max_frames)
     if static is None:
         return TemporalFigures(0)
-    pairs = _Pairs(tuple(sorted(set(offsets))), static)
+    pairs = _Pairs(tuple(sorted(set(offsets))), static, flow)
     with open_reader(source_info, size) as frames_in, open_reader(output_info, size) as frames_out:
         for frame_in, frame_out in zip(frames_in.frames(max_frames), frames_out.frames(max_frames)):
             pairs.add(frame_in, frame_out)
@@ -151,13 +153,13 @@ def figures_of_frames(
     inputs: list[np.ndarray],
     outputs: list[np.ndarray],
     offsets: tuple[int, ...] = (1, 10, 30),
-    still_flow: bool = True,
+    flow: str = "dis",
 ) -> TemporalFigures:
-    """The same figures for frames in memory (input frames and their stylized versions, in order);
-    `still_flow` False: DIS's raw flow, without `FlowEstimator`'s still-camera correction."""
+    """The same figures for frames in memory (input frames and their stylized versions, in order),
+    judged with `flow` (a name of `temporal.FLOWS`)."""
     if not inputs:
         return TemporalFigures(0)
-    pairs = _Pairs(tuple(sorted(set(offsets))), still_pixels(inputs), still_flow)
+    pairs = _Pairs(tuple(sorted(set(offsets))), still_pixels(inputs), flow)
     for frame_in, frame_out in zip(inputs, outputs):
         pairs.add(frame_in, frame_out)
     return pairs.figures()

@@ -1,0 +1,228 @@
+"""Fast motion, on clips whose true motion is known (benchmarks/motion_clips.py), at 256x144.
+
+Flows: each candidate's end-point error on the pixels whose true flow is defined (px), the share
+of the undefined ones (occluded, out of view) that the forward-backward check leaves unvouched
+(recall), and milliseconds per flow pair (both directions).
+
+Stylized: each video setting's output warping error as a ratio to the input's own, judged with
+the true flow (where it is defined) and with Farneback's (an estimator independent of DIS);
+seconds and evaluations per later frame; the last frame's style and content losses as ratios to a
+cold stylization of it (300 iterations).
+
+Run: make bench-motion [ARGS="--frames 10 --part flows|stylized"]. Prints markdown.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks.harness import CLIPS, GOLDEN_GATE, STYLE, TUBINGEN, Stamps, argument_parser
+from benchmarks.harness import decode, heading, require, row, table
+from benchmarks.motion_clips import Camera, MotionClip, synthetic_clip, window_clip
+from pipeline.engine import Stylizer
+from pipeline.frames import FrameStylizer, stylize_frames
+from pipeline.image_io import load_rgb, to_tensor
+from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.temporal import FarnebackFlow, FlowEstimator, Frame, WarpingError
+from pipeline.temporal import consistency_mask, to_float, warp
+from pipeline.work_folder import frame_path, read_frame
+
+CAMERAS = {
+    "pan 12 px": Camera(pan=(12.0, 0.0)),
+    "pan 24 px, object -12 px": Camera(pan=(24.0, 4.0), crossing=12.0),
+    "pan 36 px": Camera(pan=(36.0, 0.0)),
+    "zoom 4 %, turn 2°": Camera(pan=(8.0, 0.0), zoom=1.04, turn=2.0),
+}
+WINDOWS = {
+    "car-detection, window 20 px": ("car", (20, 0)),
+    "bottle, window 30 px": ("bottle", (30, 6)),
+}
+
+
+class ScaledFlow:
+    """DIS with `finest` as its finest pyramid level, on frames scaled by `scale` first."""
+
+    def __init__(
+        self,
+        preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        finest: int | None = None,
+        scale: float = 1.0,
+    ):
+        self.dis, self.scale = cv2.DISOpticalFlow_create(preset), scale
+        if finest is not None:
+            self.dis.setFinestScale(finest)
+
+    def pair(self, frame: Frame, earlier: Frame, neighbours: bool = False):
+        return self.flow(frame.grey, earlier.grey), self.flow(earlier.grey, frame.grey)
+
+    def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        if self.scale == 1.0:
+            return self.dis.calc(source, target, None)
+        size = (round(source.shape[1] * self.scale), round(source.shape[0] * self.scale))
+        big = [
+            cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) for image in (source, target)
+        ]
+        flow = self.dis.calc(big[0], big[1], None) / self.scale
+        return cv2.resize(flow, (source.shape[1], source.shape[0]), interpolation=cv2.INTER_AREA)
+
+
+CANDIDATES = {
+    "DIS medium (today's default, still-aware)": lambda: FlowEstimator(),
+    "DIS medium, raw": lambda: ScaledFlow(),
+    "DIS medium, finest level 0": lambda: ScaledFlow(finest=0),
+    "DIS medium on frames scaled 2x": lambda: ScaledFlow(scale=2.0),
+    "DIS fast, finest level 0": lambda: ScaledFlow(cv2.DISOPTICAL_FLOW_PRESET_FAST, finest=0),
+    "Farneback": lambda: FarnebackFlow(),
+}
+
+
+def flows_of(estimator, frame: Frame, earlier: Frame) -> tuple[np.ndarray, np.ndarray]:
+    pair = estimator.pair(frame, earlier, True)
+    return (pair.backward, pair.forward) if hasattr(pair, "backward") else pair
+
+
+def measure(clip: MotionClip, estimator) -> tuple[float, float, float]:
+    """Mean end-point error, occlusion recall and ms per pair over the clip's pairs."""
+    errors, recalls, seconds = [], [], []
+    for t in range(1, len(clip.frames)):
+        frame, earlier = Frame(clip.frames[t]), Frame(clip.frames[t - 1])
+        start = time.perf_counter()
+        backward, forward = flows_of(estimator, frame, earlier)
+        seconds.append(time.perf_counter() - start)
+        valid = clip.valid[t]
+        errors.append(float(np.hypot(*(backward - clip.flows[t])[valid].T).mean()))
+        if (~valid).any():
+            recalls.append(float((consistency_mask(backward, forward)[~valid] < 0.5).mean()))
+    recall = float(np.mean(recalls)) if recalls else float("nan")
+    return float(np.mean(errors)), recall, 1000 * float(np.median(seconds))
+
+
+def clips(frames: int) -> list[MotionClip]:
+    require(TUBINGEN, GOLDEN_GATE, *CLIPS.values())
+    photo = cv2.cvtColor(cv2.imread(str(TUBINGEN)), cv2.COLOR_BGR2RGB)
+    thing = cv2.cvtColor(cv2.imread(str(GOLDEN_GATE)), cv2.COLOR_BGR2RGB)[200:500, 300:600]
+    made = [synthetic_clip(name, camera, photo, thing, frames) for name, camera in CAMERAS.items()]
+    for name, (clip, step) in WINDOWS.items():
+        video = decode(CLIPS[clip], frames, 256 + step[0] * frames + 16)
+        made.append(window_clip(name, video, step))
+    return made
+
+
+def flows_table(made: list[MotionClip]) -> None:
+    print(heading("Fast motion: flows — `make bench-motion`", "256x144"))
+    print()
+    names = [clip.name for clip in made]
+    print(table(["flow", *(f"{name}: EPE / recall" for name in names), "ms a pair"]))
+    for candidate, make in CANDIDATES.items():
+        cells, times = [], []
+        for clip in made:
+            error, recall, ms = measure(clip, make())
+            cells.append(f"{error:.2f} / {recall:.0%}" if recall == recall else f"{error:.2f} / –")
+            times.append(ms)
+        print(row([candidate, *cells, f"{np.median(times):.1f}"]), flush=True)
+
+
+SETTINGS = {"default": ({}, None), "flow: DIS finest level 0": ({}, 0)}
+
+
+def true_warping_error(frames: list[np.ndarray], clip: MotionClip) -> float:
+    """Mean over the pairs of the squared difference between frame t and frame t-1 carried along
+    the true flow, where it is defined."""
+    errors = []
+    for t in range(1, len(frames)):
+        carried = warp(to_float(frames[t - 1]), clip.flows[t])
+        valid = clip.valid[t]
+        errors.append(float(((to_float(frames[t]) - carried) ** 2)[valid].mean()))
+    return float(np.mean(errors))
+
+
+def farneback_warping_error(frames: list[np.ndarray], inputs: list[np.ndarray]) -> float:
+    error = WarpingError(flow="farneback")
+    for frame_in, frame_out in zip(inputs, frames):
+        error.add(frame_in, frame_out)
+    return error.value
+
+
+def stylized_row(clip: MotionClip, setting: str, stylizer: Stylizer, cold: dict) -> list[str]:
+    overrides, finest = SETTINGS[setting]
+    video = replace(VideoSettings(), **overrides)
+    frame_stylizer = FrameStylizer(stylizer, video)
+    if finest is not None:
+        frame_stylizer.flows = FlowEstimator(finest_scale=finest)
+    stamps, reports = Stamps(start=True), []
+    with tempfile.TemporaryDirectory() as work:
+        stylize_frames(
+            clip.frames,
+            frame_stylizer,
+            Path(work),
+            video,
+            len(clip.frames),
+            lambda report: (stamps(), reports.append(report)),
+        )
+        outputs = [read_frame(frame_path(Path(work), i)) for i in range(len(clip.frames))]
+    later = reports[1:]
+    true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
+    independent = farneback_warping_error(outputs, clip.frames) / farneback_warping_error(
+        clip.frames, clip.frames
+    )
+    last = to_tensor(to_float(clip.frames[-1]))
+    losses = stylizer.evaluate(to_tensor(to_float(outputs[-1])), last)
+    seconds = float(np.mean(stamps.gaps(skip=1)))
+    evaluations = float(np.mean([report.evaluations for report in later]))
+    return [
+        clip.name,
+        setting,
+        f"{true:.2f}",
+        f"{independent:.2f}",
+        f"{seconds:.2f}",
+        f"{evaluations:.1f}",
+        f"{losses['style'] / cold['style']:.2f}",
+        f"{losses['content'] / cold['content']:.2f}",
+    ]
+
+
+def stylized_table(made: list[MotionClip]) -> None:
+    stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
+    print(heading("Fast motion: stylized — `make bench-motion`", "256x144, starry_night"))
+    print()
+    print(
+        table(
+            [
+                "clip",
+                "setting",
+                "warping / input's (true flow)",
+                "warping / input's (Farneback)",
+                "s per later frame",
+                "evaluations",
+                "style / cold",
+                "content / cold",
+            ]
+        )
+    )
+    for clip in made:
+        last = to_tensor(to_float(clip.frames[-1]))
+        cold = stylizer.evaluate(stylizer.stylize(last).image, last)
+        for setting in SETTINGS:
+            print(row(stylized_row(clip, setting, stylizer, cold)), flush=True)
+
+
+def main() -> None:
+    args = argument_parser(__doc__)
+    args.add_argument("--frames", type=int, default=10)
+    args.add_argument("--part", choices=("flows", "stylized", "both"), default="both")
+    options = args.parse_args()
+    made = clips(options.frames)
+    if options.part in ("flows", "both"):
+        flows_table(made)
+    if options.part in ("stylized", "both"):
+        stylized_table(made)
+
+
+if __name__ == "__main__":
+    main()
