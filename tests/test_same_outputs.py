@@ -124,7 +124,11 @@ def frames_reference_tree(tmp_path_factory) -> Path:
     return tree
 
 
-@pytest.mark.parametrize("extra", [(), ("--hold-still", "0.03")], ids=["defaults", "hold-still"])
+@pytest.mark.parametrize(
+    "extra",
+    [(), pytest.param(("--hold-still", "0.03"), marks=pytest.mark.slow)],
+    ids=["defaults", "hold-still"],
+)
 def test_video_frames_are_the_same_bits_as_the_reference(
     frames_reference_tree, tmp_path, starry_night, extra
 ):
