@@ -85,9 +85,11 @@ class FrameStylizer:
             result = self.stylizer.stylize(to_tensor(to_float(frame.rgb)))
             return self.finish(index, frame, result, None, None)
         start = time.perf_counter()
-        past = PastFrame(index - 1, *previous)
-        reference = self.memory.reference_before(index, past) if self.video.hold_still > 0 else None
-        warm, terms = self.warm_start(frame, index, past, reference=reference)
+        before = PastFrame(index - 1, *previous)
+        reference = None
+        if self.video.hold_still > 0:
+            reference = self.memory.reference_before(index, before)
+        warm, terms = self.warm_start(frame, index, before, reference=reference)
         flow_seconds = time.perf_counter() - start
         curvature = self.memory.curvature_before(index) if self.video.carry_curvature else None
         plan = self.later_plan(warm.first_image, terms, curvature=curvature, hold=warm.hold)
@@ -114,7 +116,7 @@ class FrameStylizer:
             frame,
             to_float(frame.rgb),
             previous.frame,
-            flows or self.flows.pair(frame, previous.frame, neighbours=True),
+            flows if flows is not None else self.flows.pair(frame, previous.frame, neighbours=True),
             self.video,
             shot_start=next((item for item in past if item.shot_start), None),
             reference=reference,
@@ -207,6 +209,7 @@ def stylize_frames(
     work_dir.mkdir(parents=True, exist_ok=True)
     memory = frame_stylizer.memory
     memory.mirror_to(work_dir)
+    memory.start_shot()
     done = FramesDone(0, 0, [])
     with FrameLog(work_dir) as frame_log:
         reason = frame_stylizer.stylizer.precision.reason
@@ -243,7 +246,7 @@ def _one_frame(
     if path.is_file():
         memory.add(index, frame, None)
         return FrameReport(index, total, frame_stylizer.is_cold(warm), cut, skipped=True)
-    previous = memory.previous(index) if warm else None
+    previous = memory.previous() if warm else None
     result, stats = frame_stylizer(
         frame, (previous.frame, previous.result) if previous else None, index
     )

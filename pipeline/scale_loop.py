@@ -211,9 +211,8 @@ class ScaleOptimization:
         self.seeded = SEEDED_ITERATIONS if self.lbfgs and curvature is not None else 0
         self.best = {"loss": math.inf, "image": self.image.detach().clone(), "losses": {}}
         self.history: list[float] = []
-        self.iteration_best: list[
-            float
-        ] = []  # best loss when each iteration's first evaluation ended
+        # the best loss when each iteration's first evaluation ended
+        self.iteration_best: list[float] = []
         # a tiled evaluation can take minutes: its tiles report on the last progress
         self.last: Progress | None = None
 

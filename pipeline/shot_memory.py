@@ -59,8 +59,8 @@ class HoldReference:
     follows the input's change of light; a frame where the camera moves holds nothing, and every
     pixel settles again after it."""
 
-    result: np.ndarray  # uint8 H x W x 3
-    source: np.ndarray  # uint8 H x W x 3: the input frame's pixels it was made from
+    result: np.ndarray  # H x W x 3, uint8 (uint16 from a deeper input)
+    source: np.ndarray  # H x W x 3: the input frame's pixels it was made from
     age: np.ndarray  # uint16 H x W: frames the input has been still there
 
     @classmethod
@@ -100,11 +100,13 @@ class ShotMemory:
         self.reference: tuple[int, HoldReference] | None = None  # (frame, the reference after it)
 
     def mirror_to(self, work_dir: Path) -> None:
-        """Mirror to `work_dir` from now on (a memory made without a folder)."""
-        self.work_dir = self.work_dir or work_dir
+        """Keep and read back everything in `work_dir` from now on: the folder of the frames."""
+        self.work_dir = work_dir
 
     def start_shot(self) -> None:
-        """A scene cut: nothing of the last shot is looked back at."""
+        """A scene cut (or a new run of frames): no earlier frame is looked back at. The
+        curvature and the hold reference go with the next cold frame, or a chunk's head hands
+        them on."""
         self.recent.clear()
         self.first = None
 
@@ -114,8 +116,8 @@ class ShotMemory:
         self.recent.append(past)
         self.first = self.first or past
 
-    def previous(self, index: int) -> PastFrame:
-        """Frame t-1 with its result (exactly its lossless PNG)."""
+    def previous(self) -> PastFrame:
+        """The frame added last, t-1, with its result (exactly its lossless PNG)."""
         return self._loaded(self.recent[-1])
 
     def past_frames(self, index: int) -> list[PastFrame]:
@@ -173,9 +175,8 @@ class ShotMemory:
         )
         self.curvature = (index, curvature)
         if self.work_dir:
-            buffer = (
-                io.BytesIO()
-            )  # in memory first: torch.save on a full disk says only "unexpected pos"
+            # in memory first: torch.save on a full disk says only "unexpected pos"
+            buffer = io.BytesIO()
             torch.save(curvature, buffer)
             write_atomically(curvature_path(self.work_dir, index), buffer.getvalue())
             # t-1's stays until t's frame is written

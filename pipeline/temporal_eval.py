@@ -19,11 +19,9 @@ import numpy as np
 from pipeline.temporal import Frame, flow_estimator, to_float, warping_error
 from pipeline.sources import open_reader, probe
 
-STATIC_RANGE = (
-    16 / 255
-    # a static pixel's blurred grey input stays within this range over the clip (57 % of
-    # bottle-detection's 300 first frames at 256 px; 8/255: 6 %)
-)
+# a static pixel's blurred grey input stays within this range over the clip (57 % of
+# bottle-detection's 300 first frames at 256 px; 8/255: 6 %)
+STATIC_RANGE = 16 / 255
 FIRST_FRAMES = 5  # drift is measured against the mean of these
 
 

@@ -11,7 +11,7 @@ LIGHT_BLUR = 6.0
 # Confidence masks are blurred slightly, as artistic-videos does.
 MASK_BLUR = 1.0
 
-# A still camera (temporal.camera_still, temporal.still_where_unmoved).
+# A still camera (temporal.camera_still, temporal.zero_where_unmoved).
 STILL_BLUR = 2.0  # neighbourhood over which staying put and the flow's motion are compared
 STILL_MARGIN = 1.0 / 255  # how much worse than the flow staying put may match and still be chosen
 STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera

@@ -102,9 +102,8 @@ class VGGFeatures(nn.Module):
         return out
 
 
-_shared: dict[
-    int, dict[tuple, VGGFeatures]
-] = {}  # id(weights) -> (layers, pooling, dtype, device) -> network
+# id(weights) -> (layers, pooling, dtype, device) -> network
+_shared: dict[int, dict[tuple, VGGFeatures]] = {}
 
 
 def shared_features(

@@ -94,8 +94,9 @@ def restore_still_camera(state: WarmStart, context: WarmContext) -> WarmStart:
     hundreds of frames (a trail). Only unvouched pixels: restoring every such-looking pixel
     flickers (warping error at k=1 about 9x the input's)."""
     carried, first = state.carried, context.shot_start
-    # every pixel vouched for: nothing to restore, and no comparison to make
-    if first is None or not context.flows.camera_still or carried.mask.min() >= 1.0:
+    if first is None or not context.flows.camera_still:
+        return state
+    if carried.mask.min() >= 1.0:  # every pixel vouched for: nothing to restore or compare
         return state
     change = change_since(context.frame, first.frame.rgb, RESTORE_CHANGE, light_limit=np.inf)
     # the camera's exposure is followed; a local change of light as large is content (a smooth red

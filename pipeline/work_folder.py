@@ -37,9 +37,9 @@ def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
 
 
 # Part of the key, raised whenever the same settings would make different frames (a new decode, a
-# new
-# temporal term): a run of another version then works in its own folder instead of mixing frames.
-SCHEMA = 3
+# new temporal term, a camera verdict per frame pair; a new name of a file kept there): a run of
+# another version then works in its own folder instead of mixing frames.
+SCHEMA = 4
 
 
 def work_folder(
@@ -59,9 +59,8 @@ def work_folder(
         k: v for k, v in asdict(video).items() if k not in ("codec", "crf", "keep_frames", "passes")
     }
     if video.fps is None or (video.start == 0 and video.duration is None):
-        del frames_only[
-            "fps"
-        ]  # a rate changes when frames are shown, and which ones only where a range is timed
+        # a rate changes when frames are shown, and which ones only where a range is timed
+        del frames_only["fps"]
     style_only = {
         k: v for k, v in asdict(style_settings).items() if k != "max_memory"
     }  # tiling changes no frame

