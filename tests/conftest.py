@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,24 +54,16 @@ def folder_command(
     tmp_path: Path, style: Path, photos: int, *options: str
 ) -> tuple[Path, list[str]]:
     """A folder of `photos` copies of tubingen.jpg and the `stylize folder` command line over it."""
-    import sys
-
     source, output = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     for index in range(photos):
         shutil.copy(data_file("contents/tubingen.jpg"), source / f"p{index}.jpg")
-    return output, [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "folder",
-        str(source),
-        "-s",
-        str(style),
-        "-o",
-        str(output),
-        *options,
-    ]
+    return output, stylize_command("folder", source, "-s", style, "-o", output, *options)
+
+
+def stylize_command(*args: object) -> list[str]:
+    """The `stylize` command line with `args`, run from this checkout's interpreter."""
+    return [sys.executable, "-m", "cli.main", *map(str, args)]
 
 
 def run_ffmpeg(*args: str) -> None:

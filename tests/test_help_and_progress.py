@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,8 @@ from typer.testing import CliRunner
 
 from cli.main import REMOVED, app
 from pipeline.settings import PRESETS
-from tests.conftest import data_file, run_ffmpeg
+from tests.conftest import stylize_command, data_file
+from tests.test_video_io import lavfi_clip
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,26 +142,11 @@ def test_removed_options_are_refused_with_a_hint(option, tmp_path, starry_night)
 
 
 def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_night):
-    clip = tmp_path / "clip.mp4"
-
-    run_ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10",
-        "-frames:v",
-        "5",
-        "-pix_fmt",
-        "yuv420p",
-        str(clip),
-    )
+    clip = lavfi_clip(tmp_path / "clip.mp4", frames=5)
     log = tmp_path / "run.log"
     with open(log, "w") as sink:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
+            stylize_command(
                 "video",
                 str(clip),
                 "-s",
@@ -176,7 +161,7 @@ def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_nigh
                 "1",
                 "--evaluations-next",
                 "1",
-            ],
+            ),
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -197,21 +182,8 @@ def test_progress_goes_to_a_log_as_plain_lines_with_an_eta(tmp_path, starry_nigh
 
 @pytest.fixture
 def short_clip(tmp_path):
-
-    clip = tmp_path / "in" / "clip.mp4"
-    clip.parent.mkdir()
-    run_ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x48:rate=10",
-        "-frames:v",
-        "8",
-        "-pix_fmt",
-        "yuv420p",
-        str(clip),
-    )
-    return clip
+    (tmp_path / "in").mkdir()
+    return lavfi_clip(tmp_path / "in" / "clip.mp4", frames=8)
 
 
 def test_a_video_dry_run_counts_and_estimates_and_writes_nothing(
@@ -219,10 +191,7 @@ def test_a_video_dry_run_counts_and_estimates_and_writes_nothing(
 ):
     before = sorted(tmp_path.rglob("*"))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
+        stylize_command(
             "video",
             str(short_clip),
             "-s",
@@ -234,7 +203,7 @@ def test_a_video_dry_run_counts_and_estimates_and_writes_nothing(
             "--iterations",
             "4",
             "--dry-run",
-        ],
+        ),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -259,10 +228,7 @@ def test_the_preview_writes_one_sheet_with_a_tile_per_input_and_weight(
 
     sheet = tmp_path / "sheet.png"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
+        stylize_command(
             "preview",
             str(short_clip),
             "-s",
@@ -277,7 +243,7 @@ def test_the_preview_writes_one_sheet_with_a_tile_per_input_and_weight(
             "30,3000",
             "--samples",
             "2",
-        ],
+        ),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.video_io import ffmpeg_binary, probe
 from pipeline.video_job import stylize_video
-from tests.conftest import data_file, run_ffmpeg
+from tests.conftest import stylize_command, data_file, run_ffmpeg
 
 REPO = Path(__file__).parents[1]
 # frame 0 as decoded
@@ -117,6 +116,8 @@ TV = [
     "-color_range",
     "tv",
 ]
+H264_AAC = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+X265 = ["-c:v", "libx265", "-crf", "12", "-x265-params", "log-level=error"]
 CASES = {
     "h264-bt709-720p": [
         "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,"
@@ -142,23 +143,13 @@ CASES = {
     "hevc-10bit-bt709": [
         "scale=out_color_matrix=bt709:out_range=tv:flags=accurate_rnd+full_chroma_int,"
         "format=yuv420p10le",
-        "-c:v",
-        "libx265",
-        "-crf",
-        "12",
-        "-x265-params",
-        "log-level=error",
+        *X265,
         *TV,
     ],
     "hevc-10bit-hlg": [
         "zscale=transferin=709:primariesin=709:matrixin=gbr:rangein=full:transfer=arib-std-b67:"
         "primaries=2020:matrix=2020_ncl:range=limited:npl=100,format=yuv420p10le",
-        "-c:v",
-        "libx265",
-        "-crf",
-        "12",
-        "-x265-params",
-        "log-level=error",
+        *X265,
         "-colorspace",
         "bt2020nc",
         "-color_primaries",
@@ -249,12 +240,7 @@ def vfr_clip(path: Path) -> Path:
         f"setpts='{pts}'",
         "-fps_mode",
         "passthrough",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
+        *H264_AAC,
         "-shortest",
         str(path),
     )
@@ -307,10 +293,7 @@ def test_a_folder_of_frames_in_and_out_warm_started_and_resumed_after_kill(tmp_p
         str(frames / "shot_%04d.png"),
     )
     output = tmp_path / "styled"
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
+    command = stylize_command(
         "video",
         str(frames),
         "-s",
@@ -326,7 +309,7 @@ def test_a_folder_of_frames_in_and_out_warm_started_and_resumed_after_kill(tmp_p
         "--tolerance",
         "0",
         "--keep-frames",
-    ]
+    )
     process = subprocess.Popen(
         command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -382,12 +365,7 @@ def test_every_stream_and_the_creation_time_are_kept(tmp_path, starry_night):
         "3",
         "-t",
         "1",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
+        *H264_AAC,
         "-c:s",
         "srt",
         "-metadata",
@@ -429,12 +407,7 @@ def test_webm_is_written_with_vp9_and_opus(tmp_path, starry_night):
         "sine",
         "-t",
         "0.4",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
+        *H264_AAC,
         str(clip),
     )
     result = stylize_video(
@@ -450,9 +423,7 @@ def test_webm_is_written_with_vp9_and_opus(tmp_path, starry_night):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", "video", *args], cwd=REPO, capture_output=True, text=True
-    )
+    return subprocess.run(stylize_command("video", *args), cwd=REPO, capture_output=True, text=True)
 
 
 def test_bad_inputs_get_one_line_each(tmp_path, starry_night):

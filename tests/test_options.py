@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from pipeline.settings import (
     VideoSettings,
     check_style_count,
 )
-from tests.conftest import data_file
+from tests.conftest import stylize_command, data_file
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,17 +258,9 @@ def test_exit_codes_of_commands_pass_through():
 
 
 def test_real_process_prints_one_line_on_stderr(tmp_path, tubingen, starry_night):
-    base = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "image",
-        str(tubingen),
-        "-s",
-        str(starry_night),
-        "-o",
-        str(tmp_path / "o.jpg"),
-    ]
+    base = stylize_command(
+        "image", str(tubingen), "-s", str(starry_night), "-o", str(tmp_path / "o.jpg")
+    )
     for extra, option in (
         (["--optimizer", "sgd"], "--optimizer"),
         (["--style-layers", "conv9_9"], "--style-layers"),

@@ -8,7 +8,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from pipeline.video_io import probe
-from tests.conftest import data_file, folder_command
+from tests.conftest import stylize_command, data_file, folder_command
 from tests.test_video_io import lavfi_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,18 +189,7 @@ def interrupt_midway(
 def test_a_signal_ends_a_video_run_at_once_and_the_rerun_resumes(tmp_path, starry_night, signum):
     clip = lavfi_clip(tmp_path / "clip.mp4", frames=60)
     output = tmp_path / "out.mp4"
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
-        "video",
-        str(clip),
-        "-s",
-        str(starry_night),
-        "-o",
-        str(output),
-        *FAST,
-    ]
+    command = stylize_command("video", str(clip), "-s", str(starry_night), "-o", str(output), *FAST)
     result, seconds, children = interrupt_midway(
         command, lambda: len(list(tmp_path.glob(".out.mp4.frames-*/0*.png"))) >= 3, signum
     )

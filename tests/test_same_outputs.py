@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import data_file
+from tests.conftest import stylize_command, data_file
 
 ROOT = Path(__file__).resolve().parents[1]
 # main before the image and folder paths were restructured
@@ -42,14 +41,9 @@ def run_both(
         folder = work / name
         folder.mkdir(parents=True)
         extra = after if name == "after" else ()
-        command = [
-            sys.executable,
-            "-m",
-            "cli.main",
-            *(arg.replace("{out}", str(folder)) for arg in args),
-            *extra,
-            *TINY,
-        ]
+        command = stylize_command(
+            *(arg.replace("{out}", str(folder)) for arg in args), *extra, *TINY
+        )
         done = subprocess.run(
             command, cwd=tree, capture_output=True, text=True, stdin=subprocess.DEVNULL
         )

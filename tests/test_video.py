@@ -6,7 +6,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -20,7 +19,7 @@ from pipeline.errors import InputError
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.video_io import encode, ffmpeg_binary, probe
 from pipeline.video_job import stylize_video, temporal_errors
-from tests.conftest import data_file, run_ffmpeg
+from tests.conftest import stylize_command, data_file, run_ffmpeg
 
 FAST = dict(size=64, iterations=4, tolerance=0.0, device="cpu")
 
@@ -157,10 +156,7 @@ def test_existing_output_and_same_path_are_refused(tmp_path, starry_night):
 def test_kill_during_stylization_then_resume(tmp_path, starry_night):
     source = data_file("videos/car-detection.mp4")
     output = tmp_path / "out.mp4"
-    command = [
-        sys.executable,
-        "-m",
-        "cli.main",
+    command = stylize_command(
         "video",
         str(source),
         "-s",
@@ -178,7 +174,7 @@ def test_kill_during_stylization_then_resume(tmp_path, starry_night):
         "--duration",
         "1.6",
         "--keep-frames",
-    ]
+    )
     process = subprocess.Popen(
         command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
