@@ -177,12 +177,12 @@ def stylize_head(
     reference = None
     if video.hold_still > 0:
         reference = HoldReference.settled(shot_first.result, shot_first.frame.rgb)
-    first = replace(shot_first, shot_start=True)
+    first, content = replace(shot_first, shot_start=True), to_float(frame.rgb)
     warm, terms = frame_stylizer.warm_start(
-        frame, 0, shot_first, flows=flows, past=(first,), reference=reference
+        frame, 0, shot_first, content=content, flows=flows, past=(first,), reference=reference
     )
     plan = Plan(init=to_tensor(warm.first_image), extra_terms=tuple(terms), hold=warm.hold)
-    result = frame_stylizer.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan)
+    result = frame_stylizer.stylizer.stylize(to_tensor(content), plan)
     return frame_stylizer.finish(0, frame, result, reference, warm)
 
 

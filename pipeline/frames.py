@@ -80,20 +80,21 @@ class FrameStylizer:
     ) -> tuple[np.ndarray, dict]:
         """`previous`: (input frame, stylized frame) of t-1, or None for a cold start. The
         long-term frames come from `memory` (none where this frame is stylized on its own)."""
+        content = to_float(frame.rgb)
         if self.is_cold(previous is not None):
             self.memory.forget_curvature()
-            result = self.stylizer.stylize(to_tensor(to_float(frame.rgb)))
+            result = self.stylizer.stylize(to_tensor(content))
             return self.finish(index, frame, result, None, None)
         start = time.perf_counter()
         before = PastFrame(index - 1, *previous)
         reference = None
         if self.video.hold_still > 0:
             reference = self.memory.reference_before(index, before)
-        warm, terms = self.warm_start(frame, index, before, reference=reference)
+        warm, terms = self.warm_start(frame, index, before, content=content, reference=reference)
         flow_seconds = time.perf_counter() - start
         curvature = self.memory.curvature_before(index) if self.video.carry_curvature else None
         plan = self.later_plan(warm.first_image, terms, curvature=curvature, hold=warm.hold)
-        result = self.stylizer.stylize(to_tensor(to_float(frame.rgb)), plan)
+        result = self.stylizer.stylize(to_tensor(content), plan)
         return self.finish(index, frame, result, reference, warm, flow_seconds=flow_seconds)
 
     def warm_start(
@@ -102,19 +103,21 @@ class FrameStylizer:
         index: int,
         previous: PastFrame,
         *,
+        content: np.ndarray | None = None,
         flows: FlowPair | None = None,
         past: Sequence[PastFrame] | None = None,
         reference: HoldReference | None = None,
     ) -> tuple[WarmStart, list[Term]]:
-        """Frame t-1's result through the steps, and the temporal term. `flows`: to `previous`
-        where it is not the frame before (a chunk's head); `past`: the long-term frames and the
-        shot's first (default: the memory's)."""
+        """Frame t-1's result through the steps, and the temporal term. `content`: the frame as
+        floats, where the caller has it; `flows`: to `previous` where it is not the frame before (a
+        chunk's head); `past`: the long-term frames and the shot's first (default: the memory's)."""
         if self.video.warm_start == "prev":
             return WarmStart.of(previous.result), []
+        content = to_float(frame.rgb) if content is None else content
         past = self.memory.past_frames(index) if past is None else past
         context = WarmContext(
             frame,
-            to_float(frame.rgb),
+            content,
             previous.frame,
             flows if flows is not None else self.flows.pair(frame, previous.frame, neighbours=True),
             self.video,
@@ -124,14 +127,16 @@ class FrameStylizer:
         warm = run_steps(self.steps, WarmStart.of(previous.result), context)
         if self.video.temporal_weight <= 0:
             return warm, []
-        carried = [self.carry_past(frame, index, item) for item in past if not item.shot_start]
+        carried = [
+            self.carry_past(frame, index, item, content) for item in past if not item.shot_start
+        ]
         target = long_term([warm.carried, *carried])
         return warm, [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
 
-    def carry_past(self, frame: Frame, index: int, past: PastFrame) -> Carried:
+    def carry_past(self, frame: Frame, index: int, past: PastFrame, content: np.ndarray) -> Carried:
         """A long-term frame's result carried onto this one, for the temporal loss."""
         flows = self.memory.flows(index, frame, past, self.flows)
-        context = WarmContext(frame, to_float(frame.rgb), past.frame, flows, self.video)
+        context = WarmContext(frame, content, past.frame, flows, self.video)
         return run_steps(self.past_steps, WarmStart.of(past.result), context).carried
 
     def later_plan(

@@ -18,17 +18,21 @@ REFERENCE = "f4a7c7a011740ddec58ca6600a8cac34006da27c"
 TINY = ["--precision", "fp32", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def reference_tree(tmp_path_factory) -> Path:
-    tree = tmp_path_factory.mktemp("reference")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", REFERENCE], capture_output=True)
+def archived_tree(tmp_path_factory, commit: str) -> Path:
+    """The files of `commit`, from `git archive`, in a folder of their own."""
+    tree = tmp_path_factory.mktemp(commit[:10])
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True)
     if archive.returncode != 0:
         pytest.skip(
-            f"commit {REFERENCE[:10]} is not in this clone "
-            f"({archive.stderr.decode().strip()[:100]})"
+            f"commit {commit[:10]} is not in this clone ({archive.stderr.decode().strip()[:100]})"
         )
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory) -> Path:
+    return archived_tree(tmp_path_factory, REFERENCE)
 
 
 def run_both(
@@ -105,17 +109,7 @@ FRAMES_REFERENCE = "4b9c6189d7ded4bfbc216387be4baeec39d8170b"
 
 @pytest.fixture(scope="module")
 def frames_reference_tree(tmp_path_factory) -> Path:
-    tree = tmp_path_factory.mktemp("frames-reference")
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", FRAMES_REFERENCE], capture_output=True
-    )
-    if archive.returncode != 0:
-        pytest.skip(
-            f"commit {FRAMES_REFERENCE[:10]} is not in this clone "
-            f"({archive.stderr.decode().strip()[:100]})"
-        )
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    return tree
+    return archived_tree(tmp_path_factory, FRAMES_REFERENCE)
 
 
 @pytest.mark.parametrize(
