@@ -73,7 +73,7 @@ class ScaledFlow:
 
 
 CANDIDATES = {
-    "DIS medium (today's default, still-aware)": lambda: FlowEstimator(),
+    "DIS medium, still-aware, from the camera's shift (the default)": lambda: FlowEstimator(),
     "DIS medium, raw": lambda: ScaledFlow(),
     "DIS medium, finest level 0": lambda: ScaledFlow(finest=0),
     "DIS medium on frames scaled 2x": lambda: ScaledFlow(scale=2.0),
@@ -128,29 +128,7 @@ def flows_table(made: list[MotionClip]) -> None:
         print(row([candidate, *cells, f"{np.median(times):.1f}"]), flush=True)
 
 
-class DamageBudget(FrameStylizer):
-    """A candidate: a later frame's evaluations grow with the share of pixels the warm start cannot
-    vouch for, one more budget per SHARE of them, at most CAP budgets."""
-
-    SHARE, CAP = 0.02, 4
-
-    def warm_start(self, frame, index, previous, **kwargs):
-        warm, terms = super().warm_start(frame, index, previous, **kwargs)
-        self.unvouched = 1.0 - float(warm.carried.mask.mean())
-        return warm, terms
-
-    def later_plan(self, init, terms, **kwargs):
-        plan = super().later_plan(init, terms, **kwargs)
-        budgets = min(self.CAP, 1 + self.unvouched / self.SHARE)
-        evaluations = round(self.video.evaluations_next * budgets)
-        return replace(plan, evaluations=evaluations, iterations=max(plan.iterations, evaluations))
-
-
-SETTINGS = {
-    "default": ({}, None),
-    "flow: DIS finest level 0": ({}, 0),
-    "budget by unvouched share (x1 + share/2 %, at most x4)": ({}, None),
-}
+SETTINGS = {"default": {}, "--catch-up 2": {"catch_up": 2.0}, "--catch-up 4": {"catch_up": 4.0}}
 
 
 def true_warping_error(frames: list[np.ndarray], clip: MotionClip) -> float:
@@ -172,12 +150,8 @@ def farneback_warping_error(frames: list[np.ndarray], inputs: list[np.ndarray]) 
 
 
 def stylized_row(clip: MotionClip, setting: str, stylizer: Stylizer, cold: dict) -> list[str]:
-    overrides, finest = SETTINGS[setting]
-    video = replace(VideoSettings(), **overrides)
-    kind = DamageBudget if setting.startswith("budget") else FrameStylizer
-    frame_stylizer = kind(stylizer, video)
-    if finest is not None:
-        frame_stylizer.flows = FlowEstimator(finest_scale=finest)
+    video = replace(VideoSettings(), **SETTINGS[setting])
+    frame_stylizer = FrameStylizer(stylizer, video)
     stamps, reports = Stamps(start=True), []
     with tempfile.TemporaryDirectory() as work:
         stylize_frames(

@@ -624,6 +624,12 @@ TemporalFramesOption = option(
     str, help="Earlier frames the temporal loss looks back at, e.g. 1,2,4."
 )
 EvaluationsNextOption = option(int, min=1, help="Loss evaluations each later frame may take.")
+CatchUpOption = option(
+    float,
+    min=1,
+    help="Fast motion: a later frame the flow cannot fully vouch for takes up to this many times"
+    " its evaluations (try 3).",
+)
 CarryCurvatureOption = option(
     bool,
     "--carry-curvature/--no-carry-curvature",
@@ -665,6 +671,7 @@ def _video_options(
     temporal_weight: TemporalWeightOption = VIDEO.temporal_weight,
     temporal_frames: TemporalFramesOption = ",".join(map(str, VIDEO.temporal_frames)),
     evaluations_next: EvaluationsNextOption = VIDEO.evaluations_next,
+    catch_up: CatchUpOption = VIDEO.catch_up,
     carry_curvature: CarryCurvatureOption = VIDEO.carry_curvature,
     restore_still: RestoreStillOption = VIDEO.restore_still,
     photo_check: PhotoCheckOption = VIDEO.photo_check,

@@ -24,6 +24,7 @@ from pipeline.settings import VideoSettings
 from pipeline.shot_memory import HoldReference, PastFrame, ShotMemory
 from pipeline.temporal import Carried, FlowEstimator, FlowPair, Frame, from_float, is_cut
 from pipeline.temporal import long_term, to_float
+from pipeline.tuning import DAMAGE_SHARE
 from pipeline.warm_start import (
     WarmContext,
     WarmStart,
@@ -93,7 +94,9 @@ class FrameStylizer:
         warm, terms = self.warm_start(frame, index, before, content=content, reference=reference)
         flow_seconds = time.perf_counter() - start
         curvature = self.memory.curvature_before(index) if self.video.carry_curvature else None
-        plan = self.later_plan(warm.first_image, terms, curvature=curvature, hold=warm.hold)
+        plan = self.later_plan(
+            warm.first_image, terms, curvature=curvature, hold=warm.hold, budgets=self.budgets(warm)
+        )
         result = self.stylizer.stylize(to_tensor(content), plan)
         return self.finish(index, frame, result, reference, warm, flow_seconds=flow_seconds)
 
@@ -139,16 +142,29 @@ class FrameStylizer:
         context = WarmContext(frame, content, past.frame, flows, self.video)
         return run_steps(self.past_steps, WarmStart.of(past.result), context).carried
 
+    def budgets(self, warm: WarmStart) -> float:
+        """How many later frames' budgets this one takes (--catch-up): more where the warm start
+        vouches for fewer pixels, whose start is the raw input or a guess."""
+        if self.video.catch_up <= 1 or self.video.warm_start != "flow":
+            return 1.0
+        return damage_budgets(1.0 - float(warm.carried.mask.mean()), self.video.catch_up)
+
     def later_plan(
-        self, init: np.ndarray, terms: Sequence[Term], *, curvature=None, hold: Hold | None = None
+        self,
+        init: np.ndarray,
+        terms: Sequence[Term],
+        *,
+        curvature=None,
+        hold: Hold | None = None,
+        budgets: float = 1.0,
     ) -> Plan:
-        """A later frame's budget: a few evaluations from the warm start."""
+        """A later frame's budget: a few evaluations from the warm start (`budgets` times that)."""
         video = self.video
         return Plan(
             init=to_tensor(init),
-            iterations=video.iterations_next,
+            iterations=round(video.iterations_next * budgets),
             patience=video.patience_next,
-            evaluations=video.evaluations_next,
+            evaluations=round(video.evaluations_next * budgets),
             extra_terms=tuple(terms),
             curvature=curvature,
             hold=hold,
@@ -178,6 +194,11 @@ class FrameStylizer:
             if held is not None:
                 stats["held"] = round(float(held.mean()), 4)
         return image, stats
+
+
+def damage_budgets(unvouched: float, cap: float) -> float:
+    """One budget, and one more per DAMAGE_SHARE of the pixels unvouched for, at most `cap`."""
+    return min(cap, 1.0 + unvouched / DAMAGE_SHARE)
 
 
 def frame_and_stats(result: Result, dtype: np.dtype = np.uint8, **more) -> tuple[np.ndarray, dict]:

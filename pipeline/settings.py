@@ -285,6 +285,9 @@ class VideoSettings:
     temporal_frames: tuple[int, ...] = (1, 2, 4)
     # loss evaluations a later frame may take: its budget, line searches included
     evaluations_next: int = 8
+    # fast motion: a later frame takes up to this many times evaluations_next, one more budget per
+    # DAMAGE_SHARE of its pixels the warm start cannot vouch for (1: a fixed budget)
+    catch_up: float = 1.0
     # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
     carry_curvature: bool = True
     # a fixed camera: pixels whose content differs by less than this (mean RGB, 0-1) from when their
@@ -326,6 +329,7 @@ class VideoSettings:
                 "give frame distances that include 1, e.g. 1,2,4",
             )
         _at_least("--evaluations-next", self.evaluations_next, 1, integer=True)
+        _at_least("--catch-up", self.catch_up, 1)
         _at_least("--passes", self.passes, 1, integer=True)
         _between("--hold-still", self.hold_still, 0, 1)
         _choice("--fill", self.fill, Fill)

@@ -17,6 +17,8 @@ import numpy as np
 
 from pipeline.errors import SettingsError
 from pipeline.tuning import (
+    CAMERA_PRIOR_RESPONSE,
+    CAMERA_PRIOR_SHIFT,
     LIGHT_BLUR,
     MASK_BLUR,
     PHOTO_BLUR,
@@ -63,22 +65,36 @@ class FlowEstimator:
     ):
         """`finest_scale`: DIS's finest pyramid level (None: the preset's; 0, full resolution,
         follows fast motion better at about 3x the time: make bench-motion)."""
-        self.dis, self.still = cv2.DISOpticalFlow_create(preset), still
+        self.still = still
+        # a DIS that was once given an initial flow keeps using it: the guided one is separate
+        self.dis, self.guided = (cv2.DISOpticalFlow_create(preset) for _ in range(2))
         if finest_scale is not None:
-            self.dis.setFinestScale(finest_scale)
+            for dis in (self.dis, self.guided):
+                dis.setFinestScale(finest_scale)
 
     def pair(self, frame: Frame, earlier: Frame, neighbours: bool = False) -> FlowPair:
         """The flows between `frame` and an earlier frame in both directions, and one verdict on
         whether the camera stood still between them (judged on the backward flow, see
         `camera_still`), which both directions and every later step share. `neighbours`: the two
         frames follow each other."""
-        backward = self.dis.calc(frame.grey, earlier.grey, None)
-        forward = self.dis.calc(earlier.grey, frame.grey, None)
+        backward, forward = self.flow(frame.grey, earlier.grey), self.flow(earlier.grey, frame.grey)
         still = camera_still(backward, frame.grey, earlier.grey, neighbours)
         if self.still and still:
             backward = zero_where_unmoved(backward, frame.grey, earlier.grey)
             forward = zero_where_unmoved(forward, earlier.grey, frame.grey)
         return FlowPair(backward, forward, still)
+
+    def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """DIS's flow from grey `source` to `target`. Where the whole picture moved by
+        CAMERA_PRIOR_SHIFT or more (a fast pan), DIS also starts from that shift, and the flow that
+        matches better is taken: its pyramid alone loses a shift of 30 px at 256 px (1.5 px of
+        error against 0.01 px from the shift; `make bench-motion`)."""
+        plain = self.dis.calc(source, target, None)
+        shift = camera_shift(source, target)
+        if shift is None:
+            return plain
+        guided = self.guided.calc(source, target, np.tile(shift, (*source.shape, 1)))
+        return guided if misfit(guided, source, target) < misfit(plain, source, target) else plain
 
 
 class FarnebackFlow:
@@ -134,6 +150,25 @@ class FlowPair:
     camera_still: bool  # the camera did not move between the two
 
 
+def camera_shift(source: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    """The shift (x, y) that carries the grey `source` onto `target` as a whole, by phase
+    correlation, where it is at least CAMERA_PRIOR_SHIFT and the correlation's peak stands out
+    (CAMERA_PRIOR_RESPONSE); else None. A large object crossing a still camera's frame can win the
+    correlation (up to 7 px on car-detection), which the caller's comparison of fits settles."""
+    window = cv2.createHanningWindow(source.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(
+        source.astype(np.float32), target.astype(np.float32), window
+    )
+    if np.hypot(dx, dy) < CAMERA_PRIOR_SHIFT or response < CAMERA_PRIOR_RESPONSE:
+        return None
+    return np.array([dx, dy], np.float32)
+
+
+def misfit(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> float:
+    """How badly `target` carried along `flow` matches the grey `source`, changes of light aside."""
+    return float(mismatch(to_float(source) - warp(to_float(target), flow)).mean())
+
+
 def zero_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """`flow` set to zero where `target` matches `source` in place (grey, blurred) within
     STILL_MARGIN of how well it matches along the flow, changes of light set aside: on a smooth wall
@@ -157,22 +192,24 @@ def camera_still(
     flow: np.ndarray, source: np.ndarray, target: np.ndarray, neighbours: bool = False
 ) -> bool:
     """The camera did not move between two grey frames: the flow's median displacement is under
-    STILL_CAMERA, or shifting the whole frame by it explains less than STILL_SHIFT_GAIN of how the
-    frames differ. DIS spreads a large moving object's motion over the flat ground around it (a
-    median of 0.3-0.8 px while cars cross car-detection's still frame), which the median alone
-    would take for a pan; a pan's shift explains most of the difference (0.1-0.7 of it left).
+    STILL_CAMERA, or moving the whole frame as the camera would have (`camera_motion`) explains
+    less than STILL_SHIFT_GAIN of how the frames differ. DIS spreads a large moving object's motion
+    over the flat ground around it (a median of 0.3-0.8 px while cars cross car-detection's still
+    frame), which the median alone would take for a pan; a pan's, zoom's or turn's motion explains
+    most of the difference (0.1-0.7 of it left).
 
-    `neighbours` (consecutive frames): also still where the shift makes STILL_WORSE of the pixels it
-    changes match worse. A large object's shift worsens the textured ground behind it (14-52 % of
-    the pixels on car-detection), a pan's next to none (at most 5 % over tubingen.jpg). Only for
-    neighbours: further apart, DIS's median of a pan is off by a pixel or more and worsens up to 36
-    %."""
+    `neighbours` (consecutive frames): also still where the camera's motion makes STILL_WORSE of
+    the pixels it changes match worse. A large object's shift worsens the textured ground behind it
+    (14-52 % of the pixels on car-detection), a pan's next to none (at most 5 % over tubingen.jpg).
+    Only for neighbours: further apart, the flow is rougher and its fit worsens up to 36 %."""
     median = np.median(flow.reshape(-1, 2), axis=0)
     if np.hypot(*median) <= STILL_CAMERA:
         return True
     source, target = to_float(source), to_float(target)
-    shifted = warp(target, np.broadcast_to(median.astype(np.float32), flow.shape).copy())
-    in_place, moved = mismatch(source - target), mismatch(source - shifted)
+    in_place, moved = (
+        mismatch(source - target),
+        mismatch(source - warp(target, camera_motion(flow))),
+    )
     if moved.mean() >= (1 - STILL_SHIFT_GAIN) * in_place.mean():
         return True
     if not neighbours:
@@ -182,6 +219,25 @@ def camera_still(
         np.count_nonzero(moved > in_place + STILL_MARGIN),
     )
     return worse > 0 and worse >= STILL_WORSE * (better + worse)
+
+
+def camera_motion(flow: np.ndarray) -> np.ndarray:
+    """The flow a moving camera alone would make: a shift, turn and zoom fitted to `flow` on a grid
+    of every 8th pixel, robustly (RANSAC, 1 px), so that objects moving on their own do not bend it.
+    A shift alone (the flow's median) takes a zoom with a turn for a still camera."""
+    height, width = flow.shape[:2]
+    ys, xs = np.mgrid[4:height:8, 4:width:8]
+    points = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    affine, _ = cv2.estimateAffinePartial2D(
+        points, points + flow[ys.ravel(), xs.ravel()], method=cv2.RANSAC, ransacReprojThreshold=1.0
+    )
+    if affine is None:  # too few points to fit: the median shift
+        return np.broadcast_to(np.median(flow.reshape(-1, 2), axis=0), flow.shape).astype(
+            np.float32
+        )
+    grid_y, grid_x = np.mgrid[0:height, 0:width].astype(np.float32)
+    whole = [affine[row, 0] * grid_x + affine[row, 1] * grid_y + affine[row, 2] for row in (0, 1)]
+    return np.dstack([whole[0] - grid_x, whole[1] - grid_y]).astype(np.float32)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -22,6 +22,13 @@ STILL_SHIFT_GAIN = 0.1
 # large moving object's, not the camera's.
 STILL_WORSE = 0.1
 
+# A fast pan (temporal.camera_shift): DIS also starts from the whole picture's shift where phase
+# correlation finds one of at least CAMERA_PRIOR_SHIFT px (DIS's pyramid alone holds to about 20
+# px at 256 px) with a peak of at least CAMERA_PRIOR_RESPONSE (0.5-0.96 on the synthetic pans of
+# make bench-motion; 0.1 or less where the shift is out of its reach).
+CAMERA_PRIOR_SHIFT = 8.0
+CAMERA_PRIOR_RESPONSE = 0.2
+
 # Looks alike (temporal.looks_alike): the photo check of a carried pixel.
 PHOTO_CHANGE = 0.1  # an input pixel the flow brings from the earlier frame differing more
 PHOTO_BLUR = 1.0  # both inputs are blurred first: a resampled sharp edge differs by itself
@@ -38,5 +45,8 @@ RESTORE_CHANGE = 0.03  # a pixel's input looks as in the shot's first frame
 RESTORE_LIGHT_LIMIT = 0.3
 
 # The optimizer of a later frame.
+# --catch-up: one more budget of evaluations per this share of a later frame's pixels the warm start
+# cannot vouch for (a fast pan's entering strip, a disocclusion); make bench-motion
+DAMAGE_SHARE = 0.02
 CARRIED_PAIRS = 5  # L-BFGS history pairs taken from frame t-1 (older ones describe older frames)
 PASS_BLEND = 0.5  # later passes: share of the neighbour's carried result in a frame's start

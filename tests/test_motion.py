@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from pipeline.errors import SettingsError
-from pipeline.temporal import FarnebackFlow, Frame, flow_estimator
+from pipeline.temporal import FarnebackFlow, FlowEstimator, Frame, flow_estimator
 from tests.conftest import run_ffmpeg
 
 runner = CliRunner()
@@ -59,3 +59,59 @@ def test_eval_temporal_judges_with_the_flow_it_is_given(tmp_path):
     assert figures["dis"][1] != figures["farneback"][1]  # two flows, two judgements of the input
     refused = runner.invoke(app, ["eval-temporal", str(clip), str(clip), "--flow", "raft"])
     assert refused.exit_code == 2
+
+
+def camera_view(photo: np.ndarray, shift: float, zoom: float = 1.0, turn: float = 0.0) -> tuple:
+    """A 256x144 view of `photo` by a camera moved `shift` px right, zoomed in by `zoom` and turned
+    by `turn` degrees about the view's centre, and the true backward flow: for each pixel of the
+    view, where it lies in the unmoved view (the photo's top-left 256x144)."""
+    affine = cv2.getRotationMatrix2D((128.0, 72.0), turn, 1.0 / zoom)
+    affine[0, 2] += shift
+    view = cv2.warpAffine(photo, affine, (256, 144), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    ys, xs = np.mgrid[0:144, 0:256].astype(np.float32)
+    true = np.dstack(
+        [affine[row, 0] * xs + affine[row, 1] * ys + affine[row, 2] for row in (0, 1)]
+    ) - np.dstack([xs, ys])
+    return view, true
+
+
+def scaled_photo(path, width: int) -> np.ndarray:
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    return cv2.resize(rgb, (width, width * 3 // 4), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture
+def photo(tubingen) -> np.ndarray:
+    return scaled_photo(tubingen, 320)
+
+
+def end_point_error(flow: np.ndarray, true: np.ndarray, margin: int = 8) -> float:
+    """Mean end-point error where the true flow stays inside the earlier view."""
+    ys, xs = np.mgrid[0:144, 0:256]
+    x, y = xs + true[..., 0], ys + true[..., 1]
+    inside = (x >= margin) & (x < 256 - margin) & (y >= margin) & (y < 144 - margin)
+    return float(np.hypot(*(flow - true)[inside].T).mean())
+
+
+@pytest.mark.parametrize("width", [300, 320, 400])
+@pytest.mark.parametrize("shift", [30.0, 36.0])
+def test_the_flow_follows_a_fast_pan_within_a_pixel(tubingen, width, shift):
+    """DIS's pyramid alone loses some of these (36 px over tubingen.jpg 300 px wide: 3.9 px)."""
+    photo = scaled_photo(tubingen, width)
+    earlier, _ = camera_view(photo, 0.0)
+    now, true = camera_view(photo, shift)
+    flows = FlowEstimator().pair(Frame(now), Frame(earlier), neighbours=True)
+    assert not flows.camera_still
+    assert end_point_error(flows.backward, true) < 1.0
+    assert np.median(flows.forward[:, 48:, 0]) == pytest.approx(-shift, abs=0.5)
+
+
+def test_a_zoom_with_a_turn_is_a_moving_camera_and_its_flow_is_kept(photo):
+    """The still-camera correction would zero the flow wherever staying put matches as well; a
+    zoom with a turn and a small pan is no still camera."""
+    earlier, _ = camera_view(photo, 0.0)
+    now, true = camera_view(photo, 8.0, zoom=1.04, turn=2.0)
+    flows = FlowEstimator().pair(Frame(now), Frame(earlier), neighbours=True)
+    assert not flows.camera_still
+    assert end_point_error(flows.backward, true) < 1.0
+    assert np.mean(np.hypot(*flows.backward.reshape(-1, 2).T) < 0.1) < 0.01  # nowhere zeroed
