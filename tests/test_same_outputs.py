@@ -103,8 +103,8 @@ def test_image_and_folder_give_the_same_bytes(reference_tree, tmp_path, tubingen
     assert same_files(before, after, "styled/**/*.jpg") == 6
 
 
-# main before the frame path was restructured
-FRAMES_REFERENCE = "4b9c6189d7ded4bfbc216387be4baeec39d8170b"
+# main when the flow began to follow fast pans and the camera verdict to fit zooms and turns
+FRAMES_REFERENCE = "b759cbc31bf63483e358804ed2d54030cd24db9a"
 
 
 @pytest.fixture(scope="module")
