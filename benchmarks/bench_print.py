@@ -8,15 +8,18 @@ then the final losses at full size of the full-size result and of a 512-px resul
 (both judged tiled, against the same full-size content), and writes the same crop of each to
 docs/images/print-crop.jpg.
 
-Run: make bench-print [ARGS="--max-memory 4G --width 4032"]. Prints markdown for docs/benchmarks.md.
+Run: make bench-print [ARGS="--max-memory 7G --width 4032"]; ARGS=--bounds: peak RSS against
+--max-memory. Prints markdown for docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -30,6 +33,7 @@ from benchmarks.harness import (
     heading,
     row,
     run_child,
+    run_command,
     table,
 )
 
@@ -297,10 +301,54 @@ def budget_table(photo: Path, args: argparse.Namespace) -> None:
         print(row([label, budget, *judged]), flush=True)
 
 
+def bound_row(photo: Path, output: Path, bound: str, iterations: int) -> list[str]:
+    """`stylize image --size full --max-memory bound` on `photo`, as a user runs it: what came of
+    it and its peak RSS against the bound."""
+    from pipeline.settings import parse_bytes
+
+    command = [sys.executable, "-m", "cli.main", "image", str(photo), "-s", str(STYLE)]
+    command += ["-o", str(output), "--size", "full", "--overwrite"]
+    command += ["--max-memory", bound, "--iterations", str(iterations)]
+    run = run_command(command)
+    lines = [line for line in run.output.splitlines() if line.strip()]
+    reason = lines[-1].removeprefix("error: ") if lines else "?"
+    outcome = "done" if run.returncode == 0 else f"refused: {reason}"
+    limit = parse_bytes(bound)
+    ratio = f"{run.peak_rss_mib * 2**20 / limit:.2f}" if limit else "–"
+    width, height = (int(n) for n in photo.stem.split("-")[-1].split("x"))
+    return [
+        f"{width}x{height}",
+        bound,
+        outcome,
+        f"{run.wall_s / 60:.1f} min",
+        f"{run.peak_rss_mib:.0f} MiB",
+        ratio,
+    ]
+
+
+def bounds_table(work: Path, widths: Sequence[int], bounds: Sequence[str], iterations: int) -> None:
+    print(heading("Memory bound — `make bench-print ARGS=--bounds`"))
+    print(
+        f"`stylize image PHOTO -s starry_night.jpg --size full --max-memory BOUND --iterations"
+        f" {iterations}`, each its own process; peak RSS from the OS (wait4).\n"
+    )
+    print(table(("photo", "--max-memory", "outcome", "wall", "peak RSS", "peak / bound")))
+    for width in widths:
+        photo, tried = camera_photo(work, width), set()
+        for bound in bounds:
+            cells = bound_row(photo, work / "bound.jpg", bound, iterations)
+            print(row(cells), flush=True)
+            tried.add(bound)
+            named = re.search(r"give at least ([\d.]+[GM])", cells[2])
+            if named and named[1] not in tried:  # the bound the refusal names, run once
+                tried.add(named[1])
+                print(row(bound_row(photo, work / "bound.jpg", named[1], iterations)), flush=True)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argument_parser(__doc__)
     parser.add_argument("--width", type=int, default=4032)
-    parser.add_argument("--max-memory", default="4G")
+    parser.add_argument("--max-memory", default="auto")
     parser.add_argument(
         "--work", type=Path, help="where inputs and outputs go (default: a temporary folder)"
     )
@@ -314,6 +362,14 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="only the table of the two largest scales' evaluation budgets",
     )
+    parser.add_argument(
+        "--bounds",
+        action="store_true",
+        help="only the table of peak RSS against --max-memory (2G, 4G, auto) at 2400 and 4032 px",
+    )
+    parser.add_argument("--bound-widths", default="2400,4032", help="with --bounds")
+    parser.add_argument("--bound-values", default="2G,4G,auto", help="with --bounds")
+    parser.add_argument("--bound-iterations", type=int, default=3, help="with --bounds")
     budgets = parser.add_argument_group("with --budgets")
     budgets.add_argument("--device", default="auto", help="cpu, cuda or auto")
     budgets.add_argument("--iterations", type=int, default=300, help="the settings' --iterations")
@@ -337,6 +393,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     if args.budgets:
         return budget_table(camera_photo(work, args.width), args)
+    if args.bounds:
+        widths = [int(n) for n in args.bound_widths.split(",")]
+        return bounds_table(work, widths, args.bound_values.split(","), args.bound_iterations)
     print_size(work, args.width, args.max_memory)
 
 

@@ -80,6 +80,43 @@ def run_child(function: Callable, *args: object) -> ChildRun:
     return ChildRun(out["result"], wall, out["peak_rss_mib"])
 
 
+# Forks the command from this small process and reports the command's own peak RSS: a child forked
+# straight from a large process (a benchmark that imported torch) inherits that process's peak.
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(f"peak-rss-kib {usage.ru_maxrss}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass
+class CommandRun:
+    returncode: int
+    output: str  # stdout and stderr
+    wall_s: float
+    peak_rss_mib: float
+
+
+def run_command(command: list[str]) -> CommandRun:
+    """`command` (e.g. a `stylize` command line) with its wall time and its own peak RSS."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *command],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    *rest, last = done.stderr.rstrip().splitlines() or [""]
+    peak = int(last.split()[-1]) / 1024 if last.startswith("peak-rss-kib") else float("nan")
+    return CommandRun(done.returncode, done.stdout + "\n".join(rest), wall, peak)
+
+
 def child_main(module: str, function: str, args: str, answer: str) -> None:
     from pipeline.device import peak_rss_bytes
 

@@ -314,7 +314,7 @@ Size = Annotated[
 MaxMemory = Annotated[
     str,
     typer.Option(
-        "--max-memory", help="Memory bound for one image, e.g. 4G; bigger images run in tiles."
+        "--max-memory", help="Most memory the process may hold, e.g. 4G; larger images are tiled."
     ),
 ]
 Iterations = Annotated[

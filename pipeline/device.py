@@ -237,18 +237,61 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
-def memory_budget(max_memory: int | None, device: torch.device) -> int:
-    """Bytes one stylize call may use beyond the network (activations, optimizer state, image
-    copies): `max_memory`, or by default a fifth of the machine's RAM and at most half of what is
-    free (a 12 MP photo then peaks near 6 GB on a 24 GB machine), or 70 % of the GPU's free
-    memory."""
-    if max_memory is not None:
-        return int(max_memory)
+@dataclass(frozen=True)
+class MemoryBudget:
+    """What one stylize call's work (activations, image copies, L-BFGS history) may take, and the
+    bound it comes from."""
+
+    work: int  # bytes
+    bound: int | None = None  # --max-memory: the whole process's on a CPU (None: the default)
+    held: int = 0  # bytes the process held before the work, counted against `bound`
+
+    def too_small(self, width: int, height: int, work: int) -> SettingsError:
+        """The error for an image whose smallest tiled work needs `work` bytes, naming the smallest
+        --max-memory that would do."""
+        # what the process holds varies by about a tenth from run to run
+        needed = format_bytes(1.1 * (self.held + ALLOCATOR_SLACK * work))
+        if self.bound is None:
+            return SettingsError(
+                f"{width}x{height} px needs about {needed} of memory, more than is free: give"
+                " --max-memory, or a smaller --size"
+            )
+        return SettingsError(
+            f"--max-memory {format_bytes(self.bound)} is too small for {width}x{height} px: give"
+            f" at least {needed}"
+        )
+
+
+# Resident memory over what tiles.plan_memory counts: the content's features at the content
+# layer for the whole image, resized copies per scale, the allocator's free blocks between
+# evaluations of other shapes, oneDNN's scratch. Measured up to 1.59x (2400x1800 in 48 tiles,
+# make bench-print ARGS=--bounds).
+ALLOCATOR_SLACK = 1.7
+
+
+def memory_budget(max_memory: int | None, device: torch.device) -> MemoryBudget:
+    """What one stylize call may use beyond what the process holds now (the network, the style
+    images, the photo being read). On a CPU, `max_memory` bounds the whole process: the work gets
+    what is left of it. On a GPU, it is the device memory the work may take. By default a fifth of
+    the machine's RAM and at most half of what is free (a 12 MP photo then peaks near 6 GB on a 24
+    GB machine), or 70 % of the GPU's free memory."""
     if device.type == "cuda":
+        if max_memory is not None:
+            return MemoryBudget(int(max_memory), max_memory)
         free, _ = torch.cuda.mem_get_info(device)
-        return int(0.7 * free)
+        return MemoryBudget(int(0.7 * free))
+    if max_memory is not None:
+        held = resident_bytes()
+        return MemoryBudget(int((max_memory - held) / ALLOCATOR_SLACK), max_memory, held)
     total, available = _ram_bytes()
-    return int(min(0.2 * total, 0.5 * available))
+    return MemoryBudget(int(min(0.2 * total, 0.5 * available)))
+
+
+def format_bytes(size: float) -> str:
+    """A size as --max-memory takes it, rounded up: 1.3G, 750M."""
+    if size >= 2**30:
+        return f"{math.ceil(size / 2**30 * 10) / 10:g}G"
+    return f"{math.ceil(size / 2**20)}M"
 
 
 def _ram_bytes() -> tuple[int, int]:
@@ -262,16 +305,26 @@ def _ram_bytes() -> tuple[int, int]:
     return total, fields.get("MemAvailable", total)
 
 
+def resident_bytes() -> int:
+    """This process's resident memory now (where there is no /proc, its peak)."""
+    now = _status_bytes("VmRSS")
+    return peak_rss_bytes() if now is None else now
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory. VmHWM, not ru_maxrss: a child started by a big process
     inherits the parent's ru_maxrss across exec, while VmHWM starts afresh with the new program."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        line = next(
-            line
-            for line in Path("/proc/self/status").read_text().splitlines()
-            if line.startswith("VmHWM:")
-        )
-        return int(line.split()[1]) * 1024
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status, in bytes (None without /proc)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith(field + ":")).split()[1]) * 1024
+    return None

@@ -12,13 +12,7 @@ from pathlib import Path
 import torch
 
 from pipeline import color
-from pipeline.device import (
-    announce_precision,
-    keep_freed_memory,
-    memory_budget,
-    resolve_device,
-    resolve_precision,
-)
+from pipeline.device import announce_precision, keep_freed_memory, resolve_device, resolve_precision
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.ladder import (
@@ -41,7 +35,7 @@ from pipeline.scale_loop import (
 )
 from pipeline.settings import StyleSettings, check_style_count
 from pipeline.style_targets import StyleTargets
-from pipeline.tiles import MemoryPlan, assemble_features, evaluate_tiled, plan_memory
+from pipeline.tiles import MemoryPlan, MemoryPlanner, assemble_features, evaluate_tiled
 from pipeline.vgg import shared_features
 from pipeline.weights import VGGWeights, load_weights
 
@@ -106,8 +100,9 @@ class Stylizer:
     ):
         check_style_count(settings, len(styles))  # the rest StyleSettings checked when it was built
         self.settings = settings
-        keep_freed_memory()
         self.device = resolve_device(settings.device)
+        if settings.max_memory is None or self.device.type != "cpu":
+            keep_freed_memory()  # under a bound, freed blocks go back: kept, they fragment
         weights = weights if isinstance(weights, VGGWeights) else load_weights(weights)
         self.precision = resolve_precision(settings.precision, self.device)
         announce_precision(self.precision)  # after the weights: a bad file stays a one-line error
@@ -115,7 +110,7 @@ class Stylizer:
         exact_fp32(self.device, self.dtype)
         self.layers = [settings.content_layer, *settings.style_layers]
         self.vgg = shared_features(weights, self.layers, settings.pooling, self.dtype, self.device)
-        self.memory_budget = memory_budget(settings.max_memory, self.device)
+        self.memory_plan = MemoryPlanner(settings.max_memory, self.device, self.layers, self.dtype)
         layer_weights = normalized(settings.style_layer_weights, len(settings.style_layers))
         self.layer_weights = dict(zip(settings.style_layers, layer_weights))
         self.style_grams = StyleTargets(
@@ -129,10 +124,6 @@ class Stylizer:
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.vgg(image.to(self.device).contiguous(memory_format=torch.channels_last))
-
-    def memory_plan(self, height: int, width: int) -> MemoryPlan:
-        """Whole or in tiles, and how much L-BFGS history: what fits the memory budget."""
-        return plan_memory(height, width, self.memory_budget, self.layers, self.dtype)
 
     def loss_terms(self, content: torch.Tensor, memory: MemoryPlan | None = None) -> list[Term]:
         """The content, style and TV terms for one content image at its own size."""
@@ -167,6 +158,7 @@ class Stylizer:
         the settings' init, coarse-to-fine ladder, budget and early stop)."""
         s = self.settings
         check_size(*content.shape[-2:], s)
+        self.memory_plan.check(*content.shape[-2:])
         original = content
         content = prepared(color.luminance(content) if s.preserve_colors else content, self.device)
         ladder = plan_ladder(s, content, plan)

@@ -149,7 +149,7 @@ class StyleSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Precision = "auto"
     save_every: int = 0  # write an intermediate image every N iterations (0: never)
-    # bytes one stylize call may use beyond the network (None: device.memory_budget)
+    # bytes the process may hold on a CPU, or a GPU's work may take (None: device.memory_budget)
     max_memory: int | None = None
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.errors import SettingsError
+from pipeline.device import MemoryBudget, memory_budget
 from pipeline.losses import ContentLoss, StyleLoss, Term, partial_gram
 from pipeline.vgg import layer_stride, receptive_radius, smallest_input_side
 
@@ -220,24 +220,50 @@ class MemoryPlan:
 def plan_memory(
     height: int,
     width: int,
-    budget: int,
+    budget: MemoryBudget,
     layers: Sequence[str],
     dtype: torch.dtype,
     history: int = 100,
 ) -> MemoryPlan:
-    """Untiled when the image fits `budget` bytes; else tiles as large as fit. The L-BFGS history
-    shrinks first where a whole image's pairs would not fit (a 12 MP image: 290 MB a pair)."""
+    """Untiled when the image fits the budget's work bytes; else tiles as large as fit. The L-BFGS
+    history shrinks first where a whole image's pairs would not fit (a 12 MP image: 290 MB a
+    pair). Where even the smallest tiles do not fit, the error names the bound that would do."""
     image_bytes = 12 * height * width
-    pairs = int(max(2, min(history, HISTORY_SHARE * budget // (2 * image_bytes))))
-    left = budget - (IMAGE_COPIES + 2 * pairs) * image_bytes
+    pairs = int(max(2, min(history, HISTORY_SHARE * budget.work // (2 * image_bytes))))
+    left = budget.work - (IMAGE_COPIES + 2 * pairs) * image_bytes
     per_pixel = ACTIVATION_BYTES.get(dtype, ACTIVATION_BYTES[torch.float32])
     if per_pixel * height * width <= left:
         return MemoryPlan(None, pairs)
-    core = math.isqrt(max(0, left // per_pixel)) - 2 * halo_of(layers)
-    if core < smallest_input_side(layers):
-        needed = (IMAGE_COPIES + 4) * image_bytes + per_pixel * (4 * halo_of(layers)) ** 2
-        raise SettingsError(
-            f"--max-memory {budget / 2**20:.0f} MiB is too small for {width}x{height} px "
-            f"(about {needed / 2**20:.0f} MiB needed)"
-        )
+    halo = halo_of(layers)
+    core = math.isqrt(max(0, left // per_pixel)) - 2 * halo
+    # smaller cores are mostly halo: a 32 px core evaluates a 224 px window, 49x its area
+    if core < 2 * halo:
+        needed = (IMAGE_COPIES + 4) * image_bytes + per_pixel * (4 * halo) ** 2
+        raise budget.too_small(width, height, needed)
     return MemoryPlan(plan_tiles(height, width, core, layers), pairs)
+
+
+class MemoryPlanner:
+    """Plans images of any size within one memory budget (`device.memory_budget`)."""
+
+    def __init__(
+        self,
+        max_memory: int | None,
+        device: torch.device,
+        layers: Sequence[str],
+        dtype: torch.dtype,
+    ):
+        self.max_memory, self.device, self.layers, self.dtype = max_memory, device, layers, dtype
+        self.budget = memory_budget(max_memory, device)
+
+    def __call__(self, height: int, width: int) -> MemoryPlan:
+        """Whole or in tiles, and how much L-BFGS history: what fits the budget."""
+        return plan_memory(height, width, self.budget, self.layers, self.dtype)
+
+    def check(self, height: int, width: int) -> MemoryPlan:
+        """Before an image: under a CPU --max-memory, what the process holds now (more with each
+        new image shape: compiled kernels) comes off the bound again, and the image's largest scale
+        must fit, or the error names the bound that would."""
+        if self.max_memory is not None and self.device.type == "cpu":
+            self.budget = memory_budget(self.max_memory, self.device)
+        return self(height, width)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
-import sys
-from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
+from benchmarks.harness import run_command
+from pipeline.device import ALLOCATOR_SLACK, MemoryBudget
 from pipeline.engine import Plan, Stylizer, rung_budget, scale_ladder
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.losses import weighted_parts
-from pipeline.settings import StyleSettings
-from tests.conftest import data_file
+from pipeline.settings import StyleSettings, parse_bytes
 from pipeline.tiles import assemble_features, evaluate_tiled, halo_of, plan_memory, plan_tiles
+from tests.conftest import data_file, stylize_command
 
 LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 
@@ -84,12 +85,28 @@ def test_a_tile_without_its_halo_would_differ(fp32_stylizer, tubingen):
 
 
 def test_memory_plan_tiles_only_what_does_not_fit():
-    whole = plan_memory(384, 512, 4 * 2**30, LAYERS, torch.float32)
+    whole = plan_memory(384, 512, MemoryBudget(4 * 2**30), LAYERS, torch.float32)
     assert whole.tiles is None and whole.history == 100
-    photo = plan_memory(3024, 4032, 4 * 2**30, LAYERS, torch.bfloat16)
+    photo = plan_memory(3024, 4032, MemoryBudget(4 * 2**30), LAYERS, torch.bfloat16)
     assert photo.tiles is not None and len(photo.tiles) > 1 and 2 <= photo.history < 100
-    with pytest.raises(SettingsError, match="--max-memory"):
-        plan_memory(3024, 4032, 200 * 2**20, LAYERS, torch.float32)
+
+
+def test_a_bound_too_small_names_the_smallest_that_would_do():
+    held = 700 * 2**20
+    budget = MemoryBudget(200 * 2**20, 2**30, held)
+    with pytest.raises(SettingsError) as refused:
+        plan_memory(3024, 4032, budget, LAYERS, torch.float32)
+    message = str(refused.value)
+    assert message.startswith("--max-memory 1G is too small for 4032x3024 px: give at least ")
+    smallest = parse_bytes(message.rsplit(" ", 1)[-1])
+
+    # the smallest named fits (with room for what the process holds to vary), 0.8x of it does not
+    def under(bound: int) -> MemoryBudget:
+        return MemoryBudget(int((bound - held) / ALLOCATOR_SLACK), bound, held)
+
+    assert plan_memory(3024, 4032, under(smallest), LAYERS, torch.float32).tiles is not None
+    with pytest.raises(SettingsError):
+        plan_memory(3024, 4032, under(int(0.8 * smallest)), LAYERS, torch.float32)
 
 
 def test_large_scales_get_an_evaluation_budget():
@@ -126,46 +143,49 @@ def test_a_large_scale_spends_its_whole_evaluation_budget(embedded_weights, tubi
     assert spent[1][0] == 40 and spent[1][1] <= 50
 
 
-PEAK = """
-import json, sys, torch
-from pipeline.device import peak_rss_bytes
-from pipeline.engine import Stylizer, Plan
-from pipeline.image_io import load_rgb
-from pipeline.settings import StyleSettings
-budget, style = int(sys.argv[1]), sys.argv[2]
-torch.set_num_threads(2)
-settings = StyleSettings(
-    size=640, precision="fp32", coarse_to_fine=False, tolerance=0.0, max_memory=budget
-)
-stylizer = Stylizer(settings, [load_rgb(style)])
-stylizer.stylize(torch.rand(1, 3, 48, 64), Plan(iterations=1))
-before = peak_rss_bytes()
-content = torch.rand(1, 3, 480, 640, generator=torch.Generator().manual_seed(0))
-tiles = stylizer.memory_plan(480, 640).tiles
-stylizer.stylize(content, Plan(iterations=1))
-print(json.dumps({"growth": peak_rss_bytes() - before, "tiles": len(tiles or [])}))
-"""
-
-
-def peak_growth(budget: int, style: Path) -> dict:
-    run = subprocess.run(
-        [sys.executable, "-c", PEAK, str(budget), str(style)],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parents[1],
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
-def test_an_image_too_big_for_max_memory_runs_tiled_within_it(starry_night):
-    budget = 450 * 2**20
-    untiled = peak_growth(2**40, starry_night)
-    tiled = peak_growth(budget, starry_night)
-    assert untiled["tiles"] == 0 and untiled["growth"] > budget  # the whole image would not fit
-    assert tiled["tiles"] > 1 and tiled["growth"] <= budget
+def test_the_process_stays_within_max_memory_on_a_photo_that_needs_several_times_it(
+    tmp_path, tubingen, starry_night
+):
+    """tubingen.jpg at 2400x1800 would need 6-9 GB untiled (bf16, fp32); under --max-memory 3.2G
+    the whole process (Python, torch, the network, the photo, the tiles) peaks within 1.1x it."""
+    photo = tmp_path / "big.png"
+    rgb = cv2.imread(str(tubingen))
+    cv2.imwrite(str(photo), cv2.resize(rgb, (2400, 1800), interpolation=cv2.INTER_CUBIC))
+    command = stylize_command(
+        "image",
+        photo,
+        "-s",
+        starry_night,
+        "-o",
+        tmp_path / "out.jpg",
+        "--size",
+        "full",
+        "--iterations",
+        "1",
+        "--coarse-to-fine",
+        "off",
+        "--max-memory",
+        "3.2G",
+    )
+    run = run_command(command)  # its peak RSS from the OS: wait4 of a small launcher
+    assert run.returncode == 0, run.output[-1500:]
+    assert cv2.imread(str(tmp_path / "out.jpg")).shape == (1800, 2400, 3)
+    peak = run.peak_rss_mib * 2**20
+    assert peak <= 1.1 * parse_bytes("3.2G"), f"peak {run.peak_rss_mib:.0f} MiB under 3.2G"
+
+
+def test_a_bound_smaller_than_the_network_is_refused_before_work(tmp_path, tubingen, starry_night):
+    out = tmp_path / "out.jpg"
+    command = stylize_command(
+        "image", tubingen, "-s", starry_night, "-o", out, "--max-memory", "300M"
+    )
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and not out.exists()
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    assert re.fullmatch(
+        r".*--max-memory 300M is too small for \d+x\d+ px: give at least [\d.]+[GM]", lines[-1]
+    ), lines
 
 
 @pytest.mark.slow
