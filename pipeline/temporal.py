@@ -77,20 +77,21 @@ class FlowEstimator:
         whether the camera stood still between them (judged on the backward flow, see
         `camera_still`), which both directions and every later step share. `neighbours`: the two
         frames follow each other."""
-        backward, forward = self.flow(frame.grey, earlier.grey), self.flow(earlier.grey, frame.grey)
+        shift = camera_shift(frame.grey, earlier.grey)  # the other direction's is its negative
+        backward = self.flow(frame.grey, earlier.grey, shift)
+        forward = self.flow(earlier.grey, frame.grey, None if shift is None else -shift)
         still = camera_still(backward, frame.grey, earlier.grey, neighbours)
         if self.still and still:
             backward = zero_where_unmoved(backward, frame.grey, earlier.grey)
             forward = zero_where_unmoved(forward, earlier.grey, frame.grey)
         return FlowPair(backward, forward, still)
 
-    def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """DIS's flow from grey `source` to `target`. Where the whole picture moved by
-        CAMERA_PRIOR_SHIFT or more (a fast pan), DIS also starts from that shift, and the flow that
-        matches better is taken: its pyramid alone loses a shift of 30 px at 256 px (1.5 px of
-        error against 0.01 px from the shift; `make bench-motion`)."""
+    def flow(self, source: np.ndarray, target: np.ndarray, shift: np.ndarray | None) -> np.ndarray:
+        """DIS's flow from grey `source` to `target`. Where the whole picture moved by a `shift`
+        (`camera_shift`: a fast pan), DIS also starts from it, and the flow that matches better is
+        taken: its pyramid alone loses a shift of 30 px at 256 px (1.5 px of error against 0.01 px
+        from the shift; `make bench-motion`)."""
         plain = self.dis.calc(source, target, None)
-        shift = camera_shift(source, target)
         if shift is None:
             return plain
         guided = self.guided.calc(source, target, np.tile(shift, (*source.shape, 1)))
