@@ -19,7 +19,7 @@ def layer_names() -> list[str]:
     """Names for each module of vgg19().features: conv1_1, relu1_1, ..., pool5 (equal to
     LAYER_NAMES)."""
     names, block, index = [], 1, 0
-    for module in vgg19_features():
+    for module in vgg19_features("meta"):
         if isinstance(module, nn.Conv2d):
             index += 1
             names.append(f"conv{block}_{index}")
@@ -72,8 +72,8 @@ class VGGFeatures(nn.Module):
             )
         if pooling not in ("max", "avg"):
             raise SettingsError(f"unknown pooling {pooling!r}: use max or avg")
-        features = vgg19_features()
-        features.load_state_dict(weights.state_dict)
+        features = vgg19_features("meta")  # no random initialization to overwrite
+        features.load_state_dict(weights.state_dict, assign=True)
         deepest = max(LAYER_NAMES.index(_output_module(name)) for name in self.layers)
         modules = []
         for name, module in zip(LAYER_NAMES[: deepest + 1], features):

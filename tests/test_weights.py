@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from torchvision.models import vgg19
@@ -11,6 +14,7 @@ from pipeline.weights import (
     load_embedded,
     load_local,
     load_weights,
+    vgg19_features,
 )
 
 
@@ -23,6 +27,34 @@ def test_embedded_weights_are_the_dequantized_table(embedded_weights):
     features = vgg19(weights=None).features
     result = features.load_state_dict(embedded_weights.state_dict, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_own_module_list_is_torchvisions_vgg19_features():
+    ours, theirs = vgg19_features(), vgg19(weights=None).features
+    assert [(name, repr(m)) for name, m in ours.named_children()] == [
+        (name, repr(m)) for name, m in theirs.named_children()
+    ]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()
+    }
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32)
+    ours.load_state_dict(theirs.state_dict())
+    torch.testing.assert_close(ours(image), theirs(image), rtol=0, atol=0)
+
+
+def test_a_stylize_run_does_not_import_torchvision():
+    """Its import costs about a second and 170 MB; only --weights torchvision needs it."""
+    code = (
+        "import sys\n"
+        "from pipeline.engine import Stylizer\n"
+        "from pipeline.settings import StyleSettings\n"
+        "Stylizer(StyleSettings(size=32), [__import__('torch').rand(1, 3, 32, 32)])\n"
+        "import cli.main, pipeline.video_job, pipeline.batch\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 def test_truncated_file_is_rejected_with_its_name(tmp_path):
