@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import SettingsError
+from pipeline.user_cache import cache_root
 
 log = logging.getLogger("stylize")
 
@@ -187,6 +188,14 @@ def _cpu_info() -> tuple[str, str]:
     return model, flags
 
 
+def arithmetic_key(device: torch.device) -> str:
+    """What decides how this device's results round: the CPU (model, flags, torch and any ISA
+    override), or the GPU's name and torch."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} | torch {torch.__version__}"
+    return _cpu_key()
+
+
 def _cpu_key() -> str:
     model, flags = _cpu_info()
     overrides = " ".join(
@@ -198,8 +207,7 @@ def _cpu_key() -> str:
 
 
 def _cache_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "stylize" / "precision.json"
+    return cache_root() / "precision.json"
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h

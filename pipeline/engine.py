@@ -12,7 +12,13 @@ from pathlib import Path
 import torch
 
 from pipeline import color
-from pipeline.device import announce_precision, keep_freed_memory, resolve_device, resolve_precision
+from pipeline.device import (
+    announce_precision,
+    arithmetic_key,
+    keep_freed_memory,
+    resolve_device,
+    resolve_precision,
+)
 from pipeline.errors import SettingsError
 from pipeline.image_io import load_rgb
 from pipeline.ladder import (
@@ -120,6 +126,8 @@ class Stylizer:
             self.features,
             self.memory_plan,
             self.device,
+            network=f"{weights.fingerprint} {settings.pooling} {self.dtype} "
+            + arithmetic_key(self.device),
         )
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

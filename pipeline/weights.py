@@ -6,6 +6,8 @@ convention those weights were trained with.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -47,6 +49,17 @@ class VGGWeights:
     state_dict: dict[str, torch.Tensor]
     convention: InputConvention
     source: str
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the values: each tensor's first and last values and its sum (hashing
+        all 80 MB would take what a cache keyed by it saves)."""
+        digest = hashlib.sha256(repr(self.convention).encode())
+        for name, tensor in self.state_dict.items():
+            flat = tensor.detach().reshape(-1).float()
+            digest.update(name.encode())
+            digest.update(torch.cat([flat[:256], flat[-256:], flat.sum()[None]]).numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 def embedded_weights_path() -> Path:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-import pytest
-import torch
-from torchvision.models import vgg19
+# the tests' own user cache (precision probe, style targets), set before anything reads it
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="stylize-tests-cache-")
 
-from pipeline.device import bf16_is_native, cpu_description
-from pipeline.weights import IMAGENET, VGGWeights, load_embedded
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torchvision.models import vgg19  # noqa: E402
+
+from pipeline.device import bf16_is_native, cpu_description  # noqa: E402
+from pipeline.weights import IMAGENET, VGGWeights, load_embedded  # noqa: E402
 
 # Tests that run bf16 through the whole network: on a CPU that emulates bf16 (AVX2 only) one
 # 128 px test took more than 15 minutes. The bf16 maths itself is tested on tiny tensors everywhere.
