@@ -154,6 +154,21 @@ def read_curvature(
     return Curvature(scale, tuple(image.shape[-2:]), steps, changes)
 
 
+def skip_dynamo_import() -> None:
+    """torch.optim.Optimizer's add_param_group (run by every optimizer's __init__) and zero_grad
+    are wrapped by torch._disable_dynamo, whose first call imports torch._dynamo, about a second
+    and 150 MB a process, only to mark them as not to be compiled. Nothing here is compiled, so
+    they are marked done (the attribute that wrapper caches its result in). Where a torch keeps
+    it elsewhere, the import happens as before."""
+    for method in (torch.optim.Optimizer.add_param_group, torch.optim.Optimizer.zero_grad):
+        inner = getattr(method, "__wrapped__", None)
+        if inner is not None and getattr(inner, "__dynamo_disable", None) is None:
+            inner.__dynamo_disable = inner
+
+
+skip_dynamo_import()
+
+
 def make_optimizer(
     image: torch.Tensor,
     run: ScaleRun,
