@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := ../shared/data
 OUTDIR  ?= out
 
-.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-presets bench-temporal bench-motion video folder clean help
+.PHONY: install test test-all demo tubingen bench bench-video bench-cluster bench-long bench-print bench-presets bench-temporal bench-motion bench-throughput bench-first-frame video folder clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -61,3 +61,9 @@ bench-temporal:  ## long-term consistency: drift, warping error at k=1 and 30, e
 
 bench-motion:  ## fast motion: flows and stylized clips whose true motion is known (synthetic pans, zooms, a crossing object; windows over real clips)
 	$(BIN)/python -m benchmarks.bench_motion $(ARGS)
+
+bench-throughput:  ## where a later frame's time goes (decode, flow, warps, VGG passes, optimizer, write, encode) beside a bare VGG pass; fixed cost of `stylize image`; neural-style-pt if installed
+	$(BIN)/python -m benchmarks.bench_throughput $(ARGS)
+
+bench-first-frame:  ## a shot's first frame: candidate budgets (fewer iterations, early stop, two sizes) against the default, frame 0 and frame 5 losses
+	$(BIN)/python -m benchmarks.bench_first_frame $(ARGS)

@@ -71,6 +71,7 @@ class FrameStylizer:
         self.flows = FlowEstimator()
         self.memory = ShotMemory(video, work_dir)
         self.steps, self.past_steps = later_frame_steps(video), past_frame_steps(video)
+        self.cold_plan = Plan()  # a shot's first frame: the settings' budget
 
     def is_cold(self, warm: bool) -> bool:
         """A frame that could start warm starts cold all the same with --video-init content."""
@@ -84,7 +85,7 @@ class FrameStylizer:
         content = to_float(frame.rgb)
         if self.is_cold(previous is not None):
             self.memory.forget_curvature()
-            result = self.stylizer.stylize(to_tensor(content))
+            result = self.stylizer.stylize(to_tensor(content), self.cold_plan)
             return self.finish(index, frame, result, None, None)
         start = time.perf_counter()
         before = PastFrame(index - 1, *previous)
