@@ -130,8 +130,9 @@ class Stylizer:
             + arithmetic_key(self.device),
         )
 
-    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.vgg(image.to(self.device).contiguous(memory_format=torch.channels_last))
+    def features(self, image: torch.Tensor, only: Sequence[str] | None = None) -> dict:
+        """Activations at the layers in use, or at `only` of them (the pass stops there)."""
+        return self.vgg(image.to(self.device).contiguous(memory_format=torch.channels_last), only)
 
     def loss_terms(self, content: torch.Tensor, memory: MemoryPlan | None = None) -> list[Term]:
         """The content, style and TV terms for one content image at its own size."""
@@ -140,7 +141,7 @@ class Stylizer:
             target = assemble_features(content, s.content_layer, self.features, memory.tiles)
         else:
             with torch.no_grad():
-                target = self.features(content)[s.content_layer]
+                target = self.features(content, only=[s.content_layer])[s.content_layer]
         grams = self.style_grams(max(content.shape[-2:]))
         return gatys_terms(s, target, grams, self.layer_weights)
 

@@ -89,8 +89,11 @@ class VGGFeatures(nn.Module):
         self.dtype = dtype
         self.eval().requires_grad_(False)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        wanted = {_output_module(name): name for name in self.layers}
+    def forward(
+        self, image: torch.Tensor, only: Iterable[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Activations by layer name: all the layers in use, or `only` those of them."""
+        wanted = {_output_module(name): name for name in (self.layers if only is None else only)}
         out: dict[str, torch.Tensor] = {}
         x = self.normalize(image).to(self.dtype)
         for name, module in self.body.items():
