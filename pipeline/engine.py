@@ -75,6 +75,7 @@ class Plan:
     iterations: int | None = None  # per scale (None: the settings')
     evaluations: int | None = None  # loss evaluations per scale at most (None: as rung_budget says)
     patience: int | None = None  # early-stop window in iterations (None: the settings')
+    tolerance: float | None = None  # early stop's relative improvement (None: the settings')
     extra_terms: tuple[Term, ...] = ()  # at the final size only
     # L-BFGS starts from it (the first scale)
     curvature: Curvature | None = field(default=None, repr=False)
@@ -304,6 +305,7 @@ def scale_runs(
             sum(iters for iters, _ in budgets[: index - 1]),
             total,
             hard_cap=plan.evaluations is not None,
+            tolerance=plan.tolerance,
         )
         for index in range(1, len(ladder) + 1)
     ]

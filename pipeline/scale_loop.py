@@ -96,6 +96,7 @@ class ScaleRun:
     budget: int = 0  # all scales' budgets
     # `evaluations` is never exceeded, not even inside a line search (a plan's own budget)
     hard_cap: bool = False
+    tolerance: float | None = None  # the early stop's (None: the settings')
 
     def exhausted(self, evaluations: int) -> bool:
         """A plan's own budget is spent: torch checks max_eval only between iterations, and a
@@ -220,7 +221,7 @@ class ScaleOptimization:
         self.started = time.perf_counter()
         self.image = (hold.seen(image) if hold else image).detach().clone().requires_grad_(True)
         self.terms, self.evaluate, self.run, self.hold = terms, evaluate, run, hold
-        self.tolerance = settings.tolerance
+        self.tolerance = settings.tolerance if run.tolerance is None else run.tolerance
         self.optimizer = make_optimizer(self.image, run, settings, history, curvature)
         self.lbfgs = isinstance(self.optimizer, torch.optim.LBFGS)
         self.seeded = SEEDED_ITERATIONS if self.lbfgs and curvature is not None else 0
