@@ -189,11 +189,12 @@ def _cpu_info() -> tuple[str, str]:
 
 
 def arithmetic_key(device: torch.device) -> str:
-    """What decides how this device's results round: the CPU (model, flags, torch and any ISA
-    override), or the GPU's name and torch."""
+    """What decides how this device's results round: the CPU (model, flags, torch, any ISA
+    override and the thread count), or the GPU's name and torch."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} | torch {torch.__version__}"
-    return _cpu_key()
+    # a matmul splits its sums by thread
+    return f"{_cpu_key()} | {torch.get_num_threads()} threads"
 
 
 def _cpu_key() -> str:

@@ -138,11 +138,7 @@ class Stylizer:
     def loss_terms(self, content: torch.Tensor, memory: MemoryPlan | None = None) -> list[Term]:
         """The content, style and TV terms for one content image at its own size."""
         s = self.settings
-        if memory is not None and memory.tiles is not None:
-            target = assemble_features(content, s.content_layer, self.features, memory.tiles)
-        else:
-            with torch.no_grad():
-                target = self.features(content, only=[s.content_layer])[s.content_layer]
+        target = content_target(self.features, content, s.content_layer, memory)
         grams = self.style_grams(max(content.shape[-2:]))
         return gatys_terms(s, target, grams, self.layer_weights)
 
@@ -260,6 +256,18 @@ def exact_fp32(device: torch.device, dtype: torch.dtype) -> None:
     (docs/benchmarks.md, "CUDA")."""
     if device.type == "cuda" and dtype == torch.float32:
         torch.backends.cudnn.allow_tf32 = False
+
+
+def content_target(
+    features: Callable, content: torch.Tensor, layer: str, memory: MemoryPlan | None
+) -> torch.Tensor:
+    """The content's activations at `layer`, the network run only that deep (in tiles where the
+    memory plan has them)."""
+    only = partial(features, only=[layer])
+    if memory is not None and memory.tiles is not None:
+        return assemble_features(content, layer, only, memory.tiles)
+    with torch.no_grad():
+        return only(content)[layer]
 
 
 def gatys_terms(

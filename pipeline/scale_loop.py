@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -158,13 +159,26 @@ def read_curvature(
 def skip_dynamo_import() -> None:
     """torch.optim.Optimizer's add_param_group (run by every optimizer's __init__) and zero_grad
     are wrapped by torch._disable_dynamo, whose first call imports torch._dynamo, about a second
-    and 150 MB a process, only to mark them as not to be compiled. Nothing here is compiled, so
-    they are marked done (the attribute that wrapper caches its result in). Where a torch keeps
-    it elsewhere, the import happens as before."""
+    and 150 MB a process, only to mark them as not to be compiled. They get the attribute that
+    wrapper caches its result in, set to a stand-in that calls them as they are until something
+    in the process has imported torch._dynamo, and from then on as torch would. L-BFGS (the
+    default) then never imports it; Adam's step still does. Where a torch keeps the attribute
+    elsewhere, the import happens as before."""
     for method in (torch.optim.Optimizer.add_param_group, torch.optim.Optimizer.zero_grad):
         inner = getattr(method, "__wrapped__", None)
         if inner is not None and getattr(inner, "__dynamo_disable", None) is None:
-            inner.__dynamo_disable = inner
+            inner.__dynamo_disable = _undisabled_until_dynamo(inner)
+
+
+def _undisabled_until_dynamo(function: Callable) -> Callable:
+    def call(*args, **kwargs):
+        if "torch._dynamo" in sys.modules:  # compiling is possible: torch's own behaviour
+            disabled = sys.modules["torch._dynamo"].disable(function, True, wrapping=False)
+            function.__dynamo_disable = disabled
+            return disabled(*args, **kwargs)
+        return function(*args, **kwargs)
+
+    return call
 
 
 skip_dynamo_import()

@@ -17,6 +17,8 @@ from pipeline.tiles import MemoryPlan, whole_grams
 from pipeline.user_cache import GRAM_ENTRIES, load_tensors, save_tensors
 
 GRAM_CACHE_SIZES = 8  # style targets kept for this many output sizes (the last used)
+# part of every user-cache key: raise it when what a target holds or how it is computed changes
+GRAM_FORMAT = 1
 
 Features = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -80,14 +82,14 @@ class StyleTargets:
 
     def _key(self, sized: list[tuple[torch.Tensor, float]]) -> str | None:
         """The user cache's name for these targets: the styles and settings, each style's size
-        and whether it is computed in tiles (tiles round differently)."""
+        and its tiles, if any (tiles round differently)."""
         if self._digest is None:
             return None
         shapes = [
-            (tuple(image.shape[-2:]), self.memory_plan(*image.shape[-2:]).tiles is None)
+            (tuple(image.shape[-2:]), self.memory_plan(*image.shape[-2:]).tiles)
             for image, _ in sized
         ]
-        return hashlib.sha256(f"{self._digest} {shapes}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{GRAM_FORMAT} {self._digest} {shapes}".encode()).hexdigest()[:32]
 
     def _grams(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gram matrices of an image at the style layers (in tiles where its activations do not

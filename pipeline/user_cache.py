@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -21,21 +22,33 @@ def cache_root() -> Path:
 def load_tensors(folder: str, key: str) -> dict[str, torch.Tensor] | None:
     """The tensors saved under `key`, or None where there are none (or they cannot be read)."""
     path = cache_root() / folder / f"{key}.pt"
-    with contextlib.suppress(Exception):  # a damaged entry is computed again and replaced
+    try:
         tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # absent or damaged: computed again and replaced
+        return None
+    with contextlib.suppress(OSError):  # a read-only cache still serves
         os.utime(path)  # recently used: kept longest
-        return tensors
-    return None
+    return tensors
 
 
 def save_tensors(folder: str, key: str, tensors: dict[str, torch.Tensor], keep: int) -> None:
     """Atomically, then only the `keep` most recently used entries of the folder are kept."""
     directory = cache_root() / folder
-    with contextlib.suppress(OSError):
+    tmp = None
+    try:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{key}.{os.getpid()}.tmp"
+        handle, name = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=directory)
+        os.close(handle)
+        tmp = Path(name)
+        # torch.save reports a full disk or an unwritable file as RuntimeError, not OSError
         torch.save({name: t.detach().cpu() for name, t in tensors.items()}, tmp)
         os.replace(tmp, directory / f"{key}.pt")
+        tmp = None
         entries = sorted(directory.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[keep:]:
             old.unlink(missing_ok=True)
+    except Exception:  # the cache is a courtesy: the run goes on without it
+        return
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)

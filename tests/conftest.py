@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 # the tests' own user cache (precision probe, style targets), set before anything reads it
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="stylize-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
