@@ -939,8 +939,11 @@ def eval_temporal(
         typer.Option("--k", help="Frame distances k of the long-term figures, comma-separated."),
     ] = "1,10,30",
     flow: Annotated[
-        Literal["dis", "dis-raw", "farneback"],
-        typer.Option(help="Flow to judge with: the tool's (dis), DIS uncorrected, or Farneback's."),
+        Literal["dis", "dis-raw", "farneback", "raft"],
+        typer.Option(
+            help="Flow to judge with: the tool's (dis), DIS uncorrected, Farneback's, or RAFT's"
+            " (torchvision's learned flow; its weights are downloaded once)."
+        ),
     ] = "dis",
 ) -> None:
     """Warping error of OUTPUT against frames t-k (flow and occlusions from SOURCE), beside SOURCE's

@@ -129,10 +129,30 @@ def farneback(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 # the flows a result can be judged with: the tool's own, DIS without the still-camera correction,
 # and an independent estimator
+class RaftFlow:
+    """torchvision's RAFT-small (`raft_flow`): a learned estimator to judge a result with, where
+    the user can have its weights."""
+
+    def __init__(self, pretrained: bool = True):
+        from pipeline.raft_flow import load_raft  # torchvision: only this judge needs it
+
+        self.model = load_raft(pretrained)
+
+    def pair(self, frame: Frame, earlier: Frame, neighbours: bool = False) -> FlowPair:
+        from pipeline.raft_flow import raft_flow
+
+        now, then = to_float(frame.rgb), to_float(earlier.rgb)
+        backward, forward = raft_flow(self.model, now, then), raft_flow(self.model, then, now)
+        return FlowPair(
+            backward, forward, camera_still(backward, frame.grey, earlier.grey, neighbours)
+        )
+
+
 FLOWS = {
     "dis": FlowEstimator,
     "dis-raw": lambda: FlowEstimator(still=False),
     "farneback": FarnebackFlow,
+    "raft": RaftFlow,
 }
 
 
