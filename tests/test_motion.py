@@ -37,8 +37,8 @@ def test_farneback_follows_a_known_shift_in_both_directions():
 
 
 def test_an_unknown_flow_is_refused():
-    with pytest.raises(SettingsError, match="--flow raft: use one of dis, dis-raw, farneback"):
-        flow_estimator("raft")
+    with pytest.raises(SettingsError, match="--flow pwc: use one of dis, dis-raw, farneback, raft"):
+        flow_estimator("pwc")
 
 
 def test_eval_temporal_judges_with_the_flow_it_is_given(tmp_path):
