@@ -2,7 +2,8 @@
 
 Flows: each candidate's end-point error on the pixels whose true flow is defined (px), the share
 of the undefined ones (occluded, out of view) that the forward-backward check leaves unvouched
-(recall), and milliseconds per flow pair (both directions).
+(recall), and milliseconds per flow pair (both directions). RAFT-small's row needs torchvision's
+weights (downloaded once); without a network it says so.
 
 Stylized: each video setting's output warping error as a ratio to the input's own, judged with
 the true flow (where it is defined) and with Farneback's (an estimator independent of DIS);
@@ -22,15 +23,35 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.harness import CLIPS, GOLDEN_GATE, STYLE, TUBINGEN, Stamps, argument_parser
-from benchmarks.harness import decode, heading, require, row, table
+from benchmarks.harness import (
+    CLIPS,
+    GOLDEN_GATE,
+    STYLE,
+    TUBINGEN,
+    Stamps,
+    argument_parser,
+    decode,
+    heading,
+    require,
+    row,
+    table,
+)
 from benchmarks.motion_clips import Camera, MotionClip, synthetic_clip, window_clip
 from pipeline.engine import Stylizer
+from pipeline.errors import WeightsError
 from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.temporal import FarnebackFlow, FlowEstimator, Frame, WarpingError
-from pipeline.temporal import consistency_mask, to_float, warp
+from pipeline.temporal import (
+    FarnebackFlow,
+    FlowEstimator,
+    Frame,
+    RaftFlow,
+    WarpingError,
+    consistency_mask,
+    to_float,
+    warp,
+)
 from pipeline.work_folder import frame_path, read_frame
 
 CAMERAS = {
@@ -79,6 +100,7 @@ CANDIDATES = {
     "DIS medium on frames scaled 2x": lambda: ScaledFlow(scale=2.0),
     "DIS fast, finest level 0": lambda: ScaledFlow(cv2.DISOPTICAL_FLOW_PRESET_FAST, finest=0),
     "Farneback": lambda: FarnebackFlow(),
+    "RAFT-small (torchvision's weights)": lambda: RaftFlow(),
 }
 
 
@@ -120,8 +142,13 @@ def flows_table(made: list[MotionClip]) -> None:
     names = [clip.name for clip in made]
     print(table(["flow", *(f"{name}: EPE / recall" for name in names), "ms a pair"]))
     for candidate, make in CANDIDATES.items():
+        try:
+            make()
+        except WeightsError as missing:  # RAFT's weights need a download
+            print(row([candidate, *(["–"] * len(names)), f"not measured: {missing}"]), flush=True)
+            continue
         cells, times = [], []
-        for clip in made:
+        for clip in made:  # a fresh estimator a clip: the DIS instances keep state
             error, recall, ms = measure(clip, make())
             cells.append(f"{error:.2f} / {recall:.0%}" if recall == recall else f"{error:.2f} / –")
             times.append(ms)
