@@ -163,7 +163,7 @@ def skip_dynamo_import() -> None:
     wrapper caches its result in, set to a stand-in that calls them as they are until something
     in the process has imported torch._dynamo, and from then on as torch would. L-BFGS (the
     default) then never imports it; Adam's step still does. Where a torch keeps the attribute
-    elsewhere, the import happens as before."""
+    elsewhere, torch imports it on first use, as it would anyway."""
     for method in (torch.optim.Optimizer.add_param_group, torch.optim.Optimizer.zero_grad):
         inner = getattr(method, "__wrapped__", None)
         if inner is not None and getattr(inner, "__dynamo_disable", None) is None:
