@@ -24,7 +24,6 @@ Prints markdown.
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import tempfile
@@ -114,7 +113,7 @@ def device_sync(device) -> Callable[[], None]:
     return lambda: None
 
 
-def frame_split(stylizer, split: Split) -> None:
+def frame_split(split: Split) -> None:
     """Wrap the stages of a frame (pipeline functions looked up at call time)."""
     from pipeline import engine, frames, scale_loop, temporal
 
@@ -169,7 +168,7 @@ def later_frames(size: int, count: int, device: str) -> dict:
             evaluations.append(report.evaluations)
         stamps()
 
-    frame_split(stylizer, split)
+    frame_split(split)
     with tempfile.TemporaryDirectory() as work, Reader(info, (width, height)) as reader:
         try:
             frames = split.timed_items(iter(reader.frames(count)), "decode")
@@ -300,15 +299,7 @@ def stylize_image(
     """Wall seconds and peak RSS (MiB) of the `stylize image` command, user cache in `cache`."""
     stylize = Path(sys.executable).with_name("stylize")
     command = [str(stylize), "image", str(TUBINGEN), "-s", str(STYLE), "-o", str(output)]
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(cache)
-    try:
-        done = run_command([*command, *options, "--overwrite"])
-    finally:
-        if before is None:
-            os.environ.pop("XDG_CACHE_HOME")
-        else:
-            os.environ["XDG_CACHE_HOME"] = before
+    done = run_command([*command, *options, "--overwrite"], env={"XDG_CACHE_HOME": str(cache)})
     if done.returncode != 0:
         raise RuntimeError(done.output[-2000:])
     return done.wall_s, done.peak_rss_mib

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -101,12 +102,14 @@ class CommandRun:
     peak_rss_mib: float
 
 
-def run_command(command: list[str]) -> CommandRun:
-    """`command` (e.g. a `stylize` command line) with its wall time and its own peak RSS."""
+def run_command(command: list[str], env: dict[str, str] | None = None) -> CommandRun:
+    """`command` (e.g. a `stylize` command line) with its wall time and its own peak RSS; `env`:
+    variables set for it alone."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", LAUNCHER, *command],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -127,8 +127,6 @@ def farneback(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     )
 
 
-# the flows a result can be judged with: the tool's own, DIS without the still-camera correction,
-# and an independent estimator
 class RaftFlow:
     """torchvision's RAFT-small (`raft_flow`): a learned estimator to judge a result with, where
     the user can have its weights."""
@@ -148,6 +146,8 @@ class RaftFlow:
         )
 
 
+# the flows a result can be judged with: the tool's own, DIS without the still-camera correction,
+# and independent estimators (RAFT: learned, where its weights can be had)
 FLOWS = {
     "dis": FlowEstimator,
     "dis-raw": lambda: FlowEstimator(still=False),
