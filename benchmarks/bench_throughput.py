@@ -10,7 +10,10 @@ terms), the PNG write, the encode (per frame, from the work folder) and the rest
 bare VGG-19 forward and backward pass at the same size, times the frame's evaluations. The
 speed-up: a default cold frame's own stylize seconds (300 iterations) over a later frame, at the
 sizes `--cold-sizes` names. On a GPU every stage is synchronized where it starts and ends, so the
-frame's total is an upper bound.
+frame's total is an upper bound. Each size runs with each L-BFGS loop of `--loops`: torch
+(torch.optim.LBFGS, a CPU's default) and device (device_lbfgs, a GPU's), with the later frames'
+mean total loss over the first loop's; and each loop's reads of a value back to the host per
+later frame at 256 px (on a GPU each is a wait for the device to drain).
 
 Fixed cost: `stylize image tubingen.jpg --size 256 --iterations 20` as a command (first with an
 empty user cache, then again), and the same call's phases timed in a fresh process. With the
@@ -18,7 +21,8 @@ package `neural-style` installed (neural-style-pt: `pip install --no-deps neural
 content at 256 px by neural-style-pt with the same weights, 100 iterations, both results judged by
 the same losses.
 
-Run: make bench-throughput [ARGS="--sizes 256,512,1920 --frames 6 --part frames|fixed|both"].
+Run: make bench-throughput [ARGS="--sizes 256,512,1920 --frames 6 --loops torch,device
+--part frames|fixed|both"].
 Prints markdown.
 """
 
@@ -38,6 +42,7 @@ from benchmarks.harness import (
     TUBINGEN,
     Stamps,
     argument_parser,
+    decode,
     heading,
     require,
     row,
@@ -147,8 +152,9 @@ def bare_pass(stylizer, height: int, width: int, repeats: int = 5) -> float:
     return statistics.median(once() for _ in range(repeats))
 
 
-def later_frames(size: int, count: int, device: str) -> dict:
-    """One run over `count` frames at long side `size`: the later frames' seconds and split."""
+def later_frames(size: int, count: int, device: str, loop: str = "torch") -> dict:
+    """One run over `count` frames at long side `size`: the later frames' seconds and split, and
+    their mean total loss. `loop`: torch (torch.optim.LBFGS) or device (device_lbfgs)."""
     from pipeline.engine import Stylizer
     from pipeline.frames import FrameStylizer, stylize_frames
     from pipeline.image_io import load_rgb
@@ -160,21 +166,22 @@ def later_frames(size: int, count: int, device: str) -> dict:
     settings = StyleSettings(size=size, iterations=COLD_ITERATIONS, device=device)
     stylizer, video = Stylizer(settings, [load_rgb(STYLE)]), VideoSettings()
     split, stamps, evaluations = Split(device_sync(stylizer.device)), Stamps(), []
+    frame_stylizer, losses = FrameStylizer(stylizer, video), []
+    frame_stylizer.on_device = loop == "device"
 
     def on_frame(report) -> None:
         if not stamps.times:  # the cold frame ends: the later frames are measured from here
             split.seconds.clear()
         else:
             evaluations.append(report.evaluations)
+            losses.append(report.losses["total"])
         stamps()
 
     frame_split(split)
     with tempfile.TemporaryDirectory() as work, Reader(info, (width, height)) as reader:
         try:
             frames = split.timed_items(iter(reader.frames(count)), "decode")
-            stylize_frames(
-                frames, FrameStylizer(stylizer, video), Path(work), video, count, on_frame
-            )
+            stylize_frames(frames, frame_stylizer, Path(work), video, count, on_frame)
         finally:
             split.restore()
         encode_seconds = encode_folder(Path(work), count, (width, height), info.fps)
@@ -189,6 +196,7 @@ def later_frames(size: int, count: int, device: str) -> dict:
         "evaluations": statistics.mean(evaluations),
         "split": seconds,
         "bare": bare,
+        "loss": statistics.mean(losses),
     }
 
 
@@ -218,32 +226,71 @@ def cold_frame(size: int, device: str) -> float:
     return stylizer.stylize(to_tensor(to_float(frame))).seconds
 
 
-def frames_table(sizes: list[int], count: int, cold_sizes: list[int], device: str) -> None:
+def frames_table(
+    sizes: list[int], count: int, cold_sizes: list[int], device: str, loops: list[str]
+) -> None:
     print(heading("Throughput: later frames — `make bench-throughput`", "car-detection"))
     print()
-    columns = ["size", "s per later frame", "evaluations", *FRAME_COLUMNS]
-    print(table([*columns, "bare pass x evaluations", "frame / bare", "frames a second"]))
+    columns = ["size", "L-BFGS", "s per later frame", "evaluations", *FRAME_COLUMNS]
+    extra = ["bare pass x evaluations", "frame / bare", "frames a second", "loss / torch's"]
+    print(table([*columns, *extra]))
     measured = {}
     for size in sizes:
-        found = run_child(later_frames, size, count, device).result
-        measured[size] = found
-        limit = found["bare"] * found["evaluations"]
-        cells = [f"{found['split'].get(label, 0.0):.3f}" for label in FRAME_COLUMNS]
-        print(
-            row(
-                [
-                    found["size"],
-                    f"{found['later']:.3f}",
-                    f"{found['evaluations']:.1f}",
-                    *cells,
-                    f"{limit:.3f}",
-                    f"{found['later'] / limit:.2f}",
-                    f"{1 / found['later']:.2f}",
-                ]
-            ),
-            flush=True,
-        )
+        for loop in loops:
+            found = run_child(later_frames, size, count, device, loop).result
+            measured.setdefault(size, found)
+            print(row(frame_row(found, loop, measured[size]["loss"])), flush=True)
     cold_table(measured, cold_sizes, device)
+    reads_table(loops, device)
+
+
+def frame_row(found: dict, loop: str, first_loss: float) -> list[str]:
+    limit = found["bare"] * found["evaluations"]
+    return [
+        found["size"],
+        LOOPS[loop],
+        f"{found['later']:.3f}",
+        f"{found['evaluations']:.1f}",
+        *(f"{found['split'].get(label, 0.0):.3f}" for label in FRAME_COLUMNS),
+        f"{limit:.3f}",
+        f"{found['later'] / limit:.2f}",
+        f"{1 / found['later']:.2f}",
+        f"{found['loss'] / first_loss:.4f}",
+    ]
+
+
+LOOPS = {"torch": "torch.optim.LBFGS", "device": "device_lbfgs"}
+
+
+def host_reads_per_frame(loop: str, device: str, count: int = 4, size: int = 256) -> float:
+    """Reads of a tensor's value by the host (each a wait for a GPU) per later frame."""
+    from benchmarks.harness import host_reads
+    from pipeline.engine import Stylizer
+    from pipeline.frames import FrameStylizer
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings, VideoSettings
+    from pipeline.temporal import Frame
+
+    settings = StyleSettings(size=size, iterations=COLD_ITERATIONS, device=device)
+    frame_stylizer = FrameStylizer(Stylizer(settings, [load_rgb(STYLE)]), VideoSettings())
+    frame_stylizer.on_device = loop == "device"
+    frames = [Frame(rgb) for rgb in decode(CLIPS["car"], count, size)]
+    result, reads = frame_stylizer(frames[0], None, 0)[0], []
+    for index in range(1, count):
+        frame_stylizer.memory.add(index - 1, frames[index - 1], result)
+        with host_reads() as counted:
+            result = frame_stylizer(frames[index], (frames[index - 1], result), index)[0]
+        reads.append(counted.reads)
+    return statistics.mean(reads)
+
+
+def reads_table(loops: list[str], device: str) -> None:
+    rows = [
+        [LOOPS[loop], f"{run_child(host_reads_per_frame, loop, device).result:.0f}"]
+        for loop in loops
+    ]
+    print()
+    print(table(["L-BFGS", "host reads per later frame (256 px, 8 evaluations)"], rows))
 
 
 def cold_table(measured: dict, cold_sizes: list[int], device: str) -> None:
@@ -402,12 +449,16 @@ def main() -> None:
     args.add_argument("--cold-sizes", default="256", help="sizes with a default cold frame timed")
     args.add_argument("--part", choices=("frames", "fixed", "both"), default="both")
     args.add_argument("--device", default="auto")
+    args.add_argument(
+        "--loops", default="torch,device", help="a later frame's L-BFGS: torch, device or both"
+    )
     options = args.parse_args()
     if options.part in ("frames", "both"):
         require(CLIPS["car"], STYLE)
         sizes = [int(size) for size in options.sizes.split(",")]
         cold = [int(size) for size in options.cold_sizes.split(",") if size]
-        frames_table(sizes, options.frames, cold, options.device)
+        loops = [loop for loop in options.loops.split(",") if loop]
+        frames_table(sizes, options.frames, cold, options.device, loops)
     if options.part in ("fixed", "both"):
         fixed_table()
         with tempfile.TemporaryDirectory() as folder:

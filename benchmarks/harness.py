@@ -246,3 +246,22 @@ if __name__ == "__main__":
     if len(sys.argv) != 5:
         sys.exit("usage: python -m benchmarks.harness MODULE FUNCTION ARGS RESULT (see run_child)")
     child_main(*sys.argv[1:])
+
+
+def host_reads():
+    """A context counting the reads of a tensor's value by the host (.item(), float(), bool(),
+    a tensor passed as `alpha=`): on a GPU, each one waits for the device to drain. Its `reads`
+    is the count."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    read = torch.ops.aten._local_scalar_dense.default
+
+    class HostReads(TorchDispatchMode):
+        reads = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.reads += func is read
+            return func(*args, **(kwargs or {}))
+
+    return HostReads()

@@ -76,6 +76,9 @@ class Plan:
     evaluations: int | None = None  # loss evaluations per scale at most (None: as rung_budget says)
     patience: int | None = None  # early-stop window in iterations (None: the settings')
     tolerance: float | None = None  # early stop's relative improvement (None: the settings')
+    # a budget of `evaluations` spent by device_lbfgs, reading nothing back until its end (None:
+    # on a GPU, where each read waits for the device to drain)
+    on_device: bool | None = None
     extra_terms: tuple[Term, ...] = ()  # at the final size only
     # L-BFGS starts from it (the first scale)
     curvature: Curvature | None = field(default=None, repr=False)
@@ -220,6 +223,7 @@ class Stylizer:
             history=memory.history,
             curvature=curvature,
             hold=hold,
+            on_device=spent_on_device(plan, run, memory, self.settings, self.device),
         )
         return optimization(keep_pairs=last)
 
@@ -241,7 +245,17 @@ class Stylizer:
         parts = weighted_parts(terms, image, self.features(image))
         loss = sum(parts.values())
         loss.backward()
-        return parts, loss.item()
+        return parts, loss.detach()  # read back by the caller, if and when it needs the number
+
+
+def spent_on_device(
+    plan: Plan, run: ScaleRun, memory: MemoryPlan, settings: StyleSettings, device: torch.device
+) -> bool:
+    """device_lbfgs spends the budget: a plan's own, with L-BFGS on a whole image, where the plan
+    says so or, by default, on a GPU."""
+    wanted = plan.on_device if plan.on_device is not None else device.type == "cuda"
+    lbfgs = settings.optimizer == "lbfgs"
+    return wanted and run.hard_cap and lbfgs and memory.tiles is None
 
 
 def normalized(weights: Sequence[float] | None, count: int) -> list[float]:

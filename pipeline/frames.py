@@ -72,6 +72,7 @@ class FrameStylizer:
         self.memory = ShotMemory(video, work_dir)
         self.steps, self.past_steps = later_frame_steps(video), past_frame_steps(video)
         self.cold_plan = Plan()  # a shot's first frame: the settings' budget
+        self.on_device: bool | None = None  # later frames in device_lbfgs (None: on a GPU)
 
     def is_cold(self, warm: bool) -> bool:
         """A frame that could start warm starts cold all the same with --video-init content."""
@@ -169,6 +170,7 @@ class FrameStylizer:
             extra_terms=tuple(terms),
             curvature=curvature,
             hold=hold,
+            on_device=self.on_device,
         )
 
     def finish(

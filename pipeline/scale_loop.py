@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from pipeline.device_lbfgs import History, minimize
 from pipeline.losses import Term, summarize
 from pipeline.settings import StyleSettings
 
@@ -156,6 +157,18 @@ def read_curvature(
     return Curvature(scale, tuple(image.shape[-2:]), steps, changes)
 
 
+def device_history(image: torch.Tensor, history: int, curvature: Curvature | None) -> History:
+    """device_lbfgs's start from a carried curvature: its scale and, at the same size, its pairs."""
+    start = History(history)
+    if curvature is None:
+        return start
+    if tuple(curvature.size) == tuple(image.shape[-2:]) and history > 0:
+        for step, change in zip(curvature.steps[-history:], curvature.changes[-history:]):
+            start.add(step.to(image.device), change.to(image.device))
+    start.scale = image.new_tensor(curvature.scale)
+    return start
+
+
 def skip_dynamo_import() -> None:
     """torch.optim.Optimizer's add_param_group (run by every optimizer's __init__) and zero_grad
     are wrapped by torch._disable_dynamo, whose first call imports torch._dynamo, about a second
@@ -211,9 +224,9 @@ def make_optimizer(
     return optimizer
 
 
-# each term's weighted loss and the total, the gradient landed in the image's .grad; the callback
-# hears of each tile of a tiled evaluation
-Evaluate = Callable[[torch.Tensor, Callable[[int, int], None]], tuple[dict, float]]
+# each term's weighted loss and the total (a number, or a 0-dim tensor), the gradient landed in
+# the image's .grad; the callback hears of each tile of a tiled evaluation
+Evaluate = Callable[[torch.Tensor, Callable[[int, int], None]], tuple[dict, "float | torch.Tensor"]]
 
 
 class ScaleOptimization:
@@ -231,12 +244,18 @@ class ScaleOptimization:
         history: int,
         curvature: Curvature | None = None,
         hold: Hold | None = None,
+        on_device: bool = False,
     ):
         self.started = time.perf_counter()
         self.image = (hold.seen(image) if hold else image).detach().clone().requires_grad_(True)
         self.terms, self.evaluate, self.run, self.hold = terms, evaluate, run, hold
         self.tolerance = settings.tolerance if run.tolerance is None else run.tolerance
-        self.optimizer = make_optimizer(self.image, run, settings, history, curvature)
+        if on_device:  # the whole budget in device_lbfgs (L-BFGS, hard-capped, untiled)
+            self.device_history = device_history(self.image, history, curvature)
+        self.on_device = on_device
+        self.optimizer = (
+            None if on_device else make_optimizer(self.image, run, settings, history, curvature)
+        )
         self.lbfgs = isinstance(self.optimizer, torch.optim.LBFGS)
         self.seeded = SEEDED_ITERATIONS if self.lbfgs and curvature is not None else 0
         self.best = {"loss": math.inf, "image": self.image.detach().clone(), "losses": {}}
@@ -248,6 +267,8 @@ class ScaleOptimization:
 
     def __call__(self, keep_pairs: bool = True) -> Result:
         """Optimize; the curvature keeps its history pairs only if `keep_pairs`."""
+        if self.on_device:
+            return self.minimize_on_device(keep_pairs)
         run, optimizer = self.run, self.optimizer
         with contextlib.suppress(_Stop):
             if run.iterations > 0 and self.lbfgs:
@@ -264,6 +285,33 @@ class ScaleOptimization:
             best["image"], best["losses"], self.iteration(), len(self.history), seconds, curvature
         )
 
+    def minimize_on_device(self, keep_pairs: bool) -> Result:
+        """The budget spent with nothing read back; the losses and the curvature read at the end."""
+        history = self.device_history
+        best = minimize(self.image, self.device_closure, self.run.evaluations, history)
+        found = best.parts is not None and math.isfinite(float(best.loss))
+        losses = summarize(self.terms, best.parts) if found else {}
+        steps, changes = history.useful_pairs() if keep_pairs else ([], [])
+        scale = float(history.scale) if history.scale is not None else None
+        curvature = (
+            Curvature(scale, tuple(self.image.shape[-2:]), steps, changes) if scale else None
+        )
+        steps_taken = max(0, self.run.evaluations - 1)
+        if self.run.callback and found:
+            self.last = None
+            self.report(steps_taken, losses, best.image, self.run.evaluations)
+        seconds = time.perf_counter() - self.started
+        image = best.image if found else self.image.detach()
+        return Result(image, losses, steps_taken, self.run.evaluations, seconds, curvature)
+
+    def device_closure(self, pixels: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        pixels.grad = None
+        seen = self.hold.seen(pixels) if self.hold else pixels
+        parts, loss = self.evaluate(seen, self.on_tile)
+        if self.hold:
+            self.hold.pass_back(seen, pixels)
+        return parts, loss, seen
+
     def iteration(self) -> int:
         if self.lbfgs and self.image in self.optimizer.state:
             return self.optimizer.state[self.image].get("n_iter", 0) - self.seeded
@@ -273,6 +321,7 @@ class ScaleOptimization:
         self.optimizer.zero_grad(set_to_none=True)
         seen = self.hold.seen(self.image) if self.hold else self.image
         parts, value = self.evaluate(seen, self.on_tile)
+        value = float(value)
         if self.hold:
             self.hold.pass_back(seen, self.image)
         self.history.append(value)
@@ -288,16 +337,19 @@ class ScaleOptimization:
             raise _Stop
         return torch.tensor(value)
 
-    def report(self, current: int, losses: dict[str, float], seen: torch.Tensor) -> None:
+    def report(
+        self, current: int, losses: dict[str, float], seen: torch.Tensor, evaluations: int = 0
+    ) -> None:
         run = self.run
+        evaluations = evaluations or len(self.history)
         # what this scale's budget counts
-        spent = len(self.history) if run.evaluations <= run.iterations else current
+        spent = evaluations if run.evaluations <= run.iterations else current
         self.last = Progress(
             run.scale,
             run.scales,
             current,
             run.iterations,
-            len(self.history),
+            evaluations,
             losses,
             time.perf_counter() - run.start,
             seen.detach(),
