@@ -377,6 +377,25 @@ RayWorkers = Annotated[
     typer.Option(min=1, help="Ray workers (default: cluster CPUs / --ray-cpus-per-worker)."),
 ]
 RayCpus = Annotated[int, typer.Option(min=1, help="CPUs (and torch threads) per Ray worker.")]
+RayGpus = Annotated[
+    float, typer.Option(min=0, help="GPUs per Ray worker (each worker uses its own; 0: none).")
+]
+Devices = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Run on several devices of this machine at once, one worker each, without Ray: all"
+        " (every GPU) or a list such as cuda:0,cuda:1. Video: chunks of frames; folder: photos."
+    ),
+]
+
+
+def cluster_settings(ray: str | None, devices: str | None, **values) -> ClusterSettings | None:
+    """The --ray or --devices settings, checked even where neither is given; None: this process."""
+    if ray and devices:
+        raise SettingsError("--devices runs without Ray: give --ray or --devices, not both")
+    names = tuple(name.strip() for name in devices.split(",")) if devices else ()
+    cluster = ClusterSettings(address=ray or CLUSTER.address, devices=names, **values)
+    return cluster if ray or devices else None
 
 
 def build_settings(**values) -> StyleSettings:
@@ -524,7 +543,15 @@ PANELS = {  # --help groups, common options first; anything not named here goes 
         "video_init",
     ),
     "Range and encoding": ("start", "duration", "max_frames", "codec", "crf"),
-    "Cluster": ("ray", "ray_workers", "ray_cpus_per_worker", "chunk_frames", "overlap_frames"),
+    "Cluster": (
+        "devices",
+        "ray",
+        "ray_workers",
+        "ray_cpus_per_worker",
+        "ray_gpus_per_worker",
+        "chunk_frames",
+        "overlap_frames",
+    ),
 }
 PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
 PANEL_ORDER = [*PANELS, "Advanced"]
@@ -727,11 +754,13 @@ def video(
     video_settings: VideoSettings,
     weights: Weights = None,
     overwrite: Overwrite = False,
+    devices: Devices = None,
     ray: Ray = None,
     ray_workers: RayWorkers = None,
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
+    ray_gpus_per_worker: RayGpus = CLUSTER.gpus_per_worker,
     chunk_frames: Annotated[
-        int, typer.Option(min=1, help="Frames per Ray chunk.")
+        int, typer.Option(min=1, help="Frames per chunk (--devices, --ray).")
     ] = CLUSTER.chunk_frames,
     overlap_frames: Annotated[
         int, typer.Option(min=0, help="Frames neighbouring chunks share, blended across the seam.")
@@ -747,10 +776,12 @@ def video(
     subtitles and tags kept; resumable after a crash."""
     # every option is checked before any work (the --ray ones even without --ray)
     with user_errors():
-        cluster = ClusterSettings(
-            address=ray or CLUSTER.address,
+        cluster = cluster_settings(
+            ray,
+            devices,
             workers=ray_workers,
             cpus_per_worker=ray_cpus_per_worker,
+            gpus_per_worker=ray_gpus_per_worker,
             chunk_frames=chunk_frames,
             overlap_frames=overlap_frames,
         )
@@ -758,7 +789,6 @@ def video(
         from pipeline.video_io import encode_settings
 
         encode_settings(output, video_settings.codec, video_settings.crf)
-    cluster = cluster if ray else None
     job = {"style_settings": settings, "video": video_settings, "weights": weights}
     if dry_run:
         print_video_estimate(source, style, output, job)
@@ -1002,26 +1032,31 @@ def folder(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo photos whose output exists.")
     ] = FOLDER.overwrite,
+    devices: Devices = None,
     ray: Ray = None,
     ray_workers: RayWorkers = None,
     ray_cpus_per_worker: RayCpus = CLUSTER.cpus_per_worker,
+    ray_gpus_per_worker: RayGpus = CLUSTER.gpus_per_worker,
 ) -> None:
     """Stylize every photo in a folder: resumable, one bad file never stops the run, report and
     gallery at the end."""
     # every option is checked before any work (the --ray ones even without --ray)
     with user_errors():
         folder_settings = FolderSettings(keep_size, quality, style_folders, overwrite)
-        cluster = ClusterSettings(
-            address=ray or CLUSTER.address, workers=ray_workers, cpus_per_worker=ray_cpus_per_worker
+        cluster = cluster_settings(
+            ray,
+            devices,
+            workers=ray_workers,
+            cpus_per_worker=ray_cpus_per_worker,
+            gpus_per_worker=ray_gpus_per_worker,
         )
         check_style_count(settings, 1, "a folder run applies each --style on its own")
-    cluster = cluster if ray else None
     job = FolderJob(source, output, style, settings, folder_settings, weights)
     if dry_run:
         print_folder_estimate(job)
         return
     started = time.monotonic()
-    label = f"photos on Ray ({ray})" if ray else "photos"
+    label = f"photos on Ray ({ray})" if ray else f"photos on {devices}" if devices else "photos"
     report = stylize_folder_with_progress(job, cluster=cluster, label=label)
     print_summary(report, time.monotonic() - started)
     if report.new_failures:

@@ -20,10 +20,15 @@ from PIL import Image
 from pipeline.device import release_freed_memory
 from pipeline.engine import Plan, Stylizer, rung_budget, scale_ladder
 from pipeline.errors import InputError, OutputError, SettingsError, StylizeError
-from pipeline.executor import make_executor
+from pipeline.executor import check_worker_device, make_executor
 from pipeline.gallery import write_gallery, write_thumbnail
-from pipeline.image_io import atomic_path, load_styles, read_photo, write_photo
-from pipeline.image_io import check_writable_folder
+from pipeline.image_io import (
+    atomic_path,
+    check_writable_folder,
+    load_styles,
+    read_photo,
+    write_photo,
+)
 from pipeline.image_job import IMAGE_SUFFIXES, stylize_photo
 from pipeline.report import BatchReport, ItemCallback, ItemResult, WorkItem, fingerprint
 from pipeline.settings import ClusterSettings, FolderSettings, StyleSettings
@@ -176,9 +181,10 @@ def stylize_folder(
     cluster: ClusterSettings | None = None,
     on_workers: Callable[[int], None] | None = None,
 ) -> BatchReport:
-    """`cluster`: run the photos on Ray workers instead of in this process (same items, same
-    outputs); `on_workers` is told how many workers started there."""
+    """`cluster`: run the photos on several devices of this machine or on Ray workers instead of
+    in this process (same items, same outputs); `on_workers` is told how many workers started."""
     source, output = Path(source), Path(output)
+    check_worker_device(cluster, style_settings)
     items = plan(source, output, style_images, folder_settings)
     check_writable_folder(output)
     remove_stale_temporaries(output)
@@ -201,7 +207,7 @@ def stylize_folder(
     if pending:
         if cluster is not None and isinstance(weights, VGGWeights):
             raise SettingsError(
-                "over Ray, pass weights as a name or path: each worker loads its own"
+                "over Ray or --devices, pass weights as a name or path: each worker loads its own"
             )
         starting = (
             (lambda index, item: on_item(index, len(pending), item, None)) if on_item else None

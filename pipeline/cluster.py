@@ -83,8 +83,16 @@ class RayExecutor:
 
         ray = connect(self.settings.address)
         cpus = max(1, self.settings.cpus_per_worker)
-        count = self.settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
-        actor = ray.remote(num_cpus=cpus, max_restarts=-1, max_task_retries=-1)(Worker)
+        # a worker given GPUs sees only its own (Ray sets CUDA_VISIBLE_DEVICES): --device auto
+        # takes it; then the GPUs, not the CPUs, say how many workers fit
+        gpus = self.settings.gpus_per_worker
+        resource, share = ("GPU", gpus) if gpus > 0 else ("CPU", cpus)
+        count = self.settings.workers or max(
+            1, int(ray.cluster_resources().get(resource, 1) // share)
+        )
+        actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)(
+            Worker
+        )
         workers = [
             actor.options(name=WORKER_NAME.format(i), lifetime=None).remote(setup, work, cpus)
             for i in range(count)

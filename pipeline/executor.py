@@ -1,4 +1,5 @@
-"""Where work items run: in this process, or on Ray workers (`--ray`).
+"""Where work items run: in this process, in a worker process per device (`--devices`), or on
+Ray workers (`--ray`).
 
 A job hands an executor two functions and its items. `setup()` builds what a worker keeps for
 all its items (VGG and the style targets), once per worker; `work(state, item)` processes one
@@ -14,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-from pipeline.settings import ClusterSettings
+from pipeline.errors import SettingsError
+from pipeline.settings import ClusterSettings, StyleSettings
 
 State = TypeVar("State")
 Item = TypeVar("Item")
@@ -55,9 +57,28 @@ class LocalExecutor:
 def make_executor(
     cluster: ClusterSettings | None, on_workers: Callable[[int], None] | None = None
 ) -> Executor:
-    """This process without `cluster`; else Ray workers, `on_workers` told how many started."""
+    """This process without `cluster`; else a worker process per device of `cluster.devices`, or
+    Ray workers; `on_workers` told how many started."""
     if cluster is None:
         return LocalExecutor()
+    if cluster.devices:
+        from pipeline.device_pool import DevicePoolExecutor
+
+        return DevicePoolExecutor(cluster.devices, on_workers)
     from pipeline.cluster import RayExecutor
 
     return RayExecutor(cluster, on_workers)
+
+
+def check_worker_device(cluster: ClusterSettings | None, settings: StyleSettings) -> None:
+    """With --devices, each worker process runs on its own device: the job's --device must leave
+    the choice to it (auto, or the kind all the workers share)."""
+    if cluster is None or not cluster.devices:
+        return
+    kinds = {device.partition(":")[0] for device in cluster.devices}
+    allowed = {"auto", "cuda"} if kinds <= {"cuda", "all"} else {"auto", *kinds}
+    if settings.device not in allowed:
+        raise SettingsError(
+            f"--device {settings.device}: with --devices {','.join(cluster.devices)} each worker"
+            " runs on its own device; leave --device at auto"
+        )

@@ -40,6 +40,8 @@ Precision = Literal["auto", "fp32", "bf16"]
 Pooling = Literal["max", "avg"]
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+WORKER_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+WORKER_DEVICES = "use all (every GPU) or a comma-separated list such as cuda:0,cuda:1 (or cpu)"
 # Encoders (and the codec names ffmpeg maps to them) whose CRF scale ends at 51; others (VP9, AV1)
 # at 63.
 CRF_51 = frozenset({"libx264", "libx264rgb", "libx265", "h264", "hevc"})
@@ -397,12 +399,17 @@ class FolderSettings:
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """Where and how wide to run on Ray (`--ray`)."""
+    """Where and how wide work items run beside this process: on several devices of this machine
+    (`--devices`), or on Ray (`--ray`)."""
 
     # auto ($RAY_ADDRESS or a running local cluster) | local | host:port | ray://host:port
     address: str = "auto"
     workers: int | None = None  # default: one per `cpus_per_worker` CPUs of the cluster
     cpus_per_worker: int = 1
+    gpus_per_worker: float = 0.0  # Ray: each worker sees this share of a GPU (or GPUs)
+    # this machine's devices, one worker process each, without Ray: ("all",) is every GPU;
+    # () runs on Ray
+    devices: tuple[str, ...] = ()
     chunk_frames: int = 150  # video: frames per chunk
     # video: frames two neighbouring chunks share, ramped across: 10 % extra work at 150 frames
     # (make bench-cluster)
@@ -417,6 +424,11 @@ class ClusterSettings:
         if self.workers is not None:
             _at_least("--ray-workers", self.workers, 1, integer=True)
         _at_least("--ray-cpus-per-worker", self.cpus_per_worker, 1, integer=True)
+        _at_least("--ray-gpus-per-worker", self.gpus_per_worker, 0)
+        if self.devices != ("all",) and not all(
+            isinstance(d, str) and WORKER_DEVICE.fullmatch(d) for d in self.devices
+        ):
+            raise _fail("--devices", ",".join(map(str, self.devices)), WORKER_DEVICES)
         _at_least("--overlap-frames", self.overlap_frames, 0, integer=True)
         _at_least("--chunk-frames", self.chunk_frames, 1, integer=True)
         if self.chunk_frames <= 2 * self.overlap_frames:

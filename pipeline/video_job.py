@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.chunks import VideoJob, assemble, chunk_layout, stylize_chunks
 from pipeline.engine import Stylizer, check_size
 from pipeline.errors import OutputError, SettingsError
+from pipeline.executor import check_worker_device
 from pipeline.frames import FrameCallback, FramesDone, FrameStylizer, stylize_frames
 from pipeline.image_io import check_output_file, load_styles
 from pipeline.passes import pass_folder, run_passes
@@ -155,13 +156,14 @@ def stylize_video(
     on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> VideoResult:
     """Decode (a video or a sequence of frames), stylize frame by frame, encode (or write frames).
-    `cluster`: run chunks of frames on Ray workers."""
+    `cluster`: run chunks of frames on several devices of this machine, or on Ray workers."""
     source, output, style_images = Path(source), Path(output), [Path(p) for p in style_images]
     info = _probe_range(source, video)
     styles = load_styles(style_images)  # also the check, before any work, that each style decodes
     size = even_size(info.width, info.height, style_settings.size)
     check_size(size[1], size[0], style_settings, source)
     _check_cluster(video, cluster)
+    check_worker_device(cluster, style_settings)
     # chunked frames differ from sequential ones near seams
     layout = chunk_layout(cluster) if cluster else None
     work_dir = work_folder(output, source, style_images, style_settings, video, layout, info.files)
@@ -198,8 +200,8 @@ def _probe_range(source: Path, video: VideoSettings) -> VideoInfo:
 def _check_cluster(video: VideoSettings, cluster: ClusterSettings | None) -> None:
     if cluster and video.passes > 1:
         raise SettingsError(
-            f"--passes {video.passes}: not with --ray yet (the passes run over the whole video in "
-            "one process)"
+            f"--passes {video.passes}: not with --ray or --devices yet (the passes run over the "
+            "whole video in one process)"
         )
 
 

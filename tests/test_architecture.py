@@ -155,7 +155,7 @@ def test_executors_and_reports_know_no_job():
         "engine",
     }
     graph = import_graph()
-    for module in ("executor", "cluster", "report"):
+    for module in ("executor", "device_pool", "cluster", "report"):
         assert not graph[module] & jobs, (module, graph[module] & jobs)
     assert "batch" not in graph["gallery"]
 

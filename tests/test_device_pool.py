@@ -1,0 +1,183 @@
+"""--devices: one worker process per device of this machine, without Ray. The GPU workers' pinning
+is checked on what each process is shown; the jobs run here on "cpu" workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.batch import stylize_folder
+from pipeline.device_pool import DevicePoolExecutor
+from pipeline.errors import SettingsError
+from pipeline.executor import check_worker_device
+from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
+from pipeline.video_io import probe
+from pipeline.video_job import stylize_video
+from tests.conftest import data_file, folder_command, run_ffmpeg, stylize_command
+
+SMALL = dict(size=48, iterations=5, tolerance=0.0, precision="fp32", device="cpu")
+
+
+def shown_devices(prefix: str) -> str:
+    """A job's setup, run once per worker: what the worker is shown."""
+    return f"{prefix}{os.environ['CUDA_VISIBLE_DEVICES']!r}"
+
+
+def where_it_ran(state: str, item: int, seconds: float = 0.0) -> tuple[int, str, int, int]:
+    time.sleep(seconds)  # an item long enough for the other worker to start and take some
+    return item, state, os.getpid(), torch.get_num_threads()
+
+
+def broken_setup() -> None:
+    raise SettingsError("style.jpg: not an image")
+
+
+def test_each_worker_is_shown_only_its_own_gpu():
+    """No GPU is needed to see it: CUDA_VISIBLE_DEVICES is set before CUDA starts in the worker,
+    so that the job's --device auto takes that GPU."""
+    results = DevicePoolExecutor(["cuda:0", "cuda:1"]).run(
+        partial(shown_devices, "sees "), partial(where_it_ran, seconds=1.0), range(6)
+    )
+    assert sorted(item for item, *_ in results) == list(range(6))
+    shown = {state: pid for _, state, pid, _ in results}
+    assert set(shown) == {"sees '0'", "sees '1'"}
+    assert len(set(shown.values())) == 2  # two processes
+
+
+def test_cpu_workers_see_no_gpu_and_share_the_cores():
+    workers = DevicePoolExecutor(["cpu", "cpu"])
+    results = workers.run(partial(shown_devices, ""), partial(where_it_ran, seconds=1.0), range(4))
+    assert {state for _, state, _, _ in results} == {"''"}
+    assert {threads for *_, threads in results} == {max(1, (os.cpu_count() or 1) // 2)}
+
+
+def test_a_failing_setup_is_the_jobs_own_error():
+    with pytest.raises(SettingsError, match="not an image"):
+        DevicePoolExecutor(["cpu"]).run(broken_setup, where_it_ran, range(2))
+
+
+def test_all_without_a_gpu_and_a_pinned_device_are_refused():
+    if torch.cuda.device_count() == 0:
+        with pytest.raises(SettingsError, match="no GPU is visible"):
+            DevicePoolExecutor(["all"]).run(broken_setup, where_it_ran, range(1))
+    cluster = ClusterSettings(devices=("cuda:0", "cuda:1"))
+    with pytest.raises(SettingsError, match="leave --device at auto"):
+        check_worker_device(cluster, StyleSettings(device="cuda:1"))
+    check_worker_device(cluster, StyleSettings(device="cuda"))
+    with pytest.raises(SettingsError, match="--devices"):
+        ClusterSettings(devices=("gpu0",))
+
+
+def test_a_folder_over_two_cpu_workers_matches_one_process(tmp_path, starry_night):
+    source = tmp_path / "in"
+    source.mkdir()
+    for index, name in enumerate(["tubingen.jpg", "golden_gate.jpg", "tubingen.jpg"]):
+        Image.open(data_file(f"contents/{name}")).save(source / f"p{index}.png")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # each worker's share
+    try:
+        here = stylize_folder(
+            source, tmp_path / "here", [starry_night], style_settings=StyleSettings(**SMALL)
+        )
+    finally:
+        torch.set_num_threads(threads)
+    workers = []
+    pooled = stylize_folder(
+        source,
+        tmp_path / "pool",
+        [starry_night],
+        style_settings=StyleSettings(**SMALL),
+        cluster=ClusterSettings(devices=("cpu", "cpu")),
+        on_workers=workers.append,
+    )
+    assert workers == [2]
+    assert len(here.of("done")) == len(pooled.of("done")) == 3
+    for index in range(3):
+        name = f"p{index}.png"
+        assert np.array_equal(
+            np.asarray(Image.open(tmp_path / "here" / name)),
+            np.asarray(Image.open(tmp_path / "pool" / name)),
+        )
+
+
+def test_a_video_in_chunks_over_two_cpu_workers(tmp_path, starry_night):
+    """Two chunks of a lavfi clip, each on its own worker: every frame once in the output, the
+    input's rate kept."""
+    clip = tmp_path / "clip.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=2", str(clip))
+    result = stylize_video(
+        clip,
+        [starry_night],
+        tmp_path / "out.mp4",
+        style_settings=StyleSettings(**{**SMALL, "size": 64}),
+        video=VideoSettings(iterations_next=2, evaluations_next=2),
+        cluster=ClusterSettings(devices=("cpu", "cpu"), chunk_frames=12, overlap_frames=2),
+    )
+    out = probe(tmp_path / "out.mp4")
+    assert out.frames == result.frames == 20 and out.fps == Fraction(10)
+    assert any("2 chunks" in line for line in result.log)
+
+
+def test_the_command_refuses_ray_and_devices_together(tmp_path, starry_night):
+    done = subprocess.run(
+        stylize_command(
+            "video", tmp_path / "in.mp4", "-s", starry_night, "-o", tmp_path / "out.mp4",
+            "--devices", "cpu,cpu", "--ray", "local",
+        ),
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "give --ray or --devices, not both" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def spawned_workers(parent: int) -> set[int]:
+    """The worker processes `parent` started (multiprocessing's spawn children)."""
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+            command = (status.parent / "cmdline").read_bytes()
+            if int(fields["PPid"]) == parent and b"spawn_main" in command:
+                found.add(int(status.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return "\tZ" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:4]
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
+def test_sigterm_ends_the_workers_with_the_run(tmp_path, starry_night):
+    output, command = folder_command(
+        tmp_path, starry_night, 4, "--size", "64", "--iterations", "300", "--devices", "cpu,cpu"
+    )
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.monotonic() + 90, set()
+    while len(workers) < 2 and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)
+        workers = spawned_workers(run.pid)
+    assert len(workers) == 2, run.communicate()
+    time.sleep(2)  # at work on their first photos
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=30)
+    assert run.returncode == 143, stderr
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    assert not list(output.glob("*.tmp*"))
