@@ -12,8 +12,8 @@ every photo of a folder done and linked from a valid gallery.
   lavfi    a ten-minute clip made with ffmpeg's lavfi sources (moving testsrc2, sine audio)
   folder   500 generated photos of assorted sizes in a tree
 
-Run: make bench-long [ARGS="car lavfi folder --car-size 320"]. Prints markdown for
-docs/benchmarks.md.
+Run: make bench-long [ARGS="car lavfi folder --car-size 320 --devices cpu,cpu"]. Prints markdown
+for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -348,6 +348,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--work", type=Path, help="where inputs and outputs go (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--devices", help="every case with --devices (cpu,cpu: two worker processes here)"
+    )
     args = parser.parse_args()
     unknown = set(args.cases) - set(CASES)
     if unknown:
@@ -362,6 +365,8 @@ def main() -> None:
     print(heading("make bench-long"), flush=True)
     for name in args.cases or ["car", "lavfi", "folder"]:
         case = CASES[name](args, work)
+        if args.devices:
+            case.arguments += ["--devices", args.devices]
         run = soak(case.label, case.arguments, work)
         run.checks.update(case.check())
         print(markdown(run), flush=True)
