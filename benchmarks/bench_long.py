@@ -366,7 +366,7 @@ def main() -> None:
     for name in args.cases or ["car", "lavfi", "folder"]:
         case = CASES[name](args, work)
         if args.devices:
-            case.arguments += ["--devices", args.devices]
+            case.arguments.extend(["--devices", args.devices])
         run = soak(case.label, case.arguments, work)
         run.checks.update(case.check())
         print(markdown(run), flush=True)
