@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.harness import (
@@ -120,11 +121,12 @@ def device_sync(device) -> Callable[[], None]:
 
 def frame_split(split: Split) -> None:
     """Wrap the stages of a frame (pipeline functions looked up at call time)."""
-    from pipeline import engine, frames, scale_loop, temporal
+    from pipeline import device_warp, engine, frames, scale_loop, temporal
 
     split.wrap(temporal.FlowEstimator, "pair", "flow")
-    split.wrap(temporal, "consistency_mask", "masks")
-    split.wrap(temporal, "warp", "warps")
+    for module in (temporal, device_warp):  # on the host, or on a GPU
+        split.wrap(module, "consistency_mask", "masks")
+        split.wrap(module, "warp", "warps")
     split.wrap(engine.Stylizer, "_evaluate", "VGG passes")
     split.wrap(scale_loop.ScaleOptimization, "__call__", "optimizer")
     split.wrap(engine.Stylizer, "stylize", "setup")
@@ -156,48 +158,67 @@ def later_frames(size: int, count: int, device: str, loop: str = "torch") -> dic
     """One run over `count` frames at long side `size`: the later frames' seconds and split, and
     their mean total loss. `loop`: torch (torch.optim.LBFGS) or device (device_lbfgs)."""
     from pipeline.engine import Stylizer
-    from pipeline.frames import FrameStylizer, stylize_frames
     from pipeline.image_io import load_rgb
-    from pipeline.settings import StyleSettings, VideoSettings
-    from pipeline.video_io import Reader, even_size, probe
+    from pipeline.settings import StyleSettings
+    from pipeline.video_io import even_size, probe
 
     info = probe(CLIPS["car"])
     width, height = even_size(info.width, info.height, size)
     settings = StyleSettings(size=size, iterations=COLD_ITERATIONS, device=device)
-    stylizer, video = Stylizer(settings, [load_rgb(STYLE)]), VideoSettings()
-    split, stamps, evaluations = Split(device_sync(stylizer.device)), Stamps(), []
-    frame_stylizer, losses = FrameStylizer(stylizer, video), []
-    frame_stylizer.on_device = loop == "device"
-
-    def on_frame(report) -> None:
-        if not stamps.times:  # the cold frame ends: the later frames are measured from here
-            split.seconds.clear()
-        else:
-            evaluations.append(report.evaluations)
-            losses.append(report.losses["total"])
-        stamps()
-
-    frame_split(split)
-    with tempfile.TemporaryDirectory() as work, Reader(info, (width, height)) as reader:
-        try:
-            frames = split.timed_items(iter(reader.frames(count)), "decode")
-            stylize_frames(frames, frame_stylizer, Path(work), video, count, on_frame)
-        finally:
-            split.restore()
-        encode_seconds = encode_folder(Path(work), count, (width, height), info.fps)
-    later = (stamps.times[-1] - stamps.times[0]) / (count - 1)
-    seconds = {label: value / (count - 1) for label, value in split.seconds.items()}
-    seconds["encode"] = encode_seconds / count
+    stylizer = Stylizer(settings, [load_rgb(STYLE)])
+    run = timed_frames(stylizer, info, (width, height), count, loop)
+    later = (run.stamps.times[-1] - run.stamps.times[0]) / (count - 1)
+    seconds = {label: value / (count - 1) for label, value in run.split.seconds.items()}
+    seconds["encode"] = run.encode_seconds / count
     seconds["rest"] = later - sum(seconds.values()) + seconds["encode"]
-    bare = bare_pass(stylizer, height, width)
     return {
         "size": f"{width}x{height}",
         "later": later + seconds["encode"],
-        "evaluations": statistics.mean(evaluations),
+        "evaluations": statistics.mean(run.evaluations),
         "split": seconds,
-        "bare": bare,
-        "loss": statistics.mean(losses),
+        "bare": bare_pass(stylizer, height, width),
+        "loss": statistics.mean(run.losses),
     }
+
+
+@dataclass
+class TimedFrames:
+    split: Split
+    stamps: Stamps  # when each frame ended
+    evaluations: list[int] = field(default_factory=list)  # of each later frame
+    losses: list[float] = field(default_factory=list)  # each later frame's total
+    encode_seconds: float = 0.0
+
+
+def timed_frames(stylizer, info, size: tuple[int, int], count: int, loop: str) -> TimedFrames:
+    """`count` frames stylized as `stylize video` does, each stage timed from the first later
+    frame on, then encoded."""
+    from pipeline.frames import FrameStylizer, stylize_frames
+    from pipeline.settings import VideoSettings
+    from pipeline.video_io import Reader
+
+    video = VideoSettings()
+    run = TimedFrames(Split(device_sync(stylizer.device)), Stamps())
+    frame_stylizer = FrameStylizer(stylizer, video)
+    frame_stylizer.on_device = loop == "device"
+
+    def on_frame(report) -> None:
+        if not run.stamps.times:  # the cold frame ends: the later frames are measured from here
+            run.split.seconds.clear()
+        else:
+            run.evaluations.append(report.evaluations)
+            run.losses.append(report.losses["total"])
+        run.stamps()
+
+    frame_split(run.split)
+    with tempfile.TemporaryDirectory() as work, Reader(info, size) as reader:
+        try:
+            frames = run.split.timed_items(iter(reader.frames(count)), "decode")
+            stylize_frames(frames, frame_stylizer, Path(work), video, count, on_frame)
+        finally:
+            run.split.restore()
+        run.encode_seconds = encode_folder(Path(work), count, size, info.fps)
+    return run
 
 
 def encode_folder(folder: Path, count: int, size: tuple[int, int], fps) -> float:
@@ -236,7 +257,8 @@ def frames_table(
     print(table([*columns, *extra]))
     measured = {}
     for size in sizes:
-        for loop in loops:
+        # torch's loop first: the other's loss is given as a ratio to it
+        for loop in sorted(loops, key=lambda loop: loop != "torch"):
             found = run_child(later_frames, size, count, device, loop).result
             measured.setdefault(size, found)
             print(row(frame_row(found, loop, measured[size]["loss"])), flush=True)

@@ -242,12 +242,6 @@ def stylize_in_memory(
     return pass_folder(folder, video.passes)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 5:
-        sys.exit("usage: python -m benchmarks.harness MODULE FUNCTION ARGS RESULT (see run_child)")
-    child_main(*sys.argv[1:])
-
-
 def host_reads():
     """A context counting the reads of a tensor's value by the host (.item(), float(), bool(),
     a tensor passed as `alpha=`): on a GPU, each one waits for the device to drain. Its `reads`
@@ -265,3 +259,9 @@ def host_reads():
             return func(*args, **(kwargs or {}))
 
     return HostReads()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5:
+        sys.exit("usage: python -m benchmarks.harness MODULE FUNCTION ARGS RESULT (see run_child)")
+    child_main(*sys.argv[1:])

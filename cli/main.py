@@ -391,11 +391,15 @@ Devices = Annotated[
 
 def cluster_settings(ray: str | None, devices: str | None, **values) -> ClusterSettings | None:
     """The --ray or --devices settings, checked even where neither is given; None: this process."""
-    if ray and devices:
-        raise SettingsError("--devices runs without Ray: give --ray or --devices, not both")
-    names = tuple(name.strip() for name in devices.split(",")) if devices else ()
+    if devices is not None:
+        ray_options = ("workers", "cpus_per_worker", "gpus_per_worker")
+        given = [f"--ray-{name.replace('_', '-')}" for name in ray_options if values.get(name)
+                 != getattr(CLUSTER, name)] + (["--ray"] if ray else [])  # fmt: skip
+        if given:
+            raise SettingsError(f"--devices runs without Ray: {', '.join(given)} does not apply")
+    names = tuple(name.strip() for name in devices.split(",")) if devices is not None else ()
     cluster = ClusterSettings(address=ray or CLUSTER.address, devices=names, **values)
-    return cluster if ray or devices else None
+    return cluster if ray or devices is not None else None
 
 
 def build_settings(**values) -> StyleSettings:
@@ -809,8 +813,8 @@ def stylize_video_with_progress(
     overwrite: bool,
     cluster: ClusterSettings | None,
 ) -> VideoResult:
-    """`stylize_video` under a bar of frames and, with --ray, one of chunks. `job`: the
-    settings and weights, as `stylize_video` and `estimate_video` take them."""
+    """`stylize_video` under a bar of frames and, with --devices or --ray, one of chunks. `job`:
+    the settings and weights, as `stylize_video` and `estimate_video` take them."""
     from pipeline.video_job import stylize_video
 
     with (
@@ -846,7 +850,7 @@ def frame_progress(show: Callable[..., None]) -> Callable[[FrameReport], None]:
 
 
 def chunk_progress(show: Callable[..., None]) -> Callable[[int, int, int], None]:
-    """The chunked video job's callback: chunks done, and how many Ray workers run them."""
+    """The chunked video job's callback: chunks done, and how many workers run them."""
 
     def update(done: int, total: int, workers: int) -> None:
         show(done, total, f"{workers} workers")

@@ -72,8 +72,9 @@ class Worker:
 
 
 class RayExecutor:
-    """Ray actors, one per `cpus_per_worker` CPUs of the cluster (or `workers`); results in
-    completion order; the actors are killed when the run ends, however it ends."""
+    """Ray actors, one per `cpus_per_worker` CPUs (or `gpus_per_worker` GPUs) of the cluster, or
+    `workers`; results in completion order; the actors are killed when the run ends, however it
+    ends."""
 
     def __init__(self, settings: ClusterSettings, on_workers: Callable[[int], None] | None = None):
         self.settings, self.on_workers = settings, on_workers
@@ -83,13 +84,16 @@ class RayExecutor:
 
         ray = connect(self.settings.address)
         cpus = max(1, self.settings.cpus_per_worker)
-        # a worker given GPUs sees only its own (Ray sets CUDA_VISIBLE_DEVICES): --device auto
-        # takes it; then the GPUs, not the CPUs, say how many workers fit
+        # a worker given GPUs is shown only those (Ray sets CUDA_VISIBLE_DEVICES): --device auto
+        # takes one; then the GPUs, not the CPUs, say how many workers fit
         gpus = self.settings.gpus_per_worker
         resource, share = ("GPU", gpus) if gpus > 0 else ("CPU", cpus)
-        count = self.settings.workers or max(
-            1, int(ray.cluster_resources().get(resource, 1) // share)
-        )
+        available = ray.cluster_resources().get(resource, 0)
+        if gpus > available:  # an actor asking for GPUs no node has would wait for ever
+            raise SettingsError(
+                f"--ray-gpus-per-worker {gpus:g}: the cluster has {available:g} GPUs"
+            )
+        count = self.settings.workers or max(1, int(available // share))
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)(
             Worker
         )

@@ -2,12 +2,13 @@
 or convergence test read back to the host until the budget is spent.
 
 torch.optim.LBFGS reads a number back at every evaluation and at every history pair of its
-two-loop recursion (`alpha=` takes a Python number): about 24 reads an evaluation for a later
+two-loop recursion (`alpha=` takes a Python number): about 26 reads an evaluation for a later
 frame, each one a wait for the GPU to drain (docs/benchmarks.md, "Throughput"). A later frame has
 a fixed budget of evaluations and starts from carried curvature, so it needs neither a line
 search nor an early stop: each evaluation is followed by a unit step along -H g, a pair whose
-curvature condition fails is given no weight instead of being skipped, and the best image is
-kept with `torch.where`. The host reads the losses once, at the end.
+curvature condition fails (or that is not finite) is zeroed instead of being skipped, and the
+best image is kept with `torch.where`. The host reads the losses and the curvature once the
+budget is spent.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ class History:
 
     def add(self, step: torch.Tensor, change: torch.Tensor) -> None:
         product = change.dot(step)
-        useful = product > CURVATURE_FLOOR
+        useful = torch.isfinite(product) & (product > CURVATURE_FLOOR)
         inverse = torch.where(useful, 1.0 / product, torch.zeros_like(product))
         scale = product / change.dot(change)
-        self.scale = scale if self.scale is None else torch.where(useful, scale, self.scale)
-        self.steps.append(step)
-        self.changes.append(change)
+        # torch's scale stays 1 until a pair passes
+        fallback = torch.ones_like(scale) if self.scale is None else self.scale
+        self.scale = torch.where(useful, scale, fallback)
+        # zeroed, a useless pair adds nothing to the recursion (0 * inf would be NaN)
+        self.steps.append(torch.where(useful, step, torch.zeros_like(step)))
+        self.changes.append(torch.where(useful, change, torch.zeros_like(change)))
         self.inverses.append(inverse)
         if len(self.steps) > self.size:
             del self.steps[0], self.changes[0], self.inverses[0]
@@ -106,10 +110,11 @@ def minimize(image: torch.Tensor, closure: Closure, evaluations: int, history: H
     slope at the last point that lowered the loss has its minimum (a carried curvature can
     overshoot a frame whose terms changed, where torch's line search would have shortened the
     step)."""
-    best = Best(image.new_tensor(math.inf), image.detach().clone())
+    infinity = torch.full((), math.inf, device=image.device)  # a fill: no copy from the host
+    best = Best(infinity, image.detach().clone())
     flat = image.detach().view(-1)
     previous: tuple[torch.Tensor, torch.Tensor] | None = None
-    anchor = Anchor(image.new_tensor(math.inf), flat.clone(), torch.zeros_like(flat))
+    anchor = Anchor(infinity, flat.clone(), torch.zeros_like(flat))
     for evaluation in range(evaluations):
         parts, loss, seen = closure(image)
         gradient = image.grad.detach().reshape(-1).clone()
@@ -137,7 +142,7 @@ class Anchor:
     def offer(
         self, loss: torch.Tensor, point: torch.Tensor, gradient: torch.Tensor
     ) -> torch.Tensor:
-        lowered = loss <= self.loss
+        lowered = torch.isfinite(loss) & (loss <= self.loss)
         self.point = torch.where(lowered, point, self.point)
         self.gradient = torch.where(lowered, gradient, self.gradient)
         self.loss = torch.where(lowered, loss, self.loss)

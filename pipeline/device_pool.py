@@ -3,18 +3,21 @@ device, each running the job's `setup` once and then `work` for the items it is 
 frames, a photo), through the same executor interface as Ray's.
 
 A worker sees only its own GPU (CUDA_VISIBLE_DEVICES, set before CUDA starts in it), so the job's
-own `--device auto` picks it, as under Ray with `num_gpus`. A "cpu" worker sees no GPU and takes
-its share of the cores.
+own `--device auto` picks it, as under Ray with `num_gpus`. A "cpu" worker sees no GPU. Each
+worker's torch and OpenCV take its share of the cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
-from pipeline.errors import SettingsError
+from pipeline.errors import OutputError, SettingsError
 
 # the worker process's job state, built once by `setup` (or the error it raised)
 _state: object = None
@@ -22,29 +25,60 @@ _error: BaseException | None = None
 
 
 def resolve_devices(devices: Sequence[str]) -> list[str]:
-    """ "all": every GPU this process sees; else the names as given (cpu, cuda, cuda:N)."""
-    if list(devices) != ["all"]:
-        return list(devices)
+    """ "all": every GPU this process sees; else the names as given (cpu, cuda, cuda:N), each GPU
+    checked against those this process sees (NVML's count: no CUDA context is made here)."""
     import torch
 
     count = torch.cuda.device_count()
-    if count == 0:
-        raise SettingsError("--devices all: no GPU is visible to this process")
-    return [f"cuda:{index}" for index in range(count)]
+    if list(devices) == ["all"]:
+        if count == 0:
+            raise SettingsError("--devices all: no GPU is visible to this process")
+        return [f"cuda:{index}" for index in range(count)]
+    for device in devices:
+        if device != "cpu" and gpu_index(device) >= count:
+            raise SettingsError(
+                f"--devices {','.join(devices)}: {device} is not there (this process sees"
+                f" {count} GPU{'s' if count != 1 else ''})"
+            )
+    return list(devices)
 
 
-def pin(device: str, workers: int) -> None:
-    """Show this process only `device`; a CPU worker takes its share of the cores."""
-    index = device.partition(":")[2] or "0"
-    os.environ["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else index
+def gpu_index(device: str) -> int:
+    return int(device.partition(":")[2] or 0)
+
+
+def visible_as(device: str, parent: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES for a worker on `device`: this process's GPU number N is the Nth entry
+    of its own CUDA_VISIBLE_DEVICES, where one is set (an index, a UUID, a MIG instance)."""
+    if device == "cpu":
+        return ""
+    if parent is None:
+        return str(gpu_index(device))
+    return [entry.strip() for entry in parent.split(",")][gpu_index(device)]
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def pin(visible: str, threads: int) -> None:
+    """Show this process only the GPU `visible` ("" none); torch and OpenCV take `threads`."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    import cv2
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
 
 
-def _start(devices, setup: Callable, workers: int) -> None:
+def _start(queue, setup: Callable, threads: int) -> None:
     global _state, _error
-    pin(devices.get(), workers)
+    # Ctrl-C reaches the whole process group: the parent ends the workers, which stay quiet
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pin(queue.get(), threads)
     try:
         _state = setup()
     except Exception as error:  # raised by each item, so that the caller sees the job's error
@@ -64,13 +98,16 @@ class DevicePoolExecutor:
         self.devices, self.on_workers = list(devices), on_workers
 
     def run(self, setup, work, items: Iterable, on_result=None, on_start=None) -> list:
-        devices = resolve_devices(self.devices)
+        """`on_start` is not called: the workers do not say when they take an item."""
+        items = list(items)
+        devices = resolve_devices(self.devices)[: max(1, len(items))]
         context = multiprocessing.get_context("spawn")  # a forked CUDA cannot start again
-        queue = context.Queue()
+        queue, parent = context.Queue(), os.environ.get("CUDA_VISIBLE_DEVICES")
         for device in devices:
-            queue.put(device)
+            queue.put(visible_as(device, parent))
+        threads = max(1, cores() // len(devices))
         pool = ProcessPoolExecutor(
-            len(devices), context, initializer=_start, initargs=(queue, setup, len(devices))
+            len(devices), context, initializer=_start, initargs=(queue, setup, threads)
         )
         results, others = [], set(multiprocessing.active_children())
         try:
@@ -78,7 +115,7 @@ class DevicePoolExecutor:
                 self.on_workers(len(devices))
             futures = [pool.submit(_run, work, item) for item in items]
             for future in as_completed(futures):
-                results.append(future.result())
+                results.append(worker_result(future))
                 if on_result:
                     on_result(results[-1])
         except BaseException:
@@ -90,3 +127,14 @@ class DevicePoolExecutor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return results
+
+
+def worker_result(future):
+    """The item's result, or its error; a worker that died (killed for memory, a driver fault)
+    is one line."""
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise OutputError(
+            "a --devices worker process died (out of memory?); rerun the same command to resume"
+        ) from None

@@ -223,7 +223,8 @@ class Stylizer:
             history=memory.history,
             curvature=curvature,
             hold=hold,
-            on_device=spent_on_device(plan, run, memory, self.settings, self.device),
+            on_device=curvature is not None
+            and spent_on_device(plan, run, memory, self.settings, self.device),
         )
         return optimization(keep_pairs=last)
 
@@ -237,8 +238,9 @@ class Stylizer:
         on_tile: Callable[[int, int], None] | None,
         terms: list[Term],
         memory: MemoryPlan,
-    ) -> tuple[dict, float]:
-        """Each term's weighted loss and the total; the gradient lands in `image.grad`."""
+    ) -> tuple[dict, float | torch.Tensor]:
+        """Each term's weighted loss and the total (a 0-dim tensor on a whole image, a number
+        when tiled); the gradient lands in `image.grad`."""
         if memory.tiles is not None:
             parts = evaluate_tiled(image, terms, self.features, memory.tiles, on_tile)
             return parts, sum(parts.values())
@@ -251,11 +253,14 @@ class Stylizer:
 def spent_on_device(
     plan: Plan, run: ScaleRun, memory: MemoryPlan, settings: StyleSettings, device: torch.device
 ) -> bool:
-    """device_lbfgs spends the budget: a plan's own, with L-BFGS on a whole image, where the plan
-    says so or, by default, on a GPU."""
+    """device_lbfgs spends the budget: a plan's own evaluations, no more than its iterations
+    allow (it takes a step an evaluation), with L-BFGS on a whole image, where the plan says so
+    or, by default, on a GPU. It starts from carried curvature (the caller checks): without,
+    torch's line search finds the first step's length."""
     wanted = plan.on_device if plan.on_device is not None else device.type == "cuda"
     lbfgs = settings.optimizer == "lbfgs"
-    return wanted and run.hard_cap and lbfgs and memory.tiles is None
+    budget = run.hard_cap and 0 < run.evaluations <= run.iterations
+    return wanted and budget and lbfgs and memory.tiles is None
 
 
 def normalized(weights: Sequence[float] | None, count: int) -> list[float]:

@@ -33,7 +33,8 @@ class Executor(Protocol):
         on_start: Callable[[int, Item], None] | None = None,
     ) -> list[Outcome]:
         """Results in completion order (each also to `on_result` as it arrives). `on_start(index,
-        item)` where the executor sees an item start (in this process; Ray workers do not say)."""
+        item)` where the executor sees an item start (in this process; worker processes and Ray
+        workers do not say)."""
         ...
 
 
@@ -71,12 +72,15 @@ def make_executor(
 
 
 def check_worker_device(cluster: ClusterSettings | None, settings: StyleSettings) -> None:
-    """With --devices, each worker process runs on its own device: the job's --device must leave
-    the choice to it (auto, or the kind all the workers share)."""
+    """Before any work: with --devices, each worker process runs on its own device, which must be
+    there, and the job's --device must leave the choice to it (auto, or the one kind all the
+    workers share)."""
     if cluster is None or not cluster.devices:
         return
-    kinds = {device.partition(":")[0] for device in cluster.devices}
-    allowed = {"auto", "cuda"} if kinds <= {"cuda", "all"} else {"auto", *kinds}
+    from pipeline.device_pool import resolve_devices
+
+    kinds = {device.partition(":")[0] for device in resolve_devices(cluster.devices)}
+    allowed = {"auto", *kinds} if len(kinds) == 1 else {"auto"}
     if settings.device not in allowed:
         raise SettingsError(
             f"--device {settings.device}: with --devices {','.join(cluster.devices)} each worker"

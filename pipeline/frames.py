@@ -73,6 +73,10 @@ class FrameStylizer:
         self.steps, self.past_steps = later_frame_steps(video), past_frame_steps(video)
         self.cold_plan = Plan()  # a shot's first frame: the settings' budget
         self.on_device: bool | None = None  # later frames in device_lbfgs (None: on a GPU)
+        # where results are carried along the flow: the GPU the engine runs on, else OpenCV's
+        # remap on the host (None)
+        gpu = stylizer.device.type == "cuda"
+        self.warp_on: torch.device | None = stylizer.device if gpu else None
 
     def is_cold(self, warm: bool) -> bool:
         """A frame that could start warm starts cold all the same with --video-init content."""
@@ -128,6 +132,7 @@ class FrameStylizer:
             self.video,
             shot_start=next((item for item in past if item.shot_start), None),
             reference=reference,
+            warp_on=self.warp_on,
         )
         warm = run_steps(self.steps, WarmStart.of(previous.result), context)
         if self.video.temporal_weight <= 0:
@@ -141,7 +146,7 @@ class FrameStylizer:
     def carry_past(self, frame: Frame, index: int, past: PastFrame, content: np.ndarray) -> Carried:
         """A long-term frame's result carried onto this one, for the temporal loss."""
         flows = self.memory.flows(index, frame, past, self.flows)
-        context = WarmContext(frame, content, past.frame, flows, self.video)
+        context = WarmContext(frame, content, past.frame, flows, self.video, warp_on=self.warp_on)
         return run_steps(self.past_steps, WarmStart.of(past.result), context).carried
 
     def budgets(self, warm: WarmStart) -> float:

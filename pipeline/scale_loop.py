@@ -165,7 +165,7 @@ def device_history(image: torch.Tensor, history: int, curvature: Curvature | Non
     if tuple(curvature.size) == tuple(image.shape[-2:]) and history > 0:
         for step, change in zip(curvature.steps[-history:], curvature.changes[-history:]):
             start.add(step.to(image.device), change.to(image.device))
-    start.scale = image.new_tensor(curvature.scale)
+    start.scale = torch.full((), curvature.scale, device=image.device)  # a fill, not a copy
     return start
 
 
@@ -292,17 +292,17 @@ class ScaleOptimization:
         found = best.parts is not None and math.isfinite(float(best.loss))
         losses = summarize(self.terms, best.parts) if found else {}
         steps, changes = history.useful_pairs() if keep_pairs else ([], [])
-        scale = float(history.scale) if history.scale is not None else None
-        curvature = (
-            Curvature(scale, tuple(self.image.shape[-2:]), steps, changes) if scale else None
-        )
+        scale = float(history.scale) if history.scale is not None else math.nan
+        size = tuple(self.image.shape[-2:])
+        usable = math.isfinite(scale) and scale > 0
+        curvature = Curvature(scale, size, steps, changes) if usable else None
         steps_taken = max(0, self.run.evaluations - 1)
         if self.run.callback and found:
             self.last = None
             self.report(steps_taken, losses, best.image, self.run.evaluations)
         seconds = time.perf_counter() - self.started
-        image = best.image if found else self.image.detach()
-        return Result(image, losses, steps_taken, self.run.evaluations, seconds, curvature)
+        # no finite loss seen: the start, as the torch loop returns it
+        return Result(best.image, losses, steps_taken, self.run.evaluations, seconds, curvature)
 
     def device_closure(self, pixels: torch.Tensor) -> tuple[dict, torch.Tensor, torch.Tensor]:
         pixels.grad = None

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from pipeline import device_warp
 from pipeline.engine import Hold
 from pipeline.image_io import to_tensor
 from pipeline.settings import VideoSettings
@@ -60,6 +61,7 @@ class WarmContext:
     video: VideoSettings
     shot_start: PastFrame | None = None  # for the restore
     reference: HoldReference | None = None  # for the hold
+    warp_on: torch.device | None = None  # carry on this device (device_warp); None: OpenCV
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,10 @@ def carry_along_flow(state: WarmStart, context: WarmContext) -> WarmStart:
     to paint it, and the border the warp repeats there would otherwise hold it (a 36-px pan's
     style 6.8x a cold frame's at --catch-up 4 against 2.3x; make bench-motion). Without, that
     border is the better start for a later frame's few evaluations."""
-    carried = carry(state.carried.image, context.flows)
+    if context.warp_on is None:
+        carried = carry(state.carried.image, context.flows)
+    else:
+        carried = device_warp.carry(state.carried.image, context.flows, context.warp_on)
     if context.video.catch_up > 1:
         carried = Carried(carried.image, carried.mask * in_view(context.flows.backward))
     return replace(state, carried=carried)

@@ -43,15 +43,18 @@ def broken_setup() -> None:
     raise SettingsError("style.jpg: not an image")
 
 
-def test_each_worker_is_shown_only_its_own_gpu():
+def test_each_worker_is_shown_only_its_own_gpu(monkeypatch):
     """No GPU is needed to see it: CUDA_VISIBLE_DEVICES is set before CUDA starts in the worker,
-    so that the job's --device auto takes that GPU."""
+    so that the job's --device auto takes that GPU. This process's GPU N is the Nth of the GPUs
+    it is shown itself."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     results = DevicePoolExecutor(["cuda:0", "cuda:1"]).run(
         partial(shown_devices, "sees "), partial(where_it_ran, seconds=1.0), range(6)
     )
     assert sorted(item for item, *_ in results) == list(range(6))
     shown = {state: pid for _, state, pid, _ in results}
-    assert set(shown) == {"sees '0'", "sees '1'"}
+    assert set(shown) == {"sees '3'", "sees '5'"}
     assert len(set(shown.values())) == 2  # two processes
 
 
@@ -67,14 +70,23 @@ def test_a_failing_setup_is_the_jobs_own_error():
         DevicePoolExecutor(["cpu"]).run(broken_setup, where_it_ran, range(2))
 
 
-def test_all_without_a_gpu_and_a_pinned_device_are_refused():
-    if torch.cuda.device_count() == 0:
-        with pytest.raises(SettingsError, match="no GPU is visible"):
-            DevicePoolExecutor(["all"]).run(broken_setup, where_it_ran, range(1))
+def test_devices_that_are_not_there_or_a_pinned_device_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(SettingsError, match="no GPU is visible"):
+        check_worker_device(ClusterSettings(devices=("all",)), StyleSettings())
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SettingsError, match="cuda:5 is not there"):
+        check_worker_device(ClusterSettings(devices=("cuda:0", "cuda:5")), StyleSettings())
     cluster = ClusterSettings(devices=("cuda:0", "cuda:1"))
     with pytest.raises(SettingsError, match="leave --device at auto"):
         check_worker_device(cluster, StyleSettings(device="cuda:1"))
     check_worker_device(cluster, StyleSettings(device="cuda"))
+    # one worker on a GPU and one on the CPU: only auto suits both
+    mixed = ClusterSettings(devices=("cpu", "cuda:0"))
+    for device in ("cpu", "cuda"):
+        with pytest.raises(SettingsError, match="leave --device at auto"):
+            check_worker_device(mixed, StyleSettings(device=device))
+    check_worker_device(mixed, StyleSettings(device="auto"))
     with pytest.raises(SettingsError, match="--devices"):
         ClusterSettings(devices=("gpu0",))
 
@@ -139,7 +151,7 @@ def test_the_command_refuses_ray_and_devices_together(tmp_path, starry_night):
         text=True,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "give --ray or --devices, not both" in done.stderr
+    assert "--devices runs without Ray: --ray does not apply" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -180,4 +192,3 @@ def test_sigterm_ends_the_workers_with_the_run(tmp_path, starry_night):
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
-    assert not list(output.glob("*.tmp*"))
