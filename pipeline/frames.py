@@ -9,8 +9,9 @@ the engine's `Plan`; the warm start's steps live in `warm_start`, the shot's pas
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.engine import Hold, Plan, Result, Stylizer
+from pipeline.flows_ahead import FlowsAhead, spare_cores
 from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
@@ -73,6 +75,7 @@ class FrameStylizer:
         self.steps, self.past_steps = later_frame_steps(video), past_frame_steps(video)
         self.cold_plan = Plan()  # a shot's first frame: the settings' budget
         self.on_device: bool | None = None  # later frames in device_lbfgs (None: on a GPU)
+        self.ahead_workers: int | None = None  # threads computing flows ahead (None: spare cores)
         # where results are carried along the flow: the GPU the engine runs on, else OpenCV's
         # remap on the host (None)
         gpu = stylizer.device.type == "cuda"
@@ -245,12 +248,13 @@ def stylize_frames(
     memory.mirror_to(work_dir)
     memory.start_shot()
     done = FramesDone(0, 0, [])
-    with FrameLog(work_dir) as frame_log:
+    with FrameLog(work_dir) as frame_log, flows_ahead(frame_stylizer) as ahead:
         reason = frame_stylizer.stylizer.precision.reason
         frame_log.write({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "precision": reason})
         previous: Frame | None = None
-        for index, rgb in enumerate(frames):
-            frame = Frame(rgb)
+        for index, (frame, upcoming) in enumerate(with_next(Frame(rgb) for rgb in frames)):
+            if ahead is not None and upcoming is not None:
+                ask_ahead(ahead, upcoming, index + 1, frame, memory)
             done.count = index + 1
             cut = previous is not None and is_cut(previous, frame, video.scene_threshold)
             if cut:
@@ -261,8 +265,51 @@ def stylize_frames(
             done.computed += not report.skipped
             if on_frame:
                 on_frame(report)
+            if ahead is not None:
+                ahead.forget(frame)
             previous = frame
     return done
+
+
+def with_next(items: Iterable) -> Iterator[tuple]:
+    """Each item with the one after it (None after the last): the next frame is decoded while
+    this one is stylized."""
+    iterator = iter(items)
+    current = next(iterator, None)
+    while current is not None:
+        upcoming = next(iterator, None)
+        yield current, upcoming
+        current = upcoming
+
+
+@contextlib.contextmanager
+def flows_ahead(frame_stylizer: FrameStylizer) -> Iterator[FlowsAhead | None]:
+    """Worker threads computing the next frame's flows, where cores are spare (None: none)."""
+    workers = frame_stylizer.ahead_workers
+    if workers is None:
+        workers = min(3, spare_cores(frame_stylizer.stylizer.device))  # three pairs a frame
+    if workers < 1:
+        yield None
+        return
+    ahead = FlowsAhead(frame_stylizer.flows, workers)
+    own, frame_stylizer.flows = frame_stylizer.flows, ahead
+    try:
+        yield ahead
+    finally:
+        frame_stylizer.flows = own
+        ahead.close()
+
+
+def ask_ahead(
+    ahead: FlowsAhead, upcoming: Frame, index: int, frame: Frame, memory: ShotMemory
+) -> None:
+    """Frame `index`'s pairs, to the frame before it and its long-term frames, unless an earlier
+    run made it."""
+    if memory.work_dir is not None and frame_path(memory.work_dir, index).is_file():
+        return
+    older = memory.frames_at(index - k for k in memory.offsets if k > 1)
+    long_term = [(past, False) for past in older]
+    ahead.ask(upcoming, [(frame, True), *long_term])
 
 
 def _one_frame(

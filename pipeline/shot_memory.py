@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,12 @@ class ShotMemory:
         past = PastFrame(index, frame, result)
         self.recent.append(past)
         self.first = self.first or past
+
+    def frames_at(self, indices: Iterable[int]) -> list[Frame]:
+        """The input frames at `indices` among the recent ones (those before t-1 that a long-term
+        offset reaches), without their results."""
+        by_index = {past.index: past.frame for past in self.recent}
+        return [by_index[index] for index in indices if index in by_index]
 
     def previous(self) -> PastFrame:
         """The frame added last, t-1, with its result (exactly its lossless PNG)."""

@@ -65,12 +65,16 @@ class FlowEstimator:
     ):
         """`finest_scale`: DIS's finest pyramid level (None: the preset's; 0, full resolution,
         follows fast motion better at about 3x the time: make bench-motion)."""
-        self.still = still
+        self.still, self.settings = still, (preset, still, finest_scale)
         # a DIS that was once given an initial flow keeps using it: the guided one is separate
         self.dis, self.guided = (cv2.DISOpticalFlow_create(preset) for _ in range(2))
         if finest_scale is not None:
             for dis in (self.dis, self.guided):
                 dis.setFinestScale(finest_scale)
+
+    def twin(self) -> FlowEstimator:
+        """An estimator with the same settings and buffers of its own (for another thread)."""
+        return FlowEstimator(*self.settings)
 
     def pair(self, frame: Frame, earlier: Frame, neighbours: bool = False) -> FlowPair:
         """The flows between `frame` and an earlier frame in both directions, and one verdict on

@@ -1,0 +1,82 @@
+"""Flows computed ahead by worker threads (where cores are spare): the same frames, bit for bit,
+and no flow work for frames an earlier run made."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import pipeline.flows_ahead
+from pipeline.engine import Stylizer
+from pipeline.flows_ahead import spare_cores
+from pipeline.frames import FrameStylizer, stylize_frames
+from pipeline.image_io import load_rgb
+from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.work_folder import frame_path
+from tests.conftest import data_file
+
+FRAMES = 6
+
+
+@pytest.fixture(scope="module")
+def panning_frames():
+    """A photo panned 3 px a frame: every later frame needs its flows."""
+    import cv2
+
+    photo = cv2.imread(str(data_file("contents/tubingen.jpg")))[..., ::-1]
+    photo = cv2.resize(photo, (96, 48), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(photo[:, 3 * i : 3 * i + 64]) for i in range(FRAMES)]
+
+
+@pytest.fixture(scope="module")
+def tiny_stylizer(embedded_weights):
+    settings = StyleSettings(size=64, iterations=4, precision="fp32", device="cpu")
+    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
+
+
+def run(stylizer, frames, folder, workers: int) -> list[bytes]:
+    video = VideoSettings(iterations_next=2, evaluations_next=2)
+    frame_stylizer = FrameStylizer(stylizer, video)
+    frame_stylizer.ahead_workers = workers
+    stylize_frames(frames, frame_stylizer, folder, video, len(frames))
+    return [frame_path(folder, index).read_bytes() for index in range(len(frames))]
+
+
+def counting_pairs(monkeypatch) -> list[int]:
+    """The pairs the worker threads compute, counted."""
+    calls, real = [], pipeline.flows_ahead.FlowsAhead._pair
+
+    def counted(self, *args):
+        calls.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(pipeline.flows_ahead.FlowsAhead, "_pair", counted)
+    return calls
+
+
+def test_flows_from_the_threads_give_the_same_frames(
+    tmp_path, monkeypatch, tiny_stylizer, panning_frames
+):
+    here = run(tiny_stylizer, panning_frames, tmp_path / "here", workers=0)
+    calls = counting_pairs(monkeypatch)
+    ahead = run(tiny_stylizer, panning_frames, tmp_path / "ahead", workers=2)
+    assert ahead == here
+    # frames 1-5, each to t-1 and the long-term frames t-2 and t-4 where there are some
+    assert len(calls) == 5 + 4 + 2
+
+
+def test_a_resumed_run_computes_no_flows_for_the_frames_it_keeps(
+    tmp_path, monkeypatch, tiny_stylizer, panning_frames
+):
+    folder = tmp_path / "work"
+    finished = run(tiny_stylizer, panning_frames, folder, workers=0)
+    frame_path(folder, FRAMES - 1).unlink()
+    calls = counting_pairs(monkeypatch)
+    assert run(tiny_stylizer, panning_frames, folder, workers=2) == finished
+    assert len(calls) == 3  # the last frame's three pairs only
+
+
+def test_threads_beside_a_gpu_only():
+    assert spare_cores(torch.device("cpu")) == 0
+    assert spare_cores(torch.device("cuda")) == len(os.sched_getaffinity(0)) - 1
