@@ -58,19 +58,28 @@ def test_the_direction_is_torchs_two_loop_recursion():
     assert torch.allclose(direction, state["d"], rtol=1e-10, atol=1e-12)
 
 
-def test_minimize_brings_a_quadratic_down_and_never_returns_a_worse_point():
+def recording_closure(losses: list[float], nan_at: int | None = None):
+    """minimize's closure on the quadratic, each loss recorded; evaluation `nan_at` returns NaN
+    with a NaN gradient."""
     matrix, target = quadratic()
-    x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
-    losses = []
 
     def closure(pixels):
         pixels.grad = None
         loss = quadratic_loss(pixels, matrix, target)
+        if len(losses) == nan_at:
+            loss = loss * float("nan")
         loss.backward()
         losses.append(float(loss.detach()))
         return {"loss": loss}, loss, pixels
 
-    best = minimize(x, closure, 15, History(5))
+    return closure
+
+
+def test_minimize_brings_a_quadratic_down_and_never_returns_a_worse_point():
+    matrix, target = quadratic()
+    x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+    losses = []
+    best = minimize(x, recording_closure(losses), 15, History(5))
     assert len(losses) == 15
     assert float(best.loss) == min(losses) < 0.01 * losses[0]
     assert torch.allclose(quadratic_loss(best.image, matrix, target), best.loss)
@@ -220,20 +229,9 @@ def test_a_first_pair_without_curvature_leaves_the_scale_at_one():
 
 
 def test_a_diverged_evaluation_costs_one_evaluation_not_the_budget():
-    matrix, target = quadratic()
     x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
     losses = []
-
-    def closure(pixels):
-        pixels.grad = None
-        loss = quadratic_loss(pixels, matrix, target)
-        if len(losses) == 4:  # one evaluation returns NaN, with a NaN gradient
-            loss = loss * float("nan")
-        loss.backward()
-        losses.append(float(loss.detach()))
-        return {"loss": loss}, loss, pixels
-
-    best = minimize(x, closure, 15, History(5))
+    best = minimize(x, recording_closure(losses, nan_at=4), 15, History(5))
     assert math.isnan(losses[4])
     finite = [value for value in losses if math.isfinite(value)]
     assert float(best.loss) == min(finite) < 0.5 * min(losses[:4])
