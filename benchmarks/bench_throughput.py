@@ -31,6 +31,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -80,6 +81,8 @@ class Split:
         original = getattr(owner, name)
 
         def timed(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return original(*args, **kwargs)  # flows ahead: the main thread's wait counts
             self.sync()
             start = time.perf_counter()
             self.stack.append(0.0)
@@ -121,9 +124,10 @@ def device_sync(device) -> Callable[[], None]:
 
 def frame_split(split: Split) -> None:
     """Wrap the stages of a frame (pipeline functions looked up at call time)."""
-    from pipeline import device_warp, engine, frames, scale_loop, temporal
+    from pipeline import device_warp, engine, flows_ahead, frames, scale_loop, temporal
 
     split.wrap(temporal.FlowEstimator, "pair", "flow")
+    split.wrap(flows_ahead.FlowsAhead, "pair", "flow")  # beside a GPU: the wait for the threads
     for module in (temporal, device_warp):  # on the host, or on a GPU
         split.wrap(module, "consistency_mask", "masks")
         split.wrap(module, "warp", "warps")

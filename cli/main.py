@@ -392,9 +392,10 @@ Devices = Annotated[
 def cluster_settings(ray: str | None, devices: str | None, **values) -> ClusterSettings | None:
     """The --ray or --devices settings, checked even where neither is given; None: this process."""
     if devices is not None:
-        ray_options = ("workers", "cpus_per_worker", "gpus_per_worker")
-        given = [f"--ray-{name.replace('_', '-')}" for name in ray_options if values.get(name)
-                 != getattr(CLUSTER, name)] + (["--ray"] if ray else [])  # fmt: skip
+        given = ["--ray"] if ray else []
+        for name in ("workers", "cpus_per_worker", "gpus_per_worker"):
+            if values.get(name) != getattr(CLUSTER, name):
+                given.append(f"--ray-{name.replace('_', '-')}")
         if given:
             raise SettingsError(f"--devices runs without Ray: {', '.join(given)} does not apply")
     names = tuple(name.strip() for name in devices.split(",")) if devices is not None else ()

@@ -83,17 +83,8 @@ class RayExecutor:
         from ray.util import ActorPool
 
         ray = connect(self.settings.address)
-        cpus = max(1, self.settings.cpus_per_worker)
-        # a worker given GPUs is shown only those (Ray sets CUDA_VISIBLE_DEVICES): --device auto
-        # takes one; then the GPUs, not the CPUs, say how many workers fit
-        gpus = self.settings.gpus_per_worker
-        resource, share = ("GPU", gpus) if gpus > 0 else ("CPU", cpus)
-        available = ray.cluster_resources().get(resource, 0)
-        if gpus > available:  # an actor asking for GPUs no node has would wait for ever
-            raise SettingsError(
-                f"--ray-gpus-per-worker {gpus:g}: the cluster has {available:g} GPUs"
-            )
-        count = self.settings.workers or max(1, int(available // share))
+        cpus, gpus = max(1, self.settings.cpus_per_worker), self.settings.gpus_per_worker
+        count = worker_count(ray, self.settings)
         actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=-1)(
             Worker
         )
@@ -115,3 +106,22 @@ class RayExecutor:
             for worker in workers:
                 ray.kill(worker, no_restart=True)
         return results
+
+
+def worker_count(ray, settings: ClusterSettings) -> int:
+    """--ray-workers, else as many workers as the cluster's CPUs hold or, with GPUs per worker, as
+    its nodes' GPUs hold. A worker given GPUs is shown only those (Ray sets CUDA_VISIBLE_DEVICES),
+    so --device auto takes one. Workers asking for GPUs no node has, or more than the cluster has,
+    would wait for ever: refused."""
+    cpus, gpus = max(1, settings.cpus_per_worker), settings.gpus_per_worker
+    if gpus <= 0:
+        return settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+    nodes = [node["Resources"].get("GPU", 0) for node in ray.nodes() if node.get("Alive")]
+    count = settings.workers or int(sum(gpu_count // gpus for gpu_count in nodes))
+    if count == 0 or max(nodes, default=0) < gpus or count * gpus > sum(nodes):
+        raise SettingsError(
+            f"--ray-gpus-per-worker {gpus:g}: {max(count, 1)} workers need"
+            f" {max(count, 1) * gpus:g} GPUs, the cluster has {sum(nodes):g}"
+            f" ({max(nodes, default=0):g} on its largest node)"
+        )
+    return count

@@ -136,5 +136,6 @@ def worker_result(future):
         return future.result()
     except BrokenProcessPool:
         raise OutputError(
-            "a --devices worker process died (out of memory?); rerun the same command to resume"
+            "a --devices worker process died or could not start (out of memory?); rerun the same"
+            " command to resume"
         ) from None

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.temporal import Carried, FlowPair
+from pipeline.temporal import Carried, FlowPair, to_float
 
 
 def sampling_grid(flow: torch.Tensor) -> torch.Tensor:
@@ -57,6 +57,6 @@ def carry(result: np.ndarray, flows: FlowPair, device: torch.device) -> Carried:
         return torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(device)
 
     backward, forward = there(flows.backward), there(flows.forward)
-    image = warp(there(result), backward)
+    image = warp(there(to_float(result)), backward)  # floats in [0, 1], also from 8 or 16 bits
     mask = consistency_mask(backward, forward)
     return Carried(image.cpu().numpy(), mask.cpu().numpy())

@@ -223,8 +223,7 @@ class Stylizer:
             history=memory.history,
             curvature=curvature,
             hold=hold,
-            on_device=curvature is not None
-            and spent_on_device(plan, run, memory, self.settings, self.device),
+            on_device=spent_on_device(plan, run, memory, curvature, self.settings, self.device),
         )
         return optimization(keep_pairs=last)
 
@@ -251,14 +250,19 @@ class Stylizer:
 
 
 def spent_on_device(
-    plan: Plan, run: ScaleRun, memory: MemoryPlan, settings: StyleSettings, device: torch.device
+    plan: Plan,
+    run: ScaleRun,
+    memory: MemoryPlan,
+    curvature: Curvature | None,
+    settings: StyleSettings,
+    device: torch.device,
 ) -> bool:
     """device_lbfgs spends the budget: a plan's own evaluations, no more than its iterations
-    allow (it takes a step an evaluation), with L-BFGS on a whole image, where the plan says so
-    or, by default, on a GPU. It starts from carried curvature (the caller checks): without,
-    torch's line search finds the first step's length."""
+    allow (it takes a step an evaluation), from carried curvature (without, torch's line search
+    finds the first step's length), with L-BFGS on a whole image, where the plan says so or, by
+    default, on a GPU."""
     wanted = plan.on_device if plan.on_device is not None else device.type == "cuda"
-    lbfgs = settings.optimizer == "lbfgs"
+    lbfgs = settings.optimizer == "lbfgs" and curvature is not None
     budget = run.hard_cap and 0 < run.evaluations <= run.iterations
     return wanted and budget and lbfgs and memory.tiles is None
 

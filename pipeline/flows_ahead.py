@@ -7,8 +7,6 @@ docs/benchmarks.md, "Throughput"), so on a CPU it is off.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,14 +19,10 @@ Key = tuple[int, int, bool]  # (id of frame, id of earlier frame, neighbours)
 
 
 def spare_cores(device: torch.device) -> int:
-    """Cores the engine leaves idle: beside a GPU, all but the one that drives it. On a CPU none:
-    torch's threads take every physical core, and a flow thread on one (or on its hyperthread
-    sibling) stalls torch's barriers."""
-    if device.type != "cuda":
-        return 0
-    with contextlib.suppress(AttributeError, OSError):
-        return max(0, len(os.sched_getaffinity(0)) - 1)
-    return max(0, (os.cpu_count() or 1) - 1)
+    """Cores the engine leaves idle: beside a GPU, torch's threads but the one that drives it
+    (a --devices worker's share). On a CPU none: torch's threads take every physical core, and a
+    flow thread on one (or on its hyperthread sibling) stalls torch's barriers."""
+    return max(0, torch.get_num_threads() - 1) if device.type == "cuda" else 0
 
 
 class FlowsAhead:

@@ -34,7 +34,7 @@ from pipeline.warm_start import (
     past_frame_steps,
     run_steps,
 )
-from pipeline.work_folder import FrameLog, drop_flows, frame_path, write_frame
+from pipeline.work_folder import FrameLog, drop_flows, flow_path, frame_path, write_frame
 
 
 @dataclass
@@ -253,8 +253,7 @@ def stylize_frames(
         frame_log.write({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "precision": reason})
         previous: Frame | None = None
         for index, (frame, upcoming) in enumerate(with_next(Frame(rgb) for rgb in frames)):
-            if ahead is not None and upcoming is not None:
-                ask_ahead(ahead, upcoming, index + 1, frame, memory)
+            ask_ahead(ahead, upcoming, index + 1, (frame, previous), frame_stylizer)
             done.count = index + 1
             cut = previous is not None and is_cut(previous, frame, video.scene_threshold)
             if cut:
@@ -265,15 +264,13 @@ def stylize_frames(
             done.computed += not report.skipped
             if on_frame:
                 on_frame(report)
-            if ahead is not None:
-                ahead.forget(frame)
             previous = frame
     return done
 
 
 def with_next(items: Iterable) -> Iterator[tuple]:
-    """Each item with the one after it (None after the last): the next frame is decoded while
-    this one is stylized."""
+    """Each item with the one after it (None after the last): the next frame is read first, so
+    that its flows can start while this one is stylized."""
     iterator = iter(items)
     current = next(iterator, None)
     while current is not None:
@@ -301,14 +298,27 @@ def flows_ahead(frame_stylizer: FrameStylizer) -> Iterator[FlowsAhead | None]:
 
 
 def ask_ahead(
-    ahead: FlowsAhead, upcoming: Frame, index: int, frame: Frame, memory: ShotMemory
+    ahead: FlowsAhead | None,
+    upcoming: Frame | None,
+    index: int,
+    before: tuple[Frame, Frame | None],
+    frame_stylizer: FrameStylizer,
 ) -> None:
-    """Frame `index`'s pairs, to the frame before it and its long-term frames, unless an earlier
-    run made it."""
-    if memory.work_dir is not None and frame_path(memory.work_dir, index).is_file():
+    """Frame `index`'s pairs started: to the frame before it and to its long-term frames whose
+    flows the work folder does not hold, unless an earlier run made the frame or it takes no
+    flows. `before`: (this frame, the one before it, whose pairs nobody took are dropped)."""
+    if ahead is None:
         return
-    older = memory.frames_at(index - k for k in memory.offsets if k > 1)
-    long_term = [(past, False) for past in older]
+    frame, previous = before
+    if previous is not None:
+        ahead.forget(previous)
+    memory, video = frame_stylizer.memory, frame_stylizer.video
+    work_dir = memory.work_dir
+    if upcoming is None or video.warm_start != "flow" or frame_path(work_dir, index).is_file():
+        return
+    offsets = [k for k in memory.offsets if k > 1] if video.temporal_weight > 0 else []
+    older = [index - k for k in offsets if not flow_path(work_dir, index, index - k).is_file()]
+    long_term = [(past, False) for past in memory.frames_at(older)]
     ahead.ask(upcoming, [(frame, True), *long_term])
 
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from pipeline.batch import stylize_folder
-from pipeline.device_pool import DevicePoolExecutor
+from pipeline.device_pool import DevicePoolExecutor, cores
 from pipeline.errors import SettingsError
 from pipeline.executor import check_worker_device
 from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
@@ -62,7 +62,7 @@ def test_cpu_workers_see_no_gpu_and_share_the_cores():
     workers = DevicePoolExecutor(["cpu", "cpu"])
     results = workers.run(partial(shown_devices, ""), partial(where_it_ran, seconds=1.0), range(4))
     assert {state for _, state, _, _ in results} == {"''"}
-    assert {threads for *_, threads in results} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert {threads for *_, threads in results} == {max(1, cores() // 2)}
 
 
 def test_a_failing_setup_is_the_jobs_own_error():
@@ -97,7 +97,7 @@ def test_a_folder_over_two_cpu_workers_matches_one_process(tmp_path, starry_nigh
     for index, name in enumerate(["tubingen.jpg", "golden_gate.jpg", "tubingen.jpg"]):
         Image.open(data_file(f"contents/{name}")).save(source / f"p{index}.png")
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # each worker's share
+    torch.set_num_threads(max(1, cores() // 2))  # each worker's share
     try:
         here = stylize_folder(
             source, tmp_path / "here", [starry_night], style_settings=StyleSettings(**SMALL)
@@ -192,3 +192,32 @@ def test_sigterm_ends_the_workers_with_the_run(tmp_path, starry_night):
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+class FakeRay:
+    """What worker_count asks of Ray: the live nodes' GPUs, the cluster's CPUs."""
+
+    def __init__(self, gpus: list[float]):
+        self.gpus = gpus
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "Resources": {"GPU": count}} for count in self.gpus]
+
+    def cluster_resources(self) -> dict:
+        return {"CPU": 8.0, "GPU": sum(self.gpus)}
+
+
+def test_ray_workers_with_gpus_fit_the_nodes_gpus():
+    from pipeline.cluster import worker_count
+
+    assert worker_count(FakeRay([]), ClusterSettings(cpus_per_worker=2)) == 4
+    assert worker_count(FakeRay([1, 1]), ClusterSettings(gpus_per_worker=1)) == 2
+    assert worker_count(FakeRay([4]), ClusterSettings(gpus_per_worker=0.5)) == 8
+    refused = {
+        "no node has 2": (FakeRay([1, 1]), ClusterSettings(gpus_per_worker=2)),
+        "no GPU": (FakeRay([]), ClusterSettings(gpus_per_worker=1)),
+        "more workers than GPUs": (FakeRay([1, 1]), ClusterSettings(workers=3, gpus_per_worker=1)),
+    }
+    for case, (ray, settings) in refused.items():
+        with pytest.raises(SettingsError, match="--ray-gpus-per-worker"):
+            worker_count(ray, settings)

@@ -3,6 +3,7 @@ run here on the CPU."""
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from pipeline import device_warp, temporal
@@ -77,3 +78,14 @@ def test_a_later_frame_carried_on_the_device_is_the_host_ones(embedded_weights):
     assert np.abs(host.mask - device.mask).mean() < 0.01
     assert np.abs(host_frame - device_frame).mean() < 0.01
     assert abs(device_loss - host_loss) < 0.02 * host_loss
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_carry_on_a_gpu_is_the_cpus():
+    frame, earlier = crossing_pair()
+    flows = FlowEstimator().pair(frame, earlier, neighbours=True)
+    image = to_float(photo())
+    on_gpu = device_warp.carry(image, flows, torch.device("cuda"))
+    on_cpu = device_warp.carry(image, flows, CPU)
+    assert np.abs(on_gpu.image - on_cpu.image).max() < 1e-4
+    assert (on_gpu.mask == on_cpu.mask).mean() > 0.999

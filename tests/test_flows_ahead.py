@@ -1,13 +1,13 @@
 """Flows computed ahead by worker threads (where cores are spare): the same frames, bit for bit,
 and no flow work for frames an earlier run made."""
 
-import os
+import threading
 
 import numpy as np
 import pytest
 import torch
 
-import pipeline.flows_ahead
+import pipeline.temporal
 from pipeline.engine import Stylizer
 from pipeline.flows_ahead import spare_cores
 from pipeline.frames import FrameStylizer, stylize_frames
@@ -43,27 +43,31 @@ def run(stylizer, frames, folder, workers: int) -> list[bytes]:
     return [frame_path(folder, index).read_bytes() for index in range(len(frames))]
 
 
-def counting_pairs(monkeypatch) -> list[int]:
-    """The pairs the worker threads compute, counted."""
-    calls, real = [], pipeline.flows_ahead.FlowsAhead._pair
+def counting_pairs(monkeypatch) -> tuple[list[int], list[int]]:
+    """The pairs computed, counted: by the worker threads, and by the main thread."""
+    threads, main = [], []
+    real = pipeline.temporal.FlowEstimator.pair
 
-    def counted(self, *args):
-        calls.append(1)
-        return real(self, *args)
+    def counted(self, *args, **kwargs):
+        here = threading.current_thread() is threading.main_thread()
+        (main if here else threads).append(1)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline.flows_ahead.FlowsAhead, "_pair", counted)
-    return calls
+    monkeypatch.setattr(pipeline.temporal.FlowEstimator, "pair", counted)
+    return threads, main
 
 
 def test_flows_from_the_threads_give_the_same_frames(
     tmp_path, monkeypatch, tiny_stylizer, panning_frames
 ):
     here = run(tiny_stylizer, panning_frames, tmp_path / "here", workers=0)
-    calls = counting_pairs(monkeypatch)
+    threads, main = counting_pairs(monkeypatch)
     ahead = run(tiny_stylizer, panning_frames, tmp_path / "ahead", workers=2)
     assert ahead == here
-    # frames 1-5, each to t-1 and the long-term frames t-2 and t-4 where there are some
-    assert len(calls) == 5 + 4 + 2
+    # frames 1-5, each to t-1 and the long-term frames t-2 and t-4 where there are some, all
+    # computed ahead and taken from there
+    assert (len(threads), len(main)) == (5 + 4 + 2, 0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("flows-ahead")]
 
 
 def test_a_resumed_run_computes_no_flows_for_the_frames_it_keeps(
@@ -72,11 +76,17 @@ def test_a_resumed_run_computes_no_flows_for_the_frames_it_keeps(
     folder = tmp_path / "work"
     finished = run(tiny_stylizer, panning_frames, folder, workers=0)
     frame_path(folder, FRAMES - 1).unlink()
-    calls = counting_pairs(monkeypatch)
+    threads, main = counting_pairs(monkeypatch)
     assert run(tiny_stylizer, panning_frames, folder, workers=2) == finished
-    assert len(calls) == 3  # the last frame's three pairs only
+    # the last frame's pair to t-1 only: its long-term flows are still in the work folder
+    assert (len(threads), len(main)) == (1, 0)
 
 
 def test_threads_beside_a_gpu_only():
-    assert spare_cores(torch.device("cpu")) == 0
-    assert spare_cores(torch.device("cuda")) == len(os.sched_getaffinity(0)) - 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)  # a --devices worker's share of the cores, say
+    try:
+        assert spare_cores(torch.device("cpu")) == 0
+        assert spare_cores(torch.device("cuda")) == 3
+    finally:
+        torch.set_num_threads(threads)

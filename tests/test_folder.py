@@ -245,10 +245,8 @@ def test_dry_run_estimate_counts_the_big_scales_of_a_full_size_photo(tmp_path, s
     source.mkdir()
     Image.new("RGB", (4032, 3024), (90, 120, 160)).save(source / "phone.jpg")
     items = plan(source, tmp_path / "out", [starry_night], FolderSettings())
-    small = estimate_seconds(
-        items, StyleSettings(size=512, max_memory=4 * 2**30), probe_iterations=4
-    )
-    full = estimate_seconds(
-        items, StyleSettings(size=None, max_memory=4 * 2**30), probe_iterations=4
-    )
+    # the whole process's bound: what it holds (about 2 GB after other tests) and tiles of 12 MP
+    bound = 10 * 2**30
+    small = estimate_seconds(items, StyleSettings(size=512, max_memory=bound), probe_iterations=4)
+    full = estimate_seconds(items, StyleSettings(size=None, max_memory=bound), probe_iterations=4)
     assert full > 4 * small
