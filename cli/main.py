@@ -831,7 +831,7 @@ def stylize_video_with_progress(
             overwrite=overwrite,
             on_frame=frame_progress(show_frames),
             cluster=cluster,
-            on_chunk=chunk_progress(show_chunks),
+            on_chunk=chunk_progress(show_frames, show_chunks),
         )
 
 
@@ -850,11 +850,16 @@ def frame_progress(show: Callable[..., None]) -> Callable[[FrameReport], None]:
     return update
 
 
-def chunk_progress(show: Callable[..., None]) -> Callable[[int, int, int], None]:
-    """The chunked video job's callback: chunks done, and how many workers run them."""
+def chunk_progress(
+    show_frames: Callable[..., None], show_chunks: Callable[..., None]
+) -> Callable[[int, int, int, int, int], None]:
+    """The chunked video job's callback: the frames the workers have written (the overlaps'
+    twice) and the chunks done, and how many workers run them."""
 
-    def update(done: int, total: int, workers: int) -> None:
-        show(done, total, f"{workers} workers")
+    def update(done: int, total: int, workers: int, frames: int, all_frames: int) -> None:
+        named = f"{workers} worker{'s' if workers != 1 else ''}"
+        show_frames(frames, all_frames, f"in chunks, {named}")
+        show_chunks(done, total, named)
 
     return update
 

@@ -11,7 +11,7 @@ frame, held there by the temporal loss, so that neighbouring chunks begin from t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -96,6 +96,35 @@ def plan_chunks(count: int, cuts: list[int], chunk_frames: int, overlap: int) ->
                 break
             start = stop - overlap
     return chunks
+
+
+# on_chunk(chunks done, chunks, workers, frames written, frames in all the chunks)
+ChunkCallback = Callable[[int, int, int, int, int], None]
+
+
+@dataclass
+class ChunkCounter:
+    """How far a chunked video is, for `on_chunk`: the chunks done, the workers, and the frames the
+    workers have written, counted in the chunks' folders (each worker writes its own; overlapping
+    frames count once in each chunk)."""
+
+    job: VideoJob
+    chunks: list[Chunk]
+    on_chunk: ChunkCallback | None
+    workers: int = 1
+    finished: list[ChunkResult] = field(default_factory=list)
+
+    def started(self, workers: int) -> None:
+        self.workers = workers
+        self.report()
+
+    def report(self) -> None:
+        if self.on_chunk is None:
+            return
+        folders = [chunk_folder(self.job, chunk) for chunk in self.chunks]
+        written = sum(len(list(folder.glob("[0-9]*.png"))) for folder in folders)
+        frames = sum(chunk.stop - chunk.start for chunk in self.chunks)
+        self.on_chunk(len(self.finished), len(self.chunks), self.workers, written, frames)
 
 
 def chunk_folder(job: VideoJob, chunk: Chunk) -> Path:
@@ -256,34 +285,29 @@ def stylize_chunks(
     info: VideoInfo,
     cluster: ClusterSettings,
     weights: str | None = None,
-    on_chunk: Callable[[int, int, int], None] | None = None,
+    on_chunk: ChunkCallback | None = None,
 ) -> tuple[FramesDone, list[Chunk]]:
     """Plan the chunks (one decoding pass for the count and the cuts), then stylize each on a worker
-    of the executor `cluster` chooses; `on_chunk(done, total, workers)` after each."""
+    of the executor `cluster` chooses; `on_chunk` hears how far the chunks are (`ChunkCounter`)."""
     scanned = scan_cuts(info, job)
     chunks = plan_chunks(scanned.count, scanned.cuts, cluster.chunk_frames, cluster.overlap_frames)
-    workers: list[int] = []
-    finished: list[ChunkResult] = []
-
-    def started(count: int) -> None:
-        workers.append(count)
-        if on_chunk:
-            on_chunk(0, len(chunks), count)
+    counter = ChunkCounter(job, chunks, on_chunk)
+    finished = counter.finished
+    started = counter.started
 
     def record(result: ChunkResult) -> None:
         finished.append(result)
-        if on_chunk:
-            on_chunk(len(finished), len(chunks), workers[-1] if workers else 1)
+        counter.report()
 
     # shots over several chunks: their first frame first, so that each chunk inside starts from it
     split_shots = {chunk.shot_start for chunk in chunks if not chunk.opens_shot}
     openers = [chunk for chunk in chunks if chunk.opens_shot and chunk.shot_start in split_shots]
     heads: list[ChunkResult] = []
     if openers and cluster.shot_heads:
-        heads = make_executor(cluster, started).run(
+        heads = make_executor(cluster, started, counter.report).run(
             partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers
         )
-    make_executor(cluster, started).run(
+    make_executor(cluster, started, counter.report).run(
         partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record
     )
     return FramesDone(

@@ -14,10 +14,12 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.errors import OutputError, SettingsError
+
+WAIT_SECONDS = 5.0  # how often `on_wait` hears that the workers are still at work
 
 # the worker process's job state, built once by `setup` (or the error it raised)
 _state: object = None
@@ -94,8 +96,15 @@ def _run(work: Callable, item):
 class DevicePoolExecutor:
     """One worker process per device; results in completion order."""
 
-    def __init__(self, devices: Sequence[str], on_workers: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        devices: Sequence[str],
+        on_workers: Callable[[int], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
+        wait_seconds: float = WAIT_SECONDS,
+    ):
         self.devices, self.on_workers = list(devices), on_workers
+        self.on_wait, self.wait_seconds = on_wait, wait_seconds
 
     def run(self, setup, work, items: Iterable, on_result=None, on_start=None) -> list:
         """`on_start` is not called: the workers do not say when they take an item."""
@@ -113,11 +122,15 @@ class DevicePoolExecutor:
         try:
             if self.on_workers:
                 self.on_workers(len(devices))
-            futures = [pool.submit(_run, work, item) for item in items]
-            for future in as_completed(futures):
-                results.append(worker_result(future))
-                if on_result:
-                    on_result(results[-1])
+            pending = {pool.submit(_run, work, item) for item in items}
+            while pending:
+                done, pending = wait(pending, self.wait_seconds, FIRST_COMPLETED)
+                for future in done:
+                    results.append(worker_result(future))
+                    if on_result:
+                        on_result(results[-1])
+                if self.on_wait and pending:
+                    self.on_wait()
         except BaseException:
             # Ctrl-C, SIGTERM, an item's error: the workers' items are idempotent, so a rerun
             # redoes what they were in the middle of; they must not outlive the run

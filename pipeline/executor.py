@@ -56,16 +56,19 @@ class LocalExecutor:
 
 
 def make_executor(
-    cluster: ClusterSettings | None, on_workers: Callable[[int], None] | None = None
+    cluster: ClusterSettings | None,
+    on_workers: Callable[[int], None] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> Executor:
     """This process without `cluster`; else a worker process per device of `cluster.devices`, or
-    Ray workers; `on_workers` told how many started."""
+    Ray workers; `on_workers` told how many started, `on_wait` called every few seconds while
+    the device pool's workers are at work (for a progress bar between items)."""
     if cluster is None:
         return LocalExecutor()
     if cluster.devices:
         from pipeline.device_pool import DevicePoolExecutor
 
-        return DevicePoolExecutor(cluster.devices, on_workers)
+        return DevicePoolExecutor(cluster.devices, on_workers, on_wait)
     from pipeline.cluster import RayExecutor
 
     return RayExecutor(cluster, on_workers)

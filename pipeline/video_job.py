@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.chunks import VideoJob, assemble, chunk_layout, stylize_chunks
+from pipeline.chunks import ChunkCallback, VideoJob, assemble, chunk_layout, stylize_chunks
 from pipeline.engine import Stylizer, check_size
 from pipeline.errors import OutputError, SettingsError
 from pipeline.executor import check_worker_device
@@ -153,7 +153,7 @@ def stylize_video(
     overwrite: bool = False,
     on_frame: FrameCallback | None = None,
     cluster: ClusterSettings | None = None,
-    on_chunk: Callable[[int, int, int], None] | None = None,
+    on_chunk: ChunkCallback | None = None,
 ) -> VideoResult:
     """Decode (a video or a sequence of frames), stylize frame by frame, encode (or write frames).
     `cluster`: run chunks of frames on several devices of this machine, or on Ray workers."""
@@ -234,7 +234,7 @@ def _stylize_in_chunks(
     info: VideoInfo,
     cluster: ClusterSettings,
     weights: str | None,
-    on_chunk: Callable[[int, int, int], None] | None,
+    on_chunk: ChunkCallback | None,
 ) -> tuple[FramesDone, FrameSource, str]:
     """Chunks of frames on Ray workers; the frames to write are the chunks blended across their
     seams, and a note says how the video was cut up."""

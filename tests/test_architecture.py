@@ -319,7 +319,7 @@ def test_a_chunked_video_hands_picklable_work_to_the_executor(tmp_path, monkeypa
 
     clip = lavfi_clip(tmp_path / "clip.mp4", frames=12)
     executor = RecordingExecutor()
-    monkeypatch.setattr(pipeline.chunks, "make_executor", lambda cluster, on_workers=None: executor)
+    monkeypatch.setattr(pipeline.chunks, "make_executor", lambda cluster, *callbacks: executor)
     job = pipeline.chunks.VideoJob(
         clip, (clip,), StyleSettings(size=64), VideoSettings(), (64, 48), tmp_path / "work"
     )

@@ -65,6 +65,14 @@ def test_cpu_workers_see_no_gpu_and_share_the_cores():
     assert {threads for *_, threads in results} == {max(1, cores() // 2)}
 
 
+def test_the_caller_hears_while_the_workers_are_at_work():
+    waits = []
+    DevicePoolExecutor(["cpu"], on_wait=lambda: waits.append(1), wait_seconds=0.2).run(
+        partial(shown_devices, ""), partial(where_it_ran, seconds=1.0), range(2)
+    )
+    assert len(waits) >= 3
+
+
 def test_a_failing_setup_is_the_jobs_own_error():
     with pytest.raises(SettingsError, match="not an image"):
         DevicePoolExecutor(["cpu"]).run(broken_setup, where_it_ran, range(2))
@@ -128,6 +136,7 @@ def test_a_video_in_chunks_over_two_cpu_workers(tmp_path, starry_night):
     input's rate kept."""
     clip = tmp_path / "clip.mp4"
     run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=2", str(clip))
+    heard = []
     result = stylize_video(
         clip,
         [starry_night],
@@ -135,10 +144,14 @@ def test_a_video_in_chunks_over_two_cpu_workers(tmp_path, starry_night):
         style_settings=StyleSettings(**{**SMALL, "size": 64}),
         video=VideoSettings(iterations_next=2, evaluations_next=2),
         cluster=ClusterSettings(devices=("cpu", "cpu"), chunk_frames=12, overlap_frames=2),
+        on_chunk=lambda *progress: heard.append(progress),
     )
     out = probe(tmp_path / "out.mp4")
     assert out.frames == result.frames == 20 and out.fps == Fraction(10)
     assert any("2 chunks" in line for line in result.log)
+    # the frames the workers wrote, counted as they go: 12 + 10 (2 overlapping) at the end
+    written = [frames for _, _, _, frames, _ in heard]
+    assert written == sorted(written) and heard[-1] == (2, 2, 2, 22, 22)
 
 
 def test_the_command_refuses_ray_and_devices_together(tmp_path, starry_night):
