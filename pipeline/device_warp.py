@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.temporal import Carried, FlowPair, to_float
+from pipeline.temporal import Carried, FlowPair, flows_agree, to_float
 
 
 def sampling_grid(flow: torch.Tensor) -> torch.Tensor:
@@ -39,15 +39,10 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 def consistency_mask(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     """1 where the two flows agree, 0 at disocclusions and motion edges (Ruder et al., eq. 6-7;
-    the thresholds of `temporal.consistency_mask`)."""
+    `temporal.flows_agree`, as on the host)."""
     forward_at = warp(forward, backward)
-    sum_sq = ((backward + forward_at) ** 2).sum(dim=2)
-    disoccluded = sum_sq > 0.01 * ((backward**2).sum(dim=2) + (forward_at**2).sum(dim=2)) + 0.5
-    du = torch.gradient(backward[..., 0])
-    dv = torch.gradient(backward[..., 1])
-    gradient_sq = du[0] ** 2 + du[1] ** 2 + dv[0] ** 2 + dv[1] ** 2
-    motion_edge = gradient_sq > 0.01 * (backward**2).sum(dim=2) + 0.002
-    return (~(disoccluded | motion_edge)).float()
+    du, dv = torch.gradient(backward[..., 0]), torch.gradient(backward[..., 1])
+    return flows_agree(backward, forward_at, du, dv).float()
 
 
 def carry(result: np.ndarray, flows: FlowPair, device: torch.device) -> Carried:

@@ -298,13 +298,20 @@ def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     `backward`: flow from frame t to t-1; `forward`: flow from t-1 to t.
     """
     forward_at = warp(forward, backward)  # the forward flow, seen from frame t
+    du, dv = np.gradient(backward[..., 0]), np.gradient(backward[..., 1])
+    return flows_agree(backward, forward_at, du, dv).astype(np.float32)
+
+
+def flows_agree(backward, forward_at, du, dv):
+    """The check's test, for numpy arrays and torch tensors alike (device_warp's): no
+    disocclusion (the two flows cancel out) and no motion edge (the flow's gradient is small).
+    `forward_at`: the forward flow warped onto frame t; `du`, `dv`: the gradients (rows, columns)
+    of the backward flow's two components."""
     sum_sq = ((backward + forward_at) ** 2).sum(axis=2)
     disoccluded = sum_sq > 0.01 * ((backward**2).sum(axis=2) + (forward_at**2).sum(axis=2)) + 0.5
-    du = np.gradient(backward[..., 0])
-    dv = np.gradient(backward[..., 1])
     gradient_sq = du[0] ** 2 + du[1] ** 2 + dv[0] ** 2 + dv[1] ** 2
     motion_edge = gradient_sq > 0.01 * (backward**2).sum(axis=2) + 0.002
-    return (~(disoccluded | motion_edge)).astype(np.float32)
+    return ~(disoccluded | motion_edge)
 
 
 @dataclass
