@@ -814,24 +814,21 @@ def stylize_video_with_progress(
     overwrite: bool,
     cluster: ClusterSettings | None,
 ) -> VideoResult:
-    """`stylize_video` under a bar of frames and, with --devices or --ray, one of chunks. `job`:
-    the settings and weights, as `stylize_video` and `estimate_video` take them."""
+    """`stylize_video` under one bar of frames (with --devices or --ray, the frames the workers
+    have written, and the chunks done). `job`: the settings and weights, as `stylize_video` and
+    `estimate_video` take them."""
     from pipeline.video_job import stylize_video
 
-    with (
-        user_errors(),
-        progress_bar(source.name) as show_frames,
-        progress_bar(f"{source.name} chunks") as show_chunks,
-    ):
+    with user_errors(), progress_bar(source.name) as show:
         return stylize_video(
             source,
             style,
             output,
             **job,
             overwrite=overwrite,
-            on_frame=frame_progress(show_frames),
+            on_frame=frame_progress(show),
             cluster=cluster,
-            on_chunk=chunk_progress(show_frames, show_chunks),
+            on_chunk=chunk_progress(show),
         )
 
 
@@ -850,16 +847,13 @@ def frame_progress(show: Callable[..., None]) -> Callable[[FrameReport], None]:
     return update
 
 
-def chunk_progress(
-    show_frames: Callable[..., None], show_chunks: Callable[..., None]
-) -> Callable[[int, int, int, int, int], None]:
-    """The chunked video job's callback: the frames the workers have written (the overlaps'
-    twice) and the chunks done, and how many workers run them."""
+def chunk_progress(show: Callable[..., None]) -> Callable[[int, int, int, int, int], None]:
+    """The chunked video job's callback: the frames the workers have written (an overlap's in
+    each of its chunks), the chunks done, and how many workers run them."""
 
     def update(done: int, total: int, workers: int, frames: int, all_frames: int) -> None:
         named = f"{workers} worker{'s' if workers != 1 else ''}"
-        show_frames(frames, all_frames, f"in chunks, {named}")
-        show_chunks(done, total, named)
+        show(frames, all_frames, f"{done}/{total} chunks, {named}")
 
     return update
 

@@ -10,6 +10,8 @@ frame, held there by the temporal loss, so that neighbouring chunks begin from t
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -104,9 +106,9 @@ ChunkCallback = Callable[[int, int, int, int, int], None]
 
 @dataclass
 class ChunkCounter:
-    """How far a chunked video is, for `on_chunk`: the chunks done, the workers, and the frames the
-    workers have written, counted in the chunks' folders (each worker writes its own; overlapping
-    frames count once in each chunk)."""
+    """How far a chunked video is, for `on_chunk`: the chunks done, the workers, and the frames
+    written (a finished chunk's all; the others' counted in their folders, where the workers
+    write them; overlapping frames count once in each chunk)."""
 
     job: VideoJob
     chunks: list[Chunk]
@@ -118,13 +120,28 @@ class ChunkCounter:
         self.workers = workers
         self.report()
 
+    def record(self, result: ChunkResult) -> None:
+        self.finished.append(result)
+        self.report()
+
     def report(self) -> None:
         if self.on_chunk is None:
             return
-        folders = [chunk_folder(self.job, chunk) for chunk in self.chunks]
-        written = sum(len(list(folder.glob("[0-9]*.png"))) for folder in folders)
+        done = {result.chunk for result in self.finished}
+        written = sum(
+            chunk.stop - chunk.start if chunk in done else frames_in(chunk_folder(self.job, chunk))
+            for chunk in self.chunks
+        )
         frames = sum(chunk.stop - chunk.start for chunk in self.chunks)
         self.on_chunk(len(self.finished), len(self.chunks), self.workers, written, frames)
+
+
+def frames_in(folder: Path) -> int:
+    """The frame PNGs in a chunk's folder (0 before it exists)."""
+    with contextlib.suppress(FileNotFoundError):
+        with os.scandir(folder) as entries:
+            return sum(e.name[:1].isdigit() and e.name.endswith(".png") for e in entries)
+    return 0
 
 
 def chunk_folder(job: VideoJob, chunk: Chunk) -> Path:
@@ -292,24 +309,16 @@ def stylize_chunks(
     scanned = scan_cuts(info, job)
     chunks = plan_chunks(scanned.count, scanned.cuts, cluster.chunk_frames, cluster.overlap_frames)
     counter = ChunkCounter(job, chunks, on_chunk)
-    finished = counter.finished
-    started = counter.started
-
-    def record(result: ChunkResult) -> None:
-        finished.append(result)
-        counter.report()
-
     # shots over several chunks: their first frame first, so that each chunk inside starts from it
     split_shots = {chunk.shot_start for chunk in chunks if not chunk.opens_shot}
     openers = [chunk for chunk in chunks if chunk.opens_shot and chunk.shot_start in split_shots]
     heads: list[ChunkResult] = []
     if openers and cluster.shot_heads:
-        heads = make_executor(cluster, started, counter.report).run(
+        heads = make_executor(cluster, counter.started, counter.report).run(
             partial(job_stylizer, job, weights), partial(stylize_shot_start, job), openers
         )
-    make_executor(cluster, started, counter.report).run(
-        partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, record
+    make_executor(cluster, counter.started, counter.report).run(
+        partial(job_stylizer, job, weights), partial(stylize_chunk, job), chunks, counter.record
     )
-    return FramesDone(
-        scanned.count, sum(r.computed for r in [*heads, *finished]), scanned.cuts
-    ), chunks
+    computed = sum(result.computed for result in [*heads, *counter.finished])
+    return FramesDone(scanned.count, computed, scanned.cuts), chunks

@@ -12,6 +12,7 @@ Ray is imported only here, and only when `--ray` is given. This module knows no 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 
@@ -117,11 +118,12 @@ def worker_count(ray, settings: ClusterSettings) -> int:
     if gpus <= 0:
         return settings.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
     nodes = [node["Resources"].get("GPU", 0) for node in ray.nodes() if node.get("Alive")]
-    count = settings.workers or int(sum(gpu_count // gpus for gpu_count in nodes))
-    if count == 0 or max(nodes, default=0) < gpus or count * gpus > sum(nodes):
+    # workers a node holds, to Ray's 1e-4 resource steps (1.0 // 0.1 is 9.0)
+    fit = sum(math.floor(round(gpu_count / gpus, 4)) for gpu_count in nodes)
+    count = settings.workers or fit
+    if fit == 0 or count > fit:
         raise SettingsError(
-            f"--ray-gpus-per-worker {gpus:g}: {max(count, 1)} workers need"
-            f" {max(count, 1) * gpus:g} GPUs, the cluster has {sum(nodes):g}"
-            f" ({max(nodes, default=0):g} on its largest node)"
+            f"--ray-gpus-per-worker {gpus:g}: {max(count, 1)} workers do not fit the cluster's"
+            f" GPUs ({', '.join(f'{n:g}' for n in nodes) or 'none'} on its nodes)"
         )
     return count

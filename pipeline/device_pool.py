@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import queue
 import signal
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.errors import OutputError, SettingsError
@@ -76,11 +77,11 @@ def pin(visible: str, threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
-def _start(queue, setup: Callable, threads: int) -> None:
+def _start(shown, setup: Callable, threads: int) -> None:
     global _state, _error
     # Ctrl-C reaches the whole process group: the parent ends the workers, which stay quiet
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pin(queue.get(), threads)
+    pin(shown.get(), threads)  # the next device's CUDA_VISIBLE_DEVICES
     try:
         _state = setup()
     except Exception as error:  # raised by each item, so that the caller sees the job's error
@@ -111,26 +112,21 @@ class DevicePoolExecutor:
         items = list(items)
         devices = resolve_devices(self.devices)[: max(1, len(items))]
         context = multiprocessing.get_context("spawn")  # a forked CUDA cannot start again
-        queue, parent = context.Queue(), os.environ.get("CUDA_VISIBLE_DEVICES")
+        shown, parent = context.Queue(), os.environ.get("CUDA_VISIBLE_DEVICES")
         for device in devices:
-            queue.put(visible_as(device, parent))
+            shown.put(visible_as(device, parent))
         threads = max(1, cores() // len(devices))
         pool = ProcessPoolExecutor(
-            len(devices), context, initializer=_start, initargs=(queue, setup, threads)
+            len(devices), context, initializer=_start, initargs=(shown, setup, threads)
         )
         results, others = [], set(multiprocessing.active_children())
         try:
             if self.on_workers:
                 self.on_workers(len(devices))
-            pending = {pool.submit(_run, work, item) for item in items}
-            while pending:
-                done, pending = wait(pending, self.wait_seconds, FIRST_COMPLETED)
-                for future in done:
-                    results.append(worker_result(future))
-                    if on_result:
-                        on_result(results[-1])
-                if self.on_wait and pending:
-                    self.on_wait()
+            for result in self.completed(pool, work, items):
+                results.append(result)
+                if on_result:
+                    on_result(result)
         except BaseException:
             # Ctrl-C, SIGTERM, an item's error: the workers' items are idempotent, so a rerun
             # redoes what they were in the middle of; they must not outlive the run
@@ -140,6 +136,22 @@ class DevicePoolExecutor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return results
+
+    def completed(self, pool: ProcessPoolExecutor, work: Callable, items: list) -> Iterator:
+        """The items' results as they complete; `on_wait` between them every `wait_seconds`
+        (each finished future queues itself: no rescan of the pending ones, however many)."""
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+        for item in items:
+            pool.submit(_run, work, item).add_done_callback(finished.put)
+        for _ in items:
+            while True:
+                try:
+                    future = finished.get(timeout=self.wait_seconds)
+                    break
+                except queue.Empty:
+                    if self.on_wait:
+                        self.on_wait()
+            yield worker_result(future)
 
 
 def worker_result(future):

@@ -226,10 +226,12 @@ def test_ray_workers_with_gpus_fit_the_nodes_gpus():
     assert worker_count(FakeRay([]), ClusterSettings(cpus_per_worker=2)) == 4
     assert worker_count(FakeRay([1, 1]), ClusterSettings(gpus_per_worker=1)) == 2
     assert worker_count(FakeRay([4]), ClusterSettings(gpus_per_worker=0.5)) == 8
+    assert worker_count(FakeRay([1]), ClusterSettings(gpus_per_worker=0.1)) == 10
     refused = {
         "no node has 2": (FakeRay([1, 1]), ClusterSettings(gpus_per_worker=2)),
         "no GPU": (FakeRay([]), ClusterSettings(gpus_per_worker=1)),
         "more workers than GPUs": (FakeRay([1, 1]), ClusterSettings(workers=3, gpus_per_worker=1)),
+        "one node holds one": (FakeRay([3, 1]), ClusterSettings(workers=2, gpus_per_worker=2)),
     }
     for case, (ray, settings) in refused.items():
         with pytest.raises(SettingsError, match="--ray-gpus-per-worker"):
