@@ -796,7 +796,7 @@ def video(
         encode_settings(output, video_settings.codec, video_settings.crf)
     job = {"style_settings": settings, "video": video_settings, "weights": weights}
     if dry_run:
-        print_video_estimate(source, style, output, job)
+        print_video_estimate(source, style, output, job, cluster)
         return
     started = time.monotonic()
     result = stylize_video_with_progress(
@@ -871,7 +871,11 @@ def print_video_result(result: VideoResult, keep_frames: bool, seconds: float) -
 
 
 def print_video_estimate(
-    source: Path, style: list[Path], output: Path, job: dict[str, Any]
+    source: Path,
+    style: list[Path],
+    output: Path,
+    job: dict[str, Any],
+    cluster: ClusterSettings | None = None,
 ) -> None:
     from pipeline.video_estimate import estimate_video
 
@@ -899,8 +903,29 @@ def print_video_estimate(
         highlight=False,
         soft_wrap=True,
     )
+    if cluster is not None and cluster.devices:
+        print_spread(guess, cluster)
+    # a chunked run's folder is keyed by its chunks as well: not the one the estimate looked in
+    where = f"in {guess.work_dir}" if cluster is None else f"beside {output.name}"
     out.print(
-        f"work folder: about {_size(guess.work_bytes)} in {guess.work_dir}; nothing was written",
+        f"work folder: about {_size(guess.work_bytes)} {where}; nothing was written",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def print_spread(guess, cluster: ClusterSettings) -> None:
+    """The --devices run's time: the estimate's work in chunks over the workers."""
+    from pipeline.device_pool import resolve_devices
+    from pipeline.video_estimate import spread_over
+
+    with user_errors():
+        workers = len(resolve_devices(cluster.devices))
+    seconds = spread_over(guess, workers, cluster)
+    out.print(
+        f"with --devices {','.join(cluster.devices)}: about {format_duration(seconds)} in chunks"
+        f" of {cluster.chunk_frames} frames over {workers} worker{'s' * (workers > 1)}, if each"
+        " device runs as fast as the one timed",
         highlight=False,
         soft_wrap=True,
     )

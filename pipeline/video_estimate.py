@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 
 from pipeline.batch import pixel_evaluations, seconds_per_pixel_evaluation
-from pipeline.chunks import VideoJob, scan_cuts
+from pipeline.chunks import VideoJob, plan_chunks, scan_cuts
 from pipeline.engine import Plan, Stylizer, check_size
 from pipeline.frames import FrameStylizer, frame_and_stats
 from pipeline.image_io import load_styles, to_tensor
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import ClusterSettings, StyleSettings, VideoSettings
 from pipeline.sources import open_reader, probe
 from pipeline.temporal import Frame, to_float
 from pipeline.video_io import check_complete, even_size
@@ -111,3 +111,15 @@ def _time_later_frames(
     # a one-frame video has no later frame
     median = sorted(seconds)[len(seconds) // 2] if seconds else 0.0
     return median, sum(sizes) / len(sizes)
+
+
+def spread_over(guess: VideoEstimate, workers: int, cluster: ClusterSettings) -> float:
+    """The wall time of the same run in chunks over `workers` workers (--devices): each overlap
+    made in both its chunks, each chunk inside a shot started from a first frame's budget, the
+    chunks shared out evenly."""
+    chunks = plan_chunks(guess.frames, guess.cuts, cluster.chunk_frames, cluster.overlap_frames)
+    overlaps = sum(chunk.stop - chunk.start for chunk in chunks) - guess.frames
+    heads = sum(not chunk.opens_shot for chunk in chunks)
+    work = guess.seconds + overlaps * guess.later_frame_seconds
+    work += heads * guess.first_frame_seconds
+    return work / max(1, min(workers, len(chunks)))

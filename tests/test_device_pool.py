@@ -236,3 +236,18 @@ def test_ray_workers_with_gpus_fit_the_nodes_gpus():
     for case, (ray, settings) in refused.items():
         with pytest.raises(SettingsError, match="--ray-gpus-per-worker"):
             worker_count(ray, settings)
+
+
+def test_a_devices_dry_run_shares_the_chunks_out():
+    """100 frames in chunks of 40 overlapping by 8: (0, 40), (32, 72), (64, 100). 16 frames are
+    made twice and the two chunks inside the shot start with a first frame's budget."""
+    from pipeline.video_estimate import VideoEstimate, spread_over
+
+    guess = VideoEstimate(
+        frames=100, cuts=[], resumed=0, size=(256, 144), first_frame_seconds=20.0,
+        later_frame_seconds=0.5, seconds=20.0 + 99 * 0.5, work_bytes=0, work_dir=Path("w"),
+    )  # fmt: skip
+    cluster = ClusterSettings(devices=("cuda:0", "cuda:1"), chunk_frames=40, overlap_frames=8)
+    work = 69.5 + 16 * 0.5 + 2 * 20.0
+    assert spread_over(guess, 2, cluster) == pytest.approx(work / 2)
+    assert spread_over(guess, 8, cluster) == pytest.approx(work / 3)  # three chunks to share
