@@ -316,9 +316,9 @@ def ask_ahead(
     work_dir = memory.work_dir
     if upcoming is None or video.warm_start != "flow" or frame_path(work_dir, index).is_file():
         return
-    offsets = [k for k in memory.offsets if k > 1] if video.temporal_weight > 0 else []
-    older = [index - k for k in offsets if not flow_path(work_dir, index, index - k).is_file()]
-    long_term = [(past, False) for past in memory.frames_at(older)]
+    older = memory.long_term_indices(index) if video.temporal_weight > 0 else []
+    uncached = [earlier for earlier in older if not flow_path(work_dir, index, earlier).is_file()]
+    long_term = [(past, False) for past in memory.frames_at(uncached)]
     ahead.ask(upcoming, [(frame, True), *long_term])
 
 

@@ -120,9 +120,7 @@ def seed_curvature(
     the same size, its history pairs, and its first step length is 1 (torch's LBFGS state, as it
     keeps it). A zero last step adds no pair built from two different losses."""
     flat = image.numel()
-    same_size = tuple(curvature.size) == tuple(image.shape[-2:]) and history > 0
-    steps = [s.to(image.device) for s in curvature.steps[-history:]] if same_size else []
-    changes = [y.to(image.device) for y in curvature.changes[-history:]] if same_size else []
+    steps, changes = carried_pairs(curvature, image, history)
     optimizer.state[image].update(
         func_evals=0,
         n_iter=SEEDED_ITERATIONS,
@@ -157,14 +155,24 @@ def read_curvature(
     return Curvature(scale, tuple(image.shape[-2:]), steps, changes)
 
 
+def carried_pairs(
+    curvature: Curvature, image: torch.Tensor, history: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The newest `history` pairs of `curvature` on the image's device, where they are of its size
+    (none otherwise: pairs of another size describe another problem)."""
+    if tuple(curvature.size) != tuple(image.shape[-2:]) or history <= 0:
+        return [], []
+    steps = [s.to(image.device) for s in curvature.steps[-history:]]
+    return steps, [y.to(image.device) for y in curvature.changes[-history:]]
+
+
 def device_history(image: torch.Tensor, history: int, curvature: Curvature | None) -> History:
     """device_lbfgs's start from a carried curvature: its scale and, at the same size, its pairs."""
     start = History(history)
     if curvature is None:
         return start
-    if tuple(curvature.size) == tuple(image.shape[-2:]) and history > 0:
-        for step, change in zip(curvature.steps[-history:], curvature.changes[-history:]):
-            start.add(step.to(image.device), change.to(image.device))
+    for step, change in zip(*carried_pairs(curvature, image, history)):
+        start.add(step, change)
     start.scale = torch.full((), curvature.scale, device=image.device)  # a fill, not a copy
     return start
 
@@ -250,9 +258,8 @@ class ScaleOptimization:
         self.image = (hold.seen(image) if hold else image).detach().clone().requires_grad_(True)
         self.terms, self.evaluate, self.run, self.hold = terms, evaluate, run, hold
         self.tolerance = settings.tolerance if run.tolerance is None else run.tolerance
-        if on_device:  # the whole budget in device_lbfgs (L-BFGS, hard-capped, untiled)
-            self.device_history = device_history(self.image, history, curvature)
-        self.on_device = on_device
+        # on the device: the whole budget in device_lbfgs (L-BFGS, hard-capped, untiled)
+        self.device_history = device_history(self.image, history, curvature) if on_device else None
         self.optimizer = (
             None if on_device else make_optimizer(self.image, run, settings, history, curvature)
         )
@@ -267,7 +274,7 @@ class ScaleOptimization:
 
     def __call__(self, keep_pairs: bool = True) -> Result:
         """Optimize; the curvature keeps its history pairs only if `keep_pairs`."""
-        if self.on_device:
+        if self.device_history is not None:
             return self.minimize_on_device(keep_pairs)
         run, optimizer = self.run, self.optimizer
         with contextlib.suppress(_Stop):
@@ -298,7 +305,6 @@ class ScaleOptimization:
         curvature = Curvature(scale, size, steps, changes) if usable else None
         steps_taken = max(0, self.run.evaluations - 1)
         if self.run.callback and found:
-            self.last = None
             self.report(steps_taken, losses, best.image, self.run.evaluations)
         seconds = time.perf_counter() - self.started
         # no finite loss seen: the start, as the torch loop returns it

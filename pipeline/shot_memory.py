@@ -117,6 +117,11 @@ class ShotMemory:
         self.recent.append(past)
         self.first = self.first or past
 
+    def long_term_indices(self, index: int) -> list[int]:
+        """The frames before t-1 that frame `index`'s temporal loss looks back at (t-2, t-4),
+        closest first."""
+        return [index - k for k in self.offsets if k > 1]
+
     def frames_at(self, indices: Iterable[int]) -> list[Frame]:
         """The input frames at `indices` among the recent ones (those before t-1 that a long-term
         offset reaches), without their results."""
@@ -131,7 +136,7 @@ class ShotMemory:
         """The long-term frames of frame `index` (t-2 and before, closest first) and, with
         --restore-still, the shot's first frame when it is none of them."""
         by_index = {past.index: past for past in self.recent}
-        wanted = [index - k for k in self.offsets if k > 1 and index - k in by_index]
+        wanted = [earlier for earlier in self.long_term_indices(index) if earlier in by_index]
         chosen = [self._loaded(by_index[i]) for i in wanted]
         first = self.first
         if self.keep_first and first is not None and first.index < index - 1:
