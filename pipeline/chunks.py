@@ -247,7 +247,7 @@ def stylize_chunk(job: VideoJob, stylizer: Stylizer, chunk: Chunk) -> ChunkResul
         if not chunk.opens_shot:
             result, _ = head_from_shot(job, info, chunk, frame_stylizer, result)
             made_head = True
-        write_frame(head, result)
+        frame_stylizer.state.commit(0, partial(write_frame, head, result), due=True)
     with reader_from(job, info, chunk.start) as reader:
         done = stylize_frames(
             reader.frames(chunk.stop - chunk.start),

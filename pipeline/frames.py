@@ -1,6 +1,6 @@
 """Frames in order: each warm-started from the previous one's result (or cold, at the first frame
-of a shot), stylized into a work folder, one atomic PNG each, so that a killed run resumes at the
-first missing frame and reproduces the frames an uninterrupted run would have made.
+of a shot), stylized into a work folder, one atomic PNG each, so that a killed run resumes after its
+last checkpoint (`carried_state`) and reproduces the frames an uninterrupted run would have made.
 
 `FrameStylizer` makes the per-frame decision (cold or warm, which terms, which budget) and builds
 the engine's `Plan`; the warm start's steps live in `warm_start`, the shot's past in
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from functools import partial
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.carried_state import CarriedState
 from pipeline.engine import Hold, Plan, Result, Stylizer
 from pipeline.flows_ahead import FlowsAhead, spare_cores
 from pipeline.image_io import to_array, to_tensor
@@ -72,6 +74,7 @@ class FrameStylizer:
         self.stylizer, self.video = stylizer, video
         self.flows = FlowEstimator()
         self.memory = ShotMemory(video, work_dir)
+        self.state = CarriedState(work_dir)  # frame t-1's curvature and hold reference
         self.steps, self.past_steps = later_frame_steps(video), past_frame_steps(video)
         self.cold_plan = Plan()  # a shot's first frame: the settings' budget
         self.on_device: bool | None = None  # later frames in device_lbfgs (None: on a GPU)
@@ -92,17 +95,17 @@ class FrameStylizer:
         long-term frames come from `memory` (none where this frame is stylized on its own)."""
         content = to_float(frame.rgb)
         if self.is_cold(previous is not None):
-            self.memory.forget_curvature()
+            self.state.forget_curvature()
             result = self.stylizer.stylize(to_tensor(content), self.cold_plan)
             return self.finish(index, frame, result, None, None)
         start = time.perf_counter()
         before = PastFrame(index - 1, *previous)
         reference = None
         if self.video.hold_still > 0:
-            reference = self.memory.reference_before(index, before)
+            reference = self.state.reference_before(index, before)
         warm, terms = self.warm_start(frame, index, before, content=content, reference=reference)
         flow_seconds = time.perf_counter() - start
-        curvature = self.memory.curvature_before(index) if self.video.carry_curvature else None
+        curvature = self.state.curvature_before(index) if self.video.carry_curvature else None
         plan = self.later_plan(
             warm.first_image, terms, curvature=curvature, hold=warm.hold, budgets=self.budgets(warm)
         )
@@ -193,7 +196,7 @@ class FrameStylizer:
         """The frame at its input's depth and its stats; the curvature and, with --hold-still, the
         hold reference for the next frame kept first."""
         if self.video.carry_curvature and result.curvature is not None:
-            self.memory.keep_curvature(index, result.curvature)
+            self.state.keep_curvature(index, result.curvature)
         image, stats = frame_and_stats(result, frame.rgb.dtype, **stats)
         if self.video.hold_still > 0:
             held = warm.held if warm is not None else None
@@ -201,7 +204,7 @@ class FrameStylizer:
                 reference = HoldReference.settled(image, frame.rgb)
             else:
                 reference = reference.after(image, frame.rgb, warm.change, held)
-            self.memory.keep_reference(index, reference)
+            self.state.keep_reference(index, reference)
             if held is not None:
                 stats["held"] = round(float(held.mean()), 4)
         return image, stats
@@ -236,16 +239,19 @@ def stylize_frames(
     total: int,
     on_frame: FrameCallback | None = None,
 ) -> FramesDone:
-    """Stylize frames in order into `work_dir`, one atomic PNG each; frames already there are kept.
+    """Stylize frames in order into `work_dir`, one atomic PNG each; frames an earlier run made up
+    to its last checkpoint are kept, those after it made again.
 
     Frame t starts from frame t-1's result, which is exactly its lossless PNG: kept in memory, and
     read back only when an earlier run made it, so a resumed run computes what an uninterrupted one
-    would (the shot's memory is mirrored to the work folder for the same reason). A scene cut
-    starts the next frame cold.
+    would (the shot's memory and the carried state are mirrored to the work folder for the same
+    reason). A scene cut starts the next frame cold.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    memory = frame_stylizer.memory
+    memory, state = frame_stylizer.memory, frame_stylizer.state
     memory.mirror_to(work_dir)
+    state.work_dir = work_dir
+    state.begin()
     memory.start_shot()
     done = FramesDone(0, 0, [])
     with FrameLog(work_dir) as frame_log, flows_ahead(frame_stylizer) as ahead:
@@ -265,6 +271,7 @@ def stylize_frames(
             if on_frame:
                 on_frame(report)
             previous = frame
+    state.end()
     return done
 
 
@@ -314,7 +321,7 @@ def ask_ahead(
         ahead.forget(previous)
     memory, video = frame_stylizer.memory, frame_stylizer.video
     work_dir = memory.work_dir
-    if upcoming is None or video.warm_start != "flow" or frame_path(work_dir, index).is_file():
+    if upcoming is None or video.warm_start != "flow" or frame_stylizer.state.keeps(index):
         return
     older = memory.long_term_indices(index) if video.temporal_weight > 0 else []
     uncached = [earlier for earlier in older if not flow_path(work_dir, index, earlier).is_file()]
@@ -331,10 +338,10 @@ def _one_frame(
     frame_log: FrameLog,
     total: int,
 ) -> FrameReport:
-    """Frame `index` stylized and written (or found done), and added to the shot's memory."""
+    """Frame `index` stylized and written (or kept from an earlier run), and added to the shot's
+    memory."""
     memory, work_dir = frame_stylizer.memory, frame_stylizer.memory.work_dir
-    path = frame_path(work_dir, index)
-    if path.is_file():
+    if frame_stylizer.state.keeps(index):
         memory.add(index, frame, None)
         return FrameReport(index, total, frame_stylizer.is_cold(warm), cut, skipped=True)
     previous = memory.previous() if warm else None
@@ -345,7 +352,7 @@ def _one_frame(
     # logged before the frame lands, so that every frame on disk has its line (a kill between the
     # two leaves a line for a frame the rerun makes again; readers take a frame's last line)
     frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
-    write_frame(path, result)
+    frame_stylizer.state.commit(index, partial(write_frame, frame_path(work_dir, index), result))
     drop_flows(work_dir, index - 1)
     memory.add(index, frame, result)
     return report

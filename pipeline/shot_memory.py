@@ -1,35 +1,23 @@
 """What a later frame needs from the frames before it in its shot, in one place: the recent results
-(t-1 and the long-term frames), the shot's first frame, the L-BFGS curvature frame t-1 ended with,
-the hold reference (--hold-still) and the flows between long-term frame pairs. Everything is kept
-in memory and mirrored to the work folder, so that a resumed run reads back, through the same
-object, what an uninterrupted run would have kept in memory, and computes the same frames.
+(t-1 and the long-term frames), the shot's first frame and the flows between long-term frame pairs
+(frame t-1's curvature and hold reference: `carried_state`). Kept in memory and mirrored to the
+work folder, so that a resumed run reads back, through the same object, what an uninterrupted run
+would have kept in memory, and computes the same frames.
 """
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from pipeline.engine import Curvature
 from pipeline.settings import VideoSettings
 from pipeline.temporal import FlowEstimator, FlowPair, Frame
-from pipeline.tuning import CARRIED_PAIRS, HOLD_SETTLE
-from pipeline.work_folder import (
-    curvature_path,
-    flow_path,
-    frame_path,
-    hold_path,
-    read_flows,
-    read_frame,
-    write_atomically,
-    write_flows,
-)
+from pipeline.tuning import HOLD_SETTLE
+from pipeline.work_folder import flow_path, frame_path, read_flows, read_frame, write_flows
 
 
 @dataclass
@@ -97,17 +85,13 @@ class ShotMemory:
         self.work_dir = work_dir
         self.recent: deque[PastFrame] = deque(maxlen=max(self.offsets))
         self.first: PastFrame | None = None
-        self.curvature: tuple[int, Curvature] | None = None  # (frame, what its L-BFGS ended with)
-        self.reference: tuple[int, HoldReference] | None = None  # (frame, the reference after it)
 
     def mirror_to(self, work_dir: Path) -> None:
         """Keep and read back everything in `work_dir` from now on: the folder of the frames."""
         self.work_dir = work_dir
 
     def start_shot(self) -> None:
-        """A scene cut (or a new run of frames): no earlier frame is looked back at. The
-        curvature and the hold reference go with the next cold frame, or a chunk's head hands
-        them on."""
+        """A scene cut (or a new run of frames): no earlier frame is looked back at."""
         self.recent.clear()
         self.first = None
 
@@ -164,52 +148,3 @@ class ShotMemory:
             write_flows(path, flows)
             flows = read_flows(path)
         return flows
-
-    def curvature_before(self, index: int) -> Curvature | None:
-        """What frame t-1's L-BFGS ended with: in memory, or saved by the run that made t-1."""
-        if self.curvature is not None and self.curvature[0] == index - 1:
-            return self.curvature[1]
-        path = curvature_path(self.work_dir, index - 1) if self.work_dir else None
-        return torch.load(path, weights_only=False) if path and path.is_file() else None
-
-    def forget_curvature(self) -> None:
-        """A new shot: nothing learnt on the last one carries over."""
-        self.curvature = None
-
-    def keep_curvature(self, index: int, curvature: Curvature) -> None:
-        """This frame's newest history pairs, for frame t+1 (saved before the frame itself, so
-        that a resume finds them)."""
-        curvature = Curvature(
-            curvature.scale,
-            curvature.size,
-            [x.detach().cpu() for x in curvature.steps[-CARRIED_PAIRS:]],
-            [x.detach().cpu() for x in curvature.changes[-CARRIED_PAIRS:]],
-        )
-        self.curvature = (index, curvature)
-        if self.work_dir:
-            # in memory first: torch.save on a full disk says only "unexpected pos"
-            buffer = io.BytesIO()
-            torch.save(curvature, buffer)
-            write_atomically(curvature_path(self.work_dir, index), buffer.getvalue())
-            # t-1's stays until t's frame is written
-            curvature_path(self.work_dir, index - 2).unlink(missing_ok=True)
-
-    def reference_before(self, index: int, previous: PastFrame) -> HoldReference:
-        """Frame t-1's hold reference: in memory, or saved by the run that made t-1; where neither
-        has it (t-1 opened the shot from elsewhere), t-1's own result and input."""
-        if self.reference is not None and self.reference[0] == index - 1:
-            return self.reference[1]
-        path = hold_path(self.work_dir, index - 1) if self.work_dir else None
-        if path and path.is_file():
-            with np.load(path) as data:
-                return HoldReference(data["result"], data["source"], data["age"])
-        return HoldReference.settled(previous.result, previous.frame.rgb)
-
-    def keep_reference(self, index: int, reference: HoldReference) -> None:
-        """Saved before the frame itself, as the curvature is, so that a resume finds it."""
-        self.reference = (index, reference)
-        if self.work_dir:
-            buffer = io.BytesIO()
-            np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
-            write_atomically(hold_path(self.work_dir, index), buffer.getvalue())
-            hold_path(self.work_dir, index - 2).unlink(missing_ok=True)

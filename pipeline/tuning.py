@@ -49,4 +49,8 @@ RESTORE_LIGHT_LIMIT = 0.3
 # cannot vouch for (a fast pan's entering strip, a disocclusion); make bench-motion
 DAMAGE_SHARE = 0.02
 CARRIED_PAIRS = 5  # L-BFGS history pairs taken from frame t-1 (older ones describe older frames)
+# A later frame's state (its carried curvature, 250 MB at 1080p) is written at a checkpoint when
+# this share of the time since the last one pays for the last one's writing (carried_state); a
+# resumed run makes the frames after the last checkpoint again.
+STATE_WRITE_SHARE = 0.02
 PASS_BLEND = 0.5  # later passes: share of the neighbour's carried result in a frame's start

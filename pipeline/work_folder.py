@@ -187,8 +187,27 @@ def drop_flows(work_dir: Path, index: int) -> None:
         path.unlink(missing_ok=True)
 
 
+# names the frame of the last checkpoint (carried_state)
+CHECKPOINT = "checkpoint.json"
+
+
 def curvature_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"curvature-{index:06d}.pt"
+
+
+def read_checkpoint(work_dir: Path) -> int | None:
+    """The frame of the work folder's last checkpoint (-1: none yet, or unreadable: every frame is
+    made again; None: a folder from before checkpoints, whose frames are all kept)."""
+    try:
+        return int(json.loads((work_dir / CHECKPOINT).read_text())["frame"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def write_checkpoint(work_dir: Path, index: int) -> None:
+    write_atomically(work_dir / CHECKPOINT, json.dumps({"frame": index}).encode())
 
 
 def hold_path(work_dir: Path, index: int) -> Path:

@@ -36,6 +36,13 @@ def data_file(relative: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_every_frame(monkeypatch):
+    """In-process runs write a checkpoint with every frame, so that a resume test's count of the
+    frames made again does not hang on timing; test_checkpoints tests the spaced ones."""
+    monkeypatch.setattr("pipeline.carried_state.STATE_WRITE_SHARE", float("inf"))
+
+
 @pytest.fixture(scope="session")
 def embedded_weights() -> VGGWeights:
     return load_embedded()

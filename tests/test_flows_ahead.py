@@ -35,11 +35,23 @@ def tiny_stylizer(embedded_weights):
     return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
 
 
-def run(stylizer, frames, folder, workers: int) -> list[bytes]:
+class Killed(Exception):
+    pass
+
+
+def kill_after(last: int):
+    def on_frame(report):
+        if report.index == last:
+            raise Killed
+
+    return on_frame
+
+
+def run(stylizer, frames, folder, workers: int, on_frame=None) -> list[bytes]:
     video = VideoSettings(iterations_next=2, evaluations_next=2)
     frame_stylizer = FrameStylizer(stylizer, video)
     frame_stylizer.ahead_workers = workers
-    stylize_frames(frames, frame_stylizer, folder, video, len(frames))
+    stylize_frames(frames, frame_stylizer, folder, video, len(frames), on_frame)
     return [frame_path(folder, index).read_bytes() for index in range(len(frames))]
 
 
@@ -73,13 +85,14 @@ def test_flows_from_the_threads_give_the_same_frames(
 def test_a_resumed_run_computes_no_flows_for_the_frames_it_keeps(
     tmp_path, monkeypatch, tiny_stylizer, panning_frames
 ):
-    folder = tmp_path / "work"
-    finished = run(tiny_stylizer, panning_frames, folder, workers=0)
-    frame_path(folder, FRAMES - 1).unlink()
+    finished = run(tiny_stylizer, panning_frames, tmp_path / "whole", workers=0)
+    folder = tmp_path / "killed"
+    with pytest.raises(Killed):
+        run(tiny_stylizer, panning_frames, folder, workers=0, on_frame=kill_after(FRAMES - 2))
     threads, main = counting_pairs(monkeypatch)
     assert run(tiny_stylizer, panning_frames, folder, workers=2) == finished
-    # the last frame's pair to t-1 only: its long-term flows are still in the work folder
-    assert (len(threads), len(main)) == (1, 0)
+    # the last frame's three pairs (to t-1, t-2 and t-4) only
+    assert (len(threads), len(main)) == (3, 0)
 
 
 def test_threads_beside_a_gpu_only():

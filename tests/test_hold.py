@@ -142,11 +142,11 @@ def test_a_moving_camera_holds_nothing(stylizer):
         stylizer, VideoSettings(iterations_next=2, evaluations_next=2, hold_still=0.03)
     )
     first, _ = frame_stylizer(Frame(clip[0]), None, 0)
-    still_camera = change_since(Frame(clip[1]), frame_stylizer.memory.reference[1].source, 0.03)
+    still_camera = change_since(Frame(clip[1]), frame_stylizer.state.reference[1].source, 0.03)
     assert still_camera.unchanged[-H // 8 :].all()  # compared in place, the band would be held
     _, stats = frame_stylizer(Frame(clip[1]), (Frame(clip[0]), first), 1)
     assert "held" not in stats
-    assert not frame_stylizer.memory.reference[1].age.any()
+    assert not frame_stylizer.state.reference[1].age.any()
 
 
 def test_a_still_background_stays_put_and_a_resumed_run_gives_the_same_frames(tmp_path, stylizer):

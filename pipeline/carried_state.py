@@ -1,0 +1,154 @@
+"""What frame t+1 takes from frame t besides its result: the L-BFGS curvature frame t ended with
+and, with --hold-still, its hold reference. Kept in memory, and written to the work folder at
+checkpoints only: the curvature is ten images of floats (250 MB a frame at 1920x1080, 18 MB at
+512x288), and writing it with every frame cost 2-7 % of a CPU's frame and more than a GPU's whole
+frame. A checkpoint is written when the time since the last one is at least 1/STATE_WRITE_SHARE
+times what the last one took to write, so writing costs at most that share of the run.
+
+A resumed run keeps the frames up to the last checkpoint and makes those after it again: the same
+bits as an uninterrupted run, as every input to them (the results before, the flows, this state)
+is what that run used. `checkpoint.json` names the checkpoint's frame; a work folder without it
+(made before checkpoints were written this way) keeps every frame it holds.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.engine import Curvature
+from pipeline.shot_memory import HoldReference, PastFrame
+from pipeline.tuning import CARRIED_PAIRS, STATE_WRITE_SHARE
+from pipeline.work_folder import (
+    curvature_path,
+    frame_path,
+    hold_path,
+    read_checkpoint,
+    write_atomically,
+    write_checkpoint,
+)
+
+
+class CarriedState:
+    """Frame t's curvature and hold reference for frame t+1, and the checkpoints that let a
+    resumed run compute what an uninterrupted one would. `work_dir` None: in memory only."""
+
+    def __init__(self, work_dir: Path | None = None):
+        self.work_dir = work_dir
+        self.curvature: tuple[int, Curvature] | None = None  # (frame, what its L-BFGS ended with)
+        self.reference: tuple[int, HoldReference] | None = None  # (frame, the reference after it)
+        self.kept_until: int | None = None  # a resumed run makes the frames after it again
+        self.unsaved: int | None = None  # the newest frame whose state is in memory only
+        self.since = time.monotonic()  # the last checkpoint's end
+        self.write_seconds = 0.0  # what writing it took
+
+    def begin(self) -> None:
+        """A run over the work folder starts: the frames it keeps are read from the last
+        checkpoint; a new folder gets one before any frame, so that a run killed before its first
+        real checkpoint makes every frame again."""
+        if self.work_dir is None:
+            return
+        kept = read_checkpoint(self.work_dir)
+        if kept is None and not frame_path(self.work_dir, 0).is_file():
+            write_checkpoint(self.work_dir, -1)
+            kept = -1
+        if kept is not None and kept >= 0 and not frame_path(self.work_dir, kept).is_file():
+            kept = -1  # the checkpoint's own frame was deleted: its state says nothing
+        self.kept_until = kept
+        self.since = time.monotonic()
+
+    def keeps(self, index: int) -> bool:
+        """Frame `index` is on disk and an earlier run's checkpoint vouches for what follows it."""
+        if self.work_dir is None or not frame_path(self.work_dir, index).is_file():
+            return False
+        return self.kept_until is None or index <= self.kept_until
+
+    def commit(self, index: int, write_frame: Callable[[], None], due: bool | None = None) -> None:
+        """Frame `index` written by `write_frame()`, with a checkpoint where one is due: its state
+        first, the frame, then the checkpoint's name (a kill in between leaves the last one)."""
+        if due is None:
+            due = time.monotonic() - self.since >= self.write_seconds / STATE_WRITE_SHARE
+        if due and self.work_dir is not None:
+            self._save(index)
+        write_frame()
+        if due and self.work_dir is not None:
+            self._mark(index)
+        else:
+            self.unsaved = index
+
+    def end(self) -> None:
+        """The run's frames are all written: a checkpoint at the last one, so that a rerun keeps
+        them all."""
+        if self.unsaved is not None and self.work_dir is not None:
+            self._save(self.unsaved)
+            self._mark(self.unsaved)
+
+    def _save(self, index: int) -> None:
+        start = time.monotonic()
+        if self.curvature is not None and self.curvature[0] == index:
+            curvature = self.curvature[1]
+            on_host = Curvature(
+                curvature.scale,
+                curvature.size,
+                [x.cpu() for x in curvature.steps],
+                [x.cpu() for x in curvature.changes],
+            )
+            # in memory first: torch.save on a full disk says only "unexpected pos"
+            buffer = io.BytesIO()
+            torch.save(on_host, buffer)
+            write_atomically(curvature_path(self.work_dir, index), buffer.getvalue())
+        if self.reference is not None and self.reference[0] == index:
+            reference, buffer = self.reference[1], io.BytesIO()
+            np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
+            write_atomically(hold_path(self.work_dir, index), buffer.getvalue())
+        self.write_seconds = time.monotonic() - start
+
+    def _mark(self, index: int) -> None:
+        write_checkpoint(self.work_dir, index)
+        for path in [*self.work_dir.glob("curvature-*.pt"), *self.work_dir.glob("hold-*.npz")]:
+            if path not in (curvature_path(self.work_dir, index), hold_path(self.work_dir, index)):
+                path.unlink(missing_ok=True)
+        self.kept_until, self.unsaved, self.since = index, None, time.monotonic()
+
+    def curvature_before(self, index: int) -> Curvature | None:
+        """What frame t-1's L-BFGS ended with: in memory, or saved by the run that made t-1."""
+        if self.curvature is not None and self.curvature[0] == index - 1:
+            return self.curvature[1]
+        path = curvature_path(self.work_dir, index - 1) if self.work_dir else None
+        return torch.load(path, weights_only=False) if path and path.is_file() else None
+
+    def forget_curvature(self) -> None:
+        """A new shot: nothing learnt on the last one carries over."""
+        self.curvature = None
+
+    def keep_curvature(self, index: int, curvature: Curvature) -> None:
+        """This frame's newest history pairs, for frame t+1 (on its device, until a checkpoint)."""
+        steps, changes = curvature.steps[-CARRIED_PAIRS:], curvature.changes[-CARRIED_PAIRS:]
+        self.curvature = (
+            index,
+            Curvature(
+                curvature.scale,
+                curvature.size,
+                [x.detach() for x in steps],
+                [x.detach() for x in changes],
+            ),
+        )
+
+    def reference_before(self, index: int, previous: PastFrame) -> HoldReference:
+        """Frame t-1's hold reference: in memory, or saved by the run that made t-1; where neither
+        has it (t-1 opened the shot from elsewhere), t-1's own result and input."""
+        if self.reference is not None and self.reference[0] == index - 1:
+            return self.reference[1]
+        path = hold_path(self.work_dir, index - 1) if self.work_dir else None
+        if path and path.is_file():
+            with np.load(path) as data:
+                return HoldReference(data["result"], data["source"], data["age"])
+        return HoldReference.settled(previous.result, previous.frame.rgb)
+
+    def keep_reference(self, index: int, reference: HoldReference) -> None:
+        self.reference = (index, reference)
