@@ -36,7 +36,7 @@ from pipeline.warm_start import (
     past_frame_steps,
     run_steps,
 )
-from pipeline.work_folder import FrameLog, drop_flows, flow_path, frame_path, write_frame
+from pipeline.work_folder import FrameLog, frame_path, write_frame
 
 
 @dataclass
@@ -143,15 +143,13 @@ class FrameStylizer:
         warm = run_steps(self.steps, WarmStart.of(previous.result), context)
         if self.video.temporal_weight <= 0:
             return warm, []
-        carried = [
-            self.carry_past(frame, index, item, content) for item in past if not item.shot_start
-        ]
+        carried = [self.carry_past(frame, item, content) for item in past if not item.shot_start]
         target = long_term([warm.carried, *carried])
         return warm, [Term("temporal", temporal_loss(target), self.video.temporal_weight)]
 
-    def carry_past(self, frame: Frame, index: int, past: PastFrame, content: np.ndarray) -> Carried:
+    def carry_past(self, frame: Frame, past: PastFrame, content: np.ndarray) -> Carried:
         """A long-term frame's result carried onto this one, for the temporal loss."""
-        flows = self.memory.flows(index, frame, past, self.flows)
+        flows = self.flows.pair(frame, past.frame).in_half_precision()
         context = WarmContext(frame, content, past.frame, flows, self.video, warp_on=self.warp_on)
         return run_steps(self.past_steps, WarmStart.of(past.result), context).carried
 
@@ -311,21 +309,19 @@ def ask_ahead(
     before: tuple[Frame, Frame | None],
     frame_stylizer: FrameStylizer,
 ) -> None:
-    """Frame `index`'s pairs started: to the frame before it and to its long-term frames whose
-    flows the work folder does not hold, unless an earlier run made the frame or it takes no
-    flows. `before`: (this frame, the one before it, whose pairs nobody took are dropped)."""
+    """Frame `index`'s pairs started: to the frame before it and to its long-term frames, unless
+    an earlier run made the frame or it takes no flows. `before`: (this frame, the one before it,
+    whose pairs nobody took are dropped)."""
     if ahead is None:
         return
     frame, previous = before
     if previous is not None:
         ahead.forget(previous)
     memory, video = frame_stylizer.memory, frame_stylizer.video
-    work_dir = memory.work_dir
     if upcoming is None or video.warm_start != "flow" or frame_stylizer.state.keeps(index):
         return
     older = memory.long_term_indices(index) if video.temporal_weight > 0 else []
-    uncached = [earlier for earlier in older if not flow_path(work_dir, index, earlier).is_file()]
-    long_term = [(past, False) for past in memory.frames_at(uncached)]
+    long_term = [(past, False) for past in memory.frames_at(older)]
     ahead.ask(upcoming, [(frame, True), *long_term])
 
 
@@ -353,6 +349,5 @@ def _one_frame(
     # two leaves a line for a frame the rerun makes again; readers take a frame's last line)
     frame_log.write({"frame": index, "cold": report.cold, "cut": cut, **stats})
     frame_stylizer.state.commit(index, partial(write_frame, frame_path(work_dir, index), result))
-    drop_flows(work_dir, index - 1)
     memory.add(index, frame, result)
     return report

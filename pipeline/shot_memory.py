@@ -1,8 +1,7 @@
 """What a later frame needs from the frames before it in its shot, in one place: the recent results
-(t-1 and the long-term frames), the shot's first frame and the flows between long-term frame pairs
-(frame t-1's curvature and hold reference: `carried_state`). Kept in memory and mirrored to the
-work folder, so that a resumed run reads back, through the same object, what an uninterrupted run
-would have kept in memory, and computes the same frames.
+(t-1 and the long-term frames) and the shot's first frame (frame t-1's curvature and hold
+reference: `carried_state`). Kept in memory and read back from the work folder's PNGs where an
+earlier run made them, so that a resumed run computes the frames an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.settings import VideoSettings
-from pipeline.temporal import FlowEstimator, FlowPair, Frame
+from pipeline.temporal import Frame
 from pipeline.tuning import HOLD_SETTLE
-from pipeline.work_folder import flow_path, frame_path, read_flows, read_frame, write_flows
+from pipeline.work_folder import frame_path, read_frame
 
 
 @dataclass
@@ -133,18 +132,3 @@ class ShotMemory:
         if past.result is None:
             past.result = read_frame(frame_path(self.work_dir, past.index))
         return past
-
-    def flows(
-        self, index: int, frame: Frame, past: PastFrame, estimator: FlowEstimator
-    ) -> FlowPair:
-        """The flows between frame `index` and a long-term frame; from the work folder when there,
-        else computed and kept there (float16: the run always uses what the folder holds)."""
-        path = flow_path(self.work_dir, index, past.index) if self.work_dir else None
-        flows = read_flows(path) if path else None
-        if flows is None:
-            flows = estimator.pair(frame, past.frame)
-            if not path:
-                return flows
-            write_flows(path, flows)
-            flows = read_flows(path)
-        return flows

@@ -174,6 +174,15 @@ class FlowPair:
     forward: np.ndarray  # H x W x 2: for each pixel of s, where it lies in t
     camera_still: bool  # the camera did not move between the two
 
+    def in_half_precision(self) -> FlowPair:
+        """Both flows rounded to float16, as the long-term terms take them (a flow needs no more;
+        tests/test_same_outputs.py holds the frames to it)."""
+        return FlowPair(
+            self.backward.astype(np.float16).astype(np.float32),
+            self.forward.astype(np.float16).astype(np.float32),
+            self.camera_still,
+        )
+
 
 def camera_shift(source: np.ndarray, target: np.ndarray) -> np.ndarray | None:
     """The shift (x, y) that carries the grey `source` onto `target` as a whole, by phase

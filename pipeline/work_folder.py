@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,6 @@ import numpy as np
 from pipeline.errors import OutputError
 from pipeline.image_io import atomic_path
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.temporal import FlowPair
 
 
 def file_digest(path: Path) -> str:
@@ -150,41 +148,6 @@ class FrameLog:
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(OSError):  # a full disk must not hide the error that ended the run
             self.file.close()
-
-
-def flow_path(work_dir: Path, index: int, earlier: int) -> Path:
-    return work_dir / "flows" / f"{index:06d}-{earlier:06d}.npz"
-
-
-def read_flows(path: Path) -> FlowPair | None:
-    """The cached flows of a frame pair, or None when not there (or unreadable)."""
-    try:
-        with np.load(path) as data:
-            backward, forward = data["backward"], data["forward"]
-            return FlowPair(
-                backward.astype(np.float32), forward.astype(np.float32), bool(data["camera_still"])
-            )
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def write_flows(path: Path, flows: FlowPair) -> None:
-    """Atomically, in float16 (a flow needs no more; the run always uses what the cache holds)."""
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        backward=flows.backward.astype(np.float16),
-        forward=flows.forward.astype(np.float16),
-        camera_still=flows.camera_still,
-    )
-    write_atomically(path, buffer.getvalue())
-
-
-def drop_flows(work_dir: Path, index: int) -> None:
-    """Frame `index`'s cached flows, once a later frame is written: a resume starts at the first
-    missing frame and never needs them again (at 1080p they are about 30 MB a frame)."""
-    for path in (work_dir / "flows").glob(f"{index:06d}-*.npz"):
-        path.unlink(missing_ok=True)
 
 
 # names the frame of the last checkpoint (carried_state)
