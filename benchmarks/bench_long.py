@@ -12,8 +12,9 @@ every photo of a folder done and linked from a valid gallery.
   lavfi    a ten-minute clip made with ffmpeg's lavfi sources (moving testsrc2, sine audio)
   folder   500 generated photos of assorted sizes in a tree
 
-Run: make bench-long [ARGS="car lavfi folder --car-size 320 --devices cpu,cpu"]. Prints markdown
-for docs/benchmarks.md.
+Run: make bench-long [ARGS="car lavfi folder --car-size 320 --devices cpu,cpu"]; `--kill-after 5`
+kills each run with SIGKILL after 5 minutes and starts it again. Prints markdown for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -84,26 +85,46 @@ def folder_mib(folders) -> float:
     return sum(f.stat().st_size for d in folders for f in d.rglob("*") if f.is_file()) / 2**20
 
 
-def soak(name: str, args: list[str], work: Path) -> Soak:
-    """Run `stylize ARGS` to the end, sampling memory each minute."""
+def soak(name: str, args: list[str], work: Path, kill_after: float | None = None) -> Soak:
+    """Run `stylize ARGS` to the end, sampling memory each minute. `kill_after`: minutes after
+    which the run is killed with SIGKILL (a power cut) and started again, once."""
     run = Soak(name, [sys.executable, "-m", "cli.main", *args])
     log = work / f"{name}.log"
     start = time.monotonic()
     with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            run.command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
-        )
-        next_sample = start + 10.0  # the first sample once the network is loaded, then every minute
-        while process.poll() is None:
-            time.sleep(1.0)
-            now = time.monotonic()
-            if now >= next_sample:
-                run.sample((now - start) / 60, process.pid, work)
-                next_sample = now + SAMPLE_EVERY
+        for deadline in ([start + kill_after * 60] if kill_after else []) + [None]:
+            process = subprocess.Popen(
+                run.command,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+            next_sample = time.monotonic() + 10.0  # once the network is loaded, then each minute
+            while process.poll() is None:
+                time.sleep(1.0)
+                now = time.monotonic()
+                if now >= next_sample:
+                    run.sample((now - start) / 60, process.pid, work)
+                    next_sample = now + SAMPLE_EVERY
+                if deadline and now >= deadline:
+                    process.kill()
+                    process.wait()
+                    run.checks["at the kill"] = work_folder_state(work)
     run.wall, run.returncode = time.monotonic() - start, process.returncode
     tail = log.read_text(errors="replace").strip().splitlines()[-2:]
     run.checks["log tail"] = " / ".join(tail)[-300:]
     return run
+
+
+def work_folder_state(work: Path) -> str:
+    """The frames a killed video run left, and the frame of its last checkpoint."""
+    states = []
+    for folder in work.glob(".*.frames-*"):
+        checkpoint = folder / "checkpoint.json"
+        frame = json.loads(checkpoint.read_text())["frame"] if checkpoint.is_file() else None
+        states.append(f"{len(list(folder.glob('0*.png')))} frames, checkpoint at frame {frame}")
+    return "; ".join(states) or "no work folder"
 
 
 def video_checks(source: Path, output: Path) -> dict[str, object]:
@@ -351,6 +372,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--devices", help="every case with --devices (cpu,cpu: two worker processes here)"
     )
+    parser.add_argument(
+        "--kill-after", type=float, help="minutes: each run killed (SIGKILL) then and rerun, once"
+    )
+    parser.add_argument(
+        "--keep-frames", action="store_true", help="video cases keep their work folders"
+    )
     args = parser.parse_args()
     unknown = set(args.cases) - set(CASES)
     if unknown:
@@ -367,7 +394,9 @@ def main() -> None:
         case = CASES[name](args, work)
         if args.devices:
             case.arguments.extend(["--devices", args.devices])
-        run = soak(case.label, case.arguments, work)
+        if args.keep_frames and case.arguments[0] == "video":
+            case.arguments.append("--keep-frames")
+        run = soak(case.label, case.arguments, work, args.kill_after)
         run.checks.update(case.check())
         print(markdown(run), flush=True)
 
