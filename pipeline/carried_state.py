@@ -14,6 +14,8 @@ is what that run used. `checkpoint.json` names the checkpoint's frame; a work fo
 from __future__ import annotations
 
 import io
+import pickle
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from pipeline.engine import Curvature
 from pipeline.shot_memory import HoldReference, PastFrame
 from pipeline.tuning import CARRIED_PAIRS, STATE_WRITE_SHARE
 from pipeline.work_folder import (
+    Checkpoint,
     curvature_path,
     frame_path,
     hold_path,
@@ -33,34 +36,55 @@ from pipeline.work_folder import (
     write_checkpoint,
 )
 
+# what reading a damaged state file raises (torch.load: a truncated zip or pickle)
+UNREADABLE = (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError)
+
 
 class CarriedState:
     """Frame t's curvature and hold reference for frame t+1, and the checkpoints that let a
     resumed run compute what an uninterrupted one would. `work_dir` None: in memory only."""
 
-    def __init__(self, work_dir: Path | None = None):
-        self.work_dir = work_dir
+    def __init__(self, work_dir: Path | None = None, clock: Callable[[], float] = time.monotonic):
+        self.work_dir, self.clock = work_dir, clock
         self.curvature: tuple[int, Curvature] | None = None  # (frame, what its L-BFGS ended with)
         self.reference: tuple[int, HoldReference] | None = None  # (frame, the reference after it)
         self.kept_until: int | None = None  # a resumed run makes the frames after it again
         self.unsaved: int | None = None  # the newest frame whose state is in memory only
-        self.since = time.monotonic()  # the last checkpoint's end
+        self.since = clock()  # the last checkpoint's end
         self.write_seconds = 0.0  # what writing it took
 
     def begin(self) -> None:
-        """A run over the work folder starts: the frames it keeps are read from the last
-        checkpoint; a new folder gets one before any frame, so that a run killed before its first
-        real checkpoint makes every frame again."""
+        """A run over the work folder starts: the frames it keeps and the state the next frame
+        takes are read from the last checkpoint; a new folder gets one before any frame, so that a
+        run killed before its first real checkpoint makes every frame again."""
         if self.work_dir is None:
             return
-        kept = read_checkpoint(self.work_dir)
-        if kept is None and not frame_path(self.work_dir, 0).is_file():
-            write_checkpoint(self.work_dir, -1)
-            kept = -1
-        if kept is not None and kept >= 0 and not frame_path(self.work_dir, kept).is_file():
-            kept = -1  # the checkpoint's own frame was deleted: its state says nothing
-        self.kept_until = kept
-        self.since = time.monotonic()
+        shutil.rmtree(self.work_dir / "flows", ignore_errors=True)  # older versions' flow cache
+        checkpoint = read_checkpoint(self.work_dir)
+        if checkpoint is None and not frame_path(self.work_dir, 0).is_file():
+            checkpoint = Checkpoint(-1)
+            write_checkpoint(self.work_dir, checkpoint)
+        self.kept_until = None if checkpoint is None else self._restored(checkpoint)
+        self.since = self.clock()
+
+    def _restored(self, checkpoint: Checkpoint) -> int:
+        """The checkpoint's frame, its state read back; -1 (every frame made again) where a frame
+        up to it or its state is missing or unreadable, as a deleted file or a power cut leaves."""
+        index, folder = checkpoint.frame, self.work_dir
+        if index < 0 or not all(frame_path(folder, i).is_file() for i in range(index + 1)):
+            return -1
+        try:
+            for name in checkpoint.state:
+                if name == curvature_path(folder, index).name:
+                    self.curvature = (index, torch.load(folder / name, weights_only=False))
+                elif name == hold_path(folder, index).name:
+                    with np.load(folder / name) as data:
+                        held = HoldReference(data["result"], data["source"], data["age"])
+                    self.reference = (index, held)
+        except UNREADABLE:
+            self.curvature = self.reference = None
+            return -1
+        return index
 
     def keeps(self, index: int) -> bool:
         """Frame `index` is on disk and an earlier run's checkpoint vouches for what follows it."""
@@ -72,12 +96,12 @@ class CarriedState:
         """Frame `index` written by `write_frame()`, with a checkpoint where one is due: its state
         first, the frame, then the checkpoint's name (a kill in between leaves the last one)."""
         if due is None:
-            due = time.monotonic() - self.since >= self.write_seconds / STATE_WRITE_SHARE
-        if due and self.work_dir is not None:
-            self._save(index)
+            due = self.clock() - self.since >= self.write_seconds / STATE_WRITE_SHARE
+        due = due and self.work_dir is not None
+        state = self._save(index) if due else ()
         write_frame()
-        if due and self.work_dir is not None:
-            self._mark(index)
+        if due:
+            self._mark(Checkpoint(index, state))
         else:
             self.unsaved = index
 
@@ -85,11 +109,12 @@ class CarriedState:
         """The run's frames are all written: a checkpoint at the last one, so that a rerun keeps
         them all."""
         if self.unsaved is not None and self.work_dir is not None:
-            self._save(self.unsaved)
-            self._mark(self.unsaved)
+            self._mark(Checkpoint(self.unsaved, self._save(self.unsaved)))
+        self.curvature = None  # on a GPU: device memory
 
-    def _save(self, index: int) -> None:
-        start = time.monotonic()
+    def _save(self, index: int) -> tuple[str, ...]:
+        """Frame `index`'s state into the work folder; the files' names."""
+        start, names = self.clock(), []
         if self.curvature is not None and self.curvature[0] == index:
             curvature = self.curvature[1]
             on_host = Curvature(
@@ -102,23 +127,29 @@ class CarriedState:
             buffer = io.BytesIO()
             torch.save(on_host, buffer)
             write_atomically(curvature_path(self.work_dir, index), buffer.getvalue())
+            names.append(curvature_path(self.work_dir, index).name)
         if self.reference is not None and self.reference[0] == index:
             reference, buffer = self.reference[1], io.BytesIO()
             np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
             write_atomically(hold_path(self.work_dir, index), buffer.getvalue())
-        self.write_seconds = time.monotonic() - start
+            names.append(hold_path(self.work_dir, index).name)
+        self.write_seconds = self.clock() - start
+        return tuple(names)
 
-    def _mark(self, index: int) -> None:
-        write_checkpoint(self.work_dir, index)
+    def _mark(self, checkpoint: Checkpoint) -> None:
+        write_checkpoint(self.work_dir, checkpoint)
         for path in [*self.work_dir.glob("curvature-*.pt"), *self.work_dir.glob("hold-*.npz")]:
-            if path not in (curvature_path(self.work_dir, index), hold_path(self.work_dir, index)):
+            if path.name not in checkpoint.state:
                 path.unlink(missing_ok=True)
-        self.kept_until, self.unsaved, self.since = index, None, time.monotonic()
+        self.kept_until, self.unsaved, self.since = checkpoint.frame, None, self.clock()
 
     def curvature_before(self, index: int) -> Curvature | None:
         """What frame t-1's L-BFGS ended with: in memory, or saved by the run that made t-1."""
         if self.curvature is not None and self.curvature[0] == index - 1:
-            return self.curvature[1]
+            # handed over: the optimizer copies it, and on a GPU it would hold device memory
+            curvature, self.curvature = self.curvature[1], None
+            return curvature
+        # a folder from before checkpoints wrote every frame's
         path = curvature_path(self.work_dir, index - 1) if self.work_dir else None
         return torch.load(path, weights_only=False) if path and path.is_file() else None
 

@@ -19,7 +19,7 @@ from pipeline.sources import open_reader, probe
 from pipeline.temporal import Frame, to_float
 from pipeline.video_io import check_complete, even_size
 from pipeline.weights import VGGWeights, load_weights
-from pipeline.work_folder import frame_path, work_folder
+from pipeline.work_folder import frame_path, read_checkpoint, work_folder
 
 LATER_SAMPLES = 3  # later frames timed: the first carries the flow estimator's start-up
 
@@ -69,11 +69,7 @@ def estimate_video(
         size[1], size[0], style_settings, stylizer
     )
     later, png_bytes = _time_later_frames(info, size, video, stylizer, timing)
-    resumed = (
-        sum(frame_path(work_dir, i).is_file() for i in range(scan.count))
-        if work_dir.is_dir()
-        else 0
-    )
+    resumed = resumed_frames(work_dir, scan.count)
     starts = [0, *scan.cuts]
     cold = sum(start >= resumed for start in starts)
     warm = max(0, scan.count - resumed - cold)
@@ -89,6 +85,16 @@ def estimate_video(
         round(png_bytes * scan.count * video.passes),
         work_dir,
     )
+
+
+def resumed_frames(work_dir: Path, count: int) -> int:
+    """The frames a rerun keeps: those up to the last checkpoint (all of them in a folder from
+    before checkpoints)."""
+    if not work_dir.is_dir():
+        return 0
+    checkpoint = read_checkpoint(work_dir)
+    last = count - 1 if checkpoint is None else min(count - 1, checkpoint.frame)
+    return sum(frame_path(work_dir, i).is_file() for i in range(last + 1))
 
 
 def _time_later_frames(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -158,19 +158,30 @@ def curvature_path(work_dir: Path, index: int) -> Path:
     return work_dir / f"curvature-{index:06d}.pt"
 
 
-def read_checkpoint(work_dir: Path) -> int | None:
-    """The frame of the work folder's last checkpoint (-1: none yet, or unreadable: every frame is
-    made again; None: a folder from before checkpoints, whose frames are all kept)."""
+@dataclass(frozen=True)
+class Checkpoint:
+    frame: int  # the last frame a resumed run keeps (-1: none)
+    state: tuple[str, ...] = ()  # the files of the state frame `frame` hands on, in the folder
+
+
+def read_checkpoint(work_dir: Path) -> Checkpoint | None:
+    """The work folder's last checkpoint (frame -1 where it is damaged: every frame is made
+    again; None: a folder from before checkpoints, whose frames are all kept)."""
+    path = work_dir / CHECKPOINT
     try:
-        return int(json.loads((work_dir / CHECKPOINT).read_text())["frame"])
+        data = json.loads(path.read_text())
+        return Checkpoint(int(data["frame"]), tuple(str(name) for name in data["state"]))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return -1
+    except OSError as err:
+        raise OutputError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (ValueError, KeyError, TypeError):
+        return Checkpoint(-1)
 
 
-def write_checkpoint(work_dir: Path, index: int) -> None:
-    write_atomically(work_dir / CHECKPOINT, json.dumps({"frame": index}).encode())
+def write_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
+    data = {"frame": checkpoint.frame, "state": list(checkpoint.state)}
+    write_atomically(work_dir / CHECKPOINT, json.dumps(data).encode())
 
 
 def hold_path(work_dir: Path, index: int) -> Path:

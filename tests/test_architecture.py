@@ -364,7 +364,7 @@ def test_a_frame_is_made_grey_once_and_its_result_never_read_back(
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings, VideoSettings
-    from pipeline.work_folder import write_checkpoint
+    from pipeline.work_folder import Checkpoint, write_checkpoint
 
     greys, reads = [], []
     real_grey, real_read = pipeline.temporal.grey, pipeline.shot_memory.read_frame
@@ -390,7 +390,7 @@ def test_a_frame_is_made_grey_once_and_its_result_never_read_back(
     # resume: frame 3 needs frames 2 and 1 (t-1, t-2), and the shot's first (--restore-still),
     # from their PNGs
     (tmp_path / "work" / "000003.png").unlink()
-    write_checkpoint(tmp_path / "work", 2)  # as a run killed before frame 3 leaves it
+    write_checkpoint(tmp_path / "work", Checkpoint(2))  # as a run killed before frame 3 leaves it
     done = pipeline.frames.stylize_frames(
         frames, pipeline.frames.FrameStylizer(stylizer, video), tmp_path / "work", video, 4
     )

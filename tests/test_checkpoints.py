@@ -11,7 +11,8 @@ from pipeline.engine import Curvature, Stylizer
 from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings, VideoSettings
-from pipeline.work_folder import CHECKPOINT, frame_path, read_checkpoint
+from pipeline.video_estimate import resumed_frames
+from pipeline.work_folder import CHECKPOINT, Checkpoint, frame_path, read_checkpoint
 from tests.conftest import data_file
 
 FRAMES = 6
@@ -57,11 +58,11 @@ def test_a_run_killed_between_checkpoints_resumes_from_the_last_with_the_same_fr
     # the first frame's checkpoint costs nothing measured yet; none after it is ever due
     monkeypatch.setattr(pipeline.carried_state, "STATE_WRITE_SHARE", 1e-12)
     run(tiny_stylizer, panning_frames, tmp_path / "whole")
-    assert read_checkpoint(tmp_path / "whole") == FRAMES - 1  # the end of a run is one
+    assert read_checkpoint(tmp_path / "whole").frame == FRAMES - 1  # the end of a run is one
     killed = tmp_path / "killed"
     with pytest.raises(Killed):
         run(tiny_stylizer, panning_frames, killed, kill_after=3)
-    assert read_checkpoint(killed) == 0
+    assert read_checkpoint(killed) == Checkpoint(0, ("curvature-000000.pt",))
     assert [p.name for p in killed.glob("curvature-*")] == ["curvature-000000.pt"]
     assert frame_path(killed, 3).is_file()
     done = run(tiny_stylizer, panning_frames, killed)
@@ -103,9 +104,8 @@ def test_the_checkpoint_s_frame_deleted_makes_every_frame_again(
 
 def test_checkpoints_are_spaced_by_what_writing_them_costs(tmp_path, monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(pipeline.carried_state.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(pipeline.carried_state, "STATE_WRITE_SHARE", 0.02)
-    state = CarriedState(tmp_path)
+    state = CarriedState(tmp_path, clock=lambda: clock[0])
     state.begin()
     curvature = Curvature(1.0, (4, 4), [torch.zeros(48)], [torch.zeros(48)])
     marked = []
@@ -119,5 +119,47 @@ def test_checkpoints_are_spaced_by_what_writing_them_costs(tmp_path, monkeypatch
     # the first at once, then one each 50 s (1 s of writing per 2 % of the time)
     assert marked[:4] == [0, 5, 10, 15] and len(marked) == 40
     state.end()
-    assert read_checkpoint(tmp_path) == 199
+    assert read_checkpoint(tmp_path).frame == 199
     assert [p.name for p in tmp_path.glob("curvature-*")] == ["curvature-000199.pt"]
+
+
+def test_a_kill_between_a_frame_and_its_checkpoint_resumes_from_the_one_before(
+    tmp_path, monkeypatch, tiny_stylizer, panning_frames
+):
+    run(tiny_stylizer, panning_frames, tmp_path / "whole")
+    real = pipeline.carried_state.write_checkpoint
+
+    def killed_at_frame_3(folder, checkpoint):
+        if checkpoint.frame == 3:
+            raise Killed
+        real(folder, checkpoint)
+
+    monkeypatch.setattr(pipeline.carried_state, "write_checkpoint", killed_at_frame_3)
+    killed = tmp_path / "killed"
+    with pytest.raises(Killed):
+        run(tiny_stylizer, panning_frames, killed)
+    assert frame_path(killed, 3).is_file() and read_checkpoint(killed).frame == 2
+    monkeypatch.setattr(pipeline.carried_state, "write_checkpoint", real)
+    assert run(tiny_stylizer, panning_frames, killed).computed == FRAMES - 3
+    assert frames_in(killed) == frames_in(tmp_path / "whole")
+
+
+def test_a_damaged_state_file_makes_every_frame_again(tmp_path, tiny_stylizer, panning_frames):
+    run(tiny_stylizer, panning_frames, tmp_path / "whole")
+    killed = tmp_path / "killed"
+    with pytest.raises(Killed):
+        run(tiny_stylizer, panning_frames, killed, kill_after=3)
+    (killed / read_checkpoint(killed).state[0]).write_bytes(b"")  # as a power cut may leave it
+    assert run(tiny_stylizer, panning_frames, killed).computed == FRAMES
+    assert frames_in(killed) == frames_in(tmp_path / "whole")
+
+
+def test_a_dry_run_counts_the_frames_up_to_the_checkpoint_as_done(tmp_path):
+    from pipeline.work_folder import write_checkpoint, write_frame
+
+    for index in range(6):
+        write_frame(frame_path(tmp_path, index), np.zeros((4, 4, 3), np.uint8))
+    assert resumed_frames(tmp_path, 10) == 6  # a folder from before checkpoints: all kept
+    write_checkpoint(tmp_path, Checkpoint(3))
+    assert resumed_frames(tmp_path, 10) == 4
+    assert resumed_frames(tmp_path / "none", 10) == 0

@@ -132,7 +132,7 @@ def later_frames(stylizer: Stylizer, frames, on_device: bool, evaluations: int =
                 Frame(frames[index]), (Frame(frames[index - 1]), result), index
             )
         frame_stylizer.memory.add(index, Frame(frames[index]), image)
-        curvature = frame_stylizer.state.curvature_before(index + 1)  # what it hands on
+        _, curvature = frame_stylizer.state.curvature  # what it hands on
         stats["curvature"] = (curvature.scale, len(curvature.steps))
         reports.append((stats, reads.reads))
         result = image
