@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from pipeline.errors import SettingsError, first_line
+from pipeline.device_pool import WAIT_SECONDS
 from pipeline.settings import ClusterSettings
 
 WORKER_NAME = "stylize-worker-{}"
@@ -77,8 +78,13 @@ class RayExecutor:
     `workers`; results in completion order; the actors are killed when the run ends, however it
     ends."""
 
-    def __init__(self, settings: ClusterSettings, on_workers: Callable[[int], None] | None = None):
-        self.settings, self.on_workers = settings, on_workers
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        on_workers: Callable[[int], None] | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ):
+        self.settings, self.on_workers, self.on_wait = settings, on_workers, on_wait
 
     def run(self, setup, work, items: Iterable, on_result=None, on_start=None) -> list:
         from ray.util import ActorPool
@@ -93,13 +99,21 @@ class RayExecutor:
             actor.options(name=WORKER_NAME.format(i), lifetime=None).remote(setup, work, cpus)
             for i in range(count)
         ]
-        results = []
+        results, pool = [], ActorPool(workers)
         try:
             if self.on_workers:
                 self.on_workers(count)
-            for result in ActorPool(workers).map_unordered(
-                lambda worker, item: worker.run.remote(item), list(items)
-            ):
+            for item in items:
+                pool.submit(lambda worker, item: worker.run.remote(item), item)
+            while pool.has_next():
+                try:
+                    result = pool.get_next_unordered(timeout=WAIT_SECONDS)
+                except TimeoutError as error:
+                    if isinstance(error, ray.exceptions.RayError):
+                        raise  # a worker's own TimeoutError (Ray's errors are of its class too)
+                    if self.on_wait:  # still at work: a progress bar between items moves
+                        self.on_wait()
+                    continue
                 results.append(result)
                 if on_result:
                     on_result(result)

@@ -20,7 +20,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.errors import OutputError, SettingsError
 
-WAIT_SECONDS = 5.0  # how often `on_wait` hears that the workers are still at work
+# how often a pool's `on_wait` hears that its workers are still at work (Ray's too)
+WAIT_SECONDS = 5.0
+
 
 # the worker process's job state, built once by `setup` (or the error it raised)
 _state: object = None

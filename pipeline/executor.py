@@ -62,7 +62,7 @@ def make_executor(
 ) -> Executor:
     """This process without `cluster`; else a worker process per device of `cluster.devices`, or
     Ray workers; `on_workers` told how many started, `on_wait` called every few seconds while
-    the device pool's workers are at work (for a progress bar between items)."""
+    the workers are at work (for a progress bar between items)."""
     if cluster is None:
         return LocalExecutor()
     if cluster.devices:
@@ -71,7 +71,7 @@ def make_executor(
         return DevicePoolExecutor(cluster.devices, on_workers, on_wait)
     from pipeline.cluster import RayExecutor
 
-    return RayExecutor(cluster, on_workers)
+    return RayExecutor(cluster, on_workers, on_wait)
 
 
 def check_worker_device(cluster: ClusterSettings | None, settings: StyleSettings) -> None:

@@ -48,6 +48,43 @@ def test_chunk_plan_splits_shots_and_overlaps():
     ]
 
 
+def no_setup():
+    return None
+
+
+def sleep_for(state, seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_ray_pool_tells_its_progress_bar_while_items_are_at_work(local_cluster, monkeypatch):
+    from pipeline.cluster import RayExecutor
+
+    monkeypatch.setattr("pipeline.cluster.WAIT_SECONDS", 0.2)
+    waits, done = [], []
+    executor = RayExecutor(
+        ClusterSettings(workers=2, cpus_per_worker=1), on_wait=lambda: waits.append(1)
+    )
+    results = executor.run(no_setup, sleep_for, [1.5, 1.5, 0.1], on_result=done.append)
+    assert sorted(results) == [0.1, 1.5, 1.5] and sorted(done) == sorted(results)
+    assert len(waits) >= 3  # heard between results, not only when one came
+
+
+def time_out(state, item):
+    raise TimeoutError(f"item {item}: the shared storage did not answer")
+
+
+def test_a_worker_s_timeout_is_an_error_not_a_wait(local_cluster, monkeypatch):
+    from pipeline.cluster import RayExecutor
+
+    monkeypatch.setattr("pipeline.cluster.WAIT_SECONDS", 0.2)
+    executor = RayExecutor(ClusterSettings(workers=1, cpus_per_worker=1), on_wait=lambda: None)
+    with pytest.raises(TimeoutError, match="did not answer"):
+        executor.run(no_setup, time_out, [1, 2])
+
+
 def test_folder_over_ray_matches_a_local_run(tmp_path, starry_night, local_cluster):
     source = photo_tree(tmp_path / "in", 3)
     threads = torch.get_num_threads()
