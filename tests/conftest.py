@@ -54,6 +54,32 @@ def random_weights() -> VGGWeights:
     return VGGWeights(vgg19(weights=None).features.state_dict(), IMAGENET, "random init")
 
 
+PANNED_FRAMES = 6
+
+
+@pytest.fixture(scope="session")
+def panning_frames() -> list:
+    """tubingen.jpg through a 64x48 window panning 3 px a frame: every later frame needs its
+    flows."""
+    import cv2
+    import numpy as np
+
+    photo = cv2.imread(str(data_file("contents/tubingen.jpg")))[..., ::-1]
+    photo = cv2.resize(photo, (96, 48), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(photo[:, 3 * i : 3 * i + 64]) for i in range(PANNED_FRAMES)]
+
+
+@pytest.fixture(scope="session")
+def tiny_stylizer(embedded_weights):
+    """64 px, 4 iterations, fp32 on the CPU: frames in a fraction of a second."""
+    from pipeline.engine import Stylizer
+    from pipeline.image_io import load_rgb
+    from pipeline.settings import StyleSettings
+
+    settings = StyleSettings(size=64, iterations=4, precision="fp32", device="cpu")
+    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
+
+
 @pytest.fixture
 def tubingen() -> Path:
     return data_file("contents/tubingen.jpg")

@@ -7,31 +7,15 @@ import torch
 
 import pipeline.carried_state
 from pipeline.carried_state import CarriedState
-from pipeline.engine import Curvature, Stylizer
+from pipeline.engine import Curvature
 from pipeline.frames import FrameStylizer, stylize_frames
-from pipeline.image_io import load_rgb
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import VideoSettings
 from pipeline.video_estimate import resumed_frames
 from pipeline.work_folder import CHECKPOINT, Checkpoint, frame_path, read_checkpoint
-from tests.conftest import data_file
+from tests.conftest import PANNED_FRAMES
 
-FRAMES = 6
+FRAMES = PANNED_FRAMES
 VIDEO = VideoSettings(iterations_next=2, evaluations_next=2)
-
-
-@pytest.fixture(scope="module")
-def panning_frames():
-    import cv2
-
-    photo = cv2.imread(str(data_file("contents/tubingen.jpg")))[..., ::-1]
-    photo = cv2.resize(photo, (96, 48), interpolation=cv2.INTER_AREA)
-    return [np.ascontiguousarray(photo[:, 3 * i : 3 * i + 64]) for i in range(FRAMES)]
-
-
-@pytest.fixture(scope="module")
-def tiny_stylizer(embedded_weights):
-    settings = StyleSettings(size=64, iterations=4, precision="fp32", device="cpu")
-    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
 
 
 class Killed(Exception):

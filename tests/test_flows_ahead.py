@@ -3,36 +3,17 @@ and no flow work for frames an earlier run made."""
 
 import threading
 
-import numpy as np
 import pytest
 import torch
 
 import pipeline.temporal
-from pipeline.engine import Stylizer
 from pipeline.flows_ahead import spare_cores
 from pipeline.frames import FrameStylizer, stylize_frames
-from pipeline.image_io import load_rgb
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import VideoSettings
 from pipeline.work_folder import frame_path
-from tests.conftest import data_file
+from tests.conftest import PANNED_FRAMES
 
-FRAMES = 6
-
-
-@pytest.fixture(scope="module")
-def panning_frames():
-    """A photo panned 3 px a frame: every later frame needs its flows."""
-    import cv2
-
-    photo = cv2.imread(str(data_file("contents/tubingen.jpg")))[..., ::-1]
-    photo = cv2.resize(photo, (96, 48), interpolation=cv2.INTER_AREA)
-    return [np.ascontiguousarray(photo[:, 3 * i : 3 * i + 64]) for i in range(FRAMES)]
-
-
-@pytest.fixture(scope="module")
-def tiny_stylizer(embedded_weights):
-    settings = StyleSettings(size=64, iterations=4, precision="fp32", device="cpu")
-    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
+FRAMES = PANNED_FRAMES
 
 
 class Killed(Exception):
