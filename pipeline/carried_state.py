@@ -35,6 +35,7 @@ from pipeline.work_folder import (
     write_atomically,
     write_checkpoint,
 )
+from pipeline.write_behind import WriteBehind
 
 # what reading a damaged state file raises (torch.load: a truncated zip or pickle)
 UNREADABLE = (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError)
@@ -51,6 +52,7 @@ class CarriedState:
         self.kept_until: int | None = None  # a resumed run makes the frames after it again
         self.unsaved: int | None = None  # the newest frame whose state is in memory only
         self.since = clock()  # the last checkpoint's end
+        self.writer: WriteBehind | None = None  # where frames are written behind (a GPU's run)
         self.write_seconds = 0.0  # what writing it took
 
     def begin(self) -> None:
@@ -65,6 +67,8 @@ class CarriedState:
             checkpoint = Checkpoint(-1)
             write_checkpoint(self.work_dir, checkpoint)
         self.kept_until = None if checkpoint is None else self._restored(checkpoint)
+        if checkpoint is not None:  # what a killed run saved and never named goes
+            self._remove_state(lambda path: path.name not in checkpoint.state)
         self.since = self.clock()
 
     def _restored(self, checkpoint: Checkpoint) -> int:
@@ -98,10 +102,19 @@ class CarriedState:
         if due is None:
             due = self.clock() - self.since >= self.write_seconds / STATE_WRITE_SHARE
         due = due and self.work_dir is not None
-        state = self._save(index) if due else ()
-        write_frame()
+        checkpoint = Checkpoint(index, self._save(index)) if due else None
+
+        def write() -> None:
+            write_frame()
+            if checkpoint is not None:
+                self._name(checkpoint)
+
+        if self.writer is None:
+            write()
+        else:
+            self.writer.submit(write)
         if due:
-            self._mark(Checkpoint(index, state))
+            self.kept_until, self.unsaved, self.since = index, None, self.clock()
         else:
             self.unsaved = index
 
@@ -109,25 +122,15 @@ class CarriedState:
         """The run's frames are all written: a checkpoint at the last one, so that a rerun keeps
         them all."""
         if self.unsaved is not None and self.work_dir is not None:
-            self._mark(Checkpoint(self.unsaved, self._save(self.unsaved)))
+            self._name(Checkpoint(self.unsaved, self._save(self.unsaved)))
+            self.kept_until, self.unsaved = self.unsaved, None
         self.curvature = None  # on a GPU: device memory
 
     def _save(self, index: int) -> tuple[str, ...]:
         """Frame `index`'s state into the work folder; the files' names."""
         start, names = self.clock(), []
         if self.curvature is not None and self.curvature[0] == index:
-            curvature = self.curvature[1]
-            on_host = Curvature(
-                curvature.scale,
-                curvature.size,
-                [x.cpu() for x in curvature.steps],
-                [x.cpu() for x in curvature.changes],
-            )
-            # in memory first: torch.save on a full disk says only "unexpected pos"
-            buffer = io.BytesIO()
-            torch.save(on_host, buffer)
-            write_atomically(curvature_path(self.work_dir, index), buffer.getvalue())
-            names.append(curvature_path(self.work_dir, index).name)
+            names.append(write_curvature(curvature_path(self.work_dir, index), self.curvature[1]))
         if self.reference is not None and self.reference[0] == index:
             reference, buffer = self.reference[1], io.BytesIO()
             np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
@@ -136,12 +139,16 @@ class CarriedState:
         self.write_seconds = self.clock() - start
         return tuple(names)
 
-    def _mark(self, checkpoint: Checkpoint) -> None:
+    def _name(self, checkpoint: Checkpoint) -> None:
+        """The checkpoint named, once its frame is on disk; the state of earlier ones removed (a
+        later one's, saved meanwhile while this frame was written behind, stays)."""
         write_checkpoint(self.work_dir, checkpoint)
+        self._remove_state(lambda path: state_frame(path) < checkpoint.frame)
+
+    def _remove_state(self, chosen: Callable[[Path], bool]) -> None:
         for path in [*self.work_dir.glob("curvature-*.pt"), *self.work_dir.glob("hold-*.npz")]:
-            if path.name not in checkpoint.state:
+            if chosen(path):
                 path.unlink(missing_ok=True)
-        self.kept_until, self.unsaved, self.since = checkpoint.frame, None, self.clock()
 
     def curvature_before(self, index: int) -> Curvature | None:
         """What frame t-1's L-BFGS ended with: in memory, or saved by the run that made t-1."""
@@ -183,3 +190,24 @@ class CarriedState:
 
     def keep_reference(self, index: int, reference: HoldReference) -> None:
         self.reference = (index, reference)
+
+
+def write_curvature(path: Path, curvature: Curvature) -> str:
+    """`curvature` into `path` from the host's memory; the file's name."""
+    on_host = Curvature(
+        curvature.scale,
+        curvature.size,
+        [x.cpu() for x in curvature.steps],
+        [x.cpu() for x in curvature.changes],
+    )
+    # in memory first: torch.save on a full disk says only "unexpected pos"
+    buffer = io.BytesIO()
+    torch.save(on_host, buffer)
+    write_atomically(path, buffer.getvalue())
+    return path.name
+
+
+def state_frame(path: Path) -> int:
+    """The frame a state file (curvature-000012.pt) is of; -1 for a name of another form."""
+    number = path.stem.rpartition("-")[2]
+    return int(number) if number.isdigit() else -1

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from functools import partial
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,16 @@ from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
 from pipeline.shot_memory import HoldReference, PastFrame, ShotMemory
-from pipeline.temporal import Carried, FlowEstimator, FlowPair, Frame, from_float, is_cut
-from pipeline.temporal import long_term, to_float
+from pipeline.temporal import (
+    Carried,
+    FlowEstimator,
+    FlowPair,
+    Frame,
+    from_float,
+    is_cut,
+    long_term,
+    to_float,
+)
 from pipeline.tuning import DAMAGE_SHARE
 from pipeline.warm_start import (
     WarmContext,
@@ -37,6 +45,7 @@ from pipeline.warm_start import (
     run_steps,
 )
 from pipeline.work_folder import FrameLog, frame_path, write_frame
+from pipeline.write_behind import WriteBehind
 
 
 @dataclass
@@ -79,6 +88,7 @@ class FrameStylizer:
         self.cold_plan = Plan()  # a shot's first frame: the settings' budget
         self.on_device: bool | None = None  # later frames in device_lbfgs (None: on a GPU)
         self.ahead_workers: int | None = None  # threads computing flows ahead (None: spare cores)
+        self.write_behind: bool | None = None  # frames written by a thread (None: beside a GPU)
         # where results are carried along the flow: the GPU the engine runs on, else OpenCV's
         # remap on the host (None)
         gpu = stylizer.device.type == "cuda"
@@ -252,7 +262,11 @@ def stylize_frames(
     state.begin()
     memory.start_shot()
     done = FramesDone(0, 0, [])
-    with FrameLog(work_dir) as frame_log, flows_ahead(frame_stylizer) as ahead:
+    with (
+        FrameLog(work_dir) as frame_log,
+        flows_ahead(frame_stylizer) as ahead,
+        written_behind(frame_stylizer),
+    ):
         reason = frame_stylizer.stylizer.precision.reason
         frame_log.write({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "precision": reason})
         previous: Frame | None = None
@@ -269,7 +283,7 @@ def stylize_frames(
             if on_frame:
                 on_frame(report)
             previous = frame
-    state.end()
+    state.end()  # after the frames written behind
     return done
 
 
@@ -300,6 +314,27 @@ def flows_ahead(frame_stylizer: FrameStylizer) -> Iterator[FlowsAhead | None]:
     finally:
         frame_stylizer.flows = own
         ahead.close()
+
+
+@contextlib.contextmanager
+def written_behind(frame_stylizer: FrameStylizer) -> Iterator[None]:
+    """Frames written by a thread while the next is stylized, where cores are spare; all written
+    when the block ends."""
+    behind = frame_stylizer.write_behind
+    if behind is None:
+        behind = spare_cores(frame_stylizer.stylizer.device) > 0
+    if not behind:
+        yield
+        return
+    writer = frame_stylizer.state.writer = WriteBehind()
+    try:
+        yield
+    except BaseException:
+        writer.abandon()  # a full disk must not hide the error that ended the run
+        raise
+    finally:
+        frame_stylizer.state.writer = None
+    writer.close()
 
 
 def ask_ahead(
