@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmarks.harness import CLIPS, ROOT, STYLE, argument_parser, flags, heading
 from pipeline.video_io import ffmpeg_binary, probe
+from pipeline.work_folder import read_checkpoint
 
 SAMPLE_EVERY = 60.0
 
@@ -121,8 +122,8 @@ def work_folder_state(work: Path) -> str:
     """The frames a killed video run left, and the frame of its last checkpoint."""
     states = []
     for folder in work.glob(".*.frames-*"):
-        checkpoint = folder / "checkpoint.json"
-        frame = json.loads(checkpoint.read_text())["frame"] if checkpoint.is_file() else None
+        checkpoint = read_checkpoint(folder)
+        frame = checkpoint.frame if checkpoint else None
         states.append(f"{len(list(folder.glob('0*.png')))} frames, checkpoint at frame {frame}")
     return "; ".join(states) or "no work folder"
 

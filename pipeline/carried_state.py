@@ -55,12 +55,11 @@ class CarriedState:
         self.writer: WriteBehind | None = None  # where frames are written behind (a GPU's run)
         self.write_seconds = 0.0  # what writing it took
 
-    def begin(self) -> None:
-        """A run over the work folder starts: the frames it keeps and the state the next frame
-        takes are read from the last checkpoint; a new folder gets one before any frame, so that a
-        run killed before its first real checkpoint makes every frame again."""
-        if self.work_dir is None:
-            return
+    def begin(self, work_dir: Path) -> None:
+        """A run over `work_dir` starts: the frames it keeps and the state the next frame takes
+        are read from the last checkpoint; a new folder gets one before any frame, so that a run
+        killed before its first real checkpoint makes every frame again."""
+        self.work_dir = work_dir
         shutil.rmtree(self.work_dir / "flows", ignore_errors=True)  # older versions' flow cache
         checkpoint = read_checkpoint(self.work_dir)
         if checkpoint is None and not frame_path(self.work_dir, 0).is_file():
@@ -80,11 +79,9 @@ class CarriedState:
         try:
             for name in checkpoint.state:
                 if name == curvature_path(folder, index).name:
-                    self.curvature = (index, torch.load(folder / name, weights_only=False))
+                    self.curvature = (index, read_curvature(folder / name))
                 elif name == hold_path(folder, index).name:
-                    with np.load(folder / name) as data:
-                        held = HoldReference(data["result"], data["source"], data["age"])
-                    self.reference = (index, held)
+                    self.reference = (index, read_reference(folder / name))
         except UNREADABLE:
             self.curvature = self.reference = None
             return -1
@@ -132,10 +129,7 @@ class CarriedState:
         if self.curvature is not None and self.curvature[0] == index:
             names.append(write_curvature(curvature_path(self.work_dir, index), self.curvature[1]))
         if self.reference is not None and self.reference[0] == index:
-            reference, buffer = self.reference[1], io.BytesIO()
-            np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
-            write_atomically(hold_path(self.work_dir, index), buffer.getvalue())
-            names.append(hold_path(self.work_dir, index).name)
+            names.append(write_reference(hold_path(self.work_dir, index), self.reference[1]))
         self.write_seconds = self.clock() - start
         return tuple(names)
 
@@ -158,7 +152,7 @@ class CarriedState:
             return curvature
         # a folder from before checkpoints wrote every frame's
         path = curvature_path(self.work_dir, index - 1) if self.work_dir else None
-        return torch.load(path, weights_only=False) if path and path.is_file() else None
+        return read_curvature(path) if path and path.is_file() else None
 
     def forget_curvature(self) -> None:
         """A new shot: nothing learnt on the last one carries over."""
@@ -184,8 +178,7 @@ class CarriedState:
             return self.reference[1]
         path = hold_path(self.work_dir, index - 1) if self.work_dir else None
         if path and path.is_file():
-            with np.load(path) as data:
-                return HoldReference(data["result"], data["source"], data["age"])
+            return read_reference(path)
         return HoldReference.settled(previous.result, previous.frame.rgb)
 
     def keep_reference(self, index: int, reference: HoldReference) -> None:
@@ -205,6 +198,23 @@ def write_curvature(path: Path, curvature: Curvature) -> str:
     torch.save(on_host, buffer)
     write_atomically(path, buffer.getvalue())
     return path.name
+
+
+def read_curvature(path: Path) -> Curvature:
+    return torch.load(path, weights_only=False)
+
+
+def write_reference(path: Path, reference: HoldReference) -> str:
+    """`reference` into `path`; the file's name."""
+    buffer = io.BytesIO()
+    np.savez(buffer, result=reference.result, source=reference.source, age=reference.age)
+    write_atomically(path, buffer.getvalue())
+    return path.name
+
+
+def read_reference(path: Path) -> HoldReference:
+    with np.load(path) as data:
+        return HoldReference(data["result"], data["source"], data["age"])
 
 
 def state_frame(path: Path) -> int:

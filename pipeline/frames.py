@@ -252,14 +252,13 @@ def stylize_frames(
 
     Frame t starts from frame t-1's result, which is exactly its lossless PNG: kept in memory, and
     read back only when an earlier run made it, so a resumed run computes what an uninterrupted one
-    would (the shot's memory and the carried state are mirrored to the work folder for the same
-    reason). A scene cut starts the next frame cold.
+    would (the carried state is read back from the last checkpoint for the same reason). A scene
+    cut starts the next frame cold.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     memory, state = frame_stylizer.memory, frame_stylizer.state
     memory.mirror_to(work_dir)
-    state.work_dir = work_dir
-    state.begin()
+    state.begin(work_dir)
     memory.start_shot()
     done = FramesDone(0, 0, [])
     with (

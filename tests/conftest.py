@@ -57,6 +57,20 @@ def random_weights() -> VGGWeights:
 PANNED_FRAMES = 6
 
 
+class Killed(Exception):
+    """A run killed after a frame (a resume test's stand-in for SIGKILL)."""
+
+
+def killed_after(index: int | None):
+    """A frames run's on_frame that kills it once frame `index` is done (None: never)."""
+
+    def on_frame(report) -> None:
+        if report.index == index:
+            raise Killed
+
+    return on_frame
+
+
 @pytest.fixture(scope="session")
 def panning_frames() -> list:
     """tubingen.jpg through a 64x48 window panning 3 px a frame: every later frame needs its

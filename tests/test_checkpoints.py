@@ -12,23 +12,15 @@ from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.settings import VideoSettings
 from pipeline.video_estimate import resumed_frames
 from pipeline.work_folder import CHECKPOINT, Checkpoint, frame_path, read_checkpoint
-from tests.conftest import PANNED_FRAMES
+from tests.conftest import PANNED_FRAMES, Killed, killed_after
 
 FRAMES = PANNED_FRAMES
 VIDEO = VideoSettings(iterations_next=2, evaluations_next=2)
 
 
-class Killed(Exception):
-    pass
-
-
 def run(stylizer, frames, folder, kill_after: int | None = None):
-    def on_frame(report):
-        if report.index == kill_after:
-            raise Killed
-
     return stylize_frames(
-        frames, FrameStylizer(stylizer, VIDEO), folder, VIDEO, len(frames), on_frame
+        frames, FrameStylizer(stylizer, VIDEO), folder, VIDEO, len(frames), killed_after(kill_after)
     )
 
 
@@ -89,8 +81,8 @@ def test_the_checkpoint_s_frame_deleted_makes_every_frame_again(
 def test_checkpoints_are_spaced_by_what_writing_them_costs(tmp_path, monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(pipeline.carried_state, "STATE_WRITE_SHARE", 0.02)
-    state = CarriedState(tmp_path, clock=lambda: clock[0])
-    state.begin()
+    state = CarriedState(clock=lambda: clock[0])
+    state.begin(tmp_path)
     curvature = Curvature(1.0, (4, 4), [torch.zeros(48)], [torch.zeros(48)])
     marked = []
     for index in range(200):

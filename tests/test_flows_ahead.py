@@ -11,21 +11,9 @@ from pipeline.flows_ahead import spare_cores
 from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.settings import VideoSettings
 from pipeline.work_folder import frame_path
-from tests.conftest import PANNED_FRAMES
+from tests.conftest import PANNED_FRAMES, Killed, killed_after
 
 FRAMES = PANNED_FRAMES
-
-
-class Killed(Exception):
-    pass
-
-
-def kill_after(last: int):
-    def on_frame(report):
-        if report.index == last:
-            raise Killed
-
-    return on_frame
 
 
 def run(stylizer, frames, folder, workers: int, on_frame=None) -> list[bytes]:
@@ -69,7 +57,7 @@ def test_a_resumed_run_computes_no_flows_for_the_frames_it_keeps(
     finished = run(tiny_stylizer, panning_frames, tmp_path / "whole", workers=0)
     folder = tmp_path / "killed"
     with pytest.raises(Killed):
-        run(tiny_stylizer, panning_frames, folder, workers=0, on_frame=kill_after(FRAMES - 2))
+        run(tiny_stylizer, panning_frames, folder, workers=0, on_frame=killed_after(FRAMES - 2))
     threads, main = counting_pairs(monkeypatch)
     assert run(tiny_stylizer, panning_frames, folder, workers=2) == finished
     # the last frame's three pairs (to t-1, t-2 and t-4) only

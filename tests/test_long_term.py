@@ -14,6 +14,7 @@ from pipeline.image_io import load_rgb
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import Carried, FlowPair, carry, consistency_mask, long_term
 from pipeline.work_folder import frame_path
+from tests.conftest import Killed, killed_after
 
 H, W = 40, 60
 LONG = dict(temporal_frames=(1, 2, 4), carry_curvature=True, evaluations_next=4)
@@ -90,15 +91,8 @@ def resumed_after_kill(
 
     run(tmp_path / "whole")
 
-    class Killed(Exception):
-        pass
-
-    def kill(report):
-        if report.index == kill_at:
-            raise Killed
-
     with pytest.raises(Killed):
-        run(tmp_path / "killed", kill)
+        run(tmp_path / "killed", killed_after(kill_at))
     assert not frame_path(tmp_path / "killed", kill_at + 1).exists()
     assert not left or list((tmp_path / "killed").glob(left)), f"the killed run left no {left}"
     computed = run(tmp_path / "killed").computed

@@ -12,23 +12,15 @@ from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.settings import VideoSettings
 from pipeline.work_folder import frame_path, read_checkpoint
 from pipeline.write_behind import MOST_PENDING, WriteBehind
-from tests.conftest import PANNED_FRAMES
+from tests.conftest import PANNED_FRAMES, Killed, killed_after
 
 VIDEO = VideoSettings(iterations_next=2, evaluations_next=2)
 
 
-class Killed(Exception):
-    pass
-
-
 def run(stylizer, frames, folder, behind: bool, kill_after: int | None = None):
-    def on_frame(report):
-        if report.index == kill_after:
-            raise Killed
-
     frame_stylizer = FrameStylizer(stylizer, VIDEO)
     frame_stylizer.write_behind = behind
-    stylize_frames(frames, frame_stylizer, folder, VIDEO, len(frames), on_frame)
+    stylize_frames(frames, frame_stylizer, folder, VIDEO, len(frames), killed_after(kill_after))
     return [frame_path(folder, index).read_bytes() for index in range(len(frames))]
 
 
