@@ -32,6 +32,7 @@ from pipeline.work_folder import (
     frame_path,
     hold_path,
     read_checkpoint,
+    vouched_for,
     write_atomically,
     write_checkpoint,
 )
@@ -74,7 +75,7 @@ class CarriedState:
         """The checkpoint's frame, its state read back; -1 (every frame made again) where a frame
         up to it or its state is missing or unreadable, as a deleted file or a power cut leaves."""
         index, folder = checkpoint.frame, self.work_dir
-        if index < 0 or not all(frame_path(folder, i).is_file() for i in range(index + 1)):
+        if not vouched_for(folder, checkpoint):
             return -1
         try:
             for name in checkpoint.state:

@@ -19,7 +19,7 @@ from pipeline.sources import open_reader, probe
 from pipeline.temporal import Frame, to_float
 from pipeline.video_io import check_complete, even_size
 from pipeline.weights import VGGWeights, load_weights
-from pipeline.work_folder import frame_path, read_checkpoint, work_folder
+from pipeline.work_folder import frame_path, read_checkpoint, vouched_for, work_folder
 
 LATER_SAMPLES = 3  # later frames timed: the first carries the flow estimator's start-up
 
@@ -88,13 +88,14 @@ def estimate_video(
 
 
 def resumed_frames(work_dir: Path, count: int) -> int:
-    """The frames a rerun keeps: those up to the last checkpoint (all of them in a folder from
-    before checkpoints)."""
+    """The frames a rerun keeps: those up to the last checkpoint, none where a file it vouches for
+    is missing (all of them in a folder from before checkpoints)."""
     if not work_dir.is_dir():
         return 0
     checkpoint = read_checkpoint(work_dir)
-    last = count - 1 if checkpoint is None else min(count - 1, checkpoint.frame)
-    return sum(frame_path(work_dir, i).is_file() for i in range(last + 1))
+    if checkpoint is None:
+        return sum(frame_path(work_dir, i).is_file() for i in range(count))
+    return min(count, checkpoint.frame + 1) if vouched_for(work_dir, checkpoint) else 0
 
 
 def _time_later_frames(

@@ -179,6 +179,14 @@ def read_checkpoint(work_dir: Path) -> Checkpoint | None:
         return Checkpoint(-1)
 
 
+def vouched_for(work_dir: Path, checkpoint: Checkpoint) -> bool:
+    """Every frame up to the checkpoint and every state file it names is on disk: else a rerun
+    makes every frame again (a file deleted, or lost to a power cut)."""
+    frames = [frame_path(work_dir, i) for i in range(checkpoint.frame + 1)]
+    state = [work_dir / name for name in checkpoint.state]
+    return checkpoint.frame >= 0 and all(path.is_file() for path in frames + state)
+
+
 def write_checkpoint(work_dir: Path, checkpoint: Checkpoint) -> None:
     data = {"frame": checkpoint.frame, "state": list(checkpoint.state)}
     write_atomically(work_dir / CHECKPOINT, json.dumps(data).encode())

@@ -130,7 +130,9 @@ def test_a_damaged_state_file_makes_every_frame_again(tmp_path, tiny_stylizer, p
     assert frames_in(killed) == frames_in(tmp_path / "whole")
 
 
-def test_a_dry_run_counts_the_frames_up_to_the_checkpoint_as_done(tmp_path):
+def test_a_dry_run_counts_as_done_the_frames_a_rerun_keeps(tmp_path):
+    """Those up to the checkpoint, and none where a file the checkpoint vouches for is missing (the
+    rerun then makes every frame again)."""
     from pipeline.work_folder import write_checkpoint, write_frame
 
     for index in range(6):
@@ -139,3 +141,8 @@ def test_a_dry_run_counts_the_frames_up_to_the_checkpoint_as_done(tmp_path):
     write_checkpoint(tmp_path, Checkpoint(3))
     assert resumed_frames(tmp_path, 10) == 4
     assert resumed_frames(tmp_path / "none", 10) == 0
+    write_checkpoint(tmp_path, Checkpoint(3, ("curvature-000003.pt",)))
+    assert resumed_frames(tmp_path, 10) == 0  # its state file is gone
+    write_checkpoint(tmp_path, Checkpoint(3))
+    frame_path(tmp_path, 1).unlink()
+    assert resumed_frames(tmp_path, 10) == 0
