@@ -341,7 +341,13 @@ PreserveColors = Annotated[
 Pooling = Annotated[PoolingName, typer.Option(help="VGG pooling: max, or avg (as Gatys et al.).")]
 OptimizerOpt = Annotated[OptimizerName, typer.Option("--optimizer", help="lbfgs or adam.")]
 LearningRate = Annotated[float, typer.Option("--lr", help="Adam learning rate (pixels in [0, 1]).")]
-Init = Annotated[str, typer.Option(help="Start from: content, noise, or an image path.")]
+Init = Annotated[
+    str,
+    typer.Option(
+        help="Start from: content (the photo), palette (the photo in the painting's colours), "
+        "noise, or an image path."
+    ),
+]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same pixels.")]
 Tolerance = Annotated[
     float,

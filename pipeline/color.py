@@ -1,8 +1,14 @@
-"""Luminance-only transfer (Gatys et al., "Preserving colour in neural artistic style transfer")."""
+"""Colour transfers of Gatys et al., "Preserving colour in neural artistic style transfer": the
+luminance-only transfer, and the linear transfer of a palette (mean and covariance of RGB)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
+
+_EPSILON = 1e-5  # of a covariance's eigenvalues, in squared [0, 1] units
 
 # ITU-R BT.601 luma and chroma, as in OpenCV's YCrCb.
 _TO_YUV = torch.tensor(
@@ -28,3 +34,43 @@ def with_chroma_of(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tenso
     luma = rgb_to_yuv(stylized)[:, :1]
     chroma = rgb_to_yuv(content)[:, 1:]
     return yuv_to_rgb(torch.cat([luma, chroma], dim=1)).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The colours of the style images: their mean and covariance in RGB, blended by weight."""
+
+    mean: torch.Tensor  # 3
+    covariance: torch.Tensor  # 3 x 3
+
+
+def palette_of(styles: Sequence[torch.Tensor], weights: Sequence[float]) -> Palette:
+    """The blend's moments are those of the pixels of all styles, each style weighted."""
+    mean = torch.zeros(3, dtype=torch.float64)
+    second = torch.zeros(3, 3, dtype=torch.float64)
+    for style, weight in zip(styles, weights):
+        pixels = style.reshape(3, -1).double()
+        mean += weight * pixels.mean(1)
+        second += weight * (pixels @ pixels.T) / pixels.shape[1]
+    return Palette(mean, second - torch.outer(mean, mean))
+
+
+def _matrix_power(covariance: torch.Tensor, power: float) -> torch.Tensor:
+    # a grey or flat image has a singular covariance: the floor keeps its inverse finite, and the
+    # directions it lacks stay all but empty
+    identity = torch.eye(3, dtype=covariance.dtype, device=covariance.device)
+    values, vectors = torch.linalg.eigh(covariance + _EPSILON * identity)
+    return vectors @ torch.diag(values.clamp_min(_EPSILON) ** power) @ vectors.T
+
+
+def recoloured(content: torch.Tensor, palette: Palette) -> torch.Tensor:
+    """`content` (1 x 3 x H x W) with the palette's mean and covariance, clipped to [0, 1]: the
+    linear colour transfer of Gatys et al. ("Preserving colour", section 2.1), the other way round.
+    L-BFGS started there spends no iterations moving the photo's colours to the painting's."""
+    pixels = content.reshape(3, -1).double()
+    mean = pixels.mean(1, keepdim=True)
+    covariance = (pixels - mean) @ (pixels - mean).T / pixels.shape[1]
+    target = _matrix_power(palette.covariance.to(pixels), 0.5)
+    transfer = target @ _matrix_power(covariance, -0.5)
+    moved = transfer @ (pixels - mean) + palette.mean.to(pixels)[:, None]
+    return moved.reshape(content.shape).to(content.dtype).clamp(0, 1)

@@ -123,16 +123,14 @@ class Stylizer:
         self.memory_plan = MemoryPlanner(settings.max_memory, self.device, self.layers, self.dtype)
         layer_weights = normalized(settings.style_layer_weights, len(settings.style_layers))
         self.layer_weights = dict(zip(settings.style_layers, layer_weights))
+        styles = [color.luminance(s) if settings.preserve_colors else s for s in styles]
+        blend = normalized(settings.style_blend, len(styles))
+        self.palette = color.palette_of(styles, blend)
+        network = f"{weights.fingerprint} {settings.pooling} {self.dtype} "
         self.style_grams = StyleTargets(
-            settings,
-            [color.luminance(s) if settings.preserve_colors else s for s in styles],
-            normalized(settings.style_blend, len(styles)),
-            self.features,
-            self.memory_plan,
-            self.device,
-            network=f"{weights.fingerprint} {settings.pooling} {self.dtype} "
-            + arithmetic_key(self.device),
-        )
+            settings, styles, blend, self.features, self.memory_plan, self.device,
+            network=network + arithmetic_key(self.device),
+        )  # fmt: skip
 
     def features(self, image: torch.Tensor, only: Sequence[str] | None = None) -> dict:
         """Activations at the layers in use, or at `only` of them (the pass stops there)."""
@@ -174,7 +172,7 @@ class Stylizer:
         if plan.init is not None:
             image = prepared(plan.init, self.device)
         else:
-            image = initial_image(s, content, ladder[0], self.device)
+            image = initial_image(s, content, ladder[0], self.palette, self.device)
         total_iters, total_evals, losses = 0, 0, {}
         start, curvature = time.perf_counter(), plan.curvature
         for run, size in zip(scale_runs(s, ladder, plan, start, callback), ladder):
@@ -360,9 +358,15 @@ def prepared(image: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def initial_image(
-    settings: StyleSettings, content: torch.Tensor, size: tuple[int, int], device: torch.device
+    settings: StyleSettings,
+    content: torch.Tensor,
+    size: tuple[int, int],
+    palette: color.Palette,
+    device: torch.device,
 ) -> torch.Tensor:
     init = settings.init
+    if init == "palette":
+        return color.recoloured(content, palette)
     if init == "content":
         return content.clone()
     if init == "noise":

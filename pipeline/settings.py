@@ -141,7 +141,8 @@ class StyleSettings:
     pooling: Pooling = "max"
     optimizer: Optimizer = "lbfgs"
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
-    init: str = "content"  # "content", "noise", or a path to an image
+    # "content", "palette" (the content in the styles' colours), "noise", or a path to an image
+    init: str = "content"
     seed: int = 0
     tolerance: float = 1e-3  # early stop: relative loss improvement over `patience` iterations
     patience: int = 20
@@ -175,7 +176,7 @@ class StyleSettings:
         _choice("--optimizer", self.optimizer, Optimizer)
         _above("--lr", self.learning_rate, 0)
         if not isinstance(self.init, str) or not self.init:
-            raise _fail("--init", self.init, "use content, noise or the path of an image")
+            raise _fail("--init", self.init, "use content, palette, noise or the path of an image")
         _at_least("--tolerance", self.tolerance, 0)
         _at_least("--patience", self.patience, 1, integer=True)
         self._check_scales()
