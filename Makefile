@@ -65,5 +65,5 @@ bench-motion:  ## fast motion: flows and stylized clips whose true motion is kno
 bench-throughput:  ## where a later frame's time goes (decode, flow, warps, VGG passes, optimizer, write, encode) beside a bare VGG pass; fixed cost of `stylize image`; neural-style-pt if installed
 	$(BIN)/python -m benchmarks.bench_throughput $(ARGS)
 
-bench-first-frame:  ## a shot's first frame: candidate budgets (fewer iterations, early stop, two sizes) against the default, frame 0 and frame 5 losses
+bench-first-frame:  ## a shot's first frame: candidate starts and budgets (palette start, fewer iterations, early stop, two sizes) against 300 iterations from the photo, frame 0 and frame 5 losses
 	$(BIN)/python -m benchmarks.bench_first_frame $(ARGS)
