@@ -3,12 +3,14 @@ luminance-only transfer, and the linear transfer of a palette (mean and covarian
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 _EPSILON = 1e-5  # of a covariance's eigenvalues, in squared [0, 1] units
+_PIXELS = 1 << 20  # of a style image, at most, that its palette reads
 
 # ITU-R BT.601 luma and chroma, as in OpenCV's YCrCb.
 _TO_YUV = torch.tensor(
@@ -49,7 +51,9 @@ def palette_of(styles: Sequence[torch.Tensor], weights: Sequence[float]) -> Pale
     mean = torch.zeros(3, dtype=torch.float64)
     second = torch.zeros(3, 3, dtype=torch.float64)
     for style, weight in zip(styles, weights):
-        pixels = style.reshape(3, -1).double()
+        # every step-th row and column: the moments of a large painting, without its float64 copy
+        step = max(1, math.isqrt(style.shape[-2] * style.shape[-1] // _PIXELS))
+        pixels = style[..., ::step, ::step].reshape(3, -1).to("cpu", torch.float64)
         mean += weight * pixels.mean(1)
         second += weight * (pixels @ pixels.T) / pixels.shape[1]
     return Palette(mean, second - torch.outer(mean, mean))
@@ -66,11 +70,12 @@ def _matrix_power(covariance: torch.Tensor, power: float) -> torch.Tensor:
 def recoloured(content: torch.Tensor, palette: Palette) -> torch.Tensor:
     """`content` (1 x 3 x H x W) with the palette's mean and covariance, clipped to [0, 1]: the
     linear colour transfer of Gatys et al. ("Preserving colour", section 2.1), the other way round.
-    L-BFGS started there spends no iterations moving the photo's colours to the painting's."""
+    L-BFGS then starts with the painting's colours in place (under --preserve-colors, grey: only
+    brightness and contrast move). A near-grey photo's faint chroma noise is scaled up with it."""
     pixels = content.reshape(3, -1).double()
-    mean = pixels.mean(1, keepdim=True)
-    covariance = (pixels - mean) @ (pixels - mean).T / pixels.shape[1]
+    centred = pixels - pixels.mean(1, keepdim=True)
+    covariance = centred @ centred.T / pixels.shape[1]
     target = _matrix_power(palette.covariance.to(pixels), 0.5)
     transfer = target @ _matrix_power(covariance, -0.5)
-    moved = transfer @ (pixels - mean) + palette.mean.to(pixels)[:, None]
+    moved = transfer @ centred + palette.mean.to(pixels)[:, None]
     return moved.reshape(content.shape).to(content.dtype).clamp(0, 1)

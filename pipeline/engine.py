@@ -124,13 +124,17 @@ class Stylizer:
         layer_weights = normalized(settings.style_layer_weights, len(settings.style_layers))
         self.layer_weights = dict(zip(settings.style_layers, layer_weights))
         styles = [color.luminance(s) if settings.preserve_colors else s for s in styles]
-        blend = normalized(settings.style_blend, len(styles))
-        self.palette = color.palette_of(styles, blend)
-        network = f"{weights.fingerprint} {settings.pooling} {self.dtype} "
+        self.palette = style_palette(settings, styles)
         self.style_grams = StyleTargets(
-            settings, styles, blend, self.features, self.memory_plan, self.device,
-            network=network + arithmetic_key(self.device),
-        )  # fmt: skip
+            settings,
+            styles,
+            normalized(settings.style_blend, len(styles)),
+            self.features,
+            self.memory_plan,
+            self.device,
+            network=f"{weights.fingerprint} {settings.pooling} {self.dtype} "
+            + arithmetic_key(self.device),
+        )
 
     def features(self, image: torch.Tensor, only: Sequence[str] | None = None) -> dict:
         """Activations at the layers in use, or at `only` of them (the pass stops there)."""
@@ -357,15 +361,22 @@ def prepared(image: torch.Tensor, device: torch.device) -> torch.Tensor:
     return image.detach().to(device, torch.float32).contiguous()
 
 
+def style_palette(settings: StyleSettings, styles: Sequence[torch.Tensor]) -> color.Palette | None:
+    """The styles' colours for --init palette (None under any other start)."""
+    if settings.init != "palette":
+        return None
+    return color.palette_of(styles, normalized(settings.style_blend, len(styles)))
+
+
 def initial_image(
     settings: StyleSettings,
     content: torch.Tensor,
     size: tuple[int, int],
-    palette: color.Palette,
+    palette: color.Palette | None,
     device: torch.device,
 ) -> torch.Tensor:
     init = settings.init
-    if init == "palette":
+    if palette is not None:
         return color.recoloured(content, palette)
     if init == "content":
         return content.clone()

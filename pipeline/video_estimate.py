@@ -89,11 +89,14 @@ def estimate_video(
 
 def resumed_frames(work_dir: Path, count: int) -> int:
     """The frames a rerun keeps: those up to the last checkpoint, none where a file it vouches for
-    is missing (all of them in a folder from before checkpoints)."""
+    is missing (all of them in a folder from before checkpoints, none without its frame 0). A
+    state file on disk but damaged is found only when the rerun reads it."""
     if not work_dir.is_dir():
         return 0
     checkpoint = read_checkpoint(work_dir)
     if checkpoint is None:
+        if not frame_path(work_dir, 0).is_file():
+            return 0
         return sum(frame_path(work_dir, i).is_file() for i in range(count))
     return min(count, checkpoint.frame + 1) if vouched_for(work_dir, checkpoint) else 0
 

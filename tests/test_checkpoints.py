@@ -146,3 +146,6 @@ def test_a_dry_run_counts_as_done_the_frames_a_rerun_keeps(tmp_path):
     write_checkpoint(tmp_path, Checkpoint(3))
     frame_path(tmp_path, 1).unlink()
     assert resumed_frames(tmp_path, 10) == 0
+    (tmp_path / "checkpoint.json").unlink()
+    frame_path(tmp_path, 0).unlink()
+    assert resumed_frames(tmp_path, 10) == 0  # a new run's folder: its start writes a checkpoint

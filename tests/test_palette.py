@@ -60,7 +60,7 @@ def test_a_stylization_starts_from_the_photo_or_from_the_palette(embedded_weight
     starts = {}
     for init in ("palette", "content"):
         settings = StyleSettings(
-            size=64, iterations=0, init=init, style_blend=(0.8, 0.2), precision="fp32", device="cpu"
+            size=64, iterations=0, init=init, style_blend=(4, 1), precision="fp32", device="cpu"
         )
         starts[init] = Stylizer(settings, styles, embedded_weights).stylize(photo, Plan()).image
     expected = recoloured(photo, palette_of(styles, [0.8, 0.2]))
