@@ -31,7 +31,7 @@ from pipeline.work_folder import (
     curvature_path,
     frame_path,
     hold_path,
-    read_checkpoint,
+    resume_checkpoint,
     vouched_for,
     write_atomically,
     write_checkpoint,
@@ -62,9 +62,8 @@ class CarriedState:
         killed before its first real checkpoint makes every frame again."""
         self.work_dir = work_dir
         shutil.rmtree(self.work_dir / "flows", ignore_errors=True)  # older versions' flow cache
-        checkpoint = read_checkpoint(self.work_dir)
-        if checkpoint is None and not frame_path(self.work_dir, 0).is_file():
-            checkpoint = Checkpoint(-1)
+        checkpoint = resume_checkpoint(self.work_dir)
+        if checkpoint is not None and checkpoint.frame < 0:  # a new folder's, or a damaged one
             write_checkpoint(self.work_dir, checkpoint)
         self.kept_until = None if checkpoint is None else self._restored(checkpoint)
         if checkpoint is not None:  # what a killed run saved and never named goes

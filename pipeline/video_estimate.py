@@ -19,7 +19,7 @@ from pipeline.sources import open_reader, probe
 from pipeline.temporal import Frame, to_float
 from pipeline.video_io import check_complete, even_size
 from pipeline.weights import VGGWeights, load_weights
-from pipeline.work_folder import frame_path, read_checkpoint, vouched_for, work_folder
+from pipeline.work_folder import frame_path, resume_checkpoint, vouched_for, work_folder
 
 LATER_SAMPLES = 3  # later frames timed: the first carries the flow estimator's start-up
 
@@ -93,10 +93,8 @@ def resumed_frames(work_dir: Path, count: int) -> int:
     state file on disk but damaged is found only when the rerun reads it."""
     if not work_dir.is_dir():
         return 0
-    checkpoint = read_checkpoint(work_dir)
+    checkpoint = resume_checkpoint(work_dir)
     if checkpoint is None:
-        if not frame_path(work_dir, 0).is_file():
-            return 0
         return sum(frame_path(work_dir, i).is_file() for i in range(count))
     return min(count, checkpoint.frame + 1) if vouched_for(work_dir, checkpoint) else 0
 

@@ -179,6 +179,16 @@ def read_checkpoint(work_dir: Path) -> Checkpoint | None:
         return Checkpoint(-1)
 
 
+def resume_checkpoint(work_dir: Path) -> Checkpoint | None:
+    """The checkpoint a run over `work_dir` resumes from: the folder's own; frame -1 (nothing
+    kept) for a new folder, one with neither a checkpoint nor frame 0; None for a folder from
+    before checkpoints, whose frames on disk are all kept. The run and its dry run both ask here."""
+    checkpoint = read_checkpoint(work_dir)
+    if checkpoint is None and not frame_path(work_dir, 0).is_file():
+        return Checkpoint(-1)
+    return checkpoint
+
+
 def vouched_for(work_dir: Path, checkpoint: Checkpoint) -> bool:
     """Every frame up to the checkpoint and every state file it names is on disk: else a rerun
     makes every frame again (a file deleted, or lost to a power cut)."""
