@@ -10,7 +10,12 @@ the true flow (where it is defined) and with Farneback's (an estimator independe
 seconds and evaluations per later frame; the last frame's style and content losses as ratios to a
 cold stylization of it (300 iterations).
 
-Run: make bench-motion [ARGS="--frames 10 --part flows|stylized"]. Prints markdown.
+Crops: why a moving camera's frames cannot keep a cold frame's style loss. A wider view of
+tubingen.jpg stylized cold, then 256x144 crops of it (what a pan keeps of the frame before, held
+in place) against a cold stylization of each crop itself. The Gram matrices are the whole
+image's: its parts match the painting together, not one by one.
+
+Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops"]. Prints markdown.
 """
 
 from __future__ import annotations
@@ -236,11 +241,43 @@ def stylized_table(made: list[MotionClip]) -> None:
             print(row(stylized_row(clip, setting, stylizer, cold)), flush=True)
 
 
+def crops_table(widths: tuple[int, ...] = (288, 384), offsets: int = 3) -> None:
+    """Each wider view's style and content at 256x144 crops, over a cold stylization of the crop."""
+    photo = cv2.cvtColor(cv2.imread(str(TUBINGEN)), cv2.COLOR_BGR2RGB)
+    print(heading("Fast motion: crops — `make bench-motion ARGS=\"--part crops\"`", "starry_night"))
+    print()
+    print(table(["view", "crop's columns", "crop's style / crop's own cold", "content / own cold"]))
+    for width in widths:
+        scaled = cv2.resize(photo, (width, round(width * photo.shape[0] / photo.shape[1])))
+        view = to_tensor(to_float(scaled[:144]))
+        stylizer = Stylizer(StyleSettings(size=width), [load_rgb(STYLE)])
+        whole = stylizer.stylize(view).image
+        for left in np.linspace(0, width - 256, offsets).round().astype(int):
+            columns = slice(left, left + 256)
+            content = view[..., columns].contiguous()
+            own = stylizer.evaluate(stylizer.stylize(content).image, content)
+            kept = stylizer.evaluate(whole[..., columns].contiguous(), content)
+            print(
+                row(
+                    [
+                        f"{width}x144",
+                        f"{left}-{left + 255}",
+                        f"{kept['style'] / own['style']:.2f}",
+                        f"{kept['content'] / own['content']:.2f}",
+                    ]
+                ),
+                flush=True,
+            )
+
+
 def main() -> None:
     args = argument_parser(__doc__)
     args.add_argument("--frames", type=int, default=10)
-    args.add_argument("--part", choices=("flows", "stylized", "both"), default="both")
+    args.add_argument("--part", choices=("flows", "stylized", "crops", "both"), default="both")
     options = args.parse_args()
+    if options.part == "crops":
+        crops_table()
+        return
     made = clips(options.frames)
     if options.part in ("flows", "both"):
         flows_table(made)
