@@ -30,12 +30,14 @@ from benchmarks.harness import (
 from pipeline.engine import Plan, Stylizer
 from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.image_io import load_rgb, to_tensor
+from pipeline.ladder import resize_image
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import to_float
 from pipeline.work_folder import frame_path, read_frame
 
 PHOTO, PALETTE = {"init": "content"}, {"init": "palette"}
 HALF = {**PHOTO, "coarse_to_fine": True, "coarse_threshold": "half", "coarse_min_size": "half"}
+DETAIL = {**PHOTO, "detail": True}  # DetailStylizer: the photo's lost detail added between sizes
 # label: (the first frame's plan, settings changed); the first is the baseline of the ratios
 CANDIDATES = {
     "photo start 300 iterations one size": (Plan(), PHOTO),
@@ -45,6 +47,44 @@ CANDIDATES = {
     "photo start early stop 1 % over 10 iterations": (Plan(patience=10, tolerance=1e-2), PHOTO),
     "photo start early stop 0.5 % over 10 iterations": (Plan(patience=10, tolerance=5e-3), PHOTO),
     "photo start two sizes 100 iterations each": (Plan(scales=2, iterations=100), PHOTO),
+    "photo start two sizes 100 iterations each, the photo's detail added": (
+        Plan(scales=2, iterations=100),
+        DETAIL,
+    ),
+    # the first frame weighs the content more (two sizes trade content for style)
+    "photo start two sizes 100 iterations each, content x1.25": (
+        Plan(scales=2, iterations=100),
+        {**PHOTO, "first_content": 1.25},
+    ),
+    "photo start two sizes 90 iterations each, content x1.25": (
+        Plan(scales=2, iterations=90),
+        {**PHOTO, "first_content": 1.25},
+    ),
+    "photo start two sizes 90 iterations each, content x1.4": (
+        Plan(scales=2, iterations=90),
+        {**PHOTO, "first_content": 1.4},
+    ),
+    "photo start two sizes 80 iterations each, content x1.4": (
+        Plan(scales=2, iterations=80),
+        {**PHOTO, "first_content": 1.4},
+    ),
+    "photo start two sizes 100 iterations each, content x1.5": (
+        Plan(scales=2, iterations=100),
+        {**PHOTO, "first_content": 1.5},
+    ),
+    "photo start two sizes 80 iterations each, content x1.5": (
+        Plan(scales=2, iterations=80),
+        {**PHOTO, "first_content": 1.5},
+    ),
+    "photo start two sizes 80 iterations each, content x2": (
+        Plan(scales=2, iterations=80),
+        {**PHOTO, "first_content": 2.0},
+    ),
+    "photo start two sizes 60 iterations each": (Plan(scales=2, iterations=60), PHOTO),
+    "photo start two sizes 60 iterations each, the photo's detail added": (
+        Plan(scales=2, iterations=60),
+        DETAIL,
+    ),
     # a large photo's schedule: the half size's full budget, a quarter of its evaluations at the
     # full size, L-BFGS's curvature carried across
     "photo start two sizes 150 iterations then 38 evaluations carried": (
@@ -60,11 +100,44 @@ CANDIDATES = {
 }
 
 
+class DetailStylizer(Stylizer):
+    """Between two sizes of the ladder, the upsampled result gets back the photo's detail that the
+    smaller size could not hold: the photo minus the photo taken down to that size and back."""
+
+    def _optimize_scale(self, image, content, size, *args):
+        if tuple(image.shape[-2:]) != tuple(size):
+            lost = resize_image(content, size) - resize_image(
+                resize_image(content, tuple(image.shape[-2:])), size
+            )
+            image = (resize_image(image, size) + lost).clamp(0, 1)
+        return super()._optimize_scale(image, content, size, *args)
+
+
+class FirstFrameStylizer(FrameStylizer):
+    """A shot's first frame with a stylizer of its own (other weights); later frames as they are."""
+
+    def __init__(self, stylizer: Stylizer, video: VideoSettings, first: Stylizer):
+        super().__init__(stylizer, video)
+        self.first = first
+
+    def __call__(self, frame, previous, index=0):
+        if previous is not None:
+            return super().__call__(frame, previous, index)
+        later, self.stylizer = self.stylizer, self.first
+        try:
+            return super().__call__(frame, previous, index)
+        finally:
+            self.stylizer = later
+
+
 def run(frames: list, size: int, plan: Plan, changes: dict, style: Path) -> dict:
     changes = {key: size // 2 if value == "half" else value for key, value in changes.items()}
+    kind = DetailStylizer if changes.pop("detail", False) else Stylizer
+    first_content = changes.pop("first_content", 1.0)
     settings = replace(StyleSettings(size=size), **changes)
-    stylizer, video = Stylizer(settings, [load_rgb(style)]), VideoSettings()
-    frame_stylizer = FrameStylizer(stylizer, video)
+    stylizer, video = kind(settings, [load_rgb(style)]), VideoSettings()
+    first = replace(settings, content_weight=settings.content_weight * first_content)
+    frame_stylizer = FirstFrameStylizer(stylizer, video, kind(first, [load_rgb(style)]))
     frame_stylizer.cold_plan = plan
     stamps = Stamps(start=True)
     with tempfile.TemporaryDirectory() as work:
