@@ -60,6 +60,14 @@ CANDIDATES = {
         Plan(scales=2, iterations=90),
         {**PHOTO, "first_content": 1.25},
     ),
+    "photo start two sizes 90 iterations each, content x1.3": (
+        Plan(scales=2, iterations=90),
+        {**PHOTO, "first_content": 1.3},
+    ),
+    "photo start two sizes 80 iterations each, content x1.3": (
+        Plan(scales=2, iterations=80),
+        {**PHOTO, "first_content": 1.3},
+    ),
     "photo start two sizes 90 iterations each, content x1.4": (
         Plan(scales=2, iterations=90),
         {**PHOTO, "first_content": 1.4},
