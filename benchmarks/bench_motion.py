@@ -15,7 +15,10 @@ tubingen.jpg stylized cold, then 256x144 crops of it (what a pan keeps of the fr
 in place) against a cold stylization of each crop itself. The Gram matrices are the whole
 image's: its parts match the painting together, not one by one.
 
-Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops"]. Prints markdown.
+Panorama: a pan's frames against one cold stylization of the whole strip the camera sweeps, of
+which a consistent video would show a crop in each frame.
+
+Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops|panorama"]. Prints markdown.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from benchmarks.harness import (
     row,
     table,
 )
-from benchmarks.motion_clips import Camera, MotionClip, synthetic_clip, window_clip
+from benchmarks.motion_clips import SIZE, Camera, MotionClip, synthetic_clip, view, window_clip
 from pipeline.engine import Stylizer
 from pipeline.errors import WeightsError
 from pipeline.frames import FrameStylizer, stylize_frames
@@ -181,20 +184,25 @@ def farneback_warping_error(frames: list[np.ndarray], inputs: list[np.ndarray]) 
     return error.value
 
 
-def stylized_row(clip: MotionClip, setting: str, stylizer: Stylizer, cold: dict) -> list[str]:
-    video = replace(VideoSettings(), **SETTINGS[setting])
-    frame_stylizer = FrameStylizer(stylizer, video)
+def stylized_frames(clip: MotionClip, stylizer: Stylizer, video: VideoSettings):
+    """The clip stylized as `stylize video` does: its frames, each frame's report, the stamps."""
     stamps, reports = Stamps(start=True), []
     with tempfile.TemporaryDirectory() as work:
         stylize_frames(
             clip.frames,
-            frame_stylizer,
+            FrameStylizer(stylizer, video),
             Path(work),
             video,
             len(clip.frames),
             lambda report: (stamps(), reports.append(report)),
         )
         outputs = [read_frame(frame_path(Path(work), i)) for i in range(len(clip.frames))]
+    return outputs, reports, stamps
+
+
+def stylized_row(clip: MotionClip, setting: str, stylizer: Stylizer, cold: dict) -> list[str]:
+    video = replace(VideoSettings(), **SETTINGS[setting])
+    outputs, reports, stamps = stylized_frames(clip, stylizer, video)
     later = reports[1:]
     true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
     independent = farneback_warping_error(outputs, clip.frames) / farneback_warping_error(
@@ -270,13 +278,68 @@ def crops_table(widths: tuple[int, ...] = (288, 384), offsets: int = 3) -> None:
             )
 
 
+def panorama_table(frames: int, shown: tuple[int, ...] = (1, 5, 9)) -> None:
+    """A pan's frames against the best a consistent video can do: one cold stylization of the
+    whole strip the camera sweeps (the panorama, its strokes at the frames' scale), of which each
+    frame shows a crop. Style of the default's frame t over the style of the panorama's crop t,
+    and over a cold stylization of frame t itself."""
+    photo = cv2.cvtColor(cv2.imread(str(TUBINGEN)), cv2.COLOR_BGR2RGB)
+    thing = cv2.cvtColor(cv2.imread(str(GOLDEN_GATE)), cv2.COLOR_BGR2RGB)[200:500, 300:600]
+    stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
+    print(heading("Fast motion: a pan against its panorama — `make bench-motion`", "starry_night"))
+    print()
+    print(
+        table(
+            [
+                "clip",
+                "frame",
+                "style / panorama's crop",
+                "style / cold frame",
+                "panorama's crop / cold frame",
+            ]
+        )
+    )
+    for name in ("pan 12 px", "pan 36 px"):
+        camera = CAMERAS[name]
+        clip = synthetic_clip(name, camera, photo, thing, frames)
+        step = round(camera.pan[0])
+        wide = (SIZE[0] + step * (frames - 1), SIZE[1])
+        affine = view(0, camera, (photo.shape[1], photo.shape[0]))
+        panorama = cv2.warpAffine(
+            photo, affine, wide, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+        painter = at_frame_scale(Stylizer(StyleSettings(size=wide[0]), [load_rgb(STYLE)]))
+        painted = painter.stylize(to_tensor(to_float(panorama))).image
+        outputs, _, _ = stylized_frames(clip, stylizer, VideoSettings())
+        for t in shown:
+            content = to_tensor(to_float(clip.frames[t]))
+            crop = painted[..., step * t : step * t + SIZE[0]].contiguous()
+            ours, best = (
+                stylizer.evaluate(image, content)["style"]
+                for image in (to_tensor(to_float(outputs[t])), crop)
+            )
+            cold = stylizer.evaluate(stylizer.stylize(content).image, content)["style"]
+            cells = [f"{ours / best:.2f}", f"{ours / cold:.2f}", f"{best / cold:.2f}"]
+            print(row([name, t, *cells]), flush=True)
+
+
+def at_frame_scale(stylizer: Stylizer) -> Stylizer:
+    """The stylizer with the style targets of a frame's size whatever the image's size, so that a
+    panorama's strokes are the frames' strokes."""
+    targets = stylizer.style_grams
+    stylizer.style_grams = lambda size: targets(SIZE[0])
+    return stylizer
+
+
 def main() -> None:
     args = argument_parser(__doc__)
     args.add_argument("--frames", type=int, default=10)
-    args.add_argument("--part", choices=("flows", "stylized", "crops", "both"), default="both")
+    args.add_argument(
+        "--part", choices=("flows", "stylized", "crops", "panorama", "both"), default="both"
+    )
     options = args.parse_args()
-    if options.part == "crops":
-        crops_table()
+    if options.part in ("crops", "panorama"):
+        crops_table() if options.part == "crops" else panorama_table(options.frames)
         return
     made = clips(options.frames)
     if options.part in ("flows", "both"):
