@@ -133,10 +133,16 @@ def measure(clip: MotionClip, estimator) -> tuple[float, float, float]:
     return float(np.mean(errors)), recall, 1000 * float(np.median(seconds))
 
 
-def clips(frames: int) -> list[MotionClip]:
-    require(TUBINGEN, GOLDEN_GATE, *CLIPS.values())
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic clips' photo (tubingen.jpg) and the object crossing it (from golden_gate)."""
     photo = cv2.cvtColor(cv2.imread(str(TUBINGEN)), cv2.COLOR_BGR2RGB)
     thing = cv2.cvtColor(cv2.imread(str(GOLDEN_GATE)), cv2.COLOR_BGR2RGB)[200:500, 300:600]
+    return photo, thing
+
+
+def clips(frames: int) -> list[MotionClip]:
+    require(TUBINGEN, GOLDEN_GATE, *CLIPS.values())
+    photo, thing = scene()
     made = [synthetic_clip(name, camera, photo, thing, frames) for name, camera in CAMERAS.items()]
     for name, (clip, step) in WINDOWS.items():
         video = decode(CLIPS[clip], frames, 256 + step[0] * frames + 16)
@@ -251,7 +257,8 @@ def stylized_table(made: list[MotionClip]) -> None:
 
 def crops_table(widths: tuple[int, ...] = (288, 384), offsets: int = 3) -> None:
     """Each wider view's style and content at 256x144 crops, over a cold stylization of the crop."""
-    photo = cv2.cvtColor(cv2.imread(str(TUBINGEN)), cv2.COLOR_BGR2RGB)
+    require(TUBINGEN)
+    photo = scene()[0]
     print(heading("Fast motion: crops — `make bench-motion ARGS=\"--part crops\"`", "starry_night"))
     print()
     print(table(["view", "crop's columns", "crop's style / crop's own cold", "content / own cold"]))
@@ -283,8 +290,8 @@ def panorama_table(frames: int, shown: tuple[int, ...] = (1, 5, 9)) -> None:
     whole strip the camera sweeps (the panorama, its strokes at the frames' scale), of which each
     frame shows a crop. Style of the default's frame t over the style of the panorama's crop t,
     and over a cold stylization of frame t itself."""
-    photo = cv2.cvtColor(cv2.imread(str(TUBINGEN)), cv2.COLOR_BGR2RGB)
-    thing = cv2.cvtColor(cv2.imread(str(GOLDEN_GATE)), cv2.COLOR_BGR2RGB)[200:500, 300:600]
+    require(TUBINGEN, GOLDEN_GATE)
+    photo, thing = scene()
     stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
     print(heading("Fast motion: a pan against its panorama — `make bench-motion`", "starry_night"))
     print()
