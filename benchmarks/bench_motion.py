@@ -288,46 +288,54 @@ def crops_table(widths: tuple[int, ...] = (288, 384), offsets: int = 3) -> None:
 def panorama_table(frames: int, shown: tuple[int, ...] = (1, 5, 9)) -> None:
     """A pan's frames against the best a consistent video can do: one cold stylization of the
     whole strip the camera sweeps (the panorama, its strokes at the frames' scale), of which each
-    frame shows a crop. Style of the default's frame t over the style of the panorama's crop t,
-    and over a cold stylization of frame t itself."""
+    frame shows a crop. For each setting, the style of frame t over the style of the panorama's
+    crop t and over a cold stylization of frame t itself; the warping error and seconds as in the
+    stylized table."""
     require(TUBINGEN, GOLDEN_GATE)
     photo, thing = scene()
     stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
     print(heading("Fast motion: a pan against its panorama — `make bench-motion`", "starry_night"))
     print()
-    print(
-        table(
-            [
-                "clip",
-                "frame",
-                "style / panorama's crop",
-                "style / cold frame",
-                "panorama's crop / cold frame",
-            ]
-        )
-    )
+    columns = ["clip", "setting", "warping / input's (true flow)", "s per later frame", "frame"]
+    columns += ["style / panorama's crop", "style / cold frame", "panorama's crop / cold frame"]
+    print(table(columns))
     for name in ("pan 12 px", "pan 36 px"):
-        camera = CAMERAS[name]
-        clip = synthetic_clip(name, camera, photo, thing, frames)
-        step = round(camera.pan[0])
-        wide = (SIZE[0] + step * (frames - 1), SIZE[1])
-        affine = view(0, camera, (photo.shape[1], photo.shape[0]))
-        panorama = cv2.warpAffine(
-            photo, affine, wide, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        )
-        painter = at_frame_scale(Stylizer(StyleSettings(size=wide[0]), [load_rgb(STYLE)]))
-        painted = painter.stylize(to_tensor(to_float(panorama))).image
-        outputs, _, _ = stylized_frames(clip, stylizer, VideoSettings())
-        for t in shown:
-            content = to_tensor(to_float(clip.frames[t]))
-            crop = painted[..., step * t : step * t + SIZE[0]].contiguous()
-            ours, best = (
-                stylizer.evaluate(image, content)["style"]
-                for image in (to_tensor(to_float(outputs[t])), crop)
+        clip = synthetic_clip(name, CAMERAS[name], photo, thing, frames)
+        best, cold = panorama_styles(clip, CAMERAS[name], photo, stylizer, shown)
+        for setting, changes in SETTINGS.items():
+            outputs, _, stamps = stylized_frames(
+                clip, stylizer, replace(VideoSettings(), **changes)
             )
-            cold = stylizer.evaluate(stylizer.stylize(content).image, content)["style"]
-            cells = [f"{ours / best:.2f}", f"{ours / cold:.2f}", f"{best / cold:.2f}"]
-            print(row([name, t, *cells]), flush=True)
+            true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
+            seconds = float(np.mean(stamps.gaps(skip=1)))
+            for t in shown:
+                content = to_tensor(to_float(clip.frames[t]))
+                ours = stylizer.evaluate(to_tensor(to_float(outputs[t])), content)["style"]
+                ratios = [ours / best[t], ours / cold[t], best[t] / cold[t]]
+                cells = [f"{true:.2f}", f"{seconds:.2f}", t, *(f"{r:.2f}" for r in ratios)]
+                print(row([name, setting, *cells]), flush=True)
+
+
+def panorama_styles(
+    clip: MotionClip, camera: Camera, photo: np.ndarray, stylizer: Stylizer, shown
+) -> tuple[dict, dict]:
+    """The style loss of the panorama's crop shown in each frame of `shown`, and of a cold
+    stylization of that frame."""
+    step = round(camera.pan[0])
+    wide = (SIZE[0] + step * (len(clip.frames) - 1), SIZE[1])
+    affine = view(0, camera, (photo.shape[1], photo.shape[0]))
+    panorama = cv2.warpAffine(
+        photo, affine, wide, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    painter = at_frame_scale(Stylizer(StyleSettings(size=wide[0]), [load_rgb(STYLE)]))
+    painted = painter.stylize(to_tensor(to_float(panorama))).image
+    best, cold = {}, {}
+    for t in shown:
+        content = to_tensor(to_float(clip.frames[t]))
+        crop = painted[..., step * t : step * t + SIZE[0]].contiguous()
+        best[t] = stylizer.evaluate(crop, content)["style"]
+        cold[t] = stylizer.evaluate(stylizer.stylize(content).image, content)["style"]
+    return best, cold
 
 
 def at_frame_scale(stylizer: Stylizer) -> Stylizer:
