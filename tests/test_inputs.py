@@ -435,7 +435,12 @@ def clis(*commands: tuple[str, ...]) -> list[tuple[int, str]]:
         )
         for args in commands
     ]
-    errors = [run.communicate()[1] for run in runs]
+    try:
+        errors = [run.communicate(timeout=300)[1] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:  # a command that hung, or one not read when another failed
+                run.kill()
     return [(run.returncode, error) for run, error in zip(runs, errors)]
 
 
@@ -458,10 +463,10 @@ def test_bad_inputs_get_one_line_each(tmp_path, starry_night):
         (str(even / "%04d.png"), *style, "-o", str(even / "%04d.png")): "overwrite an input",
         (str(audio), "--fps", "30", *style, "-o", str(tmp_path / "e.mp4")): "keeps its own timing",
     }
-    for (returncode, stderr), words in zip(clis(*cases), cases.values()):
+    for (returncode, stderr), (args, words) in zip(clis(*cases), cases.items()):
         lines = stderr.strip().splitlines()
-        assert returncode != 0 and "Traceback" not in stderr, stderr
-        assert len(lines) == 1 and words in lines[0], stderr
+        assert returncode != 0 and "Traceback" not in stderr, (args, stderr)
+        assert len(lines) == 1 and words in lines[0], (args, stderr)
 
 
 def test_a_pattern_names_the_frames_and_a_gap_is_reported(tmp_path, starry_night):
