@@ -38,6 +38,17 @@ from pipeline.work_folder import frame_path, read_frame
 PHOTO, PALETTE = {"init": "content"}, {"init": "palette"}
 HALF = {**PHOTO, "coarse_to_fine": True, "coarse_threshold": "half", "coarse_min_size": "half"}
 DETAIL = {**PHOTO, "detail": True}  # DetailStylizer: the photo's lost detail added between sizes
+# (iterations at each of two sizes, the first frame's content weight over the settings'): two sizes
+# trade content for style, and the weight trades it back
+CONTENT_WEIGHED = [(100, 1.25), (90, 1.25), (90, 1.3), (80, 1.3), (90, 1.4), (80, 1.4)]
+CONTENT_WEIGHED += [(100, 1.5), (80, 1.5), (80, 2)]
+
+
+def two_sizes(iterations: int, changes: dict = PHOTO) -> tuple[Plan, dict]:
+    """The first frame at half size, then at full size, `iterations` at each."""
+    return Plan(scales=2, iterations=iterations), changes
+
+
 # label: (the first frame's plan, settings changed); the first is the baseline of the ratios
 CANDIDATES = {
     "photo start 300 iterations one size": (Plan(), PHOTO),
@@ -46,53 +57,16 @@ CANDIDATES = {
     "photo start 60 iterations": (Plan(iterations=60), PHOTO),
     "photo start early stop 1 % over 10 iterations": (Plan(patience=10, tolerance=1e-2), PHOTO),
     "photo start early stop 0.5 % over 10 iterations": (Plan(patience=10, tolerance=5e-3), PHOTO),
-    "photo start two sizes 100 iterations each": (Plan(scales=2, iterations=100), PHOTO),
-    "photo start two sizes 100 iterations each, the photo's detail added": (
-        Plan(scales=2, iterations=100),
-        DETAIL,
-    ),
-    # the first frame weighs the content more (two sizes trade content for style)
-    "photo start two sizes 100 iterations each, content x1.25": (
-        Plan(scales=2, iterations=100),
-        {**PHOTO, "first_content": 1.25},
-    ),
-    "photo start two sizes 90 iterations each, content x1.25": (
-        Plan(scales=2, iterations=90),
-        {**PHOTO, "first_content": 1.25},
-    ),
-    "photo start two sizes 90 iterations each, content x1.3": (
-        Plan(scales=2, iterations=90),
-        {**PHOTO, "first_content": 1.3},
-    ),
-    "photo start two sizes 80 iterations each, content x1.3": (
-        Plan(scales=2, iterations=80),
-        {**PHOTO, "first_content": 1.3},
-    ),
-    "photo start two sizes 90 iterations each, content x1.4": (
-        Plan(scales=2, iterations=90),
-        {**PHOTO, "first_content": 1.4},
-    ),
-    "photo start two sizes 80 iterations each, content x1.4": (
-        Plan(scales=2, iterations=80),
-        {**PHOTO, "first_content": 1.4},
-    ),
-    "photo start two sizes 100 iterations each, content x1.5": (
-        Plan(scales=2, iterations=100),
-        {**PHOTO, "first_content": 1.5},
-    ),
-    "photo start two sizes 80 iterations each, content x1.5": (
-        Plan(scales=2, iterations=80),
-        {**PHOTO, "first_content": 1.5},
-    ),
-    "photo start two sizes 80 iterations each, content x2": (
-        Plan(scales=2, iterations=80),
-        {**PHOTO, "first_content": 2.0},
-    ),
-    "photo start two sizes 60 iterations each": (Plan(scales=2, iterations=60), PHOTO),
-    "photo start two sizes 60 iterations each, the photo's detail added": (
-        Plan(scales=2, iterations=60),
-        DETAIL,
-    ),
+    "photo start two sizes 100 iterations each": two_sizes(100),
+    "photo start two sizes 100 iterations each, the photo's detail added": two_sizes(100, DETAIL),
+    **{
+        f"photo start two sizes {iterations} iterations each, content x{factor}": two_sizes(
+            iterations, {**PHOTO, "first_content": factor}
+        )
+        for iterations, factor in CONTENT_WEIGHED
+    },
+    "photo start two sizes 60 iterations each": two_sizes(60),
+    "photo start two sizes 60 iterations each, the photo's detail added": two_sizes(60, DETAIL),
     # a large photo's schedule: the half size's full budget, a quarter of its evaluations at the
     # full size, L-BFGS's curvature carried across
     "photo start two sizes 150 iterations then 38 evaluations carried": (
@@ -113,7 +87,7 @@ class DetailStylizer(Stylizer):
     smaller size could not hold: the photo minus the photo taken down to that size and back."""
 
     def _optimize_scale(self, image, content, size, *args):
-        if tuple(image.shape[-2:]) != tuple(size):
+        if image.shape[-1] < size[1]:  # up from the smaller size
             lost = resize_image(content, size) - resize_image(
                 resize_image(content, tuple(image.shape[-2:])), size
             )
@@ -144,8 +118,11 @@ def run(frames: list, size: int, plan: Plan, changes: dict, style: Path) -> dict
     first_content = changes.pop("first_content", 1.0)
     settings = replace(StyleSettings(size=size), **changes)
     stylizer, video = kind(settings, [load_rgb(style)]), VideoSettings()
-    first = replace(settings, content_weight=settings.content_weight * first_content)
-    frame_stylizer = FirstFrameStylizer(stylizer, video, kind(first, [load_rgb(style)]))
+    if first_content == 1.0:
+        frame_stylizer = FrameStylizer(stylizer, video)
+    else:
+        first = replace(settings, content_weight=settings.content_weight * first_content)
+        frame_stylizer = FirstFrameStylizer(stylizer, video, kind(first, [load_rgb(style)]))
     frame_stylizer.cold_plan = plan
     stamps = Stamps(start=True)
     with tempfile.TemporaryDirectory() as work:
