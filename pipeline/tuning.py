@@ -28,6 +28,17 @@ STILL_WORSE = 0.1
 # make bench-motion; 0.1 or less where the shift is out of its reach).
 CAMERA_PRIOR_SHIFT = 8.0
 CAMERA_PRIOR_RESPONSE = 0.2
+# A moving camera (temporal.follow_camera): the camera's own motion is taken where it matches the
+# frames within STILL_MARGIN of DIS's flow and at most this badly (grey, blurred; sensor noise
+# alone gives 1.4-1.8/255 on make bench-motion's clips, an occlusion 6-30/255).
+CAMERA_FIT = 5.0 / 255
+# The camera's motion (temporal.camera_motion) is refitted to the flow of the more textured half
+# of the points its fit holds to (the frame's gradient blurred over TEXTURE_BLUR), within
+# CAMERA_FIT_PX, where there are at least MIN_FIT_POINTS: fitted within 1 px to every point, a
+# noisy pan's fit was 0.15-0.23 px off, and 0.02-0.06 px refitted.
+CAMERA_FIT_PX = 0.5
+TEXTURE_BLUR = 4.0
+MIN_FIT_POINTS = 8
 
 # Looks alike (temporal.looks_alike): the photo check of a carried pixel.
 PHOTO_CHANGE = 0.1  # an input pixel the flow brings from the earlier frame differing more

@@ -229,12 +229,10 @@ def test_the_flow_stays_put_where_the_frames_match_in_place_and_follows_real_mot
     inside = still[42:54, 60:72]
     # back to where it was
     assert np.abs(inside[..., 0] + 4).mean() < 1.0 and np.abs(inside[..., 1]).mean() < 1.0
-    # a moving camera: its flat areas move with it
+    # a moving camera: the picture, its flat areas too, moves with it
     panned = Frame(np.ascontiguousarray(np.roll(now.rgb, 2, axis=1)))
-    assert np.array_equal(
-        FlowEstimator().pair(panned, now).backward,
-        FlowEstimator(still=False).pair(panned, now).backward,
-    )
+    inner = (slice(8, -8), slice(8, -8))
+    assert np.abs(FlowEstimator().pair(panned, now).backward[inner] + (2, 0)).max() < 0.05
 
 
 def flat_ground_with_a_large_block(x: int | None, rng: np.random.Generator) -> np.ndarray:
