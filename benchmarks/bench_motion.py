@@ -102,7 +102,7 @@ class ScaledFlow:
 
 
 CANDIDATES = {
-    "DIS medium, still-aware, from the camera's shift (the default)": lambda: FlowEstimator(),
+    "DIS medium, camera-aware, from the camera's shift (the default)": lambda: FlowEstimator(),
     "DIS medium, raw": lambda: ScaledFlow(),
     "DIS medium, finest level 0": lambda: ScaledFlow(finest=0),
     "DIS medium on frames scaled 2x": lambda: ScaledFlow(scale=2.0),
