@@ -215,7 +215,7 @@ def seam_ratio(
     """Mean warping error of the frame pairs in and around the overlap, and of the others, for a
     video of two chunks at 96 px (first frame `first` iterations without early stop, else the
     default budget; later frames the defaults); and the ratio of the two judged with DIS's own
-    flow (no still-camera correction)."""
+    flow (no camera correction)."""
     from pipeline.temporal import WarpingError
     from pipeline.video_io import Reader, probe
     from pipeline.video_job import stylize_video

@@ -1,7 +1,7 @@
 """Long-term temporal consistency: each video setting on two real clips at 256 px.
 
 For every (clip, setting): the drift of the static background over the clip, the warping error at
-k = 1 and k = 30 as ratios to the input's own (judged with the still-aware flow, and with DIS's
+k = 1 and k = 30 as ratios to the input's own (judged with the camera-aware flow, and with DIS's
 own), the static background's difference between frames t and t-1 and t-30 against the input's
 (pixels compared in place: no flow, whose noise on a still area the warping error counts against
 an output that holds still), evaluations and seconds per later frame, and the later frames'

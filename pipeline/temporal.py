@@ -17,13 +17,13 @@ import numpy as np
 
 from pipeline.errors import SettingsError
 from pipeline.tuning import (
-    CAMERA_PRIOR_RESPONSE,
     CAMERA_FIT,
     CAMERA_FIT_PX,
-    MIN_FIT_POINTS,
+    CAMERA_PRIOR_RESPONSE,
     CAMERA_PRIOR_SHIFT,
     LIGHT_BLUR,
     MASK_BLUR,
+    MIN_FIT_POINTS,
     PHOTO_BLUR,
     PHOTO_CHANGE,
     STILL_BLUR,
@@ -155,7 +155,7 @@ class RaftFlow:
         )
 
 
-# the flows a result can be judged with: the tool's own, DIS without the still-camera correction,
+# the flows a result can be judged with: the tool's own, DIS without the camera's (follow_camera),
 # and independent estimators (RAFT: learned, where its weights can be had)
 FLOWS = {
     "dis": FlowEstimator,
@@ -217,8 +217,9 @@ def follow_camera(
     0.3-0.6 px off and the output's warping error there 20x the input's (make bench-motion). Where
     the camera's motion matches badly (an occlusion, an object moving on its own), DIS's flow is
     kept: the camera's motion in both directions would agree with itself, and the
-    forward-backward check could not find the occlusion. A large flat object moving on its own
-    also matches the camera's motion, and its strokes go with the camera."""
+    forward-backward check could not find the occlusion. A large flat area that moves otherwise
+    also matches the camera's motion, and its strokes go with the camera: an object moving on its
+    own, or a near road or wall in a shot with parallax."""
     if still:
         return zero_where_unmoved(flow, source, target)
     camera = camera_motion(flow, source)

@@ -11,9 +11,11 @@ LIGHT_BLUR = 6.0
 # Confidence masks are blurred slightly, as artistic-videos does.
 MASK_BLUR = 1.0
 
-# A still camera (temporal.camera_still, temporal.zero_where_unmoved).
+# A still camera (temporal.camera_still, temporal.zero_where_unmoved); the margin also serves a
+# moving camera's motion (temporal.follow_camera).
 STILL_BLUR = 2.0  # neighbourhood over which staying put and the flow's motion are compared
-STILL_MARGIN = 1.0 / 255  # how much worse than the flow staying put may match and still be chosen
+# how much worse than the flow staying put (or the camera's motion) may match and still be chosen
+STILL_MARGIN = 1.0 / 255
 STILL_CAMERA = 0.25  # px: a median displacement under this is a still camera
 # A larger median is a moving camera (whose flat areas move with it) where shifting the whole
 # frame by it explains this share of the frames' difference.
