@@ -205,7 +205,7 @@ def camera_shift(source: np.ndarray, target: np.ndarray) -> np.ndarray | None:
 
 def misfit(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> float:
     """How badly `target` carried along `flow` matches the grey `source`, changes of light aside."""
-    return float(mismatch(to_float(source) - warp(to_float(target), flow)).mean())
+    return float(mismatch_along(flow, to_float(source), to_float(target)).mean())
 
 
 def follow_camera(
@@ -224,8 +224,8 @@ def follow_camera(
         return zero_where_unmoved(flow, source, target)
     camera = camera_motion(flow, source)
     source, target = to_float(source), to_float(target)
-    along_camera = mismatch(source - warp(target, camera))
-    along_flow = mismatch(source - warp(target, flow))
+    along_camera = mismatch_along(camera, source, target)
+    along_flow = mismatch_along(flow, source, target)
     fits = (along_camera <= along_flow + STILL_MARGIN) & (along_camera <= CAMERA_FIT)
     return np.where(fits[..., None], camera, flow).astype(np.float32)
 
@@ -237,8 +237,13 @@ def zero_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray)
     Only for a still camera: where it moves, a flat area (a clear sky) matches in place as well as
     anywhere, and its strokes must move with the rest of the picture."""
     source, target = to_float(source), to_float(target)
-    in_place, moved = mismatch(source - target), mismatch(source - warp(target, flow))
+    in_place, moved = mismatch(source - target), mismatch_along(flow, source, target)
     return np.where((in_place <= moved + STILL_MARGIN)[..., None], 0.0, flow).astype(np.float32)
+
+
+def mismatch_along(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`mismatch` of the grey float `source` and `target` carried along `flow` onto it."""
+    return mismatch(source - warp(target, flow))
 
 
 def mismatch(difference: np.ndarray) -> np.ndarray:
@@ -269,7 +274,7 @@ def camera_still(
     source, target = to_float(source), to_float(target)
     in_place, moved = (
         mismatch(source - target),
-        mismatch(source - warp(target, camera_motion(flow))),
+        mismatch_along(camera_motion(flow), source, target),
     )
     if moved.mean() >= (1 - STILL_SHIFT_GAIN) * in_place.mean():
         return True
@@ -310,7 +315,11 @@ def camera_motion(flow: np.ndarray, grey: np.ndarray | None = None) -> np.ndarra
 
 
 def refined(
-    affine: np.ndarray, points: np.ndarray, moved: np.ndarray, holds: np.ndarray, texture
+    affine: np.ndarray,
+    points: np.ndarray,
+    moved: np.ndarray,
+    holds: np.ndarray,
+    texture: np.ndarray,
 ) -> np.ndarray:
     """The camera's fit again on the more textured half of the points it `holds` to (refitting
     only those, a textured crossing object cannot take it over from a flat still ground)."""
