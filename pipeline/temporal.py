@@ -22,8 +22,10 @@ from pipeline.tuning import (
     CAMERA_PRIOR_RESPONSE,
     CAMERA_PRIOR_SHIFT,
     LIGHT_BLUR,
+    LIGHT_OUTLIER,
     MASK_BLUR,
     MIN_FIT_POINTS,
+    MOTION_EDGE,
     PHOTO_BLUR,
     PHOTO_CHANGE,
     STILL_BLUR,
@@ -214,20 +216,36 @@ def follow_camera(
     """`flow` from grey `source` to `target` set to the camera's own motion where that explains the
     frames as well: zero for a still camera (`zero_where_unmoved`), else the shift, turn and zoom
     fitted to the flow (`camera_motion`). On a pan over tubingen.jpg, DIS's flow in the sky is
-    0.3-0.6 px off and the output's warping error there 20x the input's (make bench-motion). Where
-    the camera's motion matches badly (an occlusion, an object moving on its own), DIS's flow is
-    kept: the camera's motion in both directions would agree with itself, and the
-    forward-backward check could not find the occlusion. A large flat area that moves otherwise
+    0.3-0.6 px off and the output's warping error there 20x the input's (make bench-motion).
+    Where the camera's motion matches worse or badly (an object moving on its own, what it
+    uncovers), DIS's flow is kept: the camera's motion in both directions would agree with
+    itself, and the forward-backward check could not find the occlusion. The two are compared by
+    `mismatch_at_edges`, fair beside the object's edge. A large flat area that moves otherwise
     also matches the camera's motion, and its strokes go with the camera: an object moving on its
     own, or a near road or wall in a shot with parallax."""
     if still:
         return zero_where_unmoved(flow, source, target)
     camera = camera_motion(flow, source)
     source, target = to_float(source), to_float(target)
-    along_camera = mismatch_along(camera, source, target)
-    along_flow = mismatch_along(flow, source, target)
-    fits = (along_camera <= along_flow + STILL_MARGIN) & (along_camera <= CAMERA_FIT)
+    along_camera = mismatch_at_edges(camera, source, target)
+    fits = along_camera <= mismatch_at_edges(flow, source, target) + STILL_MARGIN
+    fits &= along_camera <= CAMERA_FIT
     return np.where(fits[..., None], camera, flow).astype(np.float32)
+
+
+def mismatch_at_edges(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`mismatch_along`, made fair beside the edge of an object that moves otherwise: a pixel's
+    difference counts up to LIGHT_OUTLIER, only pixels within LIGHT_OUTLIER of the frame's median
+    change of light set the light, and each pixel takes the best match within MOTION_EDGE px.
+    Blurred over the edge, the object's mismatch would make the camera's right motion lose to
+    DIS's flow, which smears the object's motion up to 9 px into the ground around it."""
+    difference = source - warp(target, flow)
+    matched = (np.abs(difference - np.median(difference)) < LIGHT_OUTLIER).astype(np.float32)
+    share = cv2.GaussianBlur(matched, (0, 0), LIGHT_BLUR)
+    light = cv2.GaussianBlur(difference * matched, (0, 0), LIGHT_BLUR) / np.maximum(share, 1e-3)
+    capped = np.minimum(np.abs(difference - light), LIGHT_OUTLIER)
+    blurred = cv2.GaussianBlur(capped, (0, 0), STILL_BLUR)
+    return cv2.erode(blurred, np.ones((2 * MOTION_EDGE + 1,) * 2, np.uint8))
 
 
 def zero_where_unmoved(flow: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -31,9 +31,17 @@ STILL_WORSE = 0.1
 CAMERA_PRIOR_SHIFT = 8.0
 CAMERA_PRIOR_RESPONSE = 0.2
 # A moving camera (temporal.follow_camera): the camera's own motion is taken where it matches the
-# frames within STILL_MARGIN of DIS's flow and at most this badly (grey, blurred; sensor noise
-# alone gives 1.4-1.8/255 on make bench-motion's clips, an occlusion 6-30/255).
+# frames within STILL_MARGIN of DIS's flow and at most CAMERA_FIT badly (grey, blurred; sensor
+# noise alone gives 1.4-1.8/255 on make bench-motion's clips, an occlusion 6-30/255, capped here at
+# LIGHT_OUTLIER): where neither matches, DIS's flow stays, and the forward-backward check finds an
+# occlusion even where DIS lost the object. Beside an object moving otherwise, a pixel's difference
+# counts up to LIGHT_OUTLIER and only smaller ones set the light, and each pixel takes the best
+# match within MOTION_EDGE px: DIS smears a crossing object's motion up to 9 px into the ground
+# around it, and the object's mismatch, blurred over its edge, would keep the camera's motion from
+# winning there.
 CAMERA_FIT = 5.0 / 255
+LIGHT_OUTLIER = 0.05  # about 13/255
+MOTION_EDGE = 1
 # The camera's motion (temporal.camera_motion) is refitted to the flow of the more textured half
 # of the points its fit holds to (the frame's gradient blurred over TEXTURE_BLUR), within
 # CAMERA_FIT_PX, where there are at least MIN_FIT_POINTS: fitted within 1 px to every point, a
