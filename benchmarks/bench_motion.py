@@ -15,10 +15,17 @@ tubingen.jpg stylized cold, then 256x144 crops of it (what a pan keeps of the fr
 in place) against a cold stylization of each crop itself. The Gram matrices are the whole
 image's: its parts match the painting together, not one by one.
 
+DIS: the default estimator (camera-aware, from the camera's shift; DIS's medium preset) with one
+of DIS's parameters changed (patch size and stride, finest level, gradient-descent
+and variational-refinement iterations): the flows' columns; the crossing square stylized with
+the most promising, and three more clips with an object moving on its own with the default and a
+6 px patch, as in the stylized table.
+
 Panorama: a pan's frames against one cold stylization of the whole strip the camera sweeps, of
 which a consistent video would show a crop in each frame.
 
-Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops|panorama"]. Prints markdown.
+Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops|panorama|dis"]. Prints
+markdown.
 """
 
 from __future__ import annotations
@@ -112,6 +119,49 @@ CANDIDATES = {
 }
 
 
+class TunedFlow(FlowEstimator):
+    """The default estimator with DIS's parameters changed (`params`: OpenCV's setter names without
+    "set", such as PatchSize), in both of its DIS instances."""
+
+    def __init__(self, **params):
+        super().__init__()
+        self.params = params
+        for dis in (self.dis, self.guided):
+            for name, value in params.items():
+                getattr(dis, f"set{name}")(value)
+
+    def twin(self) -> TunedFlow:
+        return TunedFlow(**self.params)
+
+
+# the default: DIS's medium preset (patch 8, stride 3, finest level 1, 25 gradient-descent and 5
+# variational-refinement iterations)
+DIS_VARIANTS = {
+    "medium preset (the default)": {},
+    "patch 4": {"PatchSize": 4},
+    "patch 5": {"PatchSize": 5},
+    "patch 6": {"PatchSize": 6},
+    "patch 12": {"PatchSize": 12},
+    "stride 2": {"PatchStride": 2},
+    "stride 4": {"PatchStride": 4},
+    "finest level 0": {"FinestScale": 0},
+    "finest level 2": {"FinestScale": 2},
+    "gradient descent 50": {"GradientDescentIterations": 50},
+    "variational refinement 0": {"VariationalRefinementIterations": 0},
+    "variational refinement 10": {"VariationalRefinementIterations": 10},
+    "variational refinement 20": {"VariationalRefinementIterations": 20},
+}
+DIS_STYLIZED = ("medium preset (the default)", "patch 4", "patch 5", "patch 6", "finest level 0")
+DIS_COMPARED = ("medium preset (the default)", "patch 6")
+CROSSING = "pan 24 px, object -12 px"
+# more objects moving on their own: a still camera, a faster object, a slower one
+OBJECT_CAMERAS = {
+    "still, object 12 px": Camera(pan=(0.0, 0.0), crossing=12.0),
+    "pan 12 px, object -20 px": Camera(pan=(12.0, 2.0), crossing=20.0),
+    "pan 24 px, object -6 px": Camera(pan=(24.0, 4.0), crossing=6.0),
+}
+
+
 def flows_of(estimator, frame: Frame, earlier: Frame) -> tuple[np.ndarray, np.ndarray]:
     pair = estimator.pair(frame, earlier, True)
     return (pair.backward, pair.forward) if hasattr(pair, "backward") else pair
@@ -150,12 +200,12 @@ def clips(frames: int) -> list[MotionClip]:
     return made
 
 
-def flows_table(made: list[MotionClip]) -> None:
+def flows_table(made: list[MotionClip], candidates=CANDIDATES, digits: int = 2) -> None:
     print(heading("Fast motion: flows — `make bench-motion`", "256x144"))
     print()
     names = [clip.name for clip in made]
     print(table(["flow", *(f"{name}: EPE / recall" for name in names), "ms a pair"]))
-    for candidate, make in CANDIDATES.items():
+    for candidate, make in candidates.items():
         try:
             make()
         except WeightsError as missing:  # RAFT's weights need a download
@@ -164,7 +214,10 @@ def flows_table(made: list[MotionClip]) -> None:
         cells, times = [], []
         for clip in made:  # a fresh estimator a clip: the DIS instances keep state
             error, recall, ms = measure(clip, make())
-            cells.append(f"{error:.2f} / {recall:.0%}" if recall == recall else f"{error:.2f} / –")
+            error_text = f"{error:.{digits}f}"
+            cells.append(
+                f"{error_text} / {recall:.0%}" if not np.isnan(recall) else f"{error_text} / –"
+            )
             times.append(ms)
         print(row([candidate, *cells, f"{np.median(times):.1f}"]), flush=True)
 
@@ -190,13 +243,19 @@ def farneback_warping_error(frames: list[np.ndarray], inputs: list[np.ndarray]) 
     return error.value
 
 
-def stylized_frames(clip: MotionClip, stylizer: Stylizer, video: VideoSettings):
-    """The clip stylized as `stylize video` does: its frames, each frame's report, the stamps."""
+def stylized_frames(
+    clip: MotionClip, stylizer: Stylizer, video: VideoSettings, flows: FlowEstimator | None = None
+):
+    """The clip stylized as `stylize video` does (with `flows`, where given): its frames, each
+    frame's report, the stamps."""
     stamps, reports = Stamps(start=True), []
+    frame_stylizer = FrameStylizer(stylizer, video)
+    if flows is not None:
+        frame_stylizer.flows = flows
     with tempfile.TemporaryDirectory() as work:
         stylize_frames(
             clip.frames,
-            FrameStylizer(stylizer, video),
+            frame_stylizer,
             Path(work),
             video,
             len(clip.frames),
@@ -206,9 +265,15 @@ def stylized_frames(clip: MotionClip, stylizer: Stylizer, video: VideoSettings):
     return outputs, reports, stamps
 
 
-def stylized_row(clip: MotionClip, setting: str, stylizer: Stylizer, cold: dict) -> list[str]:
-    video = replace(VideoSettings(), **SETTINGS[setting])
-    outputs, reports, stamps = stylized_frames(clip, stylizer, video)
+def stylized_row(
+    clip: MotionClip,
+    setting: str,
+    stylizer: Stylizer,
+    cold: dict,
+    flows: FlowEstimator | None = None,
+) -> list[str]:
+    video = replace(VideoSettings(), **SETTINGS.get(setting, {}))
+    outputs, reports, stamps = stylized_frames(clip, stylizer, video, flows)
     later = reports[1:]
     true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
     independent = farneback_warping_error(outputs, clip.frames) / farneback_warping_error(
@@ -230,29 +295,53 @@ def stylized_row(clip: MotionClip, setting: str, stylizer: Stylizer, cold: dict)
     ]
 
 
+STYLIZED_COLUMNS = [
+    "clip",
+    "setting",
+    "warping / input's (true flow)",
+    "warping / input's (Farneback)",
+    "s per later frame",
+    "evaluations",
+    "style / cold",
+    "content / cold",
+]
+
+
 def stylized_table(made: list[MotionClip]) -> None:
     stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
     print(heading("Fast motion: stylized — `make bench-motion`", "256x144, starry_night"))
     print()
-    print(
-        table(
-            [
-                "clip",
-                "setting",
-                "warping / input's (true flow)",
-                "warping / input's (Farneback)",
-                "s per later frame",
-                "evaluations",
-                "style / cold",
-                "content / cold",
-            ]
-        )
-    )
+    print(table(STYLIZED_COLUMNS))
     for clip in made:
-        last = to_tensor(to_float(clip.frames[-1]))
-        cold = stylizer.evaluate(stylizer.stylize(last).image, last)
+        cold = cold_losses(stylizer, clip)
         for setting in SETTINGS:
             print(row(stylized_row(clip, setting, stylizer, cold)), flush=True)
+
+
+def cold_losses(stylizer: Stylizer, clip: MotionClip) -> dict:
+    """The clip's last frame stylized cold: the yardstick of the style and content columns."""
+    last = to_tensor(to_float(clip.frames[-1]))
+    return stylizer.evaluate(stylizer.stylize(last).image, last)
+
+
+def dis_tables(made: list[MotionClip]) -> None:
+    """DIS's parameters inside the default estimator: its flows, and the crossing square stylized
+    with the most promising ones."""
+    variants = {
+        name: (lambda params=params: TunedFlow(**params)) for name, params in DIS_VARIANTS.items()
+    }
+    flows_table(made, variants, digits=3)
+    stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
+    crossing = next(clip for clip in made if clip.name == CROSSING)
+    print()
+    print(table(STYLIZED_COLUMNS))
+    photo, thing = scene()
+    more = [synthetic_clip(name, camera, photo, thing) for name, camera in OBJECT_CAMERAS.items()]
+    for clip, names in [(crossing, DIS_STYLIZED), *((other, DIS_COMPARED) for other in more)]:
+        cold = cold_losses(stylizer, clip)
+        for name in names:
+            flows = TunedFlow(**DIS_VARIANTS[name])
+            print(row(stylized_row(clip, name, stylizer, cold, flows)), flush=True)
 
 
 def crops_table(widths: tuple[int, ...] = (288, 384), offsets: int = 3) -> None:
@@ -350,13 +439,16 @@ def main() -> None:
     args = argument_parser(__doc__)
     args.add_argument("--frames", type=int, default=10)
     args.add_argument(
-        "--part", choices=("flows", "stylized", "crops", "panorama", "both"), default="both"
+        "--part", choices=("flows", "stylized", "crops", "panorama", "dis", "both"), default="both"
     )
     options = args.parse_args()
     if options.part in ("crops", "panorama"):
         crops_table() if options.part == "crops" else panorama_table(options.frames)
         return
     made = clips(options.frames)
+    if options.part == "dis":
+        dis_tables(made)
+        return
     if options.part in ("flows", "both"):
         flows_table(made)
     if options.part in ("stylized", "both"):
