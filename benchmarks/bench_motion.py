@@ -18,8 +18,8 @@ image's: its parts match the painting together, not one by one.
 DIS: the default estimator (camera-aware, from the camera's shift; DIS's medium preset) with one
 of DIS's parameters changed (patch size and stride, finest level, gradient-descent
 and variational-refinement iterations): the flows' columns; the crossing square stylized with
-the most promising, and three more clips with an object moving on its own with the default and a
-6 px patch, as in the stylized table.
+the most promising, and three more clips with an object moving on its own with the default and
+5 and 6 px patches, as in the stylized table.
 
 Panorama: a pan's frames against one cold stylization of the whole strip the camera sweeps, of
 which a consistent video would show a crop in each frame.
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,7 +124,7 @@ class TunedFlow(FlowEstimator):
     """The default estimator with DIS's parameters changed (`params`: OpenCV's setter names without
     "set", such as PatchSize), in both of its DIS instances."""
 
-    def __init__(self, **params):
+    def __init__(self, **params: int):
         super().__init__()
         self.params = params
         for dis in (self.dis, self.guided):
@@ -152,7 +153,7 @@ DIS_VARIANTS = {
     "variational refinement 20": {"VariationalRefinementIterations": 20},
 }
 DIS_STYLIZED = ("medium preset (the default)", "patch 4", "patch 5", "patch 6", "finest level 0")
-DIS_COMPARED = ("medium preset (the default)", "patch 6")
+DIS_COMPARED = ("medium preset (the default)", "patch 5", "patch 6")
 CROSSING = "pan 24 px, object -12 px"
 # more objects moving on their own: a still camera, a faster object, a slower one
 OBJECT_CAMERAS = {
@@ -200,8 +201,13 @@ def clips(frames: int) -> list[MotionClip]:
     return made
 
 
-def flows_table(made: list[MotionClip], candidates=CANDIDATES, digits: int = 2) -> None:
-    print(heading("Fast motion: flows — `make bench-motion`", "256x144"))
+def flows_table(
+    made: list[MotionClip],
+    candidates: dict[str, Callable[[], object]] = CANDIDATES,
+    digits: int = 2,
+    title: str = "Fast motion: flows — `make bench-motion`",
+) -> None:
+    print(heading(title, "256x144"))
     print()
     names = [clip.name for clip in made]
     print(table(["flow", *(f"{name}: EPE / recall" for name in names), "ms a pair"]))
@@ -272,7 +278,8 @@ def stylized_row(
     cold: dict,
     flows: FlowEstimator | None = None,
 ) -> list[str]:
-    video = replace(VideoSettings(), **SETTINGS.get(setting, {}))
+    """`setting`: a key of SETTINGS, or with `flows` (the default video settings) its label."""
+    video = replace(VideoSettings(), **({} if flows is not None else SETTINGS[setting]))
     outputs, reports, stamps = stylized_frames(clip, stylizer, video, flows)
     later = reports[1:]
     true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
@@ -324,19 +331,25 @@ def cold_losses(stylizer: Stylizer, clip: MotionClip) -> dict:
     return stylizer.evaluate(stylizer.stylize(last).image, last)
 
 
-def dis_tables(made: list[MotionClip]) -> None:
+def dis_tables(made: list[MotionClip], frames: int) -> None:
     """DIS's parameters inside the default estimator: its flows, and the crossing square stylized
     with the most promising ones."""
     variants = {
         name: (lambda params=params: TunedFlow(**params)) for name, params in DIS_VARIANTS.items()
     }
-    flows_table(made, variants, digits=3)
+    title = "Fast motion: DIS's parameters — `make bench-motion ARGS=\"--part dis\"`"
+    flows_table(made, variants, digits=3, title=title)
     stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
     crossing = next(clip for clip in made if clip.name == CROSSING)
     print()
+    print(heading(f"{title}: stylized", "256x144, starry_night"))
+    print()
     print(table(STYLIZED_COLUMNS))
     photo, thing = scene()
-    more = [synthetic_clip(name, camera, photo, thing) for name, camera in OBJECT_CAMERAS.items()]
+    more = [
+        synthetic_clip(name, camera, photo, thing, frames)
+        for name, camera in OBJECT_CAMERAS.items()
+    ]
     for clip, names in [(crossing, DIS_STYLIZED), *((other, DIS_COMPARED) for other in more)]:
         cold = cold_losses(stylizer, clip)
         for name in names:
@@ -447,7 +460,7 @@ def main() -> None:
         return
     made = clips(options.frames)
     if options.part == "dis":
-        dis_tables(made)
+        dis_tables(made, options.frames)
         return
     if options.part in ("flows", "both"):
         flows_table(made)
