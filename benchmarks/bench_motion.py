@@ -273,13 +273,12 @@ def stylized_frames(
 
 def stylized_row(
     clip: MotionClip,
-    setting: str,
+    label: str,
+    video: VideoSettings,
     stylizer: Stylizer,
     cold: dict,
     flows: FlowEstimator | None = None,
 ) -> list[str]:
-    """`setting`: a key of SETTINGS, or with `flows` (the default video settings) its label."""
-    video = replace(VideoSettings(), **({} if flows is not None else SETTINGS[setting]))
     outputs, reports, stamps = stylized_frames(clip, stylizer, video, flows)
     later = reports[1:]
     true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
@@ -292,7 +291,7 @@ def stylized_row(
     evaluations = float(np.mean([report.evaluations for report in later]))
     return [
         clip.name,
-        setting,
+        label,
         f"{true:.2f}",
         f"{independent:.2f}",
         f"{seconds:.2f}",
@@ -321,8 +320,9 @@ def stylized_table(made: list[MotionClip]) -> None:
     print(table(STYLIZED_COLUMNS))
     for clip in made:
         cold = cold_losses(stylizer, clip)
-        for setting in SETTINGS:
-            print(row(stylized_row(clip, setting, stylizer, cold)), flush=True)
+        for setting, changes in SETTINGS.items():
+            video = replace(VideoSettings(), **changes)
+            print(row(stylized_row(clip, setting, video, stylizer, cold)), flush=True)
 
 
 def cold_losses(stylizer: Stylizer, clip: MotionClip) -> dict:
@@ -331,7 +331,7 @@ def cold_losses(stylizer: Stylizer, clip: MotionClip) -> dict:
     return stylizer.evaluate(stylizer.stylize(last).image, last)
 
 
-def dis_tables(made: list[MotionClip], frames: int) -> None:
+def dis_tables(made: list[MotionClip]) -> None:
     """DIS's parameters inside the default estimator: its flows, and the crossing square stylized
     with the most promising ones."""
     variants = {
@@ -346,6 +346,7 @@ def dis_tables(made: list[MotionClip], frames: int) -> None:
     print()
     print(table(STYLIZED_COLUMNS))
     photo, thing = scene()
+    frames = len(crossing.frames)
     more = [
         synthetic_clip(name, camera, photo, thing, frames)
         for name, camera in OBJECT_CAMERAS.items()
@@ -354,7 +355,7 @@ def dis_tables(made: list[MotionClip], frames: int) -> None:
         cold = cold_losses(stylizer, clip)
         for name in names:
             flows = TunedFlow(**DIS_VARIANTS[name])
-            print(row(stylized_row(clip, name, stylizer, cold, flows)), flush=True)
+            print(row(stylized_row(clip, name, VideoSettings(), stylizer, cold, flows)), flush=True)
 
 
 def crops_table(widths: tuple[int, ...] = (288, 384), offsets: int = 3) -> None:
@@ -460,7 +461,7 @@ def main() -> None:
         return
     made = clips(options.frames)
     if options.part == "dis":
-        dis_tables(made, options.frames)
+        dis_tables(made)
         return
     if options.part in ("flows", "both"):
         flows_table(made)
