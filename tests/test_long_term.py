@@ -151,6 +151,27 @@ def test_carried_curvature_never_crosses_a_scene_cut(
         )
 
 
+def test_a_later_pass_holds_no_pixel_its_neighbour_did_not_see():
+    """A camera panning 16 px a frame: the neighbour's result carried onto the frame repeats its
+    border over the 16 columns it did not see. The sequential pass keeps that border vouched for
+    (nothing better there); a later pass, where the frame has its own result, vouches for none
+    of it."""
+    from pipeline.passes import neighbour_carried
+    from pipeline.temporal import FlowEstimator, Frame
+
+    rng = np.random.default_rng(5)
+    panorama = cv2.GaussianBlur(rng.integers(0, 256, (72, 160, 3), dtype=np.uint8), (0, 0), 1.5)
+    neighbour, frame = (Frame(np.ascontiguousarray(panorama[:, x : x + 128])) for x in (0, 16))
+    flows = FlowEstimator().pair(frame, neighbour, neighbours=True)
+    result = cv2.GaussianBlur(rng.integers(0, 256, neighbour.rgb.shape, dtype=np.uint8), (0, 0), 1)
+    unseen, seen = (slice(None), slice(-14, None)), (slice(8, -8), slice(8, -24))
+    assert carry(result / 255.0, flows).mask[unseen].mean() > 0.9  # the sequential pass's
+    carried = neighbour_carried(flows, result)
+    assert carried.mask[unseen].max() == 0.0
+    assert carried.mask[seen].mean() > 0.95
+    assert np.abs(carried.image[seen] - result[8:-8, 24:-8] / 255.0).mean() < 0.01
+
+
 @pytest.mark.slow
 def test_passes_refine_every_frame_from_its_neighbours_and_resume(tmp_path, starry_night):
     """--passes 3: a backward then a forward pass, each frame re-optimized toward its new neighbour:
