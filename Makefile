@@ -59,7 +59,7 @@ bench-presets:  ## each --preset: seconds per first and later frame, losses agai
 bench-temporal:  ## long-term consistency: drift, warping error at k=1 and 30, evaluations per frame; bottle- and car-detection at 256 px
 	$(BIN)/python -m benchmarks.bench_temporal $(ARGS)
 
-bench-motion:  ## fast motion: flows and stylized clips whose true motion is known (synthetic pans, zooms, a crossing object; windows over real clips); --part crops | panorama: what a consistent video can reach; --part dis: DIS's parameters
+bench-motion:  ## fast motion: flows and stylized clips whose true motion is known (synthetic pans, zooms, a crossing object; windows over real clips); --part crops | panorama: what a consistent video can reach; --part dis: DIS's parameters; --settings='default,--passes 3': the stylized rows
 	$(BIN)/python -m benchmarks.bench_motion $(ARGS)
 
 bench-throughput:  ## where a later frame's time goes (decode, flow, warps, VGG passes, optimizer, write, encode) beside a bare VGG pass; fixed cost of `stylize image`; neural-style-pt if installed

@@ -5,10 +5,10 @@ of the undefined ones (occluded, out of view) that the forward-backward check le
 (recall), and milliseconds per flow pair (both directions). RAFT-small's row needs torchvision's
 weights (downloaded once); without a network it says so.
 
-Stylized: each video setting's output warping error as a ratio to the input's own, judged with
-the true flow (where it is defined) and with Farneback's (an estimator independent of DIS);
-seconds and evaluations per later frame; the last frame's style and content losses as ratios to a
-cold stylization of it (300 iterations).
+Stylized: each video setting's (the default, --catch-up, --passes) output warping error as a
+ratio to the input's own, judged with the true flow (where it is defined) and with Farneback's (an
+estimator independent of DIS); seconds and evaluations per later frame (all passes); the last
+frame's style and content losses as ratios to a cold stylization of it (300 iterations).
 
 Crops: why a moving camera's frames cannot keep a cold frame's style loss. A wider view of
 tubingen.jpg stylized cold, then 256x144 crops of it (what a pan keeps of the frame before, held
@@ -24,8 +24,8 @@ the most promising, and three more clips with an object moving on its own with t
 Panorama: a pan's frames against one cold stylization of the whole strip the camera sweeps, of
 which a consistent video would show a crop in each frame.
 
-Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops|panorama|dis"]. Prints
-markdown.
+Run: make bench-motion [ARGS="--frames 10 --part flows|stylized|crops|panorama|dis
+--settings=default,--passes 3"]. Prints markdown.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from pipeline.engine import Stylizer
 from pipeline.errors import WeightsError
 from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.image_io import load_rgb, to_tensor
+from pipeline.passes import pass_folder, refine_pass
 from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.temporal import (
     FarnebackFlow,
@@ -228,7 +229,13 @@ def flows_table(
         print(row([candidate, *cells, f"{np.median(times):.1f}"]), flush=True)
 
 
-SETTINGS = {"default": {}, "--catch-up 2": {"catch_up": 2.0}, "--catch-up 4": {"catch_up": 4.0}}
+SETTINGS = {
+    "default": {},
+    "--catch-up 2": {"catch_up": 2.0},
+    "--catch-up 4": {"catch_up": 4.0},
+    "--passes 2": {"passes": 2},
+    "--passes 3": {"passes": 3},
+}
 
 
 def true_warping_error(frames: list[np.ndarray], clip: MotionClip) -> float:
@@ -252,12 +259,17 @@ def farneback_warping_error(frames: list[np.ndarray], inputs: list[np.ndarray]) 
 def stylized_frames(
     clip: MotionClip, stylizer: Stylizer, video: VideoSettings, flows: FlowEstimator | None = None
 ):
-    """The clip stylized as `stylize video` does (with `flows`, where given): its frames, each
-    frame's report, the stamps."""
-    stamps, reports = Stamps(start=True), []
+    """The clip stylized as `stylize video` does (with `flows`, where given), its refinement
+    passes too: its frames, the evaluations of each later frame (all passes), the stamps."""
+    stamps, evaluations = Stamps(start=True), np.zeros(len(clip.frames))
     frame_stylizer = FrameStylizer(stylizer, video)
     if flows is not None:
         frame_stylizer.flows = flows
+
+    def refined(position: int, index: int, skipped: bool, stats: dict) -> None:
+        stamps()
+        evaluations[index] += stats.get("evaluations", 0)
+
     with tempfile.TemporaryDirectory() as work:
         stylize_frames(
             clip.frames,
@@ -265,10 +277,21 @@ def stylized_frames(
             Path(work),
             video,
             len(clip.frames),
-            lambda report: (stamps(), reports.append(report)),
+            lambda report: (stamps(), evaluations.__setitem__(report.index, report.evaluations)),
         )
-        outputs = [read_frame(frame_path(Path(work), i)) for i in range(len(clip.frames))]
-    return outputs, reports, stamps
+        for number in range(2, video.passes + 1):
+            order = list(enumerate(clip.frames))
+            refine_pass(
+                order[::-1] if number % 2 == 0 else order,
+                frame_stylizer,
+                Path(work),
+                number,
+                [],
+                refined,
+            )
+        final = pass_folder(Path(work), video.passes)
+        outputs = [read_frame(frame_path(final, i)) for i in range(len(clip.frames))]
+    return outputs, evaluations[1:], stamps
 
 
 def stylized_row(
@@ -279,23 +302,21 @@ def stylized_row(
     cold: dict,
     flows: FlowEstimator | None = None,
 ) -> list[str]:
-    outputs, reports, stamps = stylized_frames(clip, stylizer, video, flows)
-    later = reports[1:]
+    outputs, evaluations, stamps = stylized_frames(clip, stylizer, video, flows)
     true = true_warping_error(outputs, clip) / true_warping_error(clip.frames, clip)
     independent = farneback_warping_error(outputs, clip.frames) / farneback_warping_error(
         clip.frames, clip.frames
     )
     last = to_tensor(to_float(clip.frames[-1]))
     losses = stylizer.evaluate(to_tensor(to_float(outputs[-1])), last)
-    seconds = float(np.mean(stamps.gaps(skip=1)))
-    evaluations = float(np.mean([report.evaluations for report in later]))
+    seconds = (stamps.times[-1] - stamps.times[1]) / len(evaluations)  # all passes
     return [
         clip.name,
         label,
         f"{true:.2f}",
         f"{independent:.2f}",
         f"{seconds:.2f}",
-        f"{evaluations:.1f}",
+        f"{evaluations.mean():.1f}",
         f"{losses['style'] / cold['style']:.2f}",
         f"{losses['content'] / cold['content']:.2f}",
     ]
@@ -313,15 +334,15 @@ STYLIZED_COLUMNS = [
 ]
 
 
-def stylized_table(made: list[MotionClip]) -> None:
+def stylized_table(made: list[MotionClip], settings: list[str]) -> None:
     stylizer = Stylizer(StyleSettings(size=256), [load_rgb(STYLE)])
     print(heading("Fast motion: stylized — `make bench-motion`", "256x144, starry_night"))
     print()
     print(table(STYLIZED_COLUMNS))
     for clip in made:
         cold = cold_losses(stylizer, clip)
-        for setting, changes in SETTINGS.items():
-            video = replace(VideoSettings(), **changes)
+        for setting in settings:
+            video = replace(VideoSettings(), **SETTINGS[setting])
             print(row(stylized_row(clip, setting, video, stylizer, cold)), flush=True)
 
 
@@ -455,7 +476,15 @@ def main() -> None:
     args.add_argument(
         "--part", choices=("flows", "stylized", "crops", "panorama", "dis", "both"), default="both"
     )
+    args.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help="the stylized table's rows, comma-separated (give it as --settings=...)",
+    )
     options = args.parse_args()
+    settings = options.settings.split(",")
+    if unknown := set(settings) - set(SETTINGS):
+        args.error(f"--settings: unknown {', '.join(sorted(unknown))}; use {', '.join(SETTINGS)}")
     if options.part in ("crops", "panorama"):
         crops_table() if options.part == "crops" else panorama_table(options.frames)
         return
@@ -466,7 +495,7 @@ def main() -> None:
     if options.part in ("flows", "both"):
         flows_table(made)
     if options.part in ("stylized", "both"):
-        stylized_table(made)
+        stylized_table(made, settings)
 
 
 if __name__ == "__main__":
