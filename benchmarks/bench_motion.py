@@ -55,7 +55,7 @@ from benchmarks.harness import (
 from benchmarks.motion_clips import SIZE, Camera, MotionClip, synthetic_clip, view, window_clip
 from pipeline.engine import Stylizer
 from pipeline.errors import WeightsError
-from pipeline.frames import FrameStylizer, stylize_frames
+from pipeline.frames import FrameReport, FrameStylizer, stylize_frames
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.passes import pass_folder, refine_pass
 from pipeline.settings import StyleSettings, VideoSettings
@@ -266,19 +266,16 @@ def stylized_frames(
     if flows is not None:
         frame_stylizer.flows = flows
 
+    def made(report: FrameReport) -> None:
+        stamps()
+        evaluations[report.index] = report.evaluations
+
     def refined(position: int, index: int, skipped: bool, stats: dict) -> None:
         stamps()
         evaluations[index] += stats.get("evaluations", 0)
 
     with tempfile.TemporaryDirectory() as work:
-        stylize_frames(
-            clip.frames,
-            frame_stylizer,
-            Path(work),
-            video,
-            len(clip.frames),
-            lambda report: (stamps(), evaluations.__setitem__(report.index, report.evaluations)),
-        )
+        stylize_frames(clip.frames, frame_stylizer, Path(work), video, len(clip.frames), made)
         for number in range(2, video.passes + 1):
             order = list(enumerate(clip.frames))
             refine_pass(
