@@ -25,7 +25,7 @@ from pipeline.image_io import to_tensor
 from pipeline.losses import Term
 from pipeline.settings import VideoSettings
 from pipeline.sources import open_reader
-from pipeline.temporal import Carried, FlowPair, Frame, carry, in_view, to_float
+from pipeline.temporal import Carried, FlowPair, Frame, carry, seen_only, to_float
 from pipeline.tuning import PASS_BLEND
 from pipeline.video_io import VideoInfo
 from pipeline.work_folder import frame_path, read_frame, write_frame
@@ -161,5 +161,4 @@ def neighbour_carried(flows: FlowPair, result: np.ndarray) -> Carried:
     result is the better one (two passes over a 36 px pan held to that border: warping error 5.4x
     the input's, against 2.2x from the first pass alone; a script over make bench-motion's
     clips)."""
-    carried = carry(to_float(result), flows)
-    return Carried(carried.image, carried.mask * in_view(flows.backward))
+    return seen_only(carry(to_float(result), flows), flows.backward)

@@ -383,6 +383,11 @@ def in_view(backward: np.ndarray) -> np.ndarray:
     return inside.astype(np.float32)
 
 
+def seen_only(carried: Carried, backward: np.ndarray) -> Carried:
+    """`carried`, vouched for only where the earlier frame saw the pixel (`in_view`)."""
+    return Carried(carried.image, carried.mask * in_view(backward))
+
+
 def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """1 where the flow t->t-1 and t-1->t agree (Ruder et al., eq. 6-7), 0 at disocclusions and
     motion edges.

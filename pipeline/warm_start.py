@@ -34,9 +34,9 @@ from pipeline.temporal import (
     FlowPair,
     Frame,
     carry,
-    in_view,
     looks_alike,
     photo_check,
+    seen_only,
     to_float,
 )
 from pipeline.tuning import (
@@ -98,7 +98,7 @@ def carry_along_flow(state: WarmStart, context: WarmContext) -> WarmStart:
     else:
         carried = device_warp.carry(state.carried.image, context.flows, context.warp_on)
     if context.video.catch_up > 1:
-        carried = Carried(carried.image, carried.mask * in_view(context.flows.backward))
+        carried = seen_only(carried, context.flows.backward)
     return replace(state, carried=carried)
 
 
