@@ -683,7 +683,11 @@ HoldStillOption = option(
 PassesOption = option(
     int, min=1, help="Passes over the video; more refine each frame toward its neighbours."
 )
-FillOption = option(Fill, help="Uncovered pixels of the warm start: content, warp or blend.")
+FillOption = option(
+    Fill,
+    help="What the warm start takes where the flow cannot carry the result: patches (painted,"
+    " from where the input looks alike), content, warp or blend.",
+)
 SceneThresholdOption = option(
     float, min=0, max=1, help="Mean grey difference (0-1) between frames that starts a new shot."
 )

@@ -271,7 +271,7 @@ def check_style_count(settings: StyleSettings, count: int, note: str = "one per 
 
 
 WarmStart = Literal["flow", "prev", "content"]
-Fill = Literal["content", "warp", "blend"]
+Fill = Literal["content", "warp", "blend", "patches"]
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ class VideoSettings:
     photo_check: bool = True
     # more: refinement passes over the video after the sequential one, alternating direction
     passes: int = 1
-    fill: Fill = "content"  # what disoccluded pixels of the warm start take
+    fill: Fill = "patches"  # what the warm start takes where the flow cannot vouch for a pixel
     scene_threshold: float = 0.15  # mean grey difference in [0, 1] above which a new shot starts
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds to take (None: to the end)

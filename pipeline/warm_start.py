@@ -27,6 +27,7 @@ import torch
 from pipeline import device_warp
 from pipeline.engine import Hold
 from pipeline.image_io import to_tensor
+from pipeline.patch_fill import patch_fill
 from pipeline.settings import VideoSettings
 from pipeline.shot_memory import ChangeSinceReference, HoldReference, PastFrame
 from pipeline.temporal import (
@@ -139,11 +140,14 @@ def restore_still_camera(state: WarmStart, context: WarmContext) -> WarmStart:
 
 def fill_disocclusions(state: WarmStart, context: WarmContext) -> WarmStart:
     """The optimizer's first image: the carried result, with the pixels the steps cannot vouch
-    for filled by --fill: warp (the carried pixels as they are), content (the input frame) or
-    blend (half each)."""
+    for filled by --fill: patches (the carried result's own, where the input looks alike:
+    what an object uncovers starts painted, make bench-motion), warp (the carried pixels as they
+    are), content (the input frame) or blend (half each)."""
     carried, fill = state.carried, context.video.fill
     if fill == "warp":
         return replace(state, init=carried.image)
+    if fill == "patches":
+        return replace(state, init=patch_fill(carried.image, context.content, carried.mask))
     mask = carried.mask[..., None]
     other = context.content if fill == "content" else 0.5 * (carried.image + context.content)
     return replace(state, init=mask * carried.image + (1 - mask) * other)

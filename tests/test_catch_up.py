@@ -102,10 +102,9 @@ def test_with_catch_up_what_enters_the_picture_is_vouched_for_nowhere(tubingen):
     flows = FlowEstimator().pair(frame, earlier, neighbours=True)
     result = np.random.default_rng(0).random((120, 96, 3)).astype(np.float32)
     masks = {}
-    for catch_up in (1.0, 2.0):
-        context = WarmContext(
-            frame, frame.rgb / 255.0, earlier, flows, VideoSettings(catch_up=catch_up)
-        )
+    for catch_up in (1.0, 2.0):  # the fill that keeps the border: --catch-up alone decides
+        video = VideoSettings(catch_up=catch_up, fill="content")
+        context = WarmContext(frame, frame.rgb / 255.0, earlier, flows, video)
         masks[catch_up] = carry_along_flow(WarmStart.of(result), context).carried.mask
     entering = np.s_[:, -10:]  # 12 px entered; the flow's edge may round a column or two
     assert masks[1.0][entering].mean() > 0.9  # the repeated border, vouched for by both flows

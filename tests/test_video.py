@@ -258,14 +258,15 @@ def test_first_frame_of_a_shot_is_stylized_as_a_photo(embedded_weights, tubingen
 
 def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
     """A sequential run's key is pinned: a change makes every unfinished run start over, so it
-    changes only with `work_folder.SCHEMA`, when frames written earlier would not match new ones."""
+    changes only when frames written earlier would not match new ones: with `work_folder.SCHEMA`,
+    or with a default that makes other frames (the fill, `--fill patches`)."""
     from pipeline.work_folder import work_folder
 
     source, style = tmp_path / "in.mp4", tmp_path / "style.jpg"
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
     folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
-    assert folder == tmp_path / ".out.mp4.frames-df77d6509a47d3cc"
+    assert folder == tmp_path / ".out.mp4.frames-ff41157006943ef4"
     assert (
         work_folder(
             tmp_path / "out.mp4",
