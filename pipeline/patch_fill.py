@@ -15,12 +15,14 @@ BLOCK = 4  # px between patch centres; a patch is twice as wide
 MAX_SOURCES = 8192  # candidate patches compared per frame (a 1080p frame has 130 000)
 
 
-def patch_fill(result: np.ndarray, content: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def patch_fill(
+    result: np.ndarray, content: np.ndarray, mask: np.ndarray, device: torch.device | None = None
+) -> np.ndarray:
     """`result` (H x W x 3, the carried result) with its pixels where `mask` (H x W, 1: vouched
     for) is below 1 taken from its own vouched patches, matched by `content` (the frame's input).
-    Where nothing is vouched for, `content`."""
-    image, photo = _chw(result), _chw(content)
-    vouched = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]
+    Where nothing is vouched for, `content`. On `device` where given (a GPU's later frame)."""
+    image, photo = _chw(result, device), _chw(content, device)
+    vouched = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)[None, None]
     height, width = mask.shape
     rows, cols = height // BLOCK, width // BLOCK
     looks = _block_features(photo[:, :, : rows * BLOCK, : cols * BLOCK])
@@ -37,8 +39,9 @@ def patch_fill(result: np.ndarray, content: np.ndarray, mask: np.ndarray) -> np.
     return _blend(result, filled, mask)
 
 
-def _chw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+def _chw(image: np.ndarray, device: torch.device | None) -> torch.Tensor:
+    chw = torch.from_numpy(np.ascontiguousarray(image, np.float32)).permute(2, 0, 1)[None]
+    return chw.to(device)
 
 
 def _padded(image: torch.Tensor) -> torch.Tensor:
@@ -53,14 +56,14 @@ def _block_features(photo: torch.Tensor) -> torch.Tensor:
     return around[0].T  # blocks x 27, row-major like the pooled grid
 
 
-def _window() -> torch.Tensor:
-    ramp = torch.cat([torch.arange(1, BLOCK + 1), torch.arange(BLOCK, 0, -1)]).float()
+def _window(device: torch.device) -> torch.Tensor:
+    ramp = torch.cat([torch.arange(1, BLOCK + 1), torch.arange(BLOCK, 0, -1)]).float().to(device)
     return torch.outer(ramp, ramp)
 
 
 def _patch_pixels(blocks: torch.Tensor, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows and columns, in the padded image, of each block's patch (blocks x side x side)."""
-    offsets = torch.arange(2 * BLOCK)
+    offsets = torch.arange(2 * BLOCK, device=blocks.device)
     rows = (blocks // columns)[:, None, None] * BLOCK + offsets[None, :, None]
     cols = (blocks % columns)[:, None, None] * BLOCK + offsets[None, None, :]
     return torch.broadcast_tensors(rows, cols)
@@ -73,16 +76,16 @@ def _overlap_add(
     overlapping patches blended by the window. Blocks are numbered row by row over a grid
     `columns` blocks wide from the top left."""
     padded = _padded(image)[0].permute(1, 2, 0)  # rows x columns x 3
-    window = _window().expand(len(queries), -1, -1)
+    window = _window(image.device).expand(len(queries), -1, -1)
     summed = torch.zeros_like(padded)
-    total = torch.zeros(padded.shape[:2])
+    total = torch.zeros(padded.shape[:2], device=image.device)
     at = _patch_pixels(queries, columns)
     summed.index_put_(at, padded[_patch_pixels(nearest, columns)] * window[..., None], True)
     total.index_put_(at, window, accumulate=True)
     inner = slice(BLOCK // 2, -(BLOCK // 2))
     summed, total = summed[inner, inner], total[inner, inner, None]
     filled = torch.where(total > 0, summed / total.clamp(min=1e-8), padded[inner, inner])
-    return filled.numpy()
+    return filled.cpu().numpy()
 
 
 def _blend(result: np.ndarray, other: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -147,7 +147,8 @@ def fill_disocclusions(state: WarmStart, context: WarmContext) -> WarmStart:
     if fill == "warp":
         return replace(state, init=carried.image)
     if fill == "patches":
-        return replace(state, init=patch_fill(carried.image, context.content, carried.mask))
+        init = patch_fill(carried.image, context.content, carried.mask, context.warp_on)
+        return replace(state, init=init)
     mask = carried.mask[..., None]
     other = context.content if fill == "content" else 0.5 * (carried.image + context.content)
     return replace(state, init=mask * carried.image + (1 - mask) * other)

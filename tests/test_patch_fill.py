@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from pipeline.patch_fill import patch_fill
 from tests.test_catch_up import panned
@@ -86,3 +88,12 @@ def test_with_catch_up_what_enters_a_pan_starts_painted(tubingen):
         assert start.carried.mask[entering].max() == 0.0
         errors[fill] = float(np.abs(start.first_image[entering] - painted[entering]).mean())
     assert errors["patches"] < 0.5 * errors["content"], errors
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_fill_on_a_gpu_is_the_cpus(tubingen):
+    photo, painting = photo_and_painting(tubingen)
+    mask = np.ones(photo.shape[:2], np.float32)
+    mask[:, -36:], mask[50:90, 100:150] = 0, 0
+    on_gpu = patch_fill(painting, photo, mask, torch.device("cuda"))
+    np.testing.assert_allclose(on_gpu, patch_fill(painting, photo, mask), atol=1e-5)
