@@ -21,18 +21,18 @@ def patch_fill(
     """`result` (H x W x 3, the carried result) with its pixels where `mask` (H x W, 1: vouched
     for) is below 1 taken from its own vouched patches, matched by `content` (the frame's input).
     Where nothing is vouched for, `content`. On `device` where given (a GPU's later frame)."""
-    image, photo = _chw(result, device), _chw(content, device)
     vouched = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)[None, None]
     height, width = mask.shape
     rows, cols = height // BLOCK, width // BLOCK
-    looks = _block_features(photo[:, :, : rows * BLOCK, : cols * BLOCK])
     window_vouched = -F.max_pool2d(-_padded(vouched), 2 * BLOCK, BLOCK)[0, 0, :rows, :cols]
     sources = torch.nonzero(window_vouched.flatten() >= 1.0)[:, 0]
     queries = torch.nonzero(window_vouched.flatten() < 1.0)[:, 0]
-    if len(queries) == 0:
+    if len(queries) == 0:  # most frames of a still camera: nothing to move to the device or match
         return result
     if len(sources) == 0:
         return _blend(result, content, mask)
+    image, photo = _chw(result, device), _chw(content, device)
+    looks = _block_features(photo[:, :, : rows * BLOCK, : cols * BLOCK])
     sources = sources[:: -(-len(sources) // MAX_SOURCES)]  # an even subset, at most the cap
     nearest = sources[torch.cdist(looks[queries], looks[sources]).argmin(dim=1)]
     filled = _overlap_add(image, queries, nearest, cols)
