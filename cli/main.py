@@ -668,6 +668,12 @@ CatchUpOption = option(
     help="Fast motion: a later frame the flow cannot fully vouch for takes up to this many times"
     " its evaluations (try 3).",
 )
+PaintHolesOption = option(
+    int,
+    min=0,
+    help="Fast motion: evaluations spent first on each wide region the flow cannot carry (what"
+    " enters a fast pan), on a crop around it (0: off).",
+)
 CarryCurvatureOption = option(
     bool,
     "--carry-curvature/--no-carry-curvature",
@@ -714,6 +720,7 @@ def _video_options(
     temporal_frames: TemporalFramesOption = ",".join(map(str, VIDEO.temporal_frames)),
     evaluations_next: EvaluationsNextOption = VIDEO.evaluations_next,
     catch_up: CatchUpOption = VIDEO.catch_up,
+    paint_holes: PaintHolesOption = VIDEO.paint_holes,
     carry_curvature: CarryCurvatureOption = VIDEO.carry_curvature,
     restore_still: RestoreStillOption = VIDEO.restore_still,
     photo_check: PhotoCheckOption = VIDEO.photo_check,

@@ -22,6 +22,7 @@ import torch
 from pipeline.carried_state import CarriedState
 from pipeline.engine import Hold, Plan, Result, Stylizer
 from pipeline.flows_ahead import FlowsAhead, spare_cores
+from pipeline.hole_paint import paint_holes
 from pipeline.image_io import to_array, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import VideoSettings
@@ -110,14 +111,28 @@ class FrameStylizer:
             return self.finish(index, frame, result, None, None)
         start = time.perf_counter()
         before = PastFrame(index - 1, *previous)
-        reference = None
-        if self.video.hold_still > 0:
-            reference = self.state.reference_before(index, before)
+        hold = self.video.hold_still > 0
+        reference = self.state.reference_before(index, before) if hold else None
         warm, terms = self.warm_start(frame, index, before, content=content, reference=reference)
         flow_seconds = time.perf_counter() - start
+        # what its few evaluations cannot paint, painted first (--paint-holes)
+        paint = self.video.paint_holes if self.video.warm_start == "flow" else 0
+        init = paint_holes(
+            self.stylizer,
+            content,
+            warm.first_image,
+            warm.carried.mask,
+            terms,
+            paint,
+            self.on_device,
+        )
         curvature = self.state.curvature_before(index) if self.video.carry_curvature else None
         plan = self.later_plan(
-            warm.first_image, terms, curvature=curvature, hold=warm.hold, budgets=self.budgets(warm)
+            init,
+            terms,
+            curvature=curvature,
+            hold=warm.hold,
+            budgets=frame_budgets(warm, self.video),
         )
         result = self.stylizer.stylize(to_tensor(content), plan)
         return self.finish(index, frame, result, reference, warm, flow_seconds=flow_seconds)
@@ -162,13 +177,6 @@ class FrameStylizer:
         flows = self.flows.pair(frame, past.frame).in_half_precision()
         context = WarmContext(frame, content, past.frame, flows, self.video, warp_on=self.warp_on)
         return run_steps(self.past_steps, WarmStart.of(past.result), context).carried
-
-    def budgets(self, warm: WarmStart) -> float:
-        """How many later frames' budgets this one takes (--catch-up): more where the warm start
-        vouches for fewer pixels, whose start is the raw input or a guess."""
-        if self.video.catch_up <= 1 or self.video.warm_start != "flow":
-            return 1.0
-        return damage_budgets(1.0 - float(warm.carried.mask.mean()), self.video.catch_up)
 
     def later_plan(
         self,
@@ -216,6 +224,14 @@ class FrameStylizer:
             if held is not None:
                 stats["held"] = round(float(held.mean()), 4)
         return image, stats
+
+
+def frame_budgets(warm: WarmStart, video: VideoSettings) -> float:
+    """How many later frames' budgets this one takes (--catch-up): more where the warm start
+    vouches for fewer pixels, whose start is the raw input or a guess."""
+    if video.catch_up <= 1 or video.warm_start != "flow":
+        return 1.0
+    return damage_budgets(1.0 - float(warm.carried.mask.mean()), video.catch_up)
 
 
 def damage_budgets(unvouched: float, cap: float) -> float:

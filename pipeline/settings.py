@@ -291,6 +291,10 @@ class VideoSettings:
     # fast motion: a later frame takes up to this many times evaluations_next, one more budget per
     # DAMAGE_SHARE of its pixels the warm start cannot vouch for (1: a fixed budget)
     catch_up: float = 1.0
+    # fast motion: loss evaluations spent first on each wide region a later frame's warm start
+    # cannot vouch for (what enters a fast pan, what a large object uncovers), on a crop around it
+    # (0: off; hole_paint)
+    paint_holes: int = 16
     # a later frame's L-BFGS starts from frame t-1's curvature (never across a cut)
     carry_curvature: bool = True
     # a fixed camera: pixels whose content differs by less than this (mean RGB, 0-1) from when their
@@ -333,6 +337,7 @@ class VideoSettings:
             )
         _at_least("--evaluations-next", self.evaluations_next, 1, integer=True)
         _at_least("--catch-up", self.catch_up, 1)
+        _at_least("--paint-holes", self.paint_holes, 0, integer=True)
         _at_least("--passes", self.passes, 1, integer=True)
         _between("--hold-still", self.hold_still, 0, 1)
         _choice("--fill", self.fill, Fill)

@@ -69,6 +69,13 @@ RESTORE_LIGHT_LIMIT = 0.3
 # --catch-up: one more budget of evaluations per this share of a later frame's pixels the warm start
 # cannot vouch for (a fast pan's entering strip, a disocclusion); make bench-motion
 DAMAGE_SHARE = 0.02
+# --paint-holes: a region the warm start cannot vouch for is painted on its own crop when it is this
+# share of the frame's shorter side across everywhere (23 px at 256x144: a 24- or 36-px-a-frame
+# pan's strip; painted, a 12- and a 20-px one flickered 1.5-2x as much), with this share more
+# on each side for context, and no crop over LARGEST_HOLE of the frame (make bench-motion)
+HOLE_WIDTH = 0.15
+HOLE_MARGIN = 1 / 18
+LARGEST_HOLE = 0.5
 CARRIED_PAIRS = 5  # L-BFGS history pairs taken from frame t-1 (older ones describe older frames)
 # A later frame's state (its carried curvature, 250 MB at 1080p) is written at a checkpoint when
 # this share of the time since the last one pays for the last one's writing (carried_state); a

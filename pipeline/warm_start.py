@@ -26,6 +26,7 @@ import torch
 
 from pipeline import device_warp
 from pipeline.engine import Hold
+from pipeline.hole_paint import large_holes
 from pipeline.image_io import to_tensor
 from pipeline.patch_fill import patch_fill
 from pipeline.settings import VideoSettings
@@ -35,9 +36,9 @@ from pipeline.temporal import (
     FlowPair,
     Frame,
     carry,
+    in_view,
     looks_alike,
     photo_check,
-    seen_only,
     to_float,
 )
 from pipeline.tuning import (
@@ -90,16 +91,18 @@ Step = Callable[[WarmStart, WarmContext], WarmStart]
 
 
 def carry_along_flow(state: WarmStart, context: WarmContext) -> WarmStart:
-    """With --catch-up, what enters the picture is vouched for nowhere: the frame has the budget
-    to paint it, and the border the warp repeats there would otherwise hold it (a 36-px pan's
-    style 6.8x a cold frame's at --catch-up 4 against 2.3x; make bench-motion). Without, that
-    border is the better start for a later frame's few evaluations."""
+    """What enters the picture is vouched for nowhere where the frame has the budget to paint it:
+    with --catch-up, or where --paint-holes paints it (a strip wide enough: a fast pan). The
+    border the warp repeats there would otherwise hold it (a 36-px pan's style 6.8x a cold
+    frame's against 3.4x; make bench-motion). A slow pan's thin strip keeps that border: a better
+    start for a later frame's few evaluations than a fresh painting."""
     if context.warp_on is None:
         carried = carry(state.carried.image, context.flows)
     else:
         carried = device_warp.carry(state.carried.image, context.flows, context.warp_on)
-    if context.video.catch_up > 1:
-        carried = seen_only(carried, context.flows.backward)
+    video, seen = context.video, in_view(context.flows.backward)
+    if video.catch_up > 1 or (video.paint_holes > 0 and large_holes(seen < 1)):
+        carried = Carried(carried.image, carried.mask * seen)
     return replace(state, carried=carried)
 
 

