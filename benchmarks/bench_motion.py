@@ -5,7 +5,8 @@ of the undefined ones (occluded, out of view) that the forward-backward check le
 (recall), and milliseconds per flow pair (both directions). RAFT-small's row needs torchvision's
 weights (downloaded once); without a network it says so.
 
-Stylized: each video setting's (the default, --catch-up, --passes, --fill content) output warping
+Stylized: each video setting's (the default, --catch-up, --passes, --fill content,
+--paint-holes 0) output warping
 error as a ratio to the input's own, judged with the true flow (where it is defined) and with
 Farneback's (an estimator independent of DIS); seconds and evaluations per later frame (all
 passes); the last frame's style and content losses as ratios to a cold stylization of it (300
@@ -237,6 +238,7 @@ SETTINGS = {
     "--passes 2": {"passes": 2},
     "--passes 3": {"passes": 3},
     "--fill content": {"fill": "content"},
+    "--paint-holes 0": {"paint_holes": 0},
 }
 
 
