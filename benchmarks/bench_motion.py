@@ -5,12 +5,11 @@ of the undefined ones (occluded, out of view) that the forward-backward check le
 (recall), and milliseconds per flow pair (both directions). RAFT-small's row needs torchvision's
 weights (downloaded once); without a network it says so.
 
-Stylized: each video setting's (the default, --catch-up, --passes, --fill content,
---paint-holes 0) output warping
-error as a ratio to the input's own, judged with the true flow (where it is defined) and with
-Farneback's (an estimator independent of DIS); seconds and evaluations per later frame (all
-passes); the last frame's style and content losses as ratios to a cold stylization of it (300
-iterations).
+Stylized: each video setting's (the default, --catch-up, --passes, --fill content, --paint-holes
+0) output warping error as a ratio to the input's own, judged with the true flow (where it is
+defined) and with Farneback's (an estimator independent of DIS); seconds and evaluations per later
+frame (all passes; a painted hole's evaluations are not counted, its seconds are); the last
+frame's style and content losses as ratios to a cold stylization of it (300 iterations).
 
 Crops: why a moving camera's frames cannot keep a cold frame's style loss. A wider view of
 tubingen.jpg stylized cold, then 256x144 crops of it (what a pan keeps of the frame before, held
