@@ -89,6 +89,9 @@ class Plan:
     # bench-print). Scales up to the threshold start cold: with a full iteration budget, finding it
     # costs them little. False: every scale starts cold (the benchmark's and a test's comparison).
     carry_between_scales: bool = True
+    # the long side of the picture the content is a crop of (hole_paint): the style's scale
+    # follows the picture's, not the crop's (None: the content's own)
+    style_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.init is not None and self.scales is not None:
@@ -140,12 +143,13 @@ class Stylizer:
         """Activations at the layers in use, or at `only` of them (the pass stops there)."""
         return self.vgg(image.to(self.device).contiguous(memory_format=torch.channels_last), only)
 
-    def loss_terms(self, content: torch.Tensor, memory: MemoryPlan | None = None) -> list[Term]:
-        """The content, style and TV terms for one content image at its own size."""
-        s = self.settings
-        target = content_target(self.features, content, s.content_layer, memory)
-        grams = self.style_grams(max(content.shape[-2:]))
-        return gatys_terms(s, target, grams, self.layer_weights)
+    def loss_terms(
+        self, content: torch.Tensor, memory: MemoryPlan | None = None, style_side: int | None = None
+    ) -> list[Term]:
+        """The loss terms of a content image (`style_side`: of the picture it is a crop of)."""
+        target = content_target(self.features, content, self.settings.content_layer, memory)
+        grams = self.style_grams(style_side or max(content.shape[-2:]))
+        return gatys_terms(self.settings, target, grams, self.layer_weights)
 
     def evaluate(
         self, image: torch.Tensor, content: torch.Tensor, extra_terms: Sequence[Term] = ()
@@ -187,8 +191,7 @@ class Stylizer:
             total_evals += scale.evaluations
             # the next scale's first step takes this one's scale (its pairs are of another size)
             if not last:
-                following = ladder[run.scale]
-                carry = plan.carry_between_scales and max(following) > s.coarse_threshold
+                carry = plan.carry_between_scales and max(ladder[run.scale]) > s.coarse_threshold
                 curvature = curvature if carry else None
         if not losses:  # no evaluation ran (a budget of 0 iterations)
             losses = self.evaluate(image, content, plan.extra_terms)
@@ -213,7 +216,7 @@ class Stylizer:
         memory = self.memory_plan(*size)
         hold = plan.hold.to(self.device) if plan.hold is not None else None
         terms = [
-            *self.loss_terms(resize_image(content, size), memory),
+            *self.loss_terms(resize_image(content, size), memory, plan.style_side),
             *(term.to(self.device) for term in extra),
         ]
         optimization = ScaleOptimization(

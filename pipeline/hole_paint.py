@@ -89,8 +89,8 @@ def paint_holes(
 ) -> np.ndarray:
     """`init` (H x W x 3, a later frame's first image) with each large hole of `mask` (H x W,
     1: vouched for) painted by `evaluations` loss evaluations on its box of `content`, with
-    `terms` (the frame's temporal term) cropped to it. Vouched pixels keep `init`. None with
-    `evaluations` 0."""
+    `terms` (the frame's temporal term) cropped to it. Vouched pixels keep `init`; all of them
+    with `evaluations` 0."""
     if evaluations <= 0:
         return init
     painted, (height, width) = init, mask.shape
@@ -104,6 +104,7 @@ def paint_holes(
             evaluations=evaluations,
             extra_terms=tuple(cropped(term, box) for term in terms),
             on_device=on_device,
+            style_side=max(height, width),  # strokes of the frame's size, not the crop's
         )
         crop = to_array(stylizer.stylize(to_tensor(box.of(content)), plan).image)
         free = 1.0 - box.of(mask)[..., None]

@@ -1,6 +1,7 @@
 """Painted patches for what the flow cannot carry (--fill patches, the default): each unvouched
 block of a later frame starts from the carried result's patch whose input looks most alike, so
-what a moving object uncovers (and, with --catch-up, what enters the picture) starts with the
+what a moving object uncovers (and what enters the picture where it is vouched for nowhere: a
+fast pan's wide strip, or with --catch-up) starts with the
 painting's strokes instead of the bare photo, which a later frame's few evaluations do not paint.
 The patches overlap by half and are blended with a triangular window: no seams at the blocks'
 edges."""

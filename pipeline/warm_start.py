@@ -91,11 +91,11 @@ Step = Callable[[WarmStart, WarmContext], WarmStart]
 
 
 def carry_along_flow(state: WarmStart, context: WarmContext) -> WarmStart:
-    """What enters the picture is vouched for nowhere where the frame has the budget to paint it:
-    with --catch-up, or where --paint-holes paints it (a strip wide enough: a fast pan). The
-    border the warp repeats there would otherwise hold it (a 36-px pan's style 6.8x a cold
-    frame's against 3.4x; make bench-motion). A slow pan's thin strip keeps that border: a better
-    start for a later frame's few evaluations than a fresh painting."""
+    """What entered the picture is vouched for nowhere where the frame has the budget to paint
+    it: with --catch-up, or with --paint-holes where a wide strip of it entered (a fast pan,
+    which `hole_paint` paints). The border the warp repeats there would otherwise hold it (a
+    36-px pan's style 6.8x a cold frame's; make bench-motion). A slow pan's thin strip keeps that
+    border: a better start for a later frame's few evaluations than a fresh painting."""
     if context.warp_on is None:
         carried = carry(state.carried.image, context.flows)
     else:

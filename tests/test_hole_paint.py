@@ -7,10 +7,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from pipeline.engine import Plan, Stylizer
 from pipeline.frames import FrameStylizer, stylize_frames
-from pipeline.hole_paint import Box, hole_width, large_holes, paint_holes
+from pipeline.hole_paint import Box, cropped, hole_width, large_holes, paint_holes
 from pipeline.image_io import load_rgb, to_tensor
 from pipeline.losses import TemporalLoss, Term
 from pipeline.settings import StyleSettings, VideoSettings
@@ -50,6 +51,20 @@ def test_a_box_grows_to_what_vgg_can_see_inside_the_frame():
     assert Box(10, 14, 0, 60).grown_to(16, 144, 256) == Box(4, 20, 0, 60)
     assert Box(140, 144, 250, 256).grown_to(16, 144, 256) == Box(128, 144, 240, 256)
     assert Box(0, 144, 0, 256).grown_to(16, 144, 256) == Box(0, 144, 0, 256)
+
+
+def test_a_cropped_temporal_term_weighs_the_same_pixels():
+    rng = np.random.default_rng(3)
+    target, mask = (
+        torch.from_numpy(rng.random(shape, np.float32))
+        for shape in ((1, 3, 40, 60), (1, 1, 40, 60))
+    )
+    term, box = Term("temporal", TemporalLoss(target, mask), 1e4), Box(5, 25, 30, 52)
+    image = target.clone()
+    image[..., 5:25, 30:52] += torch.from_numpy(rng.random((1, 3, 20, 22), np.float32))
+    whole = float(term(image, {})) * 40 * 60
+    part = float(cropped(term, box)(image[..., 5:25, 30:52], {})) * box.area
+    assert part == pytest.approx(whole, rel=1e-5) and whole > 0
 
 
 @pytest.fixture
@@ -116,6 +131,7 @@ def painted_crops(tmp_path, stylizer, frames, monkeypatch, **video) -> list[tupl
     def spy(self, content, plan, callback=None):
         if content.shape[-2:] != frames[0].shape[:2]:
             crops.append(tuple(content.shape[-2:]))
+            assert plan.style_side == max(frames[0].shape[:2])  # the frame's strokes
         return real(self, content, plan, callback)
 
     monkeypatch.setattr(Stylizer, "stylize", spy)
