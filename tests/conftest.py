@@ -83,15 +83,20 @@ def panning_frames() -> list:
     return [np.ascontiguousarray(photo[:, 3 * i : 3 * i + 64]) for i in range(PANNED_FRAMES)]
 
 
-@pytest.fixture(scope="session")
-def tiny_stylizer(embedded_weights):
-    """64 px, 4 iterations, fp32 on the CPU: frames in a fraction of a second."""
+def small_stylizer(size: int, weights: VGGWeights):
+    """`size` px, 4 iterations, fp32 on the CPU, starry_night.jpg."""
     from pipeline.engine import Stylizer
     from pipeline.image_io import load_rgb
     from pipeline.settings import StyleSettings
 
-    settings = StyleSettings(size=64, iterations=4, precision="fp32", device="cpu")
-    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], embedded_weights)
+    settings = StyleSettings(size=size, iterations=4, precision="fp32", device="cpu")
+    return Stylizer(settings, [load_rgb(data_file("styles/starry_night.jpg"))], weights)
+
+
+@pytest.fixture(scope="session")
+def tiny_stylizer(embedded_weights):
+    """64 px: frames in a fraction of a second."""
+    return small_stylizer(64, embedded_weights)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 import pipeline.frames
 from pipeline.engine import Plan, Stylizer
 from pipeline.frames import damage_budgets
-from pipeline.image_io import load_rgb
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import VideoSettings
 from pipeline.tuning import DAMAGE_SHARE
+from tests.conftest import small_stylizer
 from tests.test_long_term import resumed_after_kill
 
 BASE = dict(iterations_next=4, evaluations_next=4, scene_threshold=1.0, paint_holes=0)
@@ -42,12 +42,8 @@ def crossing(step: int, frames: int = 5) -> list[np.ndarray]:
 
 
 @pytest.fixture
-def stylizer(embedded_weights, starry_night) -> Stylizer:
-    return Stylizer(
-        StyleSettings(size=64, iterations=4, precision="fp32", device="cpu"),
-        [load_rgb(starry_night)],
-        embedded_weights,
-    )
+def stylizer(embedded_weights) -> Stylizer:
+    return small_stylizer(64, embedded_weights)
 
 
 def later_budgets(tmp_path, stylizer, frames, monkeypatch, **video) -> list[int]:
@@ -94,7 +90,7 @@ def panned(photo: np.ndarray, step: int, frames: int = 2) -> list[np.ndarray]:
 
 
 def test_with_catch_up_what_enters_the_picture_is_vouched_for_nowhere(tubingen):
-    from pipeline.temporal import Frame, FlowEstimator
+    from pipeline.temporal import FlowEstimator, Frame
     from pipeline.warm_start import WarmContext, WarmStart, carry_along_flow
 
     photo = cv2.resize(cv2.cvtColor(cv2.imread(str(tubingen)), cv2.COLOR_BGR2RGB), (160, 120))

@@ -12,12 +12,13 @@ import torch
 from pipeline.engine import Plan, Stylizer
 from pipeline.frames import FrameStylizer, stylize_frames
 from pipeline.hole_paint import Box, cropped, hole_width, large_holes, paint_holes
-from pipeline.image_io import load_rgb, to_tensor
+from pipeline.image_io import to_tensor
 from pipeline.losses import TemporalLoss, Term
-from pipeline.settings import StyleSettings, VideoSettings
+from pipeline.settings import VideoSettings
 from pipeline.temporal import FlowEstimator, Frame
 from pipeline.tuning import HOLE_MARGIN, LARGEST_HOLE
 from pipeline.warm_start import WarmContext, WarmStart, carry_along_flow
+from tests.conftest import small_stylizer
 from tests.test_long_term import resumed_after_kill
 
 
@@ -68,12 +69,8 @@ def test_a_cropped_temporal_term_weighs_the_same_pixels():
 
 
 @pytest.fixture
-def stylizer(embedded_weights, starry_night) -> Stylizer:
-    return Stylizer(
-        StyleSettings(size=128, iterations=4, precision="fp32", device="cpu"),
-        [load_rgb(starry_night)],
-        embedded_weights,
-    )
+def stylizer(embedded_weights) -> Stylizer:
+    return small_stylizer(128, embedded_weights)
 
 
 def style_of(stylizer: Stylizer, image: np.ndarray, content: np.ndarray) -> float:
