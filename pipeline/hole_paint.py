@@ -93,9 +93,10 @@ def paint_holes(
     with `evaluations` 0."""
     if evaluations <= 0:
         return init
-    painted, (height, width) = init, mask.shape
-    side = smallest_side(stylizer.settings)
-    for box in large_holes(mask < 0.5):
+    (height, width), side = mask.shape, smallest_side(stylizer.settings)
+    holes = large_holes(mask < 0.5)
+    painted = init.copy() if holes else init  # the caller's start stays as it was
+    for box in holes:
         box = box.grown_to(side, height, width)
         plan = Plan(
             init=to_tensor(box.of(painted)),
@@ -108,7 +109,6 @@ def paint_holes(
         )
         crop = to_array(stylizer.stylize(to_tensor(box.of(content)), plan).image)
         free = 1.0 - box.of(mask)[..., None]
-        painted = painted.copy()
         region = painted[box.top : box.bottom, box.left : box.right]
         region[...] = free * crop + (1.0 - free) * region
     return painted
